@@ -1,0 +1,16 @@
+//! mailroom's HTTP API: the axum router, authentication, request decoding, the JSON error
+//! body, the OpenAPI document and the operational endpoints.
+
+mod auth;
+mod docs_page;
+pub mod error;
+mod extract;
+mod middleware;
+pub mod openapi;
+mod pagination;
+mod routes;
+mod state;
+pub mod telemetry;
+
+pub use routes::router;
+pub use state::{ApiConfig, AppState};

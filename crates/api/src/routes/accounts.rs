@@ -1,0 +1,467 @@
+//! `/api/v1/accounts`: link, list, show, reconnect and delete mailboxes.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::fields::Fields;
+use crate::auth::Caller;
+use crate::error::{ErrorBody, Result, err};
+use crate::extract::{JsonObject, QueryPairs};
+use crate::pagination::{ListEnvelope, Page};
+use crate::state::AppState;
+use mailroom_core::account::{AccountType, ImapEncryption, MailSettings, SourceStatus, TlsMode};
+use mailroom_core::cursor::Position;
+use mailroom_core::id::{looks_like_id, new_id};
+use mailroom_core::time_fmt::format_ms;
+use mailroom_core::{ApiError, ErrorKind};
+use mailroom_engine::connect::verify_mail;
+use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
+
+// ---- response shapes -------------------------------------------------------------------
+
+/// A linked mailbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    /// Always `Account`.
+    #[schema(example = "Account")]
+    pub object: &'static str,
+    #[serde(rename = "type")]
+    pub type_: AccountType,
+    pub id: String,
+    /// The mailbox address (or the name given at link time).
+    pub name: String,
+    /// `YYYY-MM-DDTHH:MM:SS.sssZ`.
+    pub created_at: String,
+    pub connection_params: ConnectionParamsView,
+    pub groups: Vec<String>,
+    pub sources: Vec<SourceView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionParamsView {
+    pub mail: MailParamsView,
+}
+
+/// IMAP/SMTP settings of a `MAIL` account; never any secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MailParamsView {
+    pub imap_host: String,
+    pub imap_port: u16,
+    pub imap_user: String,
+    pub imap_encryption: ImapEncryption,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_user: String,
+}
+
+/// Health of one source of the account; mail accounts have one, `<id>_MAILS`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceView {
+    pub id: String,
+    pub status: SourceStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountCreated {
+    #[schema(example = "AccountCreated")]
+    pub object: &'static str,
+    pub account_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountReconnected {
+    #[schema(example = "AccountReconnected")]
+    pub object: &'static str,
+    pub account_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDeleted {
+    #[schema(example = "AccountDeleted")]
+    pub object: &'static str,
+}
+
+/// Body of `POST /accounts` for an IMAP/SMTP mailbox (`provider: "MAIL"`).
+#[allow(dead_code)] // documents the body; requests are read field by field for precise errors
+#[derive(Debug, ToSchema)]
+pub struct ConnectMailAccount {
+    #[schema(example = "MAIL")]
+    provider: String,
+    imap_host: String,
+    imap_port: u16,
+    imap_user: String,
+    imap_password: String,
+    /// `tls` / `ssl` (implicit TLS), `starttls`, or `default` (implicit TLS on 993, STARTTLS elsewhere).
+    imap_encryption: ImapEncryption,
+    smtp_host: String,
+    /// 465 means implicit TLS; any other port uses STARTTLS (plaintext AUTH is never used).
+    smtp_port: u16,
+    smtp_user: String,
+    smtp_password: String,
+    /// Optional override of the SMTP TLS mode: `implicit` or `starttls`.
+    smtp_encryption: Option<String>,
+}
+
+/// Body of `POST /accounts/{id}`: new passwords (and optionally changed settings); fields
+/// left out keep their stored values. Everything is verified again before it is saved.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct ReconnectMailAccount {
+    provider: Option<String>,
+    imap_password: Option<String>,
+    smtp_password: Option<String>,
+    imap_host: Option<String>,
+    imap_port: Option<u16>,
+    imap_user: Option<String>,
+    imap_encryption: Option<ImapEncryption>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_user: Option<String>,
+}
+
+fn view(a: &Account) -> Result<AccountView> {
+    let settings: MailSettings = serde_json::from_value(a.settings.clone()).map_err(|e| {
+        ApiError::unexpected(format!("account {} has unreadable settings: {e}", a.id))
+    })?;
+    Ok(AccountView {
+        object: "Account",
+        type_: a.account_type,
+        id: a.id.clone(),
+        name: a.name.clone(),
+        created_at: format_ms(a.created_at),
+        connection_params: ConnectionParamsView {
+            mail: MailParamsView {
+                imap_host: settings.imap_host,
+                imap_port: settings.imap_port,
+                imap_user: settings.imap_user,
+                imap_encryption: settings.imap_encryption,
+                smtp_host: settings.smtp_host,
+                smtp_port: settings.smtp_port,
+                smtp_user: settings.smtp_user,
+            },
+        },
+        groups: vec![],
+        sources: vec![SourceView {
+            id: format!("{}_MAILS", a.id),
+            status: a.status,
+        }],
+    })
+}
+
+async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Account> {
+    let not_found = || {
+        err(
+            ErrorKind::ResourceNotFound,
+            format!("account {id} not found"),
+        )
+    };
+    if !looks_like_id(id) {
+        return Err(not_found());
+    }
+    accounts::get(state.store(), caller.workspace(), id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+// ---- request parsing ----------------------------------------------------------------------
+
+fn parse_encryption(f: &Fields<'_>) -> Result<Option<ImapEncryption>> {
+    match f.str_opt("imap_encryption")? {
+        None => Ok(None),
+        Some(s) => ImapEncryption::parse(&s).map(Some).ok_or_else(|| {
+            err(
+                ErrorKind::InvalidParameters,
+                format!("imap_encryption must be one of tls, ssl, starttls, default; got `{s}`"),
+            )
+        }),
+    }
+}
+
+fn parse_smtp_encryption(f: &Fields<'_>) -> Result<Option<TlsMode>> {
+    match f
+        .str_opt("smtp_encryption")?
+        .map(|s| s.to_ascii_lowercase())
+    {
+        None => Ok(None),
+        Some(s) if s == "implicit" || s == "tls" || s == "ssl" => Ok(Some(TlsMode::Implicit)),
+        Some(s) if s == "starttls" => Ok(Some(TlsMode::Starttls)),
+        Some(s) => Err(err(
+            ErrorKind::InvalidParameters,
+            format!("smtp_encryption must be implicit (also tls, ssl) or starttls; got `{s}`"),
+        )),
+    }
+}
+
+fn parse_new_mail(f: &Fields<'_>) -> Result<(MailSettings, Credentials)> {
+    let settings = MailSettings {
+        imap_host: f.host_req("imap_host")?,
+        imap_port: f.port_req("imap_port")?,
+        imap_user: f.str_req("imap_user")?,
+        imap_encryption: parse_encryption(f)?.unwrap_or(ImapEncryption::Default),
+        smtp_host: f.host_req("smtp_host")?,
+        smtp_port: f.port_req("smtp_port")?,
+        smtp_user: f.str_req("smtp_user")?,
+        smtp_encryption: parse_smtp_encryption(f)?,
+    };
+    let credentials = Credentials::Mail {
+        imap_password: f.secret_req("imap_password")?,
+        smtp_password: f.secret_req("smtp_password")?,
+    };
+    Ok((settings, credentials))
+}
+
+fn provider_of(f: &Fields<'_>) -> Result<Option<AccountType>> {
+    match f.str_opt("provider")? {
+        None => Ok(None),
+        Some(p) => match p.as_str() {
+            "MAIL" => Ok(Some(AccountType::Mail)),
+            "GOOGLE_OAUTH" | "OUTLOOK" => Err(err(
+                ErrorKind::InvalidParameters,
+                format!(
+                    "provider {p} is not supported by this server yet; link IMAP/SMTP mailboxes with provider MAIL"
+                ),
+            )),
+            other => Err(err(
+                ErrorKind::InvalidParameters,
+                format!("provider must be MAIL, GOOGLE_OAUTH or OUTLOOK; got `{other}`"),
+            )),
+        },
+    }
+}
+
+// ---- handlers -----------------------------------------------------------------------------
+
+/// List the workspace's accounts, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/accounts", tag = "Accounts",
+    params(
+        ("limit" = Option<u32>, Query, description = "Page size, 1–250 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "Cursor of the next page; when given, other parameters are ignored"),
+    ),
+    responses(
+        (status = 200, description = "A page of accounts", body = inline(ListEnvelope<AccountView>)),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: QueryPairs,
+) -> Result<Json<ListEnvelope<AccountView>>> {
+    let page = Page::from_query(&query)?;
+    let rows = accounts::list(
+        state.store(),
+        caller.workspace(),
+        page.after.as_ref(),
+        page.fetch_limit(),
+    )
+    .await?;
+    let (rows, cursor) = page.finish(rows, |a| Position {
+        last_id: a.id.clone(),
+        last_date: a.created_at,
+    });
+    let items = rows.iter().map(view).collect::<Result<Vec<_>>>()?;
+    Ok(Json(ListEnvelope {
+        object: "AccountList",
+        items,
+        cursor,
+    }))
+}
+
+/// Link a mailbox. For `MAIL`, mailroom logs in to IMAP and authenticates to SMTP before
+/// anything is saved; the passwords are sealed and never returned.
+#[utoipa::path(
+    post, path = "/api/v1/accounts", tag = "Accounts",
+    request_body = ConnectMailAccount,
+    responses(
+        (status = 201, description = "Linked", body = AccountCreated),
+        (status = 400, description = "Missing or invalid field", body = ErrorBody),
+        (status = 401, description = "`errors/invalid_credentials`, `errors/invalid_imap_configuration` or `errors/invalid_smtp_configuration` (with `connectionParams`), or a bad API key", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<AccountCreated>)> {
+    let f = Fields(&body);
+    match provider_of(&f)? {
+        Some(AccountType::Mail) => {}
+        Some(_) => unreachable!("provider_of only returns MAIL"),
+        None => return Err(err(ErrorKind::MissingParameters, "provider is required")),
+    }
+    let (settings, credentials) = parse_new_mail(&f)?;
+    let Credentials::Mail {
+        imap_password,
+        smtp_password,
+    } = &credentials;
+    verify_mail(&settings, imap_password, smtp_password, &state.engine.net).await?;
+
+    let id = new_id();
+    let settings_json =
+        serde_json::to_value(&settings).map_err(|e| ApiError::unexpected(e.to_string()))?;
+    accounts::create(
+        state.store(),
+        state.vault(),
+        NewAccount {
+            id: &id,
+            workspace_id: caller.workspace(),
+            account_type: AccountType::Mail,
+            name: &settings.imap_user,
+            status: SourceStatus::Ok,
+            settings: &settings_json,
+            credentials: &credentials,
+            now_ms: state.clock().now_ms(),
+        },
+    )
+    .await?;
+    tracing::info!(account_id = %id, "account linked");
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountCreated {
+            object: "AccountCreated",
+            account_id: id,
+        }),
+    ))
+}
+
+/// One account with its source status.
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account_id}", tag = "Accounts",
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = AccountView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn get_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+) -> Result<Json<AccountView>> {
+    let account = find(&state, &caller, &account_id).await?;
+    Ok(Json(view(&account)?))
+}
+
+/// Reconnect: new passwords (and optionally changed settings), verified before saving.
+#[utoipa::path(
+    post, path = "/api/v1/accounts/{account_id}", tag = "Accounts",
+    params(("account_id" = String, Path)),
+    request_body = ReconnectMailAccount,
+    responses(
+        (status = 200, body = AccountReconnected),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn reconnect_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<AccountReconnected>> {
+    let account = find(&state, &caller, &account_id).await?;
+    let f = Fields(&body);
+    provider_of(&f)?;
+    // The SDK echoes account_id in the body; a different one is a client mistake.
+    if let Some(body_id) = f.str_opt("account_id")?
+        && body_id != account.id
+    {
+        return Err(err(
+            ErrorKind::InvalidParameters,
+            "account_id in the body differs from the one in the path",
+        ));
+    }
+    let stored: MailSettings = serde_json::from_value(account.settings.clone())
+        .map_err(|e| ApiError::unexpected(format!("account settings: {e}")))?;
+    let settings = MailSettings {
+        imap_host: f.host_opt("imap_host")?.unwrap_or(stored.imap_host),
+        imap_port: f.port_opt("imap_port")?.unwrap_or(stored.imap_port),
+        imap_user: f.str_opt("imap_user")?.unwrap_or(stored.imap_user),
+        imap_encryption: parse_encryption(&f)?.unwrap_or(stored.imap_encryption),
+        smtp_host: f.host_opt("smtp_host")?.unwrap_or(stored.smtp_host),
+        smtp_port: f.port_opt("smtp_port")?.unwrap_or(stored.smtp_port),
+        smtp_user: f.str_opt("smtp_user")?.unwrap_or(stored.smtp_user),
+        smtp_encryption: parse_smtp_encryption(&f)?.or(stored.smtp_encryption),
+    };
+    let new_imap = f.secret_opt("imap_password")?;
+    let new_smtp = f.secret_opt("smtp_password")?;
+    if new_imap.is_none() && new_smtp.is_none() {
+        return Err(err(
+            ErrorKind::MissingParameters,
+            "imap_password or smtp_password is required to reconnect",
+        ));
+    }
+    let old = accounts::credentials(state.store(), state.vault(), &account.id)
+        .await?
+        .ok_or_else(|| {
+            err(
+                ErrorKind::ResourceNotFound,
+                format!("account {account_id} not found"),
+            )
+        })?;
+    let Credentials::Mail {
+        imap_password: old_imap,
+        smtp_password: old_smtp,
+    } = old;
+    let credentials = Credentials::Mail {
+        imap_password: new_imap.unwrap_or(old_imap),
+        smtp_password: new_smtp.unwrap_or(old_smtp),
+    };
+    let Credentials::Mail {
+        imap_password,
+        smtp_password,
+    } = &credentials;
+    verify_mail(&settings, imap_password, smtp_password, &state.engine.net).await?;
+
+    let settings_json = json!(settings);
+    let updated = accounts::reconnect(
+        state.store(),
+        state.vault(),
+        &account,
+        &settings_json,
+        &credentials,
+        state.clock().now_ms(),
+    )
+    .await?;
+    if !updated {
+        return Err(err(
+            ErrorKind::ResourceNotFound,
+            format!("account {account_id} not found"),
+        ));
+    }
+    tracing::info!(account_id = %account.id, "account reconnected");
+    Ok(Json(AccountReconnected {
+        object: "AccountReconnected",
+        account_id: account.id,
+    }))
+}
+
+/// Unlink a mailbox; its sealed credentials are deleted with it.
+#[utoipa::path(
+    delete, path = "/api/v1/accounts/{account_id}", tag = "Accounts",
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = AccountDeleted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn delete_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+) -> Result<Json<AccountDeleted>> {
+    let account = find(&state, &caller, &account_id).await?;
+    if !accounts::delete(state.store(), caller.workspace(), &account.id).await? {
+        return Err(err(
+            ErrorKind::ResourceNotFound,
+            format!("account {account_id} not found"),
+        ));
+    }
+    tracing::info!(account_id = %account.id, "account deleted");
+    Ok(Json(AccountDeleted {
+        object: "AccountDeleted",
+    }))
+}

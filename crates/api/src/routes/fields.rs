@@ -1,0 +1,105 @@
+//! Reading fields out of a JSON object body with precise errors: a missing field is
+//! `errors/missing_parameters`, a wrong one `errors/invalid_parameters`, each naming it.
+
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, err};
+use mailroom_core::ErrorKind;
+
+pub struct Fields<'a>(pub &'a Map<String, Value>);
+
+fn missing(name: &str) -> Error {
+    err(ErrorKind::MissingParameters, format!("{name} is required"))
+}
+
+fn invalid(name: &str, what: &str) -> Error {
+    err(
+        ErrorKind::InvalidParameters,
+        format!("{name} must be {what}"),
+    )
+}
+
+/// No control characters: they would let a value smuggle protocol commands.
+fn clean(name: &str, s: &str) -> Result<(), Error> {
+    if s.chars().any(|c| c.is_control()) {
+        Err(invalid(name, "free of control characters (CR, LF, NUL, …)"))
+    } else {
+        Ok(())
+    }
+}
+
+impl Fields<'_> {
+    pub fn str_opt(&self, name: &str) -> Result<Option<String>, Error> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(invalid(name, "a non-empty string"))
+            }
+            Some(Value::String(s)) => {
+                clean(name, s)?;
+                Ok(Some(s.trim().to_owned()))
+            }
+            Some(_) => Err(invalid(name, "a string")),
+        }
+    }
+
+    pub fn str_req(&self, name: &str) -> Result<String, Error> {
+        self.str_opt(name)?.ok_or_else(|| missing(name))
+    }
+
+    /// A secret is taken verbatim (spaces are significant in passwords).
+    pub fn secret_opt(&self, name: &str) -> Result<Option<SecretString>, Error> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Err(invalid(name, "a non-empty string")),
+            Some(Value::String(s)) => {
+                clean(name, s)?;
+                Ok(Some(SecretString::from(s.clone())))
+            }
+            Some(_) => Err(invalid(name, "a string")),
+        }
+    }
+
+    pub fn secret_req(&self, name: &str) -> Result<SecretString, Error> {
+        self.secret_opt(name)?.ok_or_else(|| missing(name))
+    }
+
+    /// A TCP port, as a JSON number or a numeric string.
+    pub fn port_opt(&self, name: &str) -> Result<Option<u16>, Error> {
+        let what = "an integer from 1 to 65535";
+        let n = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(_) => None,
+        };
+        match n {
+            Some(n @ 1..=65535) => Ok(Some(n as u16)),
+            _ => Err(invalid(name, what)),
+        }
+    }
+
+    pub fn port_req(&self, name: &str) -> Result<u16, Error> {
+        self.port_opt(name)?.ok_or_else(|| missing(name))
+    }
+
+    /// A host name or IP literal.
+    pub fn host_opt(&self, name: &str) -> Result<Option<String>, Error> {
+        let Some(h) = self.str_opt(name)? else {
+            return Ok(None);
+        };
+        let ok = h.len() <= 253
+            && h.chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+        if ok {
+            Ok(Some(h))
+        } else {
+            Err(invalid(name, "a host name or IP address"))
+        }
+    }
+
+    pub fn host_req(&self, name: &str) -> Result<String, Error> {
+        self.host_opt(name)?.ok_or_else(|| missing(name))
+    }
+}

@@ -1,0 +1,72 @@
+//! The router: `/api/v1/*` behind the API key, operational routes outside it.
+
+mod accounts;
+mod fields;
+mod ops;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::HeaderName;
+use axum::response::IntoResponse;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::err;
+use crate::state::AppState;
+use crate::{auth, middleware, openapi};
+use mailroom_core::ErrorKind;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, spec) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(accounts::list_accounts, accounts::create_account))
+        .routes(routes!(
+            accounts::get_account,
+            accounts::reconnect_account,
+            accounts::delete_account
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+        .split_for_parts();
+    let ops = ops::router(spec);
+    let body_limit = state.config.body_limit;
+
+    Router::new()
+        .merge(api)
+        .merge(ops)
+        .fallback(|uri: axum::http::Uri| async move {
+            err(ErrorKind::ResourceNotFound, format!("no route {}", uri.path())).into_response()
+        })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            err(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path())).into_response()
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(axum::middleware::from_fn(middleware::error_instance))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("a request handler panicked");
+            err(ErrorKind::UnexpectedError, "an internal error occurred; it has been logged").into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let request_id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id, key_id = tracing::field::Empty)
+            }),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([HeaderName::from_static(auth::API_KEY_HEADER)]))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, middleware::MakeId))
+}

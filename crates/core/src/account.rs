@@ -1,0 +1,193 @@
+//! Account types as the API shows them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The provider behind an account (`type` in the Account object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum AccountType {
+    #[serde(rename = "MAIL")]
+    Mail,
+    #[serde(rename = "GOOGLE_OAUTH")]
+    GoogleOauth,
+    #[serde(rename = "OUTLOOK")]
+    Outlook,
+}
+
+impl AccountType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountType::Mail => "MAIL",
+            AccountType::GoogleOauth => "GOOGLE_OAUTH",
+            AccountType::Outlook => "OUTLOOK",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "MAIL" => Some(AccountType::Mail),
+            "GOOGLE_OAUTH" => Some(AccountType::GoogleOauth),
+            "OUTLOOK" => Some(AccountType::Outlook),
+            _ => None,
+        }
+    }
+}
+
+/// Health of an account's mail source (`sources[].status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SourceStatus {
+    Ok,
+    Stopped,
+    Error,
+    Credentials,
+    Permissions,
+    Connecting,
+}
+
+impl SourceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceStatus::Ok => "OK",
+            SourceStatus::Stopped => "STOPPED",
+            SourceStatus::Error => "ERROR",
+            SourceStatus::Credentials => "CREDENTIALS",
+            SourceStatus::Permissions => "PERMISSIONS",
+            SourceStatus::Connecting => "CONNECTING",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            SourceStatus::Ok,
+            SourceStatus::Stopped,
+            SourceStatus::Error,
+            SourceStatus::Credentials,
+            SourceStatus::Permissions,
+            SourceStatus::Connecting,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// How to reach an IMAP server. `Tls` and `Ssl` both mean implicit TLS (port 993 style);
+/// `Default` picks implicit TLS on 993 and STARTTLS elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapEncryption {
+    Tls,
+    Ssl,
+    Starttls,
+    Default,
+}
+
+impl ImapEncryption {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "tls" => Some(Self::Tls),
+            "ssl" => Some(Self::Ssl),
+            "starttls" => Some(Self::Starttls),
+            "default" | "" => Some(Self::Default),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls => "tls",
+            Self::Ssl => "ssl",
+            Self::Starttls => "starttls",
+            Self::Default => "default",
+        }
+    }
+
+    /// The transport actually used on `port`.
+    pub fn resolve(self, port: u16) -> TlsMode {
+        match self {
+            Self::Tls | Self::Ssl => TlsMode::Implicit,
+            Self::Starttls => TlsMode::Starttls,
+            Self::Default if port == 993 => TlsMode::Implicit,
+            Self::Default => TlsMode::Starttls,
+        }
+    }
+}
+
+/// The wire-level TLS mode of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Implicit,
+    /// Plain connect, then STARTTLS before authenticating (IMAP 143, submission 587).
+    Starttls,
+}
+
+impl TlsMode {
+    /// SMTP has no encryption field in the Unipile contract: 465 is implicit TLS, anything
+    /// else is STARTTLS (never plaintext authentication).
+    pub fn smtp_for_port(port: u16) -> Self {
+        if port == 465 {
+            Self::Implicit
+        } else {
+            Self::Starttls
+        }
+    }
+}
+
+/// IMAP and SMTP settings of a `MAIL` account (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailSettings {
+    pub imap_host: String,
+    pub imap_port: u16,
+    pub imap_user: String,
+    pub imap_encryption: ImapEncryption,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_user: String,
+    /// Our extension; when absent the port decides (see [`TlsMode::smtp_for_port`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_encryption: Option<TlsMode>,
+}
+
+impl MailSettings {
+    pub fn imap_tls(&self) -> TlsMode {
+        self.imap_encryption.resolve(self.imap_port)
+    }
+
+    pub fn smtp_tls(&self) -> TlsMode {
+        self.smtp_encryption
+            .unwrap_or_else(|| TlsMode::smtp_for_port(self.smtp_port))
+    }
+
+    pub fn connection_params(&self) -> crate::error::ConnectionParams {
+        crate::error::ConnectionParams {
+            imap_host: self.imap_host.clone(),
+            imap_encryption: self.imap_encryption.as_str().to_owned(),
+            imap_port: self.imap_port,
+            imap_user: self.imap_user.clone(),
+            smtp_host: self.smtp_host.clone(),
+            smtp_port: self.smtp_port,
+            smtp_user: self.smtp_user.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encryption_resolves_by_port_when_default() {
+        assert_eq!(ImapEncryption::Default.resolve(993), TlsMode::Implicit);
+        assert_eq!(ImapEncryption::Default.resolve(143), TlsMode::Starttls);
+        assert_eq!(ImapEncryption::Ssl.resolve(143), TlsMode::Implicit);
+        assert_eq!(
+            ImapEncryption::parse("STARTTLS"),
+            Some(ImapEncryption::Starttls)
+        );
+        assert_eq!(ImapEncryption::parse("plain"), None);
+        assert_eq!(TlsMode::smtp_for_port(465), TlsMode::Implicit);
+        assert_eq!(TlsMode::smtp_for_port(587), TlsMode::Starttls);
+    }
+}

@@ -1,0 +1,134 @@
+//! Start-up wiring: store, migrations, vault, engine, router, listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use mailroom_api::{ApiConfig, AppState};
+use mailroom_core::{Clock, SystemClock};
+use mailroom_engine::Engine;
+use mailroom_providers::NetPolicy;
+use mailroom_store::{Store, Vault};
+
+/// Installs aws-lc-rs as the process's rustls provider (the tree's only one); idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Opens the database and applies migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                redacted(&settings.database_url)
+            )
+        })?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    Ok(store)
+}
+
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the store and the vault.
+pub async fn open_vault(
+    settings: &Settings,
+    store: &Store,
+    clock: &dyn Clock,
+) -> anyhow::Result<Vault> {
+    let master = settings.master_key()?;
+    Ok(Vault::open(store.clone(), &master, clock.now_ms()).await?)
+}
+
+/// A built, bound, not yet serving mailroom.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    engine: Engine,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        if settings.tls_insecure_skip_verify {
+            tracing::warn!(
+                "MAILROOM_TLS_INSECURE_SKIP_VERIFY is on: server certificates are NOT verified; use only with test servers"
+            );
+        }
+        if settings.mail_allow_private {
+            tracing::warn!(
+                "MAILROOM_MAIL_ALLOW_PRIVATE is on: accounts may point at loopback and private networks"
+            );
+        }
+        let store = open_store(settings).await?;
+        let vault = open_vault(settings, &store, clock.as_ref()).await?;
+        let net = NetPolicy {
+            allow_private: settings.mail_allow_private,
+            tls_insecure_skip_verify: settings.tls_insecure_skip_verify,
+            connect_timeout: settings.mail_connect_timeout,
+        };
+        let engine = Engine::new(store, vault, clock, net);
+        let state = AppState::new(
+            engine.clone(),
+            ApiConfig {
+                body_limit: settings.body_limit_bytes,
+            },
+        );
+        let router = mailroom_api::router(state);
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        Ok(Self {
+            listener,
+            router,
+            engine,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "mailroom listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the HTTP server failed")?;
+        self.engine.store.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,338 @@
+//! Configuration: defaults, then `mailroom.toml` (optional), then `MAILROOM_*` variables
+//! (env wins). Everything is validated here, once, before anything listens; a bad value is
+//! one clear line and exit code 2.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use mailroom_store::{Backend, MasterKey};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./mailroom-data/mailroom.db";
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Configuration as written by the operator (all optional, defaults applied).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: String,
+    pub database_url: String,
+    pub public_url: Option<String>,
+    pub master_key: Option<SecretString>,
+    pub mail_allow_private: bool,
+    pub webhook_allow_private: bool,
+    pub tls_insecure_skip_verify: bool,
+    pub mail_connect_timeout_secs: u64,
+    pub body_limit_bytes: usize,
+    pub log: String,
+    pub log_format: String,
+    // Provider apps (used by the Gmail and Outlook integrations).
+    pub google_client_id: Option<String>,
+    pub google_client_secret: Option<SecretString>,
+    pub google_auth_url: Option<String>,
+    pub google_token_url: Option<String>,
+    pub gmail_api_url: Option<String>,
+    pub microsoft_client_id: Option<String>,
+    pub microsoft_client_secret: Option<SecretString>,
+    pub microsoft_auth_url: Option<String>,
+    pub microsoft_token_url: Option<String>,
+    pub graph_api_url: Option<String>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: DEFAULT_DATABASE_URL.into(),
+            public_url: None,
+            master_key: None,
+            mail_allow_private: false,
+            webhook_allow_private: false,
+            tls_insecure_skip_verify: false,
+            mail_connect_timeout_secs: 15,
+            body_limit_bytes: 2 * 1024 * 1024,
+            log: "info".into(),
+            log_format: "text".into(),
+            google_client_id: None,
+            google_client_secret: None,
+            google_auth_url: None,
+            google_token_url: None,
+            gmail_api_url: None,
+            microsoft_client_id: None,
+            microsoft_client_secret: None,
+            microsoft_auth_url: None,
+            microsoft_token_url: None,
+            graph_api_url: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Source(String),
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+/// Where the master key comes from.
+pub enum MasterKeySource {
+    /// Given by the operator.
+    Configured(SecretString),
+    /// Kept in the embedded data directory; generated on first run.
+    File(PathBuf),
+}
+
+/// Validated settings the application runs with.
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub public_url: Option<url::Url>,
+    pub master_key: MasterKeySource,
+    pub mail_allow_private: bool,
+    pub webhook_allow_private: bool,
+    pub tls_insecure_skip_verify: bool,
+    pub mail_connect_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub log: String,
+    pub log_json: bool,
+}
+
+impl RawConfig {
+    /// Reads `file` (if it exists) and the `MAILROOM_*` environment.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("MAILROOM_"))
+    }
+
+    pub fn load_from(file: &Path, env: Env) -> Result<Self, ConfigError> {
+        // MAILROOM_TEST_* and MAILROOM_COMPAT_* belong to the test rig, MAILROOM_CONFIG names
+        // the file: none of them is configuration.
+        let env = env.filter(|k| {
+            let k = k.as_str();
+            !(k.starts_with("test_") || k.starts_with("compat_") || k == "config")
+        });
+        Figment::new()
+            .merge(Toml::file(file))
+            .merge(env)
+            .extract::<RawConfig>()
+            .map_err(|e| {
+                let e = e
+                    .into_iter()
+                    .next()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                ConfigError::Source(e)
+            })
+    }
+
+    /// Checks every value and resolves defaults that depend on others.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            invalid(format!(
+                "MAILROOM_LISTEN must be HOST:PORT with an IP address, got `{}`",
+                self.listen
+            ))
+        })?;
+        let backend = Backend::of_url(&self.database_url)
+            .map_err(|e| invalid(format!("MAILROOM_DATABASE_URL: {e}")))?;
+        let public_url = match &self.public_url {
+            None => None,
+            Some(u) => {
+                let parsed = url::Url::parse(u).map_err(|e| {
+                    invalid(format!("MAILROOM_PUBLIC_URL must be an absolute URL: {e}"))
+                })?;
+                if parsed.scheme() != "http" && parsed.scheme() != "https" {
+                    return Err(invalid("MAILROOM_PUBLIC_URL must be an http(s) URL"));
+                }
+                Some(parsed)
+            }
+        };
+        let master_key = match self.master_key {
+            Some(k) => {
+                MasterKey::from_base64(k.expose_secret())
+                    .map_err(|e| invalid(format!("MAILROOM_MASTER_KEY: {e}")))?;
+                MasterKeySource::Configured(k)
+            }
+            None => match backend {
+                Backend::Sqlite => {
+                    MasterKeySource::File(sqlite_dir(&self.database_url).join(MASTER_KEY_FILE))
+                }
+                Backend::Postgres => {
+                    return Err(invalid(
+                        "MAILROOM_MASTER_KEY is required with PostgreSQL (every node must use the same key); \
+                         make one with `openssl rand -base64 32`",
+                    ));
+                }
+            },
+        };
+        if self.mail_connect_timeout_secs == 0 || self.mail_connect_timeout_secs > 300 {
+            return Err(invalid(
+                "MAILROOM_MAIL_CONNECT_TIMEOUT_SECS must be from 1 to 300",
+            ));
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(invalid("MAILROOM_BODY_LIMIT_BYTES must be at least 1024"));
+        }
+        let log_json = match self.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(invalid(format!(
+                    "MAILROOM_LOG_FORMAT must be text or json, got `{other}`"
+                )));
+            }
+        };
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| invalid(format!("MAILROOM_LOG is not a valid filter: {e}")))?;
+        Ok(Settings {
+            listen,
+            database_url: self.database_url,
+            public_url,
+            master_key,
+            mail_allow_private: self.mail_allow_private,
+            webhook_allow_private: self.webhook_allow_private,
+            tls_insecure_skip_verify: self.tls_insecure_skip_verify,
+            mail_connect_timeout: Duration::from_secs(self.mail_connect_timeout_secs),
+            body_limit_bytes: self.body_limit_bytes,
+            log: self.log,
+            log_json,
+        })
+    }
+}
+
+/// The folder holding a SQLite database file.
+fn sqlite_dir(url: &str) -> PathBuf {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    Path::new(path)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+impl Settings {
+    /// Settings for an in-process instance (tests): loopback, port 0, the given database.
+    pub fn for_tests(database_url: &str, master_key_b64: &str) -> Self {
+        Settings {
+            listen: "127.0.0.1:0".parse().expect("valid"),
+            database_url: database_url.to_owned(),
+            public_url: None,
+            master_key: MasterKeySource::Configured(SecretString::from(master_key_b64.to_owned())),
+            mail_allow_private: true,
+            webhook_allow_private: true,
+            tls_insecure_skip_verify: true,
+            mail_connect_timeout: Duration::from_secs(15),
+            body_limit_bytes: 2 * 1024 * 1024,
+            log: "warn".into(),
+            log_json: false,
+        }
+    }
+
+    /// Opens the master key, generating the embedded key file on first run.
+    pub fn master_key(&self) -> anyhow::Result<MasterKey> {
+        match &self.master_key {
+            MasterKeySource::Configured(k) => Ok(MasterKey::from_base64(k.expose_secret())?),
+            MasterKeySource::File(path) => {
+                if path.exists() {
+                    let text = std::fs::read_to_string(path)?;
+                    MasterKey::from_base64(&text)
+                        .map_err(|e| anyhow::anyhow!("the master key in {}: {e}", path.display()))
+                } else {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    let (key, b64) = MasterKey::generate();
+                    write_private(path, b64.as_bytes())?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        "generated a new master key; back it up with the database (without it the \
+                         stored credentials cannot be opened) or set MAILROOM_MASTER_KEY"
+                    );
+                    Ok(key)
+                }
+            }
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = RawConfig::default().validate().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert!(
+            matches!(s.master_key, MasterKeySource::File(ref p) if p.ends_with("mailroom-data/master.key"))
+        );
+    }
+
+    #[test]
+    fn env_wins_over_file_and_typos_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "mailroom.toml",
+                "listen = \"127.0.0.1:9000\"\nlog = \"debug\"\n",
+            )?;
+            jail.set_env("MAILROOM_LISTEN", "127.0.0.1:9100");
+            jail.set_env("MAILROOM_TEST_IMAP_PORT", "10143");
+            let raw = RawConfig::load(Path::new("mailroom.toml")).unwrap();
+            assert_eq!(raw.listen, "127.0.0.1:9100");
+            assert_eq!(raw.log, "debug");
+            jail.set_env("MAILROOM_LISTN", "x");
+            let err = RawConfig::load(Path::new("mailroom.toml")).unwrap_err();
+            assert!(err.to_string().contains("listn"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_say_which_variable() {
+        let bad = |f: fn(&mut RawConfig)| {
+            let mut c = RawConfig::default();
+            f(&mut c);
+            c.validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(bad(|c| c.listen = "nowhere".into()).contains("MAILROOM_LISTEN"));
+        assert!(bad(|c| c.database_url = "mysql://x".into()).contains("MAILROOM_DATABASE_URL"));
+        assert!(
+            bad(|c| c.master_key = Some(SecretString::from("short")))
+                .contains("MAILROOM_MASTER_KEY")
+        );
+        assert!(
+            bad(|c| c.database_url = "postgres://x/y".into())
+                .contains("MAILROOM_MASTER_KEY is required")
+        );
+        assert!(bad(|c| c.public_url = Some("ftp://x".into())).contains("MAILROOM_PUBLIC_URL"));
+    }
+}

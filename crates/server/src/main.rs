@@ -1,0 +1,153 @@
+//! `mailroom`: serve the API, migrate the database, create API keys, rotate the vault.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use mailroom_core::{Clock, SystemClock};
+use mailroom_server::app::{install_crypto_provider, open_store, open_vault};
+use mailroom_server::{Application, RawConfig, Settings, telemetry};
+use mailroom_store::{api_keys, workspaces};
+
+#[derive(Parser)]
+#[command(name = "mailroom", version, about = "Self-hosted unified email API")]
+struct Cli {
+    /// Configuration file (optional; MAILROOM_* variables override it).
+    #[arg(
+        long,
+        global = true,
+        env = "MAILROOM_CONFIG",
+        default_value = "mailroom.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and the background workers.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage the vault that seals credentials.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key; the key is printed once, as the last line of stdout.
+    Create {
+        /// A label for the key.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// The workspace the key belongs to (created if missing).
+        #[arg(long, default_value = workspaces::DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Make a new data key and re-seal every stored secret under it (safe while serving).
+    Rotate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match RawConfig::load(&cli.config).and_then(RawConfig::validate) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mailroom: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log, settings.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mailroom: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailroom: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let clock = SystemClock;
+    match command {
+        Command::Serve => {
+            let app = Application::build(&settings).await?;
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            open_store(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Create { name, workspace },
+        } => {
+            let store = open_store(&settings).await?;
+            workspaces::ensure(&store, &workspace, clock.now_ms()).await?;
+            let key = api_keys::create(&store, &workspace, &name, clock.now_ms()).await?;
+            eprintln!(
+                "created API key {} in workspace {}; it is shown once:",
+                key.key_id, key.workspace_id
+            );
+            println!("{}", key.token.expose_secret());
+            Ok(())
+        }
+        Command::Vault {
+            command: VaultCommand::Rotate,
+        } => {
+            let store = open_store(&settings).await?;
+            let vault = open_vault(&settings, &store, &clock).await?;
+            let rotation = vault.rotate(clock.now_ms()).await?;
+            println!(
+                "new data key {}; re-sealed {} secrets",
+                rotation.new_key_id, rotation.resealed
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,320 @@
+//! Accounts: a linked mailbox. Settings are plain JSON; credentials are sealed by the vault
+//! before they are written and opened only when a provider needs them.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use zeroize::Zeroizing;
+
+use crate::error::{Result, StoreError};
+use crate::vault::Vault;
+use crate::{Store, with_pool};
+use mailroom_core::account::{AccountType, SourceStatus};
+use mailroom_core::cursor::Position;
+
+/// An account row without its secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: String,
+    pub workspace_id: String,
+    pub account_type: AccountType,
+    pub name: String,
+    pub status: SourceStatus,
+    /// Provider settings (for `MAIL`, a `MailSettings`).
+    pub settings: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An account's secrets, as the providers need them.
+pub enum Credentials {
+    Mail {
+        imap_password: SecretString,
+        smtp_password: SecretString,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Mail { .. } => f.write_str("Credentials::Mail { .. }"),
+        }
+    }
+}
+
+/// The sealed plaintext form. Never logged, zeroized after use.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum SealedForm {
+    Mail {
+        imap_password: String,
+        smtp_password: String,
+    },
+}
+
+impl Credentials {
+    fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let form = match self {
+            Credentials::Mail {
+                imap_password,
+                smtp_password,
+            } => SealedForm::Mail {
+                imap_password: imap_password.expose_secret().to_owned(),
+                smtp_password: smtp_password.expose_secret().to_owned(),
+            },
+        };
+        let bytes = Zeroizing::new(serde_json::to_vec(&form).expect("credentials serialize"));
+        // The owned strings inside `form` are dropped here; scrub them too.
+        match form {
+            SealedForm::Mail {
+                imap_password,
+                smtp_password,
+            } => {
+                drop(Zeroizing::new(imap_password));
+                drop(Zeroizing::new(smtp_password));
+            }
+        }
+        bytes
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let form: SealedForm = serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("sealed credentials: {e}")))?;
+        Ok(match form {
+            SealedForm::Mail {
+                imap_password,
+                smtp_password,
+            } => Credentials::Mail {
+                imap_password: SecretString::from(imap_password),
+                smtp_password: SecretString::from(smtp_password),
+            },
+        })
+    }
+}
+
+/// The associated data binding a sealed blob to its account row.
+fn credentials_aad(account_id: &str) -> String {
+    format!("accounts.credentials:{account_id}")
+}
+
+pub struct NewAccount<'a> {
+    pub id: &'a str,
+    pub workspace_id: &'a str,
+    pub account_type: AccountType,
+    pub name: &'a str,
+    pub status: SourceStatus,
+    pub settings: &'a serde_json::Value,
+    pub credentials: &'a Credentials,
+    pub now_ms: i64,
+}
+
+const COLUMNS: &str = "id, workspace_id, type, name, status, settings, created_at, updated_at";
+
+fn decode<R: Row>(row: &R) -> Result<Account>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let account_type: String = row.try_get(2)?;
+    let status: String = row.try_get(4)?;
+    let settings: String = row.try_get(5)?;
+    Ok(Account {
+        id: row.try_get(0)?,
+        workspace_id: row.try_get(1)?,
+        account_type: AccountType::parse(&account_type)
+            .ok_or_else(|| StoreError::Corrupt(format!("account type {account_type}")))?,
+        name: row.try_get(3)?,
+        status: SourceStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("account status {status}")))?,
+        settings: serde_json::from_str(&settings)
+            .map_err(|e| StoreError::Corrupt(format!("account settings: {e}")))?,
+        created_at: row.try_get(6)?,
+        updated_at: row.try_get(7)?,
+    })
+}
+
+/// Inserts an account with its credentials sealed.
+pub async fn create(store: &Store, vault: &Vault, new: NewAccount<'_>) -> Result<Account> {
+    let sealed = vault
+        .seal(&credentials_aad(new.id), &new.credentials.to_bytes())
+        .await?;
+    let settings = new.settings.to_string();
+    with_pool!(store, pool => {
+        sqlx::query(
+            "INSERT INTO accounts (id, workspace_id, type, name, status, settings, credentials, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(new.id)
+        .bind(new.workspace_id)
+        .bind(new.account_type.as_str())
+        .bind(new.name)
+        .bind(new.status.as_str())
+        .bind(&settings)
+        .bind(&sealed)
+        .bind(new.now_ms)
+        .execute(pool)
+        .await?;
+    });
+    Ok(Account {
+        id: new.id.to_owned(),
+        workspace_id: new.workspace_id.to_owned(),
+        account_type: new.account_type,
+        name: new.name.to_owned(),
+        status: new.status,
+        settings: new.settings.clone(),
+        created_at: new.now_ms,
+        updated_at: new.now_ms,
+    })
+}
+
+/// The account `id` if it belongs to `workspace_id`.
+pub async fn get(store: &Store, workspace_id: &str, id: &str) -> Result<Option<Account>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM accounts WHERE workspace_id = $1 AND id = $2"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql)
+            .bind(workspace_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    })
+}
+
+/// One page of a workspace's accounts, newest first, starting after `after`.
+pub async fn list(
+    store: &Store,
+    workspace_id: &str,
+    after: Option<&Position>,
+    limit: u32,
+) -> Result<Vec<Account>> {
+    let (date, id) = match after {
+        Some(p) => (p.last_date, p.last_id.as_str()),
+        None => (i64::MAX, ""),
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM accounts WHERE workspace_id = $1 \
+         AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql)
+            .bind(workspace_id)
+            .bind(date)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    })
+}
+
+/// Replaces settings and credentials after a successful reconnect.
+pub async fn reconnect(
+    store: &Store,
+    vault: &Vault,
+    account: &Account,
+    settings: &serde_json::Value,
+    credentials: &Credentials,
+    now_ms: i64,
+) -> Result<bool> {
+    let sealed = vault
+        .seal(&credentials_aad(&account.id), &credentials.to_bytes())
+        .await?;
+    let settings = settings.to_string();
+    let n = with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE accounts SET settings = $1, credentials = $2, status = $3, updated_at = $4 \
+             WHERE workspace_id = $5 AND id = $6",
+        )
+        .bind(&settings)
+        .bind(&sealed)
+        .bind(SourceStatus::Ok.as_str())
+        .bind(now_ms)
+        .bind(&account.workspace_id)
+        .bind(&account.id)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Opens the credentials of account `id`.
+pub async fn credentials(store: &Store, vault: &Vault, id: &str) -> Result<Option<Credentials>> {
+    let blob: Option<Vec<u8>> = with_pool!(store, pool => {
+        sqlx::query("SELECT credentials FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.get(0))
+    });
+    match blob {
+        None => Ok(None),
+        Some(blob) => {
+            let plain = vault.open_blob(&credentials_aad(id), &blob).await?;
+            Credentials::from_bytes(&plain).map(Some)
+        }
+    }
+}
+
+/// Deletes the account and, with it, its sealed credentials.
+pub async fn delete(store: &Store, workspace_id: &str, id: &str) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query("DELETE FROM accounts WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Re-seals every account's credentials under the vault's active key. Each row is swapped
+/// only if it still holds the blob that was read, so a concurrent reconnect is never undone
+/// (it already sealed under the new active key).
+pub(crate) async fn reseal_all(store: &Store, vault: &Vault) -> Result<u64> {
+    let rows: Vec<(String, Vec<u8>)> = with_pool!(store, pool => {
+        sqlx::query("SELECT id, credentials FROM accounts")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    });
+    let mut resealed = 0;
+    for (id, old) in rows {
+        let aad = credentials_aad(&id);
+        let plain = vault.open_blob(&aad, &old).await?;
+        let new = vault.seal(&aad, &plain).await?;
+        let n = with_pool!(store, pool => {
+            sqlx::query("UPDATE accounts SET credentials = $1 WHERE id = $2 AND credentials = $3")
+                .bind(&new)
+                .bind(&id)
+                .bind(&old)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        resealed += n;
+    }
+    Ok(resealed)
+}
+
+/// The raw sealed blob (tests and diagnostics: which key sealed it).
+pub async fn sealed_blob(store: &Store, id: &str) -> Result<Option<Vec<u8>>> {
+    Ok(with_pool!(store, pool => {
+        sqlx::query("SELECT credentials FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.get(0))
+    }))
+}

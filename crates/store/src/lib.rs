@@ -1,0 +1,28 @@
+//! mailroom's store: one [`Store`] over SQLite (embedded default) or PostgreSQL (several
+//! nodes), its migrations, the repositories and the [`vault::Vault`] that seals secrets.
+//!
+//! Both backends run the same SQL text where they can (`$1` placeholders work on both);
+//! [`with_pool!`] expands a body once per backend so each gets its own typed pool.
+
+pub mod accounts;
+pub mod api_keys;
+mod db;
+pub mod error;
+pub mod vault;
+pub mod workspaces;
+
+pub use db::{Backend, Store};
+pub use error::StoreError;
+pub use vault::{MasterKey, Vault};
+
+/// Runs `$body` with `$pool` bound to the backend's typed pool.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::Store::Sqlite($pool) => $body,
+            $crate::Store::Postgres($pool) => $body,
+        }
+    };
+}
