@@ -24,6 +24,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    // Install the recorder before the first request is counted.
+    crate::telemetry::prometheus();
     let (api, spec) = OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(accounts::list_accounts, accounts::create_account))
         .routes(routes!(

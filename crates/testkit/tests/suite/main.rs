@@ -1,0 +1,16 @@
+//! mailroom's integration suite: one test binary, a module per area. Store-touching tests run
+//! on SQLite and PostgreSQL (`both_backends!`); mail tests use the real Dovecot + Postfix
+//! started by `scripts/test`.
+
+mod accounts;
+mod api_basics;
+mod mail_providers;
+mod store;
+
+use mailroom_testkit::Backend;
+use mailroom_testkit::app::{TestApp, spawn_app};
+
+/// The app or a skip.
+async fn app(backend: Backend) -> Option<TestApp> {
+    spawn_app(backend).await
+}
