@@ -117,7 +117,7 @@ impl RawConfig {
         // MAILROOM_TEST_* and MAILROOM_COMPAT_* belong to the test rig, MAILROOM_CONFIG names
         // the file: none of them is configuration.
         let env = env.filter(|k| {
-            let k = k.as_str();
+            let k = k.as_str().to_ascii_lowercase();
             !(k.starts_with("test_") || k.starts_with("compat_") || k == "config")
         });
         Figment::new()

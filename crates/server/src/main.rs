@@ -95,6 +95,9 @@ fn main() -> ExitCode {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     install_crypto_provider();
     let clock = SystemClock;
+    // The first run of any command makes the embedded data directory whole: database and
+    // master key together.
+    settings.master_key()?;
     match command {
         Command::Serve => {
             let app = Application::build(&settings).await?;

@@ -1,0 +1,344 @@
+//! The `mailroom` binary as an operator runs it: first embedded run, bad configuration,
+//! `keys create`, restarts and `vault rotate`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use mailroom_testkit::MailRig;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mailroom");
+
+/// The binary with a clean environment (no inherited MAILROOM_* settings).
+fn mailroom(cwd: &Path, env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    /// What the server logged before it listened.
+    startup: Vec<String>,
+    _log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `mailroom serve` on a free port and waits (with a deadline) until it listens.
+    fn start(cwd: &Path, env: &[(&str, &str)]) -> Server {
+        let mut env = env.to_vec();
+        env.push(("MAILROOM_LISTEN", "127.0.0.1:0"));
+        let mut child = mailroom(cwd, &env)
+            .arg("serve")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut startup = vec![];
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("serve did not start: {startup:#?}"));
+            if let Some(i) = line.find("addr=") {
+                let addr = line[i + 5..].split_whitespace().next().unwrap().to_owned();
+                return Server {
+                    child,
+                    addr,
+                    startup,
+                    _log: rx,
+                };
+            }
+            startup.push(line);
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let code = self.child.wait().unwrap();
+        assert!(code.success(), "serve exited with {code}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keys_create(cwd: &Path, env: &[(&str, &str)]) -> String {
+    let out = mailroom(cwd, env)
+        .args(["keys", "create", "--name", "ops"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+async fn get(client: &reqwest::Client, url: &str, key: &str) -> (u16, Value) {
+    let r = client
+        .get(url)
+        .header("X-API-KEY", key)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn first_embedded_run_then_keys_and_accounts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let env: &[(&str, &str)] = &[
+        ("MAILROOM_MAIL_ALLOW_PRIVATE", "true"),
+        ("MAILROOM_TLS_INSECURE_SKIP_VERIFY", "true"),
+    ];
+    let server = Server::start(cwd, env);
+    let data = cwd.join("mailroom-data");
+    assert!(data.join("mailroom.db").exists());
+    let key_file = data.join("master.key");
+    assert!(key_file.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let startup = server.startup.join("\n");
+    assert!(startup.contains("generated a new master key"), "{startup}");
+
+    let key = keys_create(cwd, env);
+    assert_eq!(key.split('.').count(), 2, "{key}");
+    let client = reqwest::Client::new();
+    let (s, list) = get(&client, &server.url("/api/v1/accounts"), &key).await;
+    assert_eq!((s, list["object"].clone()), (200, json!("AccountList")));
+
+    let rig = MailRig::from_env();
+    let account_id = match &rig {
+        Some(rig) => {
+            let user = rig.create_user();
+            let r = client
+                .post(server.url("/api/v1/accounts"))
+                .header("X-API-KEY", &key)
+                .json(&rig.account_body(&user))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            let body: Value = r.json().await.unwrap();
+            Some(body["account_id"].as_str().unwrap().to_owned())
+        }
+        None => None,
+    };
+    server.stop();
+
+    let master_before = std::fs::read(&key_file).unwrap();
+    let server = Server::start(cwd, env);
+    assert_eq!(
+        std::fs::read(&key_file).unwrap(),
+        master_before,
+        "the master key is kept"
+    );
+    let log = server.startup.join("\n");
+    assert!(!log.contains("generated a new master key"), "{log}");
+    let (s, list) = get(&client, &server.url("/api/v1/accounts"), &key).await;
+    assert_eq!(s, 200, "the key survives a restart");
+    if let Some(id) = account_id {
+        assert_eq!(
+            list["items"][0]["id"],
+            id.as_str(),
+            "the account survives a restart"
+        );
+        let (s, account) = get(
+            &client,
+            &server.url(&format!("/api/v1/accounts/{id}")),
+            &key,
+        )
+        .await;
+        assert_eq!(
+            (s, account["sources"][0]["status"].clone()),
+            (200, json!("OK"))
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn the_first_run_warns_that_it_generated_a_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mailroom(dir.path(), &[])
+        .args(["keys", "create"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("generated a new master key"), "{stderr}");
+    assert!(dir.path().join("mailroom-data/master.key").exists());
+    let again = mailroom(dir.path(), &[])
+        .args(["keys", "create"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("generated a new master key"));
+}
+
+fn assert_config_error(out: &Output, needle: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit code; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one clear line: {stderr}");
+    assert!(
+        lines[0].starts_with("mailroom: configuration error:"),
+        "{stderr}"
+    );
+    assert!(lines[0].contains(needle), "{needle} in {stderr}");
+}
+
+#[test]
+fn bad_configuration_is_one_line_and_exit_2_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("MAILROOM_MASTER_KEY", "too-short")],
+            "MAILROOM_MASTER_KEY",
+        ),
+        (
+            &[("MAILROOM_DATABASE_URL", "mysql://localhost/x")],
+            "MAILROOM_DATABASE_URL",
+        ),
+        (
+            &[("MAILROOM_DATABASE_URL", "postgres://127.0.0.1/x")],
+            "MAILROOM_MASTER_KEY is required",
+        ),
+        (&[("MAILROOM_LISTEN", "everywhere")], "MAILROOM_LISTEN"),
+        (&[("MAILROOM_LISTN", "127.0.0.1:1")], "listn"),
+        (
+            &[("MAILROOM_MAIL_ALLOW_PRIVATE", "maybe")],
+            "MAIL_ALLOW_PRIVATE",
+        ),
+        (&[("MAILROOM_LOG_FORMAT", "xml")], "MAILROOM_LOG_FORMAT"),
+    ];
+    for (env, needle) in cases {
+        let mut env = env.to_vec();
+        if !env.iter().any(|(k, _)| *k == "MAILROOM_LISTEN") {
+            env.push(("MAILROOM_LISTEN", &listen));
+        }
+        let out = mailroom(dir.path(), &env).arg("serve").output().unwrap();
+        assert_config_error(&out, needle);
+        assert!(
+            std::net::TcpStream::connect(&listen).is_err(),
+            "nothing listens"
+        );
+    }
+    // A bad mailroom.toml is reported the same way.
+    std::fs::write(dir.path().join("mailroom.toml"), "listen = 8080\n").unwrap();
+    let out = mailroom(dir.path(), &[]).arg("serve").output().unwrap();
+    assert_config_error(&out, "listen");
+    assert!(
+        !dir.path().join("mailroom-data").exists(),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn vault_rotate_while_serving() {
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let env: &[(&str, &str)] = &[
+        ("MAILROOM_MAIL_ALLOW_PRIVATE", "true"),
+        ("MAILROOM_TLS_INSECURE_SKIP_VERIFY", "true"),
+    ];
+    let server = Server::start(cwd, env);
+    let key = keys_create(cwd, env);
+    let client = reqwest::Client::new();
+    let user = rig.create_user();
+    let r = client
+        .post(server.url("/api/v1/accounts"))
+        .header("X-API-KEY", &key)
+        .json(&rig.account_body(&user))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let out = mailroom(cwd, env)
+        .args(["vault", "rotate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("re-sealed 1 secrets"), "{stdout}");
+
+    // The running server opens the re-sealed credentials (a partial reconnect keeps the
+    // stored SMTP password, which it must read under the data key it has never seen).
+    let r = client
+        .post(server.url(&format!("/api/v1/accounts/{id}")))
+        .header("X-API-KEY", &key)
+        .json(&json!({"imap_password": user.password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    server.stop();
+}
