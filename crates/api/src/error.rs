@@ -64,7 +64,7 @@ impl ErrorBody {
             instance: instance.to_owned(),
             type_: e.kind.type_slug().to_owned(),
             status: e.kind.status(),
-            connection_params: e.connection_params.clone(),
+            connection_params: e.connection_params.as_deref().cloned(),
         }
     }
 }

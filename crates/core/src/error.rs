@@ -73,7 +73,8 @@ pub struct ConnectionParams {
 pub struct ApiError {
     pub kind: ErrorKind,
     pub detail: String,
-    pub connection_params: Option<ConnectionParams>,
+    /// Boxed: it is rare, and keeps `Result<_, ApiError>` small.
+    pub connection_params: Option<Box<ConnectionParams>>,
 }
 
 impl ApiError {
@@ -86,7 +87,7 @@ impl ApiError {
     }
 
     pub fn with_connection_params(mut self, params: ConnectionParams) -> Self {
-        self.connection_params = Some(params);
+        self.connection_params = Some(Box::new(params));
         self
     }
 

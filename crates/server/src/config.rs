@@ -295,6 +295,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
     fn env_wins_over_file_and_typos_are_refused() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

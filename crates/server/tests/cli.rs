@@ -35,6 +35,8 @@ struct Server {
 
 impl Server {
     /// Starts `mailroom serve` on a free port and waits (with a deadline) until it listens.
+    /// The child is killed and reaped by `Drop` (or `stop`).
+    #[allow(clippy::zombie_processes)]
     fn start(cwd: &Path, env: &[(&str, &str)]) -> Server {
         let mut env = env.to_vec();
         env.push(("MAILROOM_LISTEN", "127.0.0.1:0"));

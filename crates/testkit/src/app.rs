@@ -133,8 +133,7 @@ impl TestApp {
     /// Stops the server, waiting for in-flight requests; returns the database for a restart.
     pub async fn stop(mut self) -> TestDb {
         self.halt().await;
-        let db = std::mem::replace(&mut self.db, TestDb::placeholder());
-        db
+        std::mem::replace(&mut self.db, TestDb::placeholder())
     }
 
     async fn halt(&mut self) {

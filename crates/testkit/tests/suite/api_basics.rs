@@ -18,7 +18,7 @@ fn is_strict_date(v: &Value) -> bool {
 
 fn is_standard_base64(s: &str) -> bool {
     !s.is_empty()
-        && s.len() % 4 == 0
+        && s.len().is_multiple_of(4)
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
 }
