@@ -4,6 +4,7 @@
 pub mod account;
 pub mod clock;
 pub mod cursor;
+pub mod email;
 pub mod error;
 pub mod id;
 pub mod time_fmt;
