@@ -14,7 +14,10 @@ use crate::error::ErrorBody;
     ),
     components(schemas(ErrorBody)),
     modifiers(&ApiKeyScheme),
-    tags((name = "Accounts", description = "Link and manage mailboxes"))
+    tags(
+        (name = "Accounts", description = "Link and manage mailboxes"),
+        (name = "Emails", description = "Send email and follow what became of it"),
+    )
 )]
 struct Base;
 

@@ -7,15 +7,28 @@ use mailroom_store::{Store, Vault};
 /// Settings the HTTP layer needs.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (routes other than sending).
     pub body_limit: usize,
+    /// Largest single attachment of a send.
+    pub attachment_max_bytes: usize,
+    /// Largest total of a send's attachments and body.
+    pub message_max_bytes: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             body_limit: 2 * 1024 * 1024,
+            attachment_max_bytes: 25 * 1024 * 1024,
+            message_max_bytes: 35 * 1024 * 1024,
         }
+    }
+}
+
+impl ApiConfig {
+    /// The body limit of `POST /emails`: the message maximum, base64 overhead, and the form.
+    pub fn send_body_limit(&self) -> usize {
+        self.message_max_bytes / 3 * 4 + 4 * 1024 * 1024
     }
 }
 

@@ -3,6 +3,7 @@
 //! supervisor and the webhook dispatcher join it in later issues.
 
 pub mod connect;
+pub mod outbox;
 
 use std::sync::Arc;
 
@@ -17,15 +18,30 @@ pub struct Engine {
     pub vault: Vault,
     pub clock: Arc<dyn Clock>,
     pub net: NetPolicy,
+    pub outbox: outbox::Outbox,
 }
 
 impl Engine {
-    pub fn new(store: Store, vault: Vault, clock: Arc<dyn Clock>, net: NetPolicy) -> Self {
+    pub fn new(
+        store: Store,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+        net: NetPolicy,
+        outbox: outbox::OutboxConfig,
+    ) -> Self {
+        let outbox = outbox::Outbox::new(
+            store.clone(),
+            vault.clone(),
+            clock.clone(),
+            net.clone(),
+            outbox,
+        );
         Self {
             store,
             vault,
             clock,
             net,
+            outbox,
         }
     }
 }

@@ -1,1 +1,17 @@
-//! placeholder
+//! Email formats for mailroom.
+//!
+//! - [`build_message`]: an [`OutgoingEmail`](mailroom_core::email::OutgoingEmail) to RFC 5322
+//!   bytes and its SMTP envelope, with lettre's builder.
+//! - [`guard`]: header-injection and address checks the API runs before storing anything.
+//! - [`derive_text`] and [`looks_like_html`]: the plain alternative of an HTML body.
+//! - [`parent`]: the threading facts of a mail being answered.
+
+mod error;
+pub mod guard;
+mod message;
+pub mod parent;
+mod text;
+
+pub use error::MimeError;
+pub use message::{BuiltMessage, build_message, reply_subject};
+pub use text::{TEXT_WIDTH, derive_text, looks_like_html};

@@ -90,11 +90,13 @@ impl Application {
             tls_insecure_skip_verify: settings.tls_insecure_skip_verify,
             connect_timeout: settings.mail_connect_timeout,
         };
-        let engine = Engine::new(store, vault, clock, net);
+        let engine = Engine::new(store, vault, clock, net, settings.outbox.clone());
         let state = AppState::new(
             engine.clone(),
             ApiConfig {
                 body_limit: settings.body_limit_bytes,
+                attachment_max_bytes: settings.attachment_max_bytes,
+                message_max_bytes: settings.message_max_bytes,
             },
         );
         let router = mailroom_api::router(state);
@@ -124,11 +126,24 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "mailroom listening");
-        axum::serve(self.listener, self.router)
+        // The workers stop when the server does.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let outbox = self.engine.outbox.clone();
+        let worker = tokio::spawn(async move {
+            let mut rx = stop_rx;
+            outbox
+                .run(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("the HTTP server failed")?;
+            .context("the HTTP server failed");
+        let _ = stop_tx.send(true);
+        let _ = worker.await;
         self.engine.store.close().await;
-        Ok(())
+        served
     }
 }

@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use mailroom_engine::outbox::OutboxConfig;
 use mailroom_store::{Backend, MasterKey};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./mailroom-data/mailroom.db";
@@ -29,6 +30,12 @@ pub struct RawConfig {
     pub tls_insecure_skip_verify: bool,
     pub mail_connect_timeout_secs: u64,
     pub body_limit_bytes: usize,
+    pub attachment_max_bytes: usize,
+    pub message_max_bytes: usize,
+    pub send_timeout_secs: u64,
+    pub send_max_attempts: i64,
+    pub send_retry_base_secs: u64,
+    pub send_retry_horizon_secs: u64,
     pub log: String,
     pub log_format: String,
     // Provider apps (used by the Gmail and Outlook integrations).
@@ -56,6 +63,12 @@ impl Default for RawConfig {
             tls_insecure_skip_verify: false,
             mail_connect_timeout_secs: 15,
             body_limit_bytes: 2 * 1024 * 1024,
+            attachment_max_bytes: 25 * 1024 * 1024,
+            message_max_bytes: 35 * 1024 * 1024,
+            send_timeout_secs: 30,
+            send_max_attempts: 10,
+            send_retry_base_secs: 30,
+            send_retry_horizon_secs: 48 * 3600,
             log: "info".into(),
             log_format: "text".into(),
             google_client_id: None,
@@ -103,6 +116,9 @@ pub struct Settings {
     pub tls_insecure_skip_verify: bool,
     pub mail_connect_timeout: Duration,
     pub body_limit_bytes: usize,
+    pub attachment_max_bytes: usize,
+    pub message_max_bytes: usize,
+    pub outbox: OutboxConfig,
     pub log: String,
     pub log_json: bool,
 }
@@ -182,6 +198,29 @@ impl RawConfig {
         if self.body_limit_bytes < 1024 {
             return Err(invalid("MAILROOM_BODY_LIMIT_BYTES must be at least 1024"));
         }
+        if self.attachment_max_bytes == 0 || self.message_max_bytes < self.attachment_max_bytes {
+            return Err(invalid(
+                "MAILROOM_ATTACHMENT_MAX_BYTES must be positive and at most MAILROOM_MESSAGE_MAX_BYTES",
+            ));
+        }
+        if !(1..=600).contains(&self.send_timeout_secs) {
+            return Err(invalid("MAILROOM_SEND_TIMEOUT_SECS must be from 1 to 600"));
+        }
+        if !(1..=100).contains(&self.send_max_attempts) {
+            return Err(invalid("MAILROOM_SEND_MAX_ATTEMPTS must be from 1 to 100"));
+        }
+        if self.send_retry_base_secs == 0 || self.send_retry_horizon_secs == 0 {
+            return Err(invalid(
+                "MAILROOM_SEND_RETRY_BASE_SECS and MAILROOM_SEND_RETRY_HORIZON_SECS must be positive",
+            ));
+        }
+        let outbox = OutboxConfig {
+            send_timeout: Duration::from_secs(self.send_timeout_secs),
+            max_attempts: self.send_max_attempts,
+            retry_horizon: Duration::from_secs(self.send_retry_horizon_secs),
+            retry_base: Duration::from_secs(self.send_retry_base_secs),
+            ..OutboxConfig::default()
+        };
         let log_json = match self.log_format.as_str() {
             "text" => false,
             "json" => true,
@@ -203,6 +242,9 @@ impl RawConfig {
             tls_insecure_skip_verify: self.tls_insecure_skip_verify,
             mail_connect_timeout: Duration::from_secs(self.mail_connect_timeout_secs),
             body_limit_bytes: self.body_limit_bytes,
+            attachment_max_bytes: self.attachment_max_bytes,
+            message_max_bytes: self.message_max_bytes,
+            outbox,
             log: self.log,
             log_json,
         })
@@ -236,6 +278,12 @@ impl Settings {
             tls_insecure_skip_verify: true,
             mail_connect_timeout: Duration::from_secs(15),
             body_limit_bytes: 2 * 1024 * 1024,
+            attachment_max_bytes: 25 * 1024 * 1024,
+            message_max_bytes: 35 * 1024 * 1024,
+            outbox: OutboxConfig {
+                retry_base: Duration::from_millis(200),
+                ..OutboxConfig::default()
+            },
             log: "warn".into(),
             log_json: false,
         }

@@ -318,3 +318,31 @@ pub async fn sealed_blob(store: &Store, id: &str) -> Result<Option<Vec<u8>>> {
             .map(|r| r.get(0))
     }))
 }
+
+/// Sets an account's source status (e.g. `CREDENTIALS` when the provider refuses its
+/// credentials). Returns whether the status changed.
+pub async fn set_status(
+    store: &Store,
+    id: &str,
+    status: SourceStatus,
+    now_ms: i64,
+) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query("UPDATE accounts SET status = $1, updated_at = $2 WHERE id = $3 AND status <> $1")
+            .bind(status.as_str())
+            .bind(now_ms)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The account by id, whatever its workspace (the engine's view).
+pub async fn get_any(store: &Store, id: &str) -> Result<Option<Account>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM accounts WHERE id = $1"));
+    with_pool!(store, pool => {
+        sqlx::query(sql).bind(id).fetch_optional(pool).await?.as_ref().map(decode).transpose()
+    })
+}

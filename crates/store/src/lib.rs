@@ -8,6 +8,8 @@ pub mod accounts;
 pub mod api_keys;
 mod db;
 pub mod error;
+pub mod events;
+pub mod outbox;
 pub mod vault;
 pub mod workspaces;
 

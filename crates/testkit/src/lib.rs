@@ -9,6 +9,7 @@
 pub mod app;
 pub mod db;
 pub mod mail;
+pub mod smtp_fault;
 pub mod wait;
 
 pub use app::{TestApp, spawn_app};

@@ -1,6 +1,7 @@
 //! The router: `/api/v1/*` behind the API key, operational routes outside it.
 
 mod accounts;
+mod emails;
 mod fields;
 mod ops;
 
@@ -33,6 +34,13 @@ pub fn router(state: AppState) -> Router {
             accounts::reconnect_account,
             accounts::delete_account
         ))
+        .routes(routes!(emails::list_outbox))
+        .routes(routes!(emails::get_outbox))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(emails::send_email))
+                .layer(DefaultBodyLimit::max(state.config.send_body_limit())),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

@@ -1,6 +1,8 @@
 //! Generic IMAP/SMTP accounts.
 
 pub mod imap;
+pub mod mailbox;
+pub mod send;
 pub mod smtp;
 
 use std::net::SocketAddr;

@@ -5,6 +5,7 @@
 mod accounts;
 mod api_basics;
 mod mail_providers;
+mod smtp_send;
 mod store;
 
 use mailroom_testkit::Backend;

@@ -1,0 +1,90 @@
+//! Finding the mail a reply answers: one of ours (by tracking id or Message-ID), else (IMAP)
+//! on the server by its Message-ID.
+
+use crate::error::{Error, err};
+use crate::state::AppState;
+use mailroom_core::ErrorKind;
+use mailroom_core::account::MailSettings;
+use mailroom_core::email::ReplyParent;
+use mailroom_core::id::looks_like_id;
+use mailroom_providers::imap_smtp::{imap, mailbox};
+use mailroom_store::accounts::{self, Account, Credentials};
+use mailroom_store::outbox::{self, Job};
+
+fn from_job(job: Job) -> ReplyParent {
+    ReplyParent {
+        message_id: job.message_id,
+        references: job.thread_refs,
+        subject: Some(job.subject),
+    }
+}
+
+/// `<id>` for a Message-ID given with or without its angle brackets.
+fn bracketed(id: &str) -> String {
+    let bare = id.trim().trim_start_matches('<').trim_end_matches('>');
+    format!("<{bare}>")
+}
+
+pub async fn resolve(
+    state: &AppState,
+    workspace: &str,
+    account: &Account,
+    settings: &MailSettings,
+    reply_to: &str,
+) -> Result<ReplyParent, Error> {
+    let store = state.store();
+    if looks_like_id(reply_to)
+        && let Some(job) = outbox::get(store, workspace, reply_to).await?
+    {
+        return Ok(from_job(job));
+    }
+    let message_id = bracketed(reply_to);
+    if !message_id.contains('@')
+        || message_id
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+    {
+        return Err(err(
+            ErrorKind::ParentMailNotFound,
+            format!(
+                "reply_to {reply_to} is neither a tracking_id of this workspace nor a Message-ID"
+            ),
+        ));
+    }
+    if let Some(job) = outbox::get_by_message_id(store, workspace, &message_id).await? {
+        return Ok(from_job(job));
+    }
+    let Some(Credentials::Mail { imap_password, .. }) =
+        accounts::credentials(store, state.vault(), &account.id).await?
+    else {
+        return Err(err(
+            ErrorKind::InvalidAccount,
+            "the account has no credentials",
+        ));
+    };
+    let login = imap::ImapLogin {
+        host: &settings.imap_host,
+        port: settings.imap_port,
+        tls: settings.imap_tls(),
+        user: &settings.imap_user,
+        password: &imap_password,
+    };
+    let unreachable = |e: mailroom_providers::ProviderError| {
+        err(
+            ErrorKind::ProviderUnreachable,
+            format!("cannot look up the parent mail on the IMAP server: {e}"),
+        )
+    };
+    let mut session = imap::login(&login, &state.engine.net)
+        .await
+        .map_err(unreachable)?;
+    let found = mailbox::find_by_message_id(&mut session, &message_id).await;
+    let _ = session.logout().await;
+    match found.map_err(unreachable)? {
+        Some(parent) => Ok(parent),
+        None => Err(err(
+            ErrorKind::ParentMailNotFound,
+            format!("no mail with Message-ID {message_id} in this mailbox"),
+        )),
+    }
+}

@@ -1,0 +1,257 @@
+//! A send request, validated: every field checked (addresses, header injection, sizes)
+//! before anything is stored. Errors name the field.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::decode::RawSend;
+use crate::error::{Error, err};
+use mailroom_core::ErrorKind;
+use mailroom_core::email::{Attendee, OutgoingAttachment};
+use mailroom_core::time_fmt::parse_ms;
+use mailroom_mime::MimeError;
+use mailroom_mime::guard;
+
+#[derive(Debug)]
+pub struct SendRequest {
+    pub account_id: String,
+    pub to: Vec<Attendee>,
+    pub cc: Vec<Attendee>,
+    pub bcc: Vec<Attendee>,
+    pub from_identifier: Option<String>,
+    pub from_name: Option<String>,
+    pub subject: String,
+    pub body: String,
+    pub attachments: Vec<OutgoingAttachment>,
+    pub reply_to: Option<String>,
+    pub custom_headers: Vec<(String, String)>,
+    pub send_at: Option<i64>,
+}
+
+pub fn mime_error(e: MimeError) -> Error {
+    match e {
+        MimeError::ForbiddenHeader { .. } => err(ErrorKind::InvalidHeaders, e.to_string()),
+        other => err(ErrorKind::InvalidParameters, other.to_string()),
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    err(ErrorKind::InvalidParameters, msg)
+}
+
+fn text(raw: &RawSend, name: &str) -> Result<Option<String>, Error> {
+    match raw.fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(invalid(format!("{name} must be a string"))),
+    }
+}
+
+fn attendees(raw: &RawSend, name: &str) -> Result<Vec<Attendee>, Error> {
+    let list = match raw.fields.get(name) {
+        None | Some(Value::Null) => return Ok(vec![]),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(invalid(format!(
+                "{name} must be an array of {{identifier, display_name?}}"
+            )));
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let field = format!("{name}[{i}]");
+        let attendee = match item {
+            Value::String(s) => Attendee {
+                identifier: s.trim().to_owned(),
+                display_name: None,
+            },
+            Value::Object(o) => {
+                let identifier = match o.get("identifier") {
+                    Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+                    _ => {
+                        return Err(invalid(format!(
+                            "{field}.identifier must be an email address"
+                        )));
+                    }
+                };
+                let display_name = match o.get("display_name") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) if s.trim().is_empty() => None,
+                    Some(Value::String(s)) => Some(s.trim().to_owned()),
+                    Some(_) => {
+                        return Err(invalid(format!("{field}.display_name must be a string")));
+                    }
+                };
+                Attendee {
+                    identifier,
+                    display_name,
+                }
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{field} must be {{identifier, display_name?}}"
+                )));
+            }
+        };
+        guard::check_address(&field, &attendee).map_err(mime_error)?;
+        out.push(attendee);
+    }
+    Ok(out)
+}
+
+impl SendRequest {
+    pub fn parse(raw: &RawSend) -> Result<Self, Error> {
+        let account_id = text(raw, "account_id")?
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| err(ErrorKind::MissingParameters, "account_id is required"))?;
+        if let Some(d) = text(raw, "draft_id")? {
+            return Err(invalid(format!(
+                "draft_id {d}: sending drafts is not supported yet; send the content directly"
+            )));
+        }
+        let to = attendees(raw, "to")?;
+        let cc = attendees(raw, "cc")?;
+        let bcc = attendees(raw, "bcc")?;
+        if to.is_empty() {
+            return Err(err(
+                ErrorKind::MissingParameters,
+                "to must name at least one recipient",
+            ));
+        }
+        let count = to.len() + cc.len() + bcc.len();
+        if count > 500 {
+            return Err(invalid(format!(
+                "{count} recipients; at most 500 per email"
+            )));
+        }
+        let (from_identifier, from_name) = match raw.fields.get("from") {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::Object(o)) => {
+                let id = o
+                    .get("identifier")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty());
+                let name = o
+                    .get("display_name")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty());
+                let probe = Attendee {
+                    identifier: id.unwrap_or("probe@example.com").to_owned(),
+                    display_name: name.map(str::to_owned),
+                };
+                guard::check_address("from", &probe).map_err(mime_error)?;
+                (id.map(str::to_owned), name.map(str::to_owned))
+            }
+            Some(_) => return Err(invalid("from must be {identifier?, display_name?}")),
+        };
+        let subject = text(raw, "subject")?.unwrap_or_default();
+        guard::check_header_value("subject", &subject).map_err(mime_error)?;
+        if subject.len() > 998 {
+            return Err(invalid("subject is longer than 998 bytes"));
+        }
+        let body = text(raw, "body")?
+            .ok_or_else(|| err(ErrorKind::MissingParameters, "body is required"))?;
+        let reply_to = text(raw, "reply_to")?
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        if let Some(r) = &reply_to {
+            guard::check_header_value("reply_to", r).map_err(mime_error)?;
+        }
+        let custom_headers = match raw.fields.get("custom_headers") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(items)) => {
+                let mut out = vec![];
+                for (i, h) in items.iter().enumerate() {
+                    let name = h.get("name").and_then(Value::as_str);
+                    let value = h.get("value").and_then(Value::as_str);
+                    let (Some(name), Some(value)) = (name, value) else {
+                        return Err(invalid(format!(
+                            "custom_headers[{i}] must be {{name, value}} strings"
+                        )));
+                    };
+                    guard::check_custom_header(i, name, value).map_err(mime_error)?;
+                    out.push((name.to_owned(), value.to_owned()));
+                }
+                out
+            }
+            Some(_) => return Err(invalid("custom_headers must be an array of {name, value}")),
+        };
+        if let Some(t) = raw.fields.get("tracking_options")
+            && !t.is_null()
+            && !t.is_object()
+        {
+            return Err(invalid("tracking_options must be an object"));
+        }
+        for (i, a) in raw.attachments.iter().enumerate() {
+            if a.filename.trim().is_empty()
+                || a.filename
+                    .chars()
+                    .any(|c| c.is_control() || c == '/' || c == '\\')
+            {
+                return Err(invalid(format!(
+                    "attachments[{i}] has an invalid file name"
+                )));
+            }
+            if let Some(cid) = &a.cid {
+                guard::check_cid(&format!("attachments[{i}].cid"), cid).map_err(mime_error)?;
+            }
+            if let Some(ct) = &a.content_type
+                && (ct.chars().any(|c| c.is_control()) || !ct.contains('/'))
+            {
+                return Err(invalid(format!(
+                    "attachments[{i}].content_type is not a MIME type"
+                )));
+            }
+        }
+        let send_at =
+            match text(raw, "send_at")? {
+                None => None,
+                Some(s) => Some(parse_ms(&s).ok_or_else(|| {
+                    invalid(format!("send_at must be an RFC 3339 date, got `{s}`"))
+                })?),
+            };
+        Ok(SendRequest {
+            account_id: account_id.trim().to_owned(),
+            to,
+            cc,
+            bcc,
+            from_identifier,
+            from_name,
+            subject,
+            body,
+            attachments: raw.attachments.clone(),
+            reply_to,
+            custom_headers,
+            send_at,
+        })
+    }
+
+    /// A fingerprint of what was asked (not of its encoding): the same send through
+    /// multipart or JSON, with any boundary, hashes the same.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let att: Vec<Value> = self
+            .attachments
+            .iter()
+            .map(|a| {
+                json!({"filename": a.filename, "content_type": a.content_type, "cid": a.cid,
+                       "sha256": base64_sha(&a.content)})
+            })
+            .collect();
+        let canonical = json!({
+            "account_id": self.account_id,
+            "to": self.to, "cc": self.cc, "bcc": self.bcc,
+            "from": [self.from_identifier, self.from_name],
+            "subject": self.subject, "body": self.body, "reply_to": self.reply_to,
+            "custom_headers": self.custom_headers, "send_at": self.send_at, "attachments": att,
+        });
+        Sha256::digest(canonical.to_string().as_bytes()).to_vec()
+    }
+}
+
+fn base64_sha(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,565 @@
+//! The outbox sender: attempts stored jobs, retries transient failures with exponential
+//! backoff and jitter, fails permanent ones with the closest error slug, copies sent mail to
+//! the Sent folder, and (in the background) picks up every job that is due, including jobs
+//! whose node died mid-attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+
+use mailroom_core::account::{MailSettings, SourceStatus};
+use mailroom_core::time_fmt::format_ms;
+use mailroom_core::{Clock, ErrorKind};
+use mailroom_providers::NetPolicy;
+use mailroom_providers::imap_smtp::send::{SendError, SendErrorKind, SmtpPool};
+use mailroom_providers::imap_smtp::{imap, mailbox, smtp};
+use mailroom_store::accounts::{self, Account, Credentials};
+use mailroom_store::events::{self, NewEvent, event_id};
+use mailroom_store::outbox::{self, Job};
+use mailroom_store::{Store, StoreError, Vault};
+
+/// Retry policy and timing of the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// Deadline of one attempt (connect, authenticate, transmit).
+    pub send_timeout: Duration,
+    /// Attempts before a transiently failing job is given up.
+    pub max_attempts: i64,
+    /// How long after acceptance a job may still be retried.
+    pub retry_horizon: Duration,
+    /// First retry delay; doubles per attempt (with ±25 % jitter) up to `retry_cap`.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// How often the worker looks for due jobs when nothing woke it.
+    pub poll_interval: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            send_timeout: Duration::from_secs(30),
+            max_attempts: 10,
+            retry_horizon: Duration::from_secs(48 * 3600),
+            retry_base: Duration::from_secs(30),
+            retry_cap: Duration::from_secs(3600),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What an attempt came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Sent {
+        provider_id: String,
+    },
+    /// Will be retried at `run_after`.
+    Retrying {
+        kind: ErrorKind,
+        detail: String,
+        run_after: i64,
+    },
+    /// Failed for good.
+    Failed {
+        kind: ErrorKind,
+        detail: String,
+    },
+    /// Another node holds the job now (our lease expired); it reports the outcome.
+    NotOurs,
+}
+
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    vault: Vault,
+    clock: Arc<dyn Clock>,
+    net: NetPolicy,
+    smtp: SmtpPool,
+    node: String,
+    config: OutboxConfig,
+    wake: Notify,
+    slots: Semaphore,
+}
+
+/// How many jobs one node works on at once.
+const CONCURRENCY: usize = 32;
+/// Slack added to an attempt's deadline for its lease.
+const LEASE_MARGIN_MS: i64 = 5_000;
+/// Attempts at the Sent copy before it is given up.
+const MAX_COPY_ATTEMPTS: i64 = 6;
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+impl Outbox {
+    pub fn new(
+        store: Store,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+        net: NetPolicy,
+        config: OutboxConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                vault,
+                clock,
+                net,
+                smtp: SmtpPool::default(),
+                node: mailroom_core::new_id(),
+                config,
+                wake: Notify::new(),
+                slots: Semaphore::new(CONCURRENCY),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &OutboxConfig {
+        &self.inner.config
+    }
+
+    /// This process's id in leases.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// When a lease taken now must end: after the attempt's own deadline.
+    pub fn lease_until(&self, now_ms: i64) -> i64 {
+        now_ms + ms(self.inner.config.send_timeout) + LEASE_MARGIN_MS
+    }
+
+    /// Asks the worker to look for due jobs now.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// The retry delay after `attempts` attempts: exponential, capped, ±25 % jitter.
+    pub fn backoff_ms(&self, attempts: i64) -> i64 {
+        let c = &self.inner.config;
+        let exp = attempts.clamp(1, 30) - 1;
+        let base = ms(c.retry_base)
+            .saturating_mul(1i64 << exp)
+            .min(ms(c.retry_cap))
+            .max(1);
+        let jitter = rand::rng().random_range(-(base / 4)..=(base / 4));
+        (base + jitter).max(1)
+    }
+
+    /// Attempts job `id`, which this node must hold the lease of; bounded by `send_timeout`.
+    pub async fn attempt(&self, id: &str) -> Result<Outcome, StoreError> {
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let Some(job) = outbox::get_any(&self.inner.store, id).await? else {
+            return Ok(Outcome::NotOurs);
+        };
+        let account = accounts::get(&self.inner.store, &job.workspace_id, &job.account_id).await?;
+        let Some(account) = account else {
+            return self
+                .fail(
+                    &job,
+                    ErrorKind::InvalidAccount,
+                    "the account was deleted before the email could be sent".into(),
+                )
+                .await;
+        };
+        if account.status == SourceStatus::Credentials {
+            // Not the message's fault: wait for a reconnect without spending attempts.
+            return self
+                .retry(
+                    &job,
+                    ErrorKind::DisconnectedAccount,
+                    "the account's credentials were refused; reconnect it to send".into(),
+                    true,
+                )
+                .await;
+        }
+        let sending = tokio::time::timeout(
+            self.inner.config.send_timeout,
+            self.transmit(&job, &account),
+        )
+        .await;
+        match sending {
+            Ok(Ok(())) => {
+                let provider_id = job.message_id.clone();
+                if !outbox::mark_sent(
+                    &self.inner.store,
+                    &job.id,
+                    self.node(),
+                    self.inner.clock.now_ms(),
+                    &provider_id,
+                    true,
+                )
+                .await?
+                {
+                    return Ok(Outcome::NotOurs);
+                }
+                metrics::counter!("mailroom_emails_sent_total").increment(1);
+                let me = self.clone();
+                let id = job.id.clone();
+                tokio::spawn(async move { me.copy_now(&id).await });
+                Ok(Outcome::Sent { provider_id })
+            }
+            Ok(Err(Failure::Store(e))) => Err(e),
+            Ok(Err(Failure::Send(e))) => self.on_send_error(&job, &account, e).await,
+            Ok(Err(Failure::Other(kind, detail))) => self.fail(&job, kind, detail).await,
+            Err(_) => {
+                let detail = format!(
+                    "the attempt did not finish within {}s",
+                    self.inner.config.send_timeout.as_secs()
+                );
+                self.retry(&job, ErrorKind::RequestTimeout, detail, false)
+                    .await
+            }
+        }
+    }
+
+    async fn transmit(&self, job: &Job, account: &Account) -> Result<(), Failure> {
+        let settings: MailSettings =
+            serde_json::from_value(account.settings.clone()).map_err(|e| {
+                Failure::Other(ErrorKind::UnexpectedError, format!("account settings: {e}"))
+            })?;
+        let Some(Credentials::Mail { smtp_password, .. }) =
+            accounts::credentials(&self.inner.store, &self.inner.vault, &account.id)
+                .await
+                .map_err(Failure::Store)?
+        else {
+            return Err(Failure::Other(
+                ErrorKind::InvalidAccount,
+                "the account has no credentials".into(),
+            ));
+        };
+        let raw = outbox::raw(&self.inner.store, &job.id)
+            .await
+            .map_err(Failure::Store)?
+            .ok_or_else(|| {
+                Failure::Other(
+                    ErrorKind::UnexpectedError,
+                    "the job lost its message".into(),
+                )
+            })?;
+        let login = smtp_login(&settings, &smtp_password);
+        // A reconnect changes `updated_at`, so it also replaces the pooled connections.
+        let key = format!("{}:{}", account.id, account.updated_at);
+        self.inner
+            .smtp
+            .send(
+                &key,
+                &login,
+                &self.inner.net,
+                &job.envelope_from,
+                &job.recipients,
+                &raw,
+            )
+            .await
+            .map(|_| ())
+            .map_err(Failure::Send)
+    }
+
+    async fn on_send_error(
+        &self,
+        job: &Job,
+        account: &Account,
+        e: SendError,
+    ) -> Result<Outcome, StoreError> {
+        let detail = e.detail().to_owned();
+        match e.kind() {
+            SendErrorKind::Transient => {
+                self.retry(job, ErrorKind::ProviderUnreachable, detail, false)
+                    .await
+            }
+            SendErrorKind::Auth => {
+                let now = self.inner.clock.now_ms();
+                if accounts::set_status(
+                    &self.inner.store,
+                    &account.id,
+                    SourceStatus::Credentials,
+                    now,
+                )
+                .await?
+                {
+                    events::record(
+                        &self.inner.store,
+                        NewEvent {
+                            id: event_id(&["account_status", &account.id, "CREDENTIALS", &now.to_string()]),
+                            workspace_id: &account.workspace_id,
+                            account_id: Some(&account.id),
+                            kind: "account_status",
+                            payload: json!({"AccountStatus": {"account_id": account.id, "account_type": account.account_type.as_str(), "message": "CREDENTIALS"}}),
+                            now_ms: now,
+                        },
+                    )
+                    .await?;
+                    tracing::warn!(account_id = %account.id, "SMTP refused the account's credentials; status CREDENTIALS");
+                }
+                self.retry(
+                    job,
+                    ErrorKind::DisconnectedAccount,
+                    format!("the SMTP server refused the credentials: {detail}"),
+                    true,
+                )
+                .await
+            }
+            SendErrorKind::RecipientRejected => {
+                self.fail(job, ErrorKind::RecipientRejected, detail).await
+            }
+            SendErrorKind::SenderRejected => self.fail(job, ErrorKind::SendAsDenied, detail).await,
+            SendErrorKind::TooLarge => {
+                self.fail(job, ErrorKind::ProviderContentTooLarge, detail)
+                    .await
+            }
+            SendErrorKind::Rejected => self.fail(job, ErrorKind::CantSendMessage, detail).await,
+        }
+    }
+
+    async fn retry(
+        &self,
+        job: &Job,
+        kind: ErrorKind,
+        detail: String,
+        refund: bool,
+    ) -> Result<Outcome, StoreError> {
+        let now = self.inner.clock.now_ms();
+        let attempts = if refund {
+            job.attempts - 1
+        } else {
+            job.attempts
+        };
+        if (!refund && attempts >= job.max_attempts) || now >= job.give_up_at {
+            let why = format!("gave up after {attempts} attempts: {detail}");
+            return self.fail(job, kind, why).await;
+        }
+        let run_after = now + self.backoff_ms(attempts.max(1));
+        if !outbox::mark_retry(
+            &self.inner.store,
+            &job.id,
+            self.node(),
+            now,
+            run_after,
+            kind.type_slug(),
+            &detail,
+            refund,
+        )
+        .await?
+        {
+            return Ok(Outcome::NotOurs);
+        }
+        tracing::info!(job = %job.id, error = %detail, retry_at = %format_ms(run_after), "send will be retried");
+        Ok(Outcome::Retrying {
+            kind,
+            detail,
+            run_after,
+        })
+    }
+
+    async fn fail(
+        &self,
+        job: &Job,
+        kind: ErrorKind,
+        detail: String,
+    ) -> Result<Outcome, StoreError> {
+        let now = self.inner.clock.now_ms();
+        if !outbox::mark_failed(
+            &self.inner.store,
+            &job.id,
+            self.node(),
+            now,
+            kind.type_slug(),
+            &detail,
+        )
+        .await?
+        {
+            return Ok(Outcome::NotOurs);
+        }
+        metrics::counter!("mailroom_emails_failed_total").increment(1);
+        events::record(
+            &self.inner.store,
+            NewEvent {
+                id: event_id(&["send_failed", &job.id]),
+                workspace_id: &job.workspace_id,
+                account_id: Some(&job.account_id),
+                kind: "send_failed",
+                payload: json!({
+                    "event": "send_failed", "account_id": job.account_id, "tracking_id": job.id,
+                    "message_id": job.message_id, "type": kind.type_slug(), "detail": detail, "date": format_ms(now),
+                }),
+                now_ms: now,
+            },
+        )
+        .await?;
+        tracing::warn!(job = %job.id, error = %detail, "send failed");
+        Ok(Outcome::Failed { kind, detail })
+    }
+
+    /// Copies a just-sent job to the Sent folder (the worker retries it if this fails).
+    async fn copy_now(&self, id: &str) {
+        let now = self.inner.clock.now_ms();
+        match outbox::take_copy(&self.inner.store, id, self.node(), self.lease_until(now)).await {
+            Ok(true) => self.copy(id).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(job = %id, error = %e, "cannot take the Sent copy"),
+        }
+    }
+
+    /// APPENDs the exact sent bytes to the account's Sent folder, flagged `\Seen`.
+    async fn copy(&self, id: &str) {
+        let result = match tokio::time::timeout(
+            self.inner.config.send_timeout,
+            self.append_copy(id),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err("the Sent copy timed out".to_owned()),
+        };
+        let now = self.inner.clock.now_ms();
+        let store = &self.inner.store;
+        let outcome = match result {
+            Ok(()) => outbox::mark_copy(store, id, self.node(), "done", now, None).await,
+            Err(detail) => {
+                let tries = outbox::copy_attempts(store, id)
+                    .await
+                    .unwrap_or(MAX_COPY_ATTEMPTS);
+                let state = if tries >= MAX_COPY_ATTEMPTS {
+                    "failed"
+                } else {
+                    "pending"
+                };
+                tracing::warn!(job = %id, error = %detail, state, "copy to the Sent folder failed");
+                let note = format!("sent; copy to the Sent folder failed: {detail}");
+                outbox::mark_copy(
+                    store,
+                    id,
+                    self.node(),
+                    state,
+                    now + self.backoff_ms(tries),
+                    Some(&note),
+                )
+                .await
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(job = %id, error = %e, "cannot record the Sent copy");
+        }
+    }
+
+    async fn append_copy(&self, id: &str) -> Result<(), String> {
+        let store = &self.inner.store;
+        let job = outbox::get_any(store, id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("job vanished")?;
+        let account = accounts::get_any(store, &job.account_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("account deleted")?;
+        let settings: MailSettings =
+            serde_json::from_value(account.settings).map_err(|e| e.to_string())?;
+        let Some(Credentials::Mail { imap_password, .. }) =
+            accounts::credentials(store, &self.inner.vault, &account.id)
+                .await
+                .map_err(|e| e.to_string())?
+        else {
+            return Err("no credentials".into());
+        };
+        let raw = outbox::raw(store, id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no message")?;
+        let login = imap::ImapLogin {
+            host: &settings.imap_host,
+            port: settings.imap_port,
+            tls: settings.imap_tls(),
+            user: &settings.imap_user,
+            password: &imap_password,
+        };
+        let mut session = imap::login(&login, &self.inner.net)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = mailbox::append_sent(&mut session, &raw)
+            .await
+            .map_err(|e| e.to_string());
+        let _ = session.logout().await;
+        result
+    }
+
+    /// Runs the background worker until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "outbox sweep failed");
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(self.inner.config.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Claims what is due and works on it in the background; returns how many it took.
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        let now = self.inner.clock.now_ms();
+        let free = self.inner.slots.available_permits().max(1) as i64;
+        let jobs = outbox::claim_due(
+            &self.inner.store,
+            self.node(),
+            now,
+            self.lease_until(now),
+            free,
+        )
+        .await?;
+        let copies = outbox::claim_copies(
+            &self.inner.store,
+            self.node(),
+            now,
+            self.lease_until(now),
+            8,
+        )
+        .await?;
+        let taken = jobs.len() + copies.len();
+        for id in jobs {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.attempt(&id).await {
+                    tracing::warn!(job = %id, error = %e, "outbox attempt failed");
+                }
+            });
+        }
+        for id in copies {
+            let me = self.clone();
+            tokio::spawn(async move { me.copy(&id).await });
+        }
+        Ok(taken)
+    }
+}
+
+enum Failure {
+    Store(StoreError),
+    Send(SendError),
+    Other(ErrorKind, String),
+}
+
+fn smtp_login<'a>(settings: &'a MailSettings, password: &'a SecretString) -> smtp::SmtpLogin<'a> {
+    smtp::SmtpLogin {
+        host: &settings.smtp_host,
+        port: settings.smtp_port,
+        tls: settings.smtp_tls(),
+        user: &settings.smtp_user,
+        password,
+        mechanisms: smtp::PASSWORD_MECHANISMS,
+    }
+}

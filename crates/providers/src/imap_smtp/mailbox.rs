@@ -1,0 +1,269 @@
+//! Mailbox work done around a send: the Sent copy (generic IMAP servers keep none by
+//! themselves, `providers.md` §C.4) and finding the mail a reply answers by its Message-ID.
+
+use async_imap::types::NameAttribute;
+use futures_util::TryStreamExt as _;
+
+use super::imap::ImapSession;
+use crate::error::{Protocol, ProviderError};
+use mailroom_core::email::ReplyParent;
+
+/// Names tried, in order, when no mailbox carries the SPECIAL-USE `\Sent` attribute.
+const SENT_NAMES: &[&str] = &[
+    "Sent",
+    "Sent Items",
+    "Sent Messages",
+    "INBOX.Sent",
+    "[Gmail]/Sent Mail",
+];
+const ARCHIVE_NAMES: &[&str] = &["Archive", "INBOX.Archive", "[Gmail]/All Mail"];
+
+/// Hits examined per folder: a Message-ID is unique in practice, but a substring search can
+/// also match a longer id, so the exact id is checked on the fetched headers.
+const MAX_HITS: usize = 5;
+
+fn imap_err(doing: &str, e: async_imap::error::Error) -> ProviderError {
+    use async_imap::error::Error;
+    let detail = format!("{doing}: {e}");
+    match e {
+        Error::Io(_) | Error::ConnectionLost => ProviderError::Connect {
+            protocol: Protocol::Imap,
+            detail,
+        },
+        // RFC 5530 codes that say "later" rather than "never".
+        Error::No(ref text)
+            if ["[OVERQUOTA]", "[LIMIT]", "[INUSE]", "[UNAVAILABLE]"]
+                .iter()
+                .any(|c| text.to_ascii_uppercase().contains(c)) =>
+        {
+            ProviderError::Quota {
+                protocol: Protocol::Imap,
+                detail,
+            }
+        }
+        _ => ProviderError::Protocol {
+            protocol: Protocol::Imap,
+            detail,
+        },
+    }
+}
+
+struct Folder {
+    name: String,
+    attributes: Vec<NameAttribute<'static>>,
+}
+
+impl Folder {
+    fn has(&self, a: &NameAttribute<'_>) -> bool {
+        self.attributes.iter().any(|x| x == a)
+    }
+
+    fn selectable(&self) -> bool {
+        !self.has(&NameAttribute::NoSelect)
+    }
+}
+
+async fn folders(session: &mut ImapSession) -> Result<Vec<Folder>, ProviderError> {
+    let names: Vec<_> = session
+        .list(Some(""), Some("*"))
+        .await
+        .map_err(|e| imap_err("LIST", e))?
+        .try_collect()
+        .await
+        .map_err(|e| imap_err("LIST", e))?;
+    Ok(names
+        .iter()
+        .map(|n| Folder {
+            // Kept as the server spells it (modified UTF-7 included): that is what SELECT and
+            // APPEND expect back.
+            name: n.name().to_owned(),
+            attributes: n
+                .attributes()
+                .iter()
+                .cloned()
+                .map(NameAttribute::into_owned)
+                .collect(),
+        })
+        .collect())
+}
+
+/// The folder with `attribute`, else the first existing of `names` (case-insensitive).
+fn pick<'a>(
+    folders: &'a [Folder],
+    attribute: &NameAttribute<'_>,
+    names: &[&str],
+) -> Option<&'a str> {
+    if let Some(f) = folders.iter().find(|f| f.selectable() && f.has(attribute)) {
+        return Some(&f.name);
+    }
+    names.iter().find_map(|want| {
+        folders
+            .iter()
+            .find(|f| f.selectable() && f.name.eq_ignore_ascii_case(want))
+            .map(|f| f.name.as_str())
+    })
+}
+
+/// The account's Sent folder: SPECIAL-USE `\Sent` (RFC 6154), else a well-known name.
+pub async fn sent_folder(session: &mut ImapSession) -> Result<String, ProviderError> {
+    let all = folders(session).await?;
+    pick(&all, &NameAttribute::Sent, SENT_NAMES)
+        .map(str::to_owned)
+        .ok_or_else(|| ProviderError::Protocol {
+            protocol: Protocol::Imap,
+            detail: "the account has no Sent folder (no \\Sent mailbox and none named Sent, \
+                     Sent Items or Sent Messages)"
+                .into(),
+        })
+}
+
+/// APPENDs `bytes`, unchanged, to the Sent folder, flagged `\Seen`.
+pub async fn append_sent(session: &mut ImapSession, bytes: &[u8]) -> Result<(), ProviderError> {
+    let folder = sent_folder(session).await?;
+    session
+        .append(&folder, Some("(\\Seen)"), None, bytes)
+        .await
+        .map_err(|e| imap_err(&format!("APPEND to {folder}"), e))
+}
+
+/// `message_id` with angle brackets, or `None` when it cannot be a Message-ID we could search
+/// for safely inside a quoted string (quotes, backslashes, CR/LF, controls, non-ASCII).
+fn searchable_id(message_id: &str) -> Option<String> {
+    let core = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let ok = !core.is_empty()
+        && core
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'<' | b'>'));
+    ok.then(|| format!("<{core}>"))
+}
+
+/// The mail whose Message-ID is `message_id` (with or without brackets), searched in INBOX,
+/// the Sent folder, then the archive (`\All` or `\Archive`); `None` when no folder has it.
+/// An id that no mail can carry (quotes, backslashes, CR/LF, spaces) is never sent to the
+/// server and finds nothing.
+pub async fn find_by_message_id(
+    session: &mut ImapSession,
+    message_id: &str,
+) -> Result<Option<ReplyParent>, ProviderError> {
+    let Some(id) = searchable_id(message_id) else {
+        return Ok(None);
+    };
+    let all = folders(session).await?;
+    let mut order: Vec<&str> = vec!["INBOX"];
+    order.extend(pick(&all, &NameAttribute::Sent, SENT_NAMES));
+    order.extend(pick(&all, &NameAttribute::All, &[]));
+    order.extend(pick(&all, &NameAttribute::Archive, ARCHIVE_NAMES));
+    let mut seen = Vec::new();
+    for folder in order {
+        if seen.contains(&folder) {
+            continue;
+        }
+        seen.push(folder);
+        if let Some(parent) = search_folder(session, folder, &id).await? {
+            return Ok(Some(parent));
+        }
+    }
+    Ok(None)
+}
+
+async fn search_folder(
+    session: &mut ImapSession,
+    folder: &str,
+    id: &str,
+) -> Result<Option<ReplyParent>, ProviderError> {
+    // EXAMINE: read-only, so looking never changes \Recent or flags.
+    session
+        .examine(folder)
+        .await
+        .map_err(|e| imap_err(&format!("EXAMINE {folder}"), e))?;
+    let mut uids: Vec<u32> = session
+        .uid_search(format!("HEADER Message-ID \"{id}\""))
+        .await
+        .map_err(|e| imap_err(&format!("UID SEARCH in {folder}"), e))?
+        .into_iter()
+        .collect();
+    if uids.is_empty() {
+        return Ok(None);
+    }
+    uids.sort_unstable();
+    uids.truncate(MAX_HITS);
+    let set = uids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let fetches: Vec<_> = session
+        .uid_fetch(&set, "BODY.PEEK[HEADER]")
+        .await
+        .map_err(|e| imap_err(&format!("UID FETCH in {folder}"), e))?
+        .try_collect()
+        .await
+        .map_err(|e| imap_err(&format!("UID FETCH in {folder}"), e))?;
+    let mut hits: Vec<_> = fetches
+        .iter()
+        .filter_map(|f| Some((f.uid?, f.header()?)))
+        .collect();
+    hits.sort_by_key(|(uid, _)| *uid);
+    Ok(hits.into_iter().find_map(|(_, header)| {
+        mailroom_mime::parent::parse_reply_parent(header).filter(|p| p.message_id == id)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_bracketed_and_unsafe_ones_refused() {
+        assert_eq!(searchable_id("abc@x.test").as_deref(), Some("<abc@x.test>"));
+        assert_eq!(
+            searchable_id(" <abc@x.test> ").as_deref(),
+            Some("<abc@x.test>")
+        );
+        for bad in [
+            "",
+            "<>",
+            "a\"b@x",
+            "a\\b@x",
+            "a\r\nb@x",
+            "a b@x",
+            "caf\u{e9}@x",
+            "a>b@x",
+        ] {
+            assert_eq!(searchable_id(bad), None, "{bad:?}");
+        }
+    }
+
+    fn folder(name: &str, attributes: Vec<NameAttribute<'static>>) -> Folder {
+        Folder {
+            name: name.into(),
+            attributes,
+        }
+    }
+
+    #[test]
+    fn special_use_wins_over_names() {
+        let all = vec![
+            folder("INBOX", vec![]),
+            folder("Sent", vec![]),
+            folder("Gesendet", vec![NameAttribute::Sent]),
+        ];
+        assert_eq!(
+            pick(&all, &NameAttribute::Sent, SENT_NAMES),
+            Some("Gesendet")
+        );
+        let all = vec![
+            folder("INBOX", vec![]),
+            folder("[Gmail]", vec![NameAttribute::NoSelect]),
+            folder("sent items", vec![]),
+        ];
+        assert_eq!(
+            pick(&all, &NameAttribute::Sent, SENT_NAMES),
+            Some("sent items")
+        );
+        assert_eq!(pick(&all, &NameAttribute::Archive, ARCHIVE_NAMES), None);
+    }
+}

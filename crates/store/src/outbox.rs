@@ -1,0 +1,454 @@
+//! The outbox: durable send jobs. A row is written (with its idempotency key) before any
+//! attempt; attempts hold a lease (`locked_by`, `locked_until`) so exactly one node works on
+//! a job at a time, and an expired lease (a crashed node) makes the job claimable again.
+//! Every state change is conditional on holding the lease, so a node that lost its lease
+//! cannot overwrite another's result.
+
+use sqlx::Row;
+
+use crate::error::{Result, StoreError};
+use crate::{Store, with_pool};
+use mailroom_core::cursor::Position;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Waiting for `send_at`.
+    Scheduled,
+    /// Waiting for its next attempt.
+    Queued,
+    /// An attempt is under way (leased).
+    Sending,
+    Sent,
+    /// Permanently failed, or out of attempts.
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Scheduled => "scheduled",
+            JobStatus::Queued => "queued",
+            JobStatus::Sending => "sending",
+            JobStatus::Sent => "sent",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Scheduled,
+            Self::Queued,
+            Self::Sending,
+            Self::Sent,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// A job without its MIME bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub workspace_id: String,
+    pub account_id: String,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Vec<u8>,
+    pub status: JobStatus,
+    pub message_id: String,
+    pub thread_refs: Vec<String>,
+    pub subject: String,
+    pub recipients: Vec<String>,
+    pub envelope_from: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_after: i64,
+    pub give_up_at: i64,
+    pub last_error: Option<String>,
+    pub last_error_type: Option<String>,
+    pub provider_id: Option<String>,
+    pub sent_copy: String,
+    pub response: Option<(u16, serde_json::Value)>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub workspace_id: &'a str,
+    pub account_id: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: &'a [u8],
+    pub message_id: &'a str,
+    pub thread_refs: &'a [String],
+    pub subject: &'a str,
+    pub recipients: &'a [String],
+    pub envelope_from: &'a str,
+    pub raw: &'a [u8],
+    pub max_attempts: i64,
+    pub give_up_at: i64,
+    pub now_ms: i64,
+    /// `Some(send_at)` schedules the job; `None` leases it to `lease` for an immediate attempt.
+    pub send_at: Option<i64>,
+    pub lease: (&'a str, i64),
+}
+
+const COLUMNS: &str = "id, workspace_id, account_id, idempotency_key, request_hash, status, message_id, \
+     thread_refs, subject, recipients, envelope_from, attempts, max_attempts, run_after, give_up_at, \
+     last_error, last_error_type, provider_id, sent_copy, response_status, response_body, created_at, \
+     updated_at, sent_at";
+
+fn decode<R: Row>(r: &R) -> Result<Job>
+where
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let json_list = |s: String| -> Result<Vec<String>> {
+        serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("outbox list: {e}")))
+    };
+    let status: String = r.try_get(5)?;
+    let response_status: Option<i64> = r.try_get(19)?;
+    let response_body: Option<String> = r.try_get(20)?;
+    let response = match (response_status, response_body) {
+        (Some(s), Some(b)) => Some((
+            s as u16,
+            serde_json::from_str(&b)
+                .map_err(|e| StoreError::Corrupt(format!("outbox response: {e}")))?,
+        )),
+        _ => None,
+    };
+    Ok(Job {
+        id: r.try_get(0)?,
+        workspace_id: r.try_get(1)?,
+        account_id: r.try_get(2)?,
+        idempotency_key: r.try_get(3)?,
+        request_hash: r.try_get(4)?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("outbox status {status}")))?,
+        message_id: r.try_get(6)?,
+        thread_refs: json_list(r.try_get(7)?)?,
+        subject: r.try_get(8)?,
+        recipients: json_list(r.try_get(9)?)?,
+        envelope_from: r.try_get(10)?,
+        attempts: r.try_get(11)?,
+        max_attempts: r.try_get(12)?,
+        run_after: r.try_get(13)?,
+        give_up_at: r.try_get(14)?,
+        last_error: r.try_get(15)?,
+        last_error_type: r.try_get(16)?,
+        provider_id: r.try_get(17)?,
+        sent_copy: r.try_get(18)?,
+        response,
+        created_at: r.try_get(21)?,
+        updated_at: r.try_get(22)?,
+        sent_at: r.try_get(23)?,
+    })
+}
+
+/// Stores a new job. A duplicate idempotency key is a unique violation
+/// ([`StoreError::is_unique_violation`]).
+pub async fn insert(store: &Store, j: NewJob<'_>) -> Result<()> {
+    let (status, run_after, locked_by, locked_until, attempts) = match j.send_at {
+        Some(at) => (JobStatus::Scheduled, at, None, None, 0i64),
+        None => (
+            JobStatus::Sending,
+            j.now_ms,
+            Some(j.lease.0),
+            Some(j.lease.1),
+            1i64,
+        ),
+    };
+    let refs = serde_json::to_string(j.thread_refs).expect("strings serialize");
+    let rcpts = serde_json::to_string(j.recipients).expect("strings serialize");
+    with_pool!(store, pool => {
+        sqlx::query(
+            "INSERT INTO outbox (id, workspace_id, account_id, idempotency_key, request_hash, status, \
+             message_id, thread_refs, subject, recipients, envelope_from, raw, attempts, max_attempts, \
+             run_after, give_up_at, locked_by, locked_until, sent_copy, copy_attempts, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 'none', 0, $19, $19)",
+        )
+        .bind(j.id)
+        .bind(j.workspace_id)
+        .bind(j.account_id)
+        .bind(j.idempotency_key)
+        .bind(j.request_hash)
+        .bind(status.as_str())
+        .bind(j.message_id)
+        .bind(&refs)
+        .bind(j.subject)
+        .bind(&rcpts)
+        .bind(j.envelope_from)
+        .bind(j.raw)
+        .bind(attempts)
+        .bind(j.max_attempts)
+        .bind(run_after)
+        .bind(j.give_up_at)
+        .bind(locked_by)
+        .bind(locked_until)
+        .bind(j.now_ms)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}
+
+pub async fn get(store: &Store, workspace_id: &str, id: &str) -> Result<Option<Job>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE workspace_id = $1 AND id = $2"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql).bind(workspace_id).bind(id).fetch_optional(pool).await?.as_ref().map(decode).transpose()
+    })
+}
+
+/// The job by id, whatever its workspace (the engine's view).
+pub async fn get_any(store: &Store, id: &str) -> Result<Option<Job>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM outbox WHERE id = $1"));
+    with_pool!(store, pool => {
+        sqlx::query(sql).bind(id).fetch_optional(pool).await?.as_ref().map(decode).transpose()
+    })
+}
+
+pub async fn get_by_key(store: &Store, workspace_id: &str, key: &str) -> Result<Option<Job>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE workspace_id = $1 AND idempotency_key = $2"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql).bind(workspace_id).bind(key).fetch_optional(pool).await?.as_ref().map(decode).transpose()
+    })
+}
+
+/// A job of the workspace by the Message-ID it was sent with (to answer our own mail).
+pub async fn get_by_message_id(
+    store: &Store,
+    workspace_id: &str,
+    message_id: &str,
+) -> Result<Option<Job>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE workspace_id = $1 AND message_id = $2 ORDER BY created_at LIMIT 1"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql).bind(workspace_id).bind(message_id).fetch_optional(pool).await?.as_ref().map(decode).transpose()
+    })
+}
+
+/// The exact bytes to send.
+pub async fn raw(store: &Store, id: &str) -> Result<Option<Vec<u8>>> {
+    Ok(with_pool!(store, pool => {
+        sqlx::query("SELECT raw FROM outbox WHERE id = $1").bind(id).fetch_optional(pool).await?.map(|r| r.get(0))
+    }))
+}
+
+/// One page of a workspace's jobs, newest first.
+pub async fn list(
+    store: &Store,
+    workspace_id: &str,
+    after: Option<&Position>,
+    limit: u32,
+) -> Result<Vec<Job>> {
+    let (date, id) = match after {
+        Some(p) => (p.last_date, p.last_id.as_str()),
+        None => (i64::MAX, ""),
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE workspace_id = $1 \
+         AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql).bind(workspace_id).bind(date).bind(id).bind(i64::from(limit))
+            .fetch_all(pool).await?.iter().map(decode).collect()
+    })
+}
+
+/// Leases up to `limit` due jobs to `node` until `lease_until`: queued or scheduled jobs whose
+/// time has come, and jobs whose previous lease expired (a node died mid-attempt).
+pub async fn claim_due(
+    store: &Store,
+    node: &str,
+    now_ms: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let ids: Vec<String> = match store {
+        Store::Postgres(pool) => sqlx::query(
+            "UPDATE outbox SET status = 'sending', locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM outbox WHERE \
+               (status IN ('queued', 'scheduled') AND run_after <= $3) OR (status = 'sending' AND locked_until < $3) \
+               ORDER BY run_after LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING id",
+        )
+        .bind(node)
+        .bind(lease_until)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect(),
+        // SQLite has one writer at a time, so the UPDATE … RETURNING is the claim.
+        Store::Sqlite(pool) => sqlx::query(
+            "UPDATE outbox SET status = 'sending', locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM outbox WHERE \
+               (status IN ('queued', 'scheduled') AND run_after <= $3) OR (status = 'sending' AND locked_until < $3) \
+               ORDER BY run_after LIMIT $4) \
+             RETURNING id",
+        )
+        .bind(node)
+        .bind(lease_until)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect(),
+    };
+    Ok(ids)
+}
+
+/// The attempt succeeded: the job is sent and its Sent copy is due.
+pub async fn mark_sent(
+    store: &Store,
+    id: &str,
+    node: &str,
+    now_ms: i64,
+    provider_id: &str,
+    copy: bool,
+) -> Result<bool> {
+    let copy_state = if copy { "pending" } else { "none" };
+    let n = with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', provider_id = $1, sent_at = $2, updated_at = $2, locked_by = NULL, \
+             locked_until = NULL, last_error = NULL, last_error_type = NULL, sent_copy = $3, run_after = $2 \
+             WHERE id = $4 AND locked_by = $5 AND status = 'sending'",
+        )
+        .bind(provider_id).bind(now_ms).bind(copy_state).bind(id).bind(node)
+        .execute(pool).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The attempt failed transiently: try again at `run_after`. `refund` gives the attempt
+/// back (it never reached the provider, e.g. the account is disconnected).
+pub async fn mark_retry(
+    store: &Store,
+    id: &str,
+    node: &str,
+    now_ms: i64,
+    run_after: i64,
+    error_type: &str,
+    error: &str,
+    refund: bool,
+) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE outbox SET status = 'queued', run_after = $1, updated_at = $2, locked_by = NULL, locked_until = NULL, \
+             last_error = $3, last_error_type = $4, attempts = attempts - $5 \
+             WHERE id = $6 AND locked_by = $7 AND status = 'sending'",
+        )
+        .bind(run_after).bind(now_ms).bind(error).bind(error_type).bind(i64::from(refund)).bind(id).bind(node)
+        .execute(pool).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The job failed for good.
+pub async fn mark_failed(
+    store: &Store,
+    id: &str,
+    node: &str,
+    now_ms: i64,
+    error_type: &str,
+    error: &str,
+) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE outbox SET status = 'failed', updated_at = $1, locked_by = NULL, locked_until = NULL, \
+             last_error = $2, last_error_type = $3 WHERE id = $4 AND locked_by = $5 AND status = 'sending'",
+        )
+        .bind(now_ms).bind(error).bind(error_type).bind(id).bind(node)
+        .execute(pool).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Records the answer given to the request that created the job (replayed to duplicates).
+pub async fn set_response(
+    store: &Store,
+    id: &str,
+    status: u16,
+    body: &serde_json::Value,
+) -> Result<()> {
+    let body = body.to_string();
+    with_pool!(store, pool => {
+        sqlx::query("UPDATE outbox SET response_status = $1, response_body = $2 WHERE id = $3 AND response_status IS NULL")
+            .bind(i64::from(status)).bind(&body).bind(id)
+            .execute(pool).await?;
+    });
+    Ok(())
+}
+
+/// Leases sent jobs whose copy to the Sent folder is due.
+pub async fn claim_copies(
+    store: &Store,
+    node: &str,
+    now_ms: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<String>> {
+    // The copy's lease reuses the job's lock columns: a sent job has no other lease.
+    let sql = "UPDATE outbox SET locked_by = $1, locked_until = $2, copy_attempts = copy_attempts + 1 \
+               WHERE id IN (SELECT id FROM outbox WHERE status = 'sent' AND sent_copy = 'pending' AND run_after <= $3 \
+                 AND (locked_until IS NULL OR locked_until < $3) ORDER BY run_after LIMIT $4) RETURNING id";
+    Ok(with_pool!(store, pool => {
+        sqlx::query(sql).bind(node).bind(lease_until).bind(now_ms).bind(limit)
+            .fetch_all(pool).await?.into_iter().map(|r| r.get(0)).collect()
+    }))
+}
+
+/// Takes the copy of a just-sent job for the sender itself (no wait for the worker).
+pub async fn take_copy(store: &Store, id: &str, node: &str, lease_until: i64) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE outbox SET locked_by = $1, locked_until = $2, copy_attempts = copy_attempts + 1 \
+             WHERE id = $3 AND status = 'sent' AND sent_copy = 'pending' AND locked_until IS NULL",
+        )
+        .bind(node).bind(lease_until).bind(id)
+        .execute(pool).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Records the outcome of a Sent copy: `done`, `failed`, or back to `pending` at `run_after`.
+pub async fn mark_copy(
+    store: &Store,
+    id: &str,
+    node: &str,
+    state: &str,
+    run_after: i64,
+    error: Option<&str>,
+) -> Result<()> {
+    with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE outbox SET sent_copy = $1, run_after = $2, locked_by = NULL, locked_until = NULL, \
+             last_error = COALESCE($3, last_error) WHERE id = $4 AND locked_by = $5",
+        )
+        .bind(state).bind(run_after).bind(error).bind(id).bind(node)
+        .execute(pool).await?;
+    });
+    Ok(())
+}
+
+pub async fn copy_attempts(store: &Store, id: &str) -> Result<i64> {
+    Ok(with_pool!(store, pool => {
+        sqlx::query("SELECT copy_attempts FROM outbox WHERE id = $1").bind(id).fetch_one(pool).await?.get(0)
+    }))
+}
