@@ -347,10 +347,12 @@ impl Outbox {
             &job.id,
             self.node(),
             now,
-            run_after,
-            kind.type_slug(),
-            &detail,
-            refund,
+            outbox::Retry {
+                run_after,
+                error_type: kind.type_slug(),
+                error: &detail,
+                refund,
+            },
         )
         .await?
         {

@@ -336,17 +336,22 @@ pub async fn mark_sent(
     Ok(n == 1)
 }
 
-/// The attempt failed transiently: try again at `run_after`. `refund` gives the attempt
-/// back (it never reached the provider, e.g. the account is disconnected).
+/// Why and when a job is tried again.
+pub struct Retry<'a> {
+    pub run_after: i64,
+    pub error_type: &'a str,
+    pub error: &'a str,
+    /// Give the attempt back: it never reached the provider (e.g. the account is disconnected).
+    pub refund: bool,
+}
+
+/// The attempt failed transiently: try again at `retry.run_after`.
 pub async fn mark_retry(
     store: &Store,
     id: &str,
     node: &str,
     now_ms: i64,
-    run_after: i64,
-    error_type: &str,
-    error: &str,
-    refund: bool,
+    retry: Retry<'_>,
 ) -> Result<bool> {
     let n = with_pool!(store, pool => {
         sqlx::query(
@@ -354,8 +359,16 @@ pub async fn mark_retry(
              last_error = $3, last_error_type = $4, attempts = attempts - $5 \
              WHERE id = $6 AND locked_by = $7 AND status = 'sending'",
         )
-        .bind(run_after).bind(now_ms).bind(error).bind(error_type).bind(i64::from(refund)).bind(id).bind(node)
-        .execute(pool).await?.rows_affected()
+        .bind(retry.run_after)
+        .bind(now_ms)
+        .bind(retry.error)
+        .bind(retry.error_type)
+        .bind(i64::from(retry.refund))
+        .bind(id)
+        .bind(node)
+        .execute(pool)
+        .await?
+        .rows_affected()
     });
     Ok(n == 1)
 }

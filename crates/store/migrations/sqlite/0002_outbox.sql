@@ -15,8 +15,8 @@ CREATE TABLE outbox (
     recipients       TEXT NOT NULL,             -- JSON: envelope recipients
     envelope_from    TEXT NOT NULL,
     raw              BLOB NOT NULL,             -- the exact bytes sent
-    attempts         INTEGER NOT NULL,
-    max_attempts     INTEGER NOT NULL,
+    attempts         BIGINT NOT NULL,
+    max_attempts     BIGINT NOT NULL,
     run_after        BIGINT NOT NULL,
     give_up_at       BIGINT NOT NULL,
     locked_by        TEXT,
@@ -25,8 +25,8 @@ CREATE TABLE outbox (
     last_error_type  TEXT,
     provider_id      TEXT,
     sent_copy        TEXT NOT NULL,             -- none | pending | done | failed
-    copy_attempts    INTEGER NOT NULL,
-    response_status  INTEGER,
+    copy_attempts    BIGINT NOT NULL,
+    response_status  BIGINT,
     response_body    TEXT,
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL,

@@ -5,6 +5,7 @@
 mod accounts;
 mod api_basics;
 mod mail_providers;
+mod sending;
 mod smtp_send;
 mod store;
 
