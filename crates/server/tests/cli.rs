@@ -77,6 +77,16 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// SIGKILL: the process dies wherever it is, as in a crash or an OOM kill.
+    fn kill9(mut self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then wait for a clean exit.
     fn stop(mut self) {
         let status = Command::new("kill")
@@ -342,5 +352,114 @@ async fn vault_rotate_while_serving() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    server.stop();
+}
+
+/// DESIGN §3 and issue 3.6: sends accepted (stored) but stalled inside the SMTP transaction
+/// when mailroom is SIGKILLed are sent after the restart, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_send_loses_nothing_and_sends_nothing_twice() {
+    use mailroom_testkit::smtp_fault::{FaultSmtp, Mode};
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let env: &[(&str, &str)] = &[
+        ("MAILROOM_MAIL_ALLOW_PRIVATE", "true"),
+        ("MAILROOM_TLS_INSECURE_SKIP_VERIFY", "true"),
+        ("MAILROOM_SEND_TIMEOUT_SECS", "4"),
+        ("MAILROOM_SEND_RETRY_BASE_SECS", "1"),
+    ];
+    let server = Server::start(cwd, env);
+    let key = keys_create(cwd, env);
+    let client = reqwest::Client::new();
+    let (sender, recipient) = (rig.create_user(), rig.create_user());
+    let fault = FaultSmtp::start(rig.clone()).await;
+    fault.set_mode(Mode::Stall);
+    let mut body = rig.account_body(&sender);
+    body["smtp_port"] = json!(fault.port());
+    body["smtp_encryption"] = json!("starttls");
+    let r = client
+        .post(server.url("/api/v1/accounts"))
+        .header("X-API-KEY", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let account = r.json::<Value>().await.unwrap()["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Three sends, each stored and then held by the SMTP server after the message data.
+    let run = mailroom_testkit::token();
+    let subjects: Vec<String> = (0..3).map(|i| format!("crash {run} #{i}")).collect();
+    for subject in &subjects {
+        let req = client
+            .post(server.url("/api/v1/emails"))
+            .header("X-API-KEY", &key)
+            .json(&json!({"account_id": account, "to": [{"identifier": recipient.address}], "subject": subject, "body": "<p>survives</p>"}));
+        tokio::spawn(async move {
+            let _ = req.send().await; // never answered: the server dies first
+        });
+    }
+    fault.wait_for_stalled(3, Duration::from_secs(20)).await;
+    server.kill9();
+    assert_eq!(
+        fault.forwarded_count(),
+        0,
+        "nothing reached Postfix before the crash"
+    );
+
+    fault.set_mode(Mode::Forward);
+    let server = Server::start(cwd, env);
+    let outbox = mailroom_testkit::wait::until(
+        "every send is sent after the restart",
+        Duration::from_secs(60),
+        || async {
+            let r = client
+                .get(server.url("/api/v1/outbox"))
+                .header("X-API-KEY", &key)
+                .send()
+                .await
+                .ok()?;
+            let list: Value = r.json().await.ok()?;
+            let items = list["items"].as_array()?.clone();
+            (items.len() == 3 && items.iter().all(|i| i["status"] == "sent")).then_some(items)
+        },
+    )
+    .await;
+    let mut ids: Vec<String> = outbox
+        .iter()
+        .map(|i| i["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    let inbox =
+        mailroom_testkit::wait::until("three deliveries", Duration::from_secs(30), || async {
+            let all = rig.fetch_all(&recipient, "INBOX").await;
+            let ours: Vec<Vec<u8>> = all
+                .into_iter()
+                .filter(|m| String::from_utf8_lossy(m).contains(&format!("crash {run}")))
+                .collect();
+            (ours.len() >= 3).then_some(ours)
+        })
+        .await;
+    assert_eq!(inbox.len(), 3, "each message arrives exactly once");
+    let mut delivered: Vec<String> = inbox
+        .iter()
+        .map(|m| {
+            mail_parser::MessageParser::default()
+                .parse(m)
+                .unwrap()
+                .message_id()
+                .map(|id| format!("<{id}>"))
+                .unwrap()
+        })
+        .collect();
+    delivered.sort();
+    ids.sort();
+    assert_eq!(delivered, ids, "by Message-ID");
+    assert_eq!(fault.forwarded_count(), 3);
     server.stop();
 }
