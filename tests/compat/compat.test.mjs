@@ -3,13 +3,14 @@
 // "error", so any response that does not match the SDK's own schemas fails.
 //
 // Environment (see docs/testing.md): MAILROOM_COMPAT_URL, MAILROOM_COMPAT_API_KEY,
-// MAILROOM_TEST_MAIL_HOST, MAILROOM_TEST_IMAP_PORT, MAILROOM_TEST_SMTP_PORT,
-// MAILROOM_TEST_MAIL_USERS.
+// MAILROOM_TEST_MAIL_HOST, MAILROOM_TEST_IMAP_PORT, MAILROOM_TEST_IMAPS_PORT,
+// MAILROOM_TEST_SMTP_PORT, MAILROOM_TEST_MAIL_USERS.
 
 import { test, describe, it, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
+import tls from "node:tls";
 import { inspect } from "node:util";
 import {
   UnipileClient,
@@ -26,6 +27,7 @@ const REQUIRED_ENV = [
   "MAILROOM_COMPAT_API_KEY",
   "MAILROOM_TEST_MAIL_HOST",
   "MAILROOM_TEST_IMAP_PORT",
+  "MAILROOM_TEST_IMAPS_PORT",
   "MAILROOM_TEST_SMTP_PORT",
   "MAILROOM_TEST_MAIL_USERS",
 ];
@@ -43,7 +45,7 @@ function environmentProblems() {
       `MAILROOM_COMPAT_URL must look like http://host:port (the SDK accepts only lower-case http/https), got ${JSON.stringify(url)}`,
     );
   }
-  for (const name of ["MAILROOM_TEST_IMAP_PORT", "MAILROOM_TEST_SMTP_PORT"]) {
+  for (const name of ["MAILROOM_TEST_IMAP_PORT", "MAILROOM_TEST_IMAPS_PORT", "MAILROOM_TEST_SMTP_PORT"]) {
     const raw = process.env[name];
     const n = Number(raw);
     if (raw && !(Number.isInteger(n) && n > 0 && n <= 65535)) problems.push(`${name}=${JSON.stringify(raw)} is not a TCP port`);
@@ -66,6 +68,7 @@ const BASE_URL = (process.env.MAILROOM_COMPAT_URL ?? "").replace(/\/+$/, "");
 const API_KEY = process.env.MAILROOM_COMPAT_API_KEY;
 const MAIL_HOST = process.env.MAILROOM_TEST_MAIL_HOST;
 const IMAP_PORT = Number(process.env.MAILROOM_TEST_IMAP_PORT);
+const IMAPS_PORT = Number(process.env.MAILROOM_TEST_IMAPS_PORT);
 const SMTP_PORT = Number(process.env.MAILROOM_TEST_SMTP_PORT);
 const MAIL_USERS_FILE = process.env.MAILROOM_TEST_MAIL_USERS;
 

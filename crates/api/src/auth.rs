@@ -54,12 +54,16 @@ pub async fn require_api_key(
         }
         Some(v) => match v.to_str() {
             Ok(s) if !s.trim().is_empty() => SecretString::from(s.trim().to_owned()),
-            _ => {
+            Ok(_) => {
                 return err(
                     ErrorKind::MissingCredentials,
                     "the X-API-KEY header is empty",
                 )
                 .into_response();
+            }
+            Err(_) => {
+                return err(ErrorKind::InvalidCredentials, "the API key is not valid")
+                    .into_response();
             }
         },
     };

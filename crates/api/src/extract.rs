@@ -24,7 +24,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             .to_ascii_lowercase();
         if !content_type.starts_with("application/json") {
             return Err(err(
-                ErrorKind::UnsupportedMediaType,
+                ErrorKind::InvalidRequest,
                 format!(
                     "expected a JSON body with Content-Type: application/json, got {}",
                     if content_type.is_empty() {

@@ -9,11 +9,43 @@ use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, RequestId};
 
 use crate::error::{RenderedError, render};
+use mailroom_core::ErrorKind;
 
-/// Re-renders API errors with `instance` set to the request path.
+/// Re-renders API errors with `instance` set to the request path, and turns any other error
+/// answer (a rejection from a framework extractor, say) into the JSON error body: clients
+/// branch on `type`, so no error may be plain text.
 pub async fn error_instance(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if resp.status().as_u16() >= 400
+        && resp.extensions().get::<RenderedError>().is_none()
+        && !is_json
+    {
+        let status = resp.status();
+        let text = axum::body::to_bytes(resp.into_body(), 4096)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let kind = match status.as_u16() {
+            404 | 405 => ErrorKind::ResourceNotFound,
+            413 => ErrorKind::ContentTooLarge,
+            408 | 504 => ErrorKind::RequestTimeout,
+            503 => ErrorKind::ServiceUnavailable,
+            500..=599 => ErrorKind::UnexpectedError,
+            _ => ErrorKind::InvalidRequest,
+        };
+        let detail = if text.trim().is_empty() {
+            status.to_string()
+        } else {
+            text.trim().to_owned()
+        };
+        return render(&mailroom_core::ApiError::new(kind, detail), &path);
+    }
     match resp.extensions().get::<RenderedError>() {
         Some(RenderedError(e)) => {
             let mut fresh = render(e, &path);

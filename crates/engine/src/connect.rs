@@ -64,3 +64,86 @@ pub fn to_api_error(e: &ProviderError, settings: &MailSettings) -> ApiError {
     };
     ApiError::new(kind, detail).with_connection_params(settings.connection_params())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailroom_core::account::ImapEncryption;
+
+    fn settings() -> MailSettings {
+        MailSettings {
+            imap_host: "imap.example.test".into(),
+            imap_port: 993,
+            imap_user: "a@example.test".into(),
+            imap_encryption: ImapEncryption::Ssl,
+            smtp_host: "smtp.example.test".into(),
+            smtp_port: 465,
+            smtp_user: "a@example.test".into(),
+            smtp_encryption: None,
+        }
+    }
+
+    #[test]
+    fn provider_errors_map_to_the_catalogue_per_protocol() {
+        let s = settings();
+        let cases = [
+            (
+                ProviderError::Auth {
+                    protocol: Protocol::Imap,
+                    detail: "NO".into(),
+                },
+                ErrorKind::InvalidCredentials,
+            ),
+            (
+                ProviderError::Auth {
+                    protocol: Protocol::Smtp,
+                    detail: "535".into(),
+                },
+                ErrorKind::InvalidCredentials,
+            ),
+            (
+                ProviderError::Connect {
+                    protocol: Protocol::Imap,
+                    detail: "refused".into(),
+                },
+                ErrorKind::InvalidImapConfiguration,
+            ),
+            (
+                ProviderError::Forbidden {
+                    protocol: Protocol::Smtp,
+                    detail: "loopback".into(),
+                },
+                ErrorKind::InvalidSmtpConfiguration,
+            ),
+            (
+                ProviderError::Forbidden {
+                    protocol: Protocol::Imap,
+                    detail: "loopback".into(),
+                },
+                ErrorKind::InvalidImapConfiguration,
+            ),
+            (
+                ProviderError::Quota {
+                    protocol: Protocol::Smtp,
+                    detail: "421".into(),
+                },
+                ErrorKind::InvalidSmtpConfiguration,
+            ),
+            (
+                ProviderError::Protocol {
+                    protocol: Protocol::Smtp,
+                    detail: "?".into(),
+                },
+                ErrorKind::InvalidSmtpConfiguration,
+            ),
+        ];
+        for (e, kind) in cases {
+            let api = to_api_error(&e, &s);
+            assert_eq!(api.kind, kind, "{e}");
+            assert_eq!(
+                api.connection_params.as_deref(),
+                Some(&s.connection_params())
+            );
+        }
+    }
+}

@@ -2,8 +2,10 @@
 //! Today it verifies accounts before they are saved; the outbox sender, the sync
 //! supervisor and the webhook dispatcher join it in later issues.
 
+pub mod compose;
 pub mod connect;
 pub mod outbox;
+pub mod replies;
 
 use std::sync::Arc;
 

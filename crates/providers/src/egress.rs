@@ -34,7 +34,20 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let seg = ip.segments();
+    let embedded =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    // Addresses that carry an IPv4 address inside: judge the IPv4 one.
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+        return is_public_v4(embedded(seg[6], seg[7])); // NAT64 64:ff9b::/96
+    }
+    if seg[0] == 0x2002 {
+        return is_public_v4(embedded(seg[1], seg[2])); // 6to4 2002::/16
+    }
+    if seg[..6] == [0, 0, 0, 0, 0, 0] {
+        return is_public_v4(embedded(seg[6], seg[7])); // IPv4-compatible ::/96 (and ::, ::1)
+    }
+    let first = seg[0];
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
@@ -105,11 +118,19 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:a00:1::1",
+            "::127.0.0.1",
             "224.0.0.1",
         ] {
             assert!(!is_public(s.parse().unwrap()), "{s}");
         }
-        for s in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
+        for s in [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "8.8.8.8",
+            "64:ff9b::808:808",
+        ] {
             assert!(is_public(s.parse().unwrap()), "{s}");
         }
     }

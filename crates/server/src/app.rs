@@ -19,16 +19,20 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// A start-up failure that the operator's configuration causes (a database that cannot be
+/// reached, a master key that does not fit, an address in use): exit code 2, like a bad value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigProblem(pub String);
+
 /// Opens the database and applies migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::connect(&settings.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                redacted(&settings.database_url)
-            )
-        })?;
+    let store = Store::connect(&settings.database_url).await.map_err(|e| {
+        ConfigProblem(format!(
+            "cannot open the database {}: {e}",
+            redacted(&settings.database_url)
+        ))
+    })?;
     store
         .migrate()
         .await
@@ -52,8 +56,15 @@ pub async fn open_vault(
     store: &Store,
     clock: &dyn Clock,
 ) -> anyhow::Result<Vault> {
-    let master = settings.master_key()?;
-    Ok(Vault::open(store.clone(), &master, clock.now_ms()).await?)
+    let master = settings
+        .master_key()
+        .map_err(|e| ConfigProblem(format!("{e:#}")))?;
+    Vault::open(store.clone(), &master, clock.now_ms())
+        .await
+        .map_err(|e| match e {
+            mailroom_store::StoreError::Vault(v) => ConfigProblem(v.to_string()).into(),
+            other => anyhow::Error::from(other),
+        })
 }
 
 /// A built, bound, not yet serving mailroom.
@@ -102,7 +113,7 @@ impl Application {
         let router = mailroom_api::router(state);
         let listener = TcpListener::bind(settings.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+            .map_err(|e| ConfigProblem(format!("cannot listen on {}: {e}", settings.listen)))?;
         Ok(Self {
             listener,
             router,

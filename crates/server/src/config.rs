@@ -304,10 +304,12 @@ impl Settings {
                     }
                     let (key, b64) = MasterKey::generate();
                     write_private(path, b64.as_bytes())?;
-                    tracing::warn!(
-                        path = %path.display(),
-                        "generated a new master key; back it up with the database (without it the \
-                         stored credentials cannot be opened) or set MAILROOM_MASTER_KEY"
+                    // Printed, not logged: the operator must see it whatever the log filter.
+                    eprintln!(
+                        "mailroom: warning: generated a new master key in {}; back it up with the \
+                         database (without it the stored credentials cannot be opened) or set \
+                         MAILROOM_MASTER_KEY",
+                        path.display()
                     );
                     Ok(key)
                 }
@@ -337,6 +339,9 @@ mod tests {
     fn defaults_are_valid() {
         let s = RawConfig::default().validate().unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.mail_connect_timeout, Duration::from_secs(15));
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert!(!s.mail_allow_private && !s.tls_insecure_skip_verify);
         assert!(
             matches!(s.master_key, MasterKeySource::File(ref p) if p.ends_with("mailroom-data/master.key"))
         );

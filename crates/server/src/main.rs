@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use mailroom_core::{Clock, SystemClock};
-use mailroom_server::app::{install_crypto_provider, open_store, open_vault};
+use mailroom_server::app::{ConfigProblem, install_crypto_provider, open_store, open_vault};
 use mailroom_server::{Application, RawConfig, Settings, telemetry};
 use mailroom_store::{api_keys, workspaces};
 
@@ -85,6 +85,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ConfigProblem>().is_some() => {
+            eprintln!("mailroom: configuration error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("mailroom: {e:#}");
             ExitCode::FAILURE
@@ -97,7 +101,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     let clock = SystemClock;
     // The first run of any command makes the embedded data directory whole: database and
     // master key together.
-    settings.master_key()?;
+    settings
+        .master_key()
+        .map_err(|e| ConfigProblem(format!("{e:#}")))?;
     match command {
         Command::Serve => {
             let app = Application::build(&settings).await?;

@@ -277,10 +277,11 @@ pub async fn delete(store: &Store, workspace_id: &str, id: &str) -> Result<bool>
     Ok(n == 1)
 }
 
-/// Re-seals every account's credentials under the vault's active key. Each row is swapped
-/// only if it still holds the blob that was read, so a concurrent reconnect is never undone
-/// (it already sealed under the new active key).
-pub(crate) async fn reseal_all(store: &Store, vault: &Vault) -> Result<u64> {
+/// Re-seals under `key_id` every account's credentials sealed under another key. Each row is
+/// swapped only if it still holds the blob that was read, so a concurrent reconnect is never
+/// undone (it sealed under the new active key). Returns how many rows were re-sealed and how
+/// many rows still use another key afterwards (written concurrently; the caller tries again).
+pub(crate) async fn reseal_all(store: &Store, vault: &Vault, key_id: &str) -> Result<(u64, u64)> {
     let rows: Vec<(String, Vec<u8>)> = with_pool!(store, pool => {
         sqlx::query("SELECT id, credentials FROM accounts")
             .fetch_all(pool)
@@ -290,10 +291,18 @@ pub(crate) async fn reseal_all(store: &Store, vault: &Vault) -> Result<u64> {
             .collect()
     });
     let mut resealed = 0;
+    let mut left = 0;
     for (id, old) in rows {
+        if Vault::blob_key_id(&old).as_deref() == Some(key_id) {
+            continue;
+        }
         let aad = credentials_aad(&id);
         let plain = vault.open_blob(&aad, &old).await?;
         let new = vault.seal(&aad, &plain).await?;
+        if Vault::blob_key_id(&new).as_deref() != Some(key_id) {
+            // Another rotation made a newer key active meanwhile; it re-seals this row.
+            continue;
+        }
         let n = with_pool!(store, pool => {
             sqlx::query("UPDATE accounts SET credentials = $1 WHERE id = $2 AND credentials = $3")
                 .bind(&new)
@@ -303,9 +312,13 @@ pub(crate) async fn reseal_all(store: &Store, vault: &Vault) -> Result<u64> {
                 .await?
                 .rows_affected()
         });
-        resealed += n;
+        if n == 1 {
+            resealed += 1;
+        } else {
+            left += 1;
+        }
     }
-    Ok(resealed)
+    Ok((resealed, left))
 }
 
 /// The raw sealed blob (tests and diagnostics: which key sealed it).

@@ -197,7 +197,17 @@ impl Vault {
     /// Makes a new active data key and re-seals every secret under it.
     pub async fn rotate(&self, now_ms: i64) -> Result<Rotation> {
         let new_key_id = self.insert_key(now_ms, Some(())).await?;
-        let resealed = crate::accounts::reseal_all(&self.inner.store, self).await?;
+        // A node may have sealed with the previous key just before the switch committed; later
+        // passes pick up what the first one's snapshot missed.
+        let mut resealed = 0;
+        for _ in 0..5 {
+            let (done, left) =
+                crate::accounts::reseal_all(&self.inner.store, self, &new_key_id).await?;
+            resealed += done;
+            if left == 0 {
+                break;
+            }
+        }
         Ok(Rotation {
             new_key_id,
             resealed,

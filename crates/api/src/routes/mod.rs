@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
             err(ErrorKind::ResourceNotFound, format!("no route {}", uri.path())).into_response()
         })
         .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
-            err(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path())).into_response()
+            err(ErrorKind::ResourceNotFound, format!("no route {method} {}", uri.path())).into_response()
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -74,7 +74,9 @@ pub fn router(state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
                 tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id, key_id = tracing::field::Empty)
-            }),
+            })
+            // One line per request at the default level.
+            .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetSensitiveRequestHeadersLayer::new([HeaderName::from_static(auth::API_KEY_HEADER)]))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

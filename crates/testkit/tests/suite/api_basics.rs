@@ -182,7 +182,12 @@ async fn request_decoding_errors_are_json() {
                 .body("[object Object]"),
         )
         .await;
-    assert_error(&r, 415, "unsupported_media_type");
+    assert_error(&r, 400, "invalid_request");
+    assert!(
+        r.1["detail"].as_str().unwrap().contains("application/json"),
+        "{}",
+        r.1
+    );
     let r = app
         .call(
             post()
@@ -205,7 +210,13 @@ async fn request_decoding_errors_are_json() {
     let r = app
         .call(app.request(Method::PATCH, "/api/v1/accounts"))
         .await;
-    assert_error(&r, 405, "method_not_allowed");
+    assert_error(&r, 404, "resource_not_found");
+    assert!(r.1["detail"].as_str().unwrap().contains("PATCH"), "{}", r.1);
+    // A path parameter the framework cannot decode is still a JSON error.
+    for method in [Method::GET, Method::POST, Method::DELETE] {
+        let r = app.call(app.request(method, "/api/v1/accounts/%FF")).await;
+        assert_error(&r, 400, "invalid_request");
+    }
     // Every answer carries a request id.
     let resp = app
         .request(Method::GET, "/api/v1/accounts")

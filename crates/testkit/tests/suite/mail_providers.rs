@@ -80,3 +80,54 @@ async fn imap_login_errors_are_classified() {
     let e = imap::verify(&login, &policy()).await.unwrap_err();
     assert!(e.is_transient() && !e.is_auth(), "{e}");
 }
+
+#[tokio::test]
+async fn smtp_is_guarded_against_private_hosts_and_checks_certificates() {
+    // The egress guard refuses before any packet is sent, so no server is needed.
+    let pw = SecretString::from("pw".to_owned());
+    let login = smtp::SmtpLogin {
+        host: "127.0.0.1",
+        port: 465,
+        tls: TlsMode::Implicit,
+        user: "a@example.test",
+        password: &pw,
+        mechanisms: smtp::PASSWORD_MECHANISMS,
+    };
+    let strict = NetPolicy {
+        allow_private: false,
+        ..policy()
+    };
+    let e = smtp::verify(&login, &strict).await.unwrap_err();
+    assert!(
+        matches!(e, mailroom_providers::ProviderError::Forbidden { .. }),
+        "{e}"
+    );
+    assert!(!e.is_transient() && e.detail().contains("MAILROOM_MAIL_ALLOW_PRIVATE"));
+
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let user = rig.create_user();
+    let pw = SecretString::from(user.password.clone());
+    let login = smtp::SmtpLogin {
+        host: &rig.host,
+        port: rig.smtps_port,
+        tls: TlsMode::Implicit,
+        user: &user.address,
+        password: &pw,
+        mechanisms: smtp::PASSWORD_MECHANISMS,
+    };
+    let verifying = NetPolicy {
+        tls_insecure_skip_verify: false,
+        ..policy()
+    };
+    let e = smtp::verify(&login, &verifying).await.unwrap_err();
+    assert!(!e.is_auth(), "{e}");
+    let detail = e.detail().to_ascii_lowercase();
+    assert!(
+        detail.contains("certificate") || detail.contains("tls"),
+        "{detail}"
+    );
+    // And with verification off (the test setting) the same login works.
+    smtp::verify(&login, &policy()).await.unwrap();
+}

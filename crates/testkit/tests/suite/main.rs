@@ -4,6 +4,7 @@
 
 mod accounts;
 mod api_basics;
+mod layout;
 mod mail_providers;
 mod sending;
 mod smtp_send;

@@ -584,8 +584,8 @@ async fn bad_input_is_refused_and_nothing_stored(backend: Backend) {
     assert_error(
         &app.call(app.request(Method::POST, "/api/v1/emails").body("x"))
             .await,
-        415,
-        "unsupported_media_type",
+        400,
+        "invalid_request",
     );
 
     // A disconnected account.

@@ -58,7 +58,7 @@ pub async fn read(req: Request, limits: &Limits) -> Result<RawSend, Error> {
         read_json(req, limits).await
     } else {
         Err(err(
-            ErrorKind::UnsupportedMediaType,
+            ErrorKind::InvalidRequest,
             "send with Content-Type multipart/form-data (as the SDK does) or application/json",
         ))
     }

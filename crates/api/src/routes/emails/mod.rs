@@ -6,7 +6,6 @@
 //! it will be retried (or was scheduled), 422 when the server refused it for good.
 
 mod decode;
-mod parent;
 mod request;
 
 use std::time::{Duration, Instant};
@@ -33,6 +32,7 @@ use mailroom_core::id::{looks_like_id, new_id};
 use mailroom_core::time_fmt::format_ms;
 use mailroom_core::{ApiError, ErrorKind};
 use mailroom_engine::outbox::Outcome;
+use mailroom_engine::{compose, replies};
 use mailroom_store::accounts;
 use mailroom_store::outbox::{self, Job, JobStatus, NewJob};
 
@@ -201,7 +201,6 @@ fn sent_answer(job_id: &str, message_id: &str, outcome: &Outcome) -> (u16, Value
         (status = 401, description = "Bad API key, or `errors/disconnected_account`", body = ErrorBody),
         (status = 404, description = "Unknown account", body = ErrorBody),
         (status = 409, description = "The Idempotency-Key was used for another request", body = ErrorBody),
-        (status = 415, body = ErrorBody),
         (status = 422, description = "Refused for good: `errors/recipient_rejected`, `errors/send_as_denied`, `errors/content_too_large`, `errors/cant_send_message`, `errors/parent_mail_not_found`, `errors/invalid_headers`", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -262,7 +261,10 @@ pub async fn send_email(
         .unwrap_or_else(|| account_address.clone());
 
     let parent = match &send.reply_to {
-        Some(r) => Some(parent::resolve(&state, caller.workspace(), &account, &settings, r).await?),
+        Some(r) => Some(
+            replies::resolve_parent(&state.engine, caller.workspace(), &account, &settings, r)
+                .await?,
+        ),
         None => None,
     };
     let id = new_id();
@@ -273,14 +275,11 @@ pub async fn send_email(
     let domain = idna::domain_to_ascii(domain).unwrap_or_else(|_| "mailroom.invalid".to_owned());
     let message_id = format!("<{id}@{domain}>");
     let subject = match &parent {
-        Some(p) => mailroom_mime::reply_subject(&send.subject, p.subject.as_deref()),
+        Some(p) => compose::reply_subject(&send.subject, p.subject.as_deref()),
         None => send.subject.clone(),
     };
-    let (html, text) = if mailroom_mime::looks_like_html(&send.body) {
-        (
-            Some(send.body.clone()),
-            mailroom_mime::derive_text(&send.body),
-        )
+    let (html, text) = if compose::looks_like_html(&send.body) {
+        (Some(send.body.clone()), compose::derive_text(&send.body))
     } else {
         (None, send.body.clone())
     };
@@ -300,7 +299,7 @@ pub async fn send_email(
         reply: parent.clone(),
     };
     let now = state.clock().now_ms();
-    let built = mailroom_mime::build_message(&email, &message_id, now).map_err(mime_error)?;
+    let built = compose::build_message(&email, &message_id, now).map_err(mime_error)?;
     if built.bytes.len() > state.config.message_max_bytes {
         return Err(err(
             ErrorKind::ContentTooLarge,

@@ -9,8 +9,7 @@ use crate::error::{Error, err};
 use mailroom_core::ErrorKind;
 use mailroom_core::email::{Attendee, OutgoingAttachment};
 use mailroom_core::time_fmt::parse_ms;
-use mailroom_mime::MimeError;
-use mailroom_mime::guard;
+use mailroom_engine::compose::{MimeError, guard};
 
 #[derive(Debug)]
 pub struct SendRequest {

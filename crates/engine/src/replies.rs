@@ -1,12 +1,11 @@
 //! Finding the mail a reply answers: one of ours (by tracking id or Message-ID), else (IMAP)
-//! on the server by its Message-ID.
+//! on the account's server by its Message-ID.
 
-use crate::error::{Error, err};
-use crate::state::AppState;
-use mailroom_core::ErrorKind;
+use crate::Engine;
 use mailroom_core::account::MailSettings;
 use mailroom_core::email::ReplyParent;
 use mailroom_core::id::looks_like_id;
+use mailroom_core::{ApiError, ErrorKind};
 use mailroom_providers::imap_smtp::{imap, mailbox};
 use mailroom_store::accounts::{self, Account, Credentials};
 use mailroom_store::outbox::{self, Job};
@@ -25,16 +24,19 @@ fn bracketed(id: &str) -> String {
     format!("<{bare}>")
 }
 
-pub async fn resolve(
-    state: &AppState,
+/// The parent of a reply, or 422 `errors/parent_mail_not_found`.
+pub async fn resolve_parent(
+    engine: &Engine,
     workspace: &str,
     account: &Account,
     settings: &MailSettings,
     reply_to: &str,
-) -> Result<ReplyParent, Error> {
-    let store = state.store();
+) -> Result<ReplyParent, ApiError> {
+    let store = &engine.store;
     if looks_like_id(reply_to)
-        && let Some(job) = outbox::get(store, workspace, reply_to).await?
+        && let Some(job) = outbox::get(store, workspace, reply_to)
+            .await
+            .map_err(store_error)?
     {
         return Ok(from_job(job));
     }
@@ -44,20 +46,25 @@ pub async fn resolve(
             .chars()
             .any(|c| c.is_whitespace() || c == '"' || c == '\\')
     {
-        return Err(err(
+        return Err(ApiError::new(
             ErrorKind::ParentMailNotFound,
             format!(
                 "reply_to {reply_to} is neither a tracking_id of this workspace nor a Message-ID"
             ),
         ));
     }
-    if let Some(job) = outbox::get_by_message_id(store, workspace, &message_id).await? {
+    if let Some(job) = outbox::get_by_message_id(store, workspace, &message_id)
+        .await
+        .map_err(store_error)?
+    {
         return Ok(from_job(job));
     }
     let Some(Credentials::Mail { imap_password, .. }) =
-        accounts::credentials(store, state.vault(), &account.id).await?
+        accounts::credentials(store, &engine.vault, &account.id)
+            .await
+            .map_err(store_error)?
     else {
-        return Err(err(
+        return Err(ApiError::new(
             ErrorKind::InvalidAccount,
             "the account has no credentials",
         ));
@@ -70,21 +77,26 @@ pub async fn resolve(
         password: &imap_password,
     };
     let unreachable = |e: mailroom_providers::ProviderError| {
-        err(
+        ApiError::new(
             ErrorKind::ProviderUnreachable,
             format!("cannot look up the parent mail on the IMAP server: {e}"),
         )
     };
-    let mut session = imap::login(&login, &state.engine.net)
+    let mut session = imap::login(&login, &engine.net)
         .await
         .map_err(unreachable)?;
     let found = mailbox::find_by_message_id(&mut session, &message_id).await;
     let _ = session.logout().await;
     match found.map_err(unreachable)? {
         Some(parent) => Ok(parent),
-        None => Err(err(
+        None => Err(ApiError::new(
             ErrorKind::ParentMailNotFound,
             format!("no mail with Message-ID {message_id} in this mailbox"),
         )),
     }
+}
+
+fn store_error(e: mailroom_store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "store error while looking up a reply's parent");
+    ApiError::unexpected("an internal error occurred; it has been logged")
 }
