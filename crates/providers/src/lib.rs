@@ -7,6 +7,7 @@
 pub mod egress;
 pub mod error;
 pub mod imap_smtp;
+pub mod oauth;
 pub mod tls;
 
 pub use error::{Protocol, ProviderError};
