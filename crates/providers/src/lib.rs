@@ -6,6 +6,7 @@
 
 pub mod egress;
 pub mod error;
+pub mod http_api;
 pub mod imap_smtp;
 pub mod oauth;
 pub mod tls;

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod db;
+pub mod fakes;
 pub mod mail;
 pub mod smtp_fault;
 pub mod wait;

@@ -1,0 +1,1 @@
+//! Fake Google (OAuth + Gmail API): being written.

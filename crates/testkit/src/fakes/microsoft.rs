@@ -1,0 +1,1 @@
+//! Fake Microsoft (identity platform + Graph): being written.
