@@ -273,6 +273,395 @@ async function walkAccounts(label, input) {
 }
 
 // ---------------------------------------------------------------------------
+// Plain HTTP for the mailroom-only endpoints the SDK does not cover (outbox)
+// ---------------------------------------------------------------------------
+
+const POLL_INTERVAL_MS = 250;
+const DELIVERY_TIMEOUT_MS = 30_000;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** GET a mailroom API path with the API key; returns { status, body } (body parsed when JSON). */
+async function apiGet(label, path) {
+  let res;
+  try {
+    res = await fetch(`${BASE_URL}${path}`, { headers: { "X-API-KEY": API_KEY, accept: "application/json" } });
+  } catch (err) {
+    rethrowTransport(label, err);
+    throw err;
+  }
+  const text = await res.text();
+  let body = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // leave it as text; the caller's assertion shows it
+  }
+  return { status: res.status, body };
+}
+
+/** Poll GET /api/v1/outbox/{id} until status "sent"; fails on "failed" or after the deadline. */
+async function waitForSent(label, trackingId, timeoutMs = DELIVERY_TIMEOUT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  const path = `/api/v1/outbox/${encodeURIComponent(trackingId)}`;
+  for (;;) {
+    const { status, body } = await apiGet(label, path);
+    assert.equal(status, 200, `${label}: GET ${path} answered ${status}: ${show(body)}`);
+    if (body?.status === "sent") return body;
+    if (body?.status === "failed") assert.fail(`${label}: the send failed: ${show(body)}`);
+    if (Date.now() >= deadline) assert.fail(`${label}: not "sent" within ${timeoutMs} ms; last answer: ${show(body)}`);
+    await sleep(POLL_INTERVAL_MS);
+  }
+}
+
+/** Wait out a short CONNECTING phase; the account must end up OK (sends need it). */
+async function waitAccountOk(label, accountId) {
+  const deadline = Date.now() + DELIVERY_TIMEOUT_MS;
+  for (;;) {
+    const account = await ok(label, client.account.getOne(accountId));
+    const status = account.sources?.[0]?.status;
+    if (status === "OK") return account;
+    if (status !== "CONNECTING" || Date.now() >= deadline) {
+      assert.fail(`${label}: the account must be OK before sending, got ${show(account.sources)}`);
+    }
+    await sleep(POLL_INTERVAL_MS);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A tiny IMAP client over implicit TLS (node:tls; no npm dependency). Enough
+// for LOGIN, SELECT, UID SEARCH, UID FETCH and LOGOUT: tagged commands, reads
+// every response until the tagged one, and reads server literals {n}.
+// ---------------------------------------------------------------------------
+
+const IMAP_IDLE_TIMEOUT_MS = 15_000;
+
+/** An IMAP quoted string (RFC 3501 §4.3). */
+function imapQuote(s) {
+  assert.ok(!/[\r\n\0]/.test(s), `cannot quote ${show(s)} for IMAP`);
+  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+class ImapClient {
+  #socket = null;
+  #buf = Buffer.alloc(0);
+  #waiter = null;
+  #failure = null;
+  #tag = 0;
+  #label;
+
+  constructor(label) {
+    this.#label = label;
+  }
+
+  /** Connect with implicit TLS (self-signed certificate accepted) and read the greeting. */
+  static async connect(label, host, port) {
+    const imap = new ImapClient(label);
+    await imap.#open(host, port);
+    const greeting = await imap.#readResponse();
+    if (!/^\* OK\b/i.test(greeting.text)) {
+      imap.close();
+      assert.fail(`${label}: unexpected IMAP greeting ${show(greeting.text)}`);
+    }
+    return imap;
+  }
+
+  #open(host, port) {
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({ host, port, rejectUnauthorized: false });
+      this.#socket = socket;
+      const onConnectError = (err) =>
+        reject(new Error(`${this.#label}: cannot connect to IMAPS ${host}:${port}: ${err.message}`));
+      socket.once("error", onConnectError);
+      socket.once("secureConnect", () => {
+        socket.off("error", onConnectError);
+        resolve();
+      });
+      socket.setTimeout(IMAP_IDLE_TIMEOUT_MS, () =>
+        socket.destroy(new Error(`no data from the IMAP server for ${IMAP_IDLE_TIMEOUT_MS} ms`)),
+      );
+      socket.on("data", (chunk) => {
+        this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+        this.#wake();
+      });
+      socket.on("error", (err) => this.#fail(err));
+      socket.on("close", () => this.#fail(new Error("the IMAP server closed the connection")));
+    });
+  }
+
+  #fail(err) {
+    this.#failure ??= err;
+    this.#wake();
+  }
+
+  #wake() {
+    const waiter = this.#waiter;
+    this.#waiter = null;
+    waiter?.();
+  }
+
+  /** Wait for more data; throws once the connection has failed (buffered data is read first). */
+  async #more(what) {
+    if (this.#failure) throw new Error(`${this.#label}: ${this.#failure.message} (while reading ${what})`);
+    await new Promise((resolve) => {
+      this.#waiter = resolve;
+    });
+  }
+
+  async #readLine() {
+    for (;;) {
+      const i = this.#buf.indexOf("\r\n");
+      if (i >= 0) {
+        const line = this.#buf.subarray(0, i).toString("latin1");
+        this.#buf = this.#buf.subarray(i + 2);
+        return line;
+      }
+      await this.#more("a response line");
+    }
+  }
+
+  async #readBytes(n) {
+    while (this.#buf.length < n) await this.#more(`a literal of ${n} bytes`);
+    const bytes = Buffer.from(this.#buf.subarray(0, n));
+    this.#buf = this.#buf.subarray(n);
+    return bytes;
+  }
+
+  /** One whole response: its text (literal markers left in place) and its literals, in order. */
+  async #readResponse() {
+    let text = "";
+    const literals = [];
+    for (;;) {
+      const line = await this.#readLine();
+      text += line;
+      const m = /\{(\d+)\+?\}$/.exec(line);
+      if (!m) return { text, literals };
+      literals.push(await this.#readBytes(Number(m[1])));
+    }
+  }
+
+  /** Send a tagged command; returns the untagged responses; fails unless the tagged answer is OK. */
+  async command(cmd, shown = cmd) {
+    const tag = `c${++this.#tag}`;
+    if (this.#failure) throw new Error(`${this.#label}: ${this.#failure.message} (before ${shown})`);
+    this.#socket.write(`${tag} ${cmd}\r\n`);
+    const untagged = [];
+    for (;;) {
+      const r = await this.#readResponse();
+      if (r.text.startsWith(`${tag} `)) {
+        const answer = r.text.slice(tag.length + 1);
+        if (!/^OK\b/i.test(answer)) assert.fail(`${this.#label}: IMAP ${shown} -> ${answer}`);
+        return untagged;
+      }
+      if (r.text.startsWith("+")) assert.fail(`${this.#label}: IMAP ${shown}: unexpected continuation ${show(r.text)}`);
+      untagged.push(r);
+    }
+  }
+
+  login(user, password) {
+    return this.command(`LOGIN ${imapQuote(user)} ${imapQuote(password)}`, `LOGIN ${imapQuote(user)} "***"`);
+  }
+
+  /** UID SEARCH with the given criteria; returns the UIDs. */
+  async uidSearch(criteria) {
+    const untagged = await this.command(`UID SEARCH ${criteria}`);
+    const uids = [];
+    for (const { text } of untagged) {
+      const m = /^\* SEARCH\b(.*)$/i.exec(text);
+      if (m) uids.push(...m[1].trim().split(/\s+/).filter(Boolean).map(Number));
+    }
+    return uids;
+  }
+
+  /** The raw RFC 5322 bytes of one message (BODY.PEEK[], so \Seen is not set). */
+  async fetchRaw(uid) {
+    const untagged = await this.command(`UID FETCH ${uid} (UID BODY.PEEK[])`);
+    const hit = untagged.find((r) => /^\* \d+ FETCH\b/i.test(r.text) && new RegExp(`\\bUID ${uid}\\b`).test(r.text));
+    assert.ok(hit, `${this.#label}: no FETCH response for UID ${uid}: ${show(untagged.map((r) => r.text))}`);
+    assert.match(hit.text, /BODY\[\] \{\d+\}/, `${this.#label}: BODY[] did not come as a literal: ${show(hit.text)}`);
+    assert.equal(hit.literals.length, 1, `${this.#label}: expected one literal in ${show(hit.text)}`);
+    return hit.literals[0];
+  }
+
+  async logout() {
+    try {
+      await this.command("LOGOUT");
+    } finally {
+      this.close();
+    }
+  }
+
+  close() {
+    this.#socket?.destroy();
+  }
+}
+
+/**
+ * Log in as `user` over IMAPS and wait (polling) until INBOX holds exactly one
+ * message with this Message-ID; returns its raw bytes when `fetchBody` is set.
+ */
+async function findDelivered(label, user, messageId, { fetchBody = false, timeoutMs = DELIVERY_TIMEOUT_MS } = {}) {
+  const imap = await ImapClient.connect(label, MAIL_HOST, IMAPS_PORT);
+  try {
+    await imap.login(user.address, user.password);
+    const deadline = Date.now() + timeoutMs;
+    let uids;
+    for (;;) {
+      // A fresh SELECT each round makes newly delivered mail visible.
+      await imap.command("SELECT INBOX");
+      uids = await imap.uidSearch(`HEADER Message-ID ${imapQuote(messageId)}`);
+      if (uids.length > 0) break;
+      if (Date.now() >= deadline) assert.fail(`${label}: no message with Message-ID ${messageId} in INBOX of ${user.address} within ${timeoutMs} ms`);
+      await sleep(POLL_INTERVAL_MS);
+    }
+    assert.equal(uids.length, 1, `${label}: the message arrived ${uids.length} times (UIDs ${uids.join(", ")})`);
+    const raw = fetchBody ? await imap.fetchRaw(uids[0]) : null;
+    await imap.logout();
+    return raw;
+  } finally {
+    imap.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A minimal MIME reader: headers (unfolded), multipart by boundary, leaf
+// bodies decoded per Content-Transfer-Encoding. Works on latin1 strings so
+// every byte survives.
+// ---------------------------------------------------------------------------
+
+/** Split a header value into its lower-cased main value and parameters (RFC 2045, RFC 2231). */
+function parseHeaderParams(v) {
+  const pieces = [];
+  let cur = "";
+  let quoted = false;
+  for (let i = 0; i < v.length; i++) {
+    const c = v[i];
+    if (quoted && c === "\\" && i + 1 < v.length) {
+      cur += c + v[++i];
+      continue;
+    }
+    if (c === '"') quoted = !quoted;
+    if (c === ";" && !quoted) {
+      pieces.push(cur);
+      cur = "";
+      continue;
+    }
+    cur += c;
+  }
+  pieces.push(cur);
+  const value = pieces.shift().trim().toLowerCase();
+  const params = {};
+  const continued = {};
+  for (const piece of pieces) {
+    const eq = piece.indexOf("=");
+    if (eq < 0) continue;
+    let name = piece.slice(0, eq).trim().toLowerCase();
+    let val = piece.slice(eq + 1).trim();
+    if (val.length >= 2 && val.startsWith('"') && val.endsWith('"')) val = val.slice(1, -1).replace(/\\(.)/g, "$1");
+    const extended = name.endsWith("*");
+    if (extended) name = name.slice(0, -1);
+    const section = /^(.*)\*(\d+)$/.exec(name);
+    if (section) {
+      (continued[section[1]] ??= []).push({ n: Number(section[2]), val, extended });
+      continue;
+    }
+    params[name] = extended ? decode2231(val, true) : val;
+  }
+  for (const [name, sections] of Object.entries(continued)) {
+    sections.sort((a, b) => a.n - b.n);
+    params[name] = sections.map((s) => (s.extended ? decode2231(s.val, s.n === 0) : s.val)).join("");
+  }
+  return { value, params };
+}
+
+/** RFC 2231 extended value: charset'lang'%XX..., the charset prefix only on the first section. */
+function decode2231(val, first) {
+  const m = first ? /^([^']*)'[^']*'(.*)$/.exec(val) : null;
+  const pct = m ? m[2] : val;
+  try {
+    return decodeURIComponent(pct);
+  } catch {
+    return pct;
+  }
+}
+
+function splitEntity(raw) {
+  const s = `\r\n${raw}`;
+  const i = s.indexOf("\r\n\r\n");
+  const block = i < 0 ? s.slice(2) : s.slice(2, i);
+  const body = i < 0 ? "" : s.slice(i + 4);
+  const headers = [];
+  for (const line of block.replace(/\r\n(?=[ \t])/g, "").split("\r\n")) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers.push({ name: line.slice(0, colon).trim().toLowerCase(), value: line.slice(colon + 1).trim() });
+  }
+  return { headers, body };
+}
+
+/** Parse a message (latin1 string) into a tree of { headers, type, params, body, parts }. */
+function parseMime(raw, depth = 0) {
+  assert.ok(depth < 20, "MIME nesting deeper than 20 levels");
+  const { headers, body } = splitEntity(raw);
+  const header = (name) => headers.find((h) => h.name === name)?.value;
+  const ct = parseHeaderParams(header("content-type") ?? "text/plain");
+  const entity = { headers, header, type: ct.value, params: ct.params, body, parts: [] };
+  if (ct.value.startsWith("multipart/")) {
+    const boundary = ct.params.boundary;
+    assert.ok(boundary, `multipart without a boundary: ${show(header("content-type"))}`);
+    // The CRLF before "--boundary" belongs to the delimiter (RFC 2046 §5.1.1).
+    const chunks = `\r\n${body}`.split(`\r\n--${boundary}`);
+    chunks.shift(); // preamble
+    let closed = false;
+    for (const chunk of chunks) {
+      if (chunk.startsWith("--")) {
+        closed = true;
+        break;
+      }
+      const eol = chunk.indexOf("\r\n"); // the rest of the delimiter line (transport padding)
+      assert.ok(eol >= 0 && /^[ \t]*$/.test(chunk.slice(0, eol)), `malformed delimiter line after --${boundary}`);
+      entity.parts.push(parseMime(chunk.slice(eol + 2), depth + 1));
+    }
+    assert.ok(closed, `multipart ${ct.value} lacks its close delimiter --${boundary}--`);
+  }
+  return entity;
+}
+
+function mimeLeaves(entity) {
+  return entity.parts.length === 0 && !entity.type.startsWith("multipart/") ? [entity] : entity.parts.flatMap(mimeLeaves);
+}
+
+function mimeFilename(entity) {
+  const cd = entity.header("content-disposition");
+  return (cd && parseHeaderParams(cd).params.filename) ?? entity.params.name ?? null;
+}
+
+function transferEncoding(entity) {
+  return (entity.header("content-transfer-encoding") ?? "7bit").trim().toLowerCase();
+}
+
+/** A leaf's body bytes, decoded per its Content-Transfer-Encoding. */
+function decodeLeaf(entity) {
+  const cte = transferEncoding(entity);
+  if (cte === "base64") {
+    const b64 = entity.body.replace(/[\r\n\t ]/g, "");
+    assert.match(b64, STD_BASE64_RE, `the base64 body of ${show(mimeFilename(entity) ?? entity.type)} is not valid base64`);
+    return Buffer.from(b64, "base64");
+  }
+  if (cte === "quoted-printable") {
+    const s = entity.body.replace(/[ \t]+(?=\r\n|$)/g, "").replace(/=\r\n/g, "");
+    return Buffer.from(s.replace(/=([0-9A-Fa-f]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16))), "latin1");
+  }
+  assert.ok(["7bit", "8bit", "binary"].includes(cte), `unknown Content-Transfer-Encoding ${show(cte)}`);
+  return Buffer.from(entity.body, "latin1");
+}
+
+function firstDifference(a, b) {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
+}
+
+// ---------------------------------------------------------------------------
 // The suite (steps run in order and share state).
 // ---------------------------------------------------------------------------
 
@@ -417,6 +806,116 @@ function defineSuite() {
         status: 401,
         type: "errors/invalid_credentials",
       });
+    });
+
+    it("7. email.send with attachments through the SDK: EmailSent, outbox \"sent\", delivered intact (IMAPS)", { timeout: 3 * STEP_TIMEOUT_MS }, async () => {
+      // Fresh mailboxes: the sender (a connected MAIL account), a To and a Cc recipient.
+      const sender = createMailUser();
+      const to = createMailUser();
+      const cc = createMailUser();
+      const connected = await ok("account.connect (sender)", client.account.connect(mailConnectInput(sender)));
+      assert.equal(connected.object, "AccountCreated", `connect; response: ${show(connected)}`);
+      const accountId = connected.account_id;
+      leftovers.add(accountId);
+      await waitAccountOk("account.getOne (sender)", accountId);
+
+      const textBytes = Buffer.from("hello attachment");
+      // Every byte value (NUL, CR, LF, 0x80-0xFF...) then random bytes: 3000 bytes that are not text.
+      const blobBytes = Buffer.concat([Buffer.from(Array.from({ length: 256 }, (_, i) => i)), randomBytes(3000 - 256)]);
+      const res = await ok(
+        "email.send",
+        client.email.send({
+          account_id: accountId,
+          to: [{ identifier: to.address, display_name: "To" }],
+          cc: [{ identifier: cc.address }],
+          subject: "compat send",
+          body: "<p>hello from the SDK</p>",
+          attachments: [
+            ["hello.txt", textBytes],
+            ["blob.bin", blobBytes],
+          ],
+          custom_headers: [{ name: "X-Compat", value: "1" }],
+        }),
+      );
+      assert.equal(res.object, "EmailSent", `object; response: ${show(res)}`);
+      assert.equal(typeof res.tracking_id, "string", `tracking_id; response: ${show(res)}`);
+      assert.ok(res.tracking_id.length > 0, "tracking_id must not be empty");
+      // The SDK hides the HTTP status: 201 "sent", or 202 "queued" for a transient failure (docs/sending.md).
+      if (res.status !== undefined) {
+        assert.ok(["sent", "queued"].includes(res.status), `status; response: ${show(res)}`);
+      }
+
+      const item = await waitForSent("GET /api/v1/outbox/{tracking_id}", res.tracking_id);
+      assert.equal(item.id, res.tracking_id, `outbox id; item: ${show(item)}`);
+      assert.equal(item.account_id, accountId, `outbox account_id; item: ${show(item)}`);
+      assert.equal(item.subject, "compat send", `outbox subject; item: ${show(item)}`);
+      assert.ok(Array.isArray(item.recipients), `outbox recipients must be an array; item: ${show(item)}`);
+      const recipients = item.recipients.map((r) => String(r).toLowerCase());
+      for (const user of [to, cc]) {
+        assert.ok(recipients.includes(user.address), `outbox recipients must include ${user.address}: ${show(item.recipients)}`);
+      }
+      assert.equal(typeof item.message_id, "string", `outbox message_id; item: ${show(item)}`);
+      assert.ok(item.message_id.length > 0, `outbox message_id must not be empty; item: ${show(item)}`);
+      if (res.message_id !== undefined) assert.equal(res.message_id, item.message_id, "EmailSent.message_id vs the outbox");
+
+      // Delivery: read the To recipient's INBOX over implicit-TLS IMAP; the Cc copy must arrive too.
+      const raw = await findDelivered("IMAPS (To)", to, item.message_id, { fetchBody: true });
+      await findDelivered("IMAPS (Cc)", cc, item.message_id);
+
+      const message = parseMime(raw.toString("latin1"));
+      const header = (name) => message.header(name);
+      assert.equal(header("message-id"), item.message_id, "Message-ID header");
+      assert.equal(header("subject"), "compat send", "Subject header");
+      assert.equal(header("x-compat"), "1", "X-Compat header (custom_headers)");
+      assert.ok(header("from")?.toLowerCase().includes(sender.address), `From must be the account's address: ${show(header("from"))}`);
+      assert.ok(header("to")?.toLowerCase().includes(to.address), `To header: ${show(header("to"))}`);
+      assert.ok(header("cc")?.toLowerCase().includes(cc.address), `Cc header: ${show(header("cc"))}`);
+      assert.equal(header("bcc"), undefined, "no Bcc header is ever sent");
+
+      const leaves = mimeLeaves(message);
+      const outline = leaves.map((l) => ({ type: l.type, filename: mimeFilename(l), cte: transferEncoding(l) }));
+      const html = leaves.filter((l) => l.type === "text/html" && mimeFilename(l) === null);
+      assert.equal(html.length, 1, `one text/html body part expected; parts: ${show(outline)}`);
+      assert.ok(decodeLeaf(html[0]).toString("utf8").includes("<p>hello from the SDK</p>"), "the HTML body");
+      const plain = leaves.filter((l) => l.type === "text/plain" && mimeFilename(l) === null);
+      assert.equal(plain.length, 1, `one derived text/plain alternative expected; parts: ${show(outline)}`);
+      assert.ok(decodeLeaf(plain[0]).toString("utf8").includes("hello from the SDK"), "the plain-text alternative");
+
+      for (const [filename, bytes, type] of [
+        ["hello.txt", textBytes, "text/plain"],
+        ["blob.bin", blobBytes, "application/octet-stream"],
+      ]) {
+        const parts = leaves.filter((l) => mimeFilename(l) === filename);
+        assert.equal(parts.length, 1, `exactly one part named ${filename}; parts: ${show(outline)}`);
+        const [part] = parts;
+        assert.equal(part.type, type, `${filename}: Content-Type from the file name`);
+        assert.equal(transferEncoding(part), "base64", `${filename}: Content-Transfer-Encoding`);
+        const decoded = decodeLeaf(part);
+        assert.ok(
+          decoded.equals(bytes),
+          `${filename}: decoded ${decoded.length} bytes, sent ${bytes.length}; first difference at byte ${firstDifference(decoded, bytes)}`,
+        );
+      }
+    });
+
+    it("8. email.send from an unknown account_id fails with 404 errors/resource_not_found", { timeout: STEP_TIMEOUT_MS }, async () => {
+      const unknown = randomBytes(16).toString("base64url"); // 22 characters, the shape of a mailroom id
+      await apiError(
+        "email.send (unknown account)",
+        client.email.send({
+          account_id: unknown,
+          to: [{ identifier: "nobody@example.test", display_name: "To" }],
+          subject: "compat send",
+          body: "<p>hello from the SDK</p>",
+          attachments: [["hello.txt", Buffer.from("hello attachment")]],
+        }),
+        { status: 404, type: "errors/resource_not_found" },
+      );
+      // Nothing was stored: the newest sends do not include one for that account.
+      const { status, body } = await apiGet("GET /api/v1/outbox", "/api/v1/outbox");
+      assert.equal(status, 200, `GET /api/v1/outbox answered ${status}: ${show(body)}`);
+      assert.ok(Array.isArray(body?.items), `GET /api/v1/outbox: items; body: ${show(body)}`);
+      assert.ok(!body.items.some((i) => i.account_id === unknown), "a refused send must not be stored in the outbox");
     });
   });
 }

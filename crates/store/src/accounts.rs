@@ -32,61 +32,88 @@ pub enum Credentials {
         imap_password: SecretString,
         smtp_password: SecretString,
     },
+    /// Google or Microsoft: the current access token and the refresh token.
+    OAuth {
+        access_token: SecretString,
+        refresh_token: SecretString,
+        /// When the access token expires (Unix ms).
+        expires_at_ms: i64,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credentials::Mail { .. } => f.write_str("Credentials::Mail { .. }"),
+            Credentials::OAuth { expires_at_ms, .. } => {
+                write!(
+                    f,
+                    "Credentials::OAuth {{ expires_at_ms: {expires_at_ms}, .. }}"
+                )
+            }
         }
     }
 }
 
-/// The sealed plaintext form. Never logged, zeroized after use.
+/// The sealed plaintext form. Never logged; the buffers are zeroized after use.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum SealedForm {
     Mail {
-        imap_password: String,
-        smtp_password: String,
+        imap_password: Zeroizing<String>,
+        smtp_password: Zeroizing<String>,
+    },
+    Oauth {
+        access_token: Zeroizing<String>,
+        refresh_token: Zeroizing<String>,
+        expires_at_ms: i64,
     },
 }
 
 impl Credentials {
     fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let z = |s: &SecretString| Zeroizing::new(s.expose_secret().to_owned());
         let form = match self {
             Credentials::Mail {
                 imap_password,
                 smtp_password,
             } => SealedForm::Mail {
-                imap_password: imap_password.expose_secret().to_owned(),
-                smtp_password: smtp_password.expose_secret().to_owned(),
+                imap_password: z(imap_password),
+                smtp_password: z(smtp_password),
+            },
+            Credentials::OAuth {
+                access_token,
+                refresh_token,
+                expires_at_ms,
+            } => SealedForm::Oauth {
+                access_token: z(access_token),
+                refresh_token: z(refresh_token),
+                expires_at_ms: *expires_at_ms,
             },
         };
-        let bytes = Zeroizing::new(serde_json::to_vec(&form).expect("credentials serialize"));
-        // The owned strings inside `form` are dropped here; scrub them too.
-        match form {
-            SealedForm::Mail {
-                imap_password,
-                smtp_password,
-            } => {
-                drop(Zeroizing::new(imap_password));
-                drop(Zeroizing::new(smtp_password));
-            }
-        }
-        bytes
+        Zeroizing::new(serde_json::to_vec(&form).expect("credentials serialize"))
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let form: SealedForm = serde_json::from_slice(bytes)
             .map_err(|e| StoreError::Corrupt(format!("sealed credentials: {e}")))?;
+        let s = |z: Zeroizing<String>| SecretString::from(z.as_str().to_owned());
         Ok(match form {
             SealedForm::Mail {
                 imap_password,
                 smtp_password,
             } => Credentials::Mail {
-                imap_password: SecretString::from(imap_password),
-                smtp_password: SecretString::from(smtp_password),
+                imap_password: s(imap_password),
+                smtp_password: s(smtp_password),
+            },
+            SealedForm::Oauth {
+                access_token,
+                refresh_token,
+                expires_at_ms,
+            } => Credentials::OAuth {
+                access_token: s(access_token),
+                refresh_token: s(refresh_token),
+                expires_at_ms,
             },
         })
     }
@@ -358,4 +385,63 @@ pub async fn get_any(store: &Store, id: &str) -> Result<Option<Account>> {
     with_pool!(store, pool => {
         sqlx::query(sql).bind(id).fetch_optional(pool).await?.as_ref().map(decode).transpose()
     })
+}
+
+/// Replaces an account's credentials (a token refresh). Conditional on the lease holder, so a
+/// node that lost its refresh lease cannot overwrite a newer token.
+pub async fn store_refreshed(
+    store: &Store,
+    vault: &Vault,
+    id: &str,
+    node: &str,
+    credentials: &Credentials,
+) -> Result<bool> {
+    let sealed = vault
+        .seal(&credentials_aad(id), &credentials.to_bytes())
+        .await?;
+    let n = with_pool!(store, pool => {
+        sqlx::query("UPDATE accounts SET credentials = $1 WHERE id = $2 AND refresh_lock_by = $3")
+            .bind(&sealed)
+            .bind(id)
+            .bind(node)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Takes the account's refresh lease until `until` unless another node holds a live one.
+pub async fn take_refresh_lease(
+    store: &Store,
+    id: &str,
+    node: &str,
+    now_ms: i64,
+    until: i64,
+) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE accounts SET refresh_lock_by = $1, refresh_lock_until = $2 \
+             WHERE id = $3 AND (refresh_lock_until IS NULL OR refresh_lock_until < $4 OR refresh_lock_by = $1)",
+        )
+        .bind(node)
+        .bind(until)
+        .bind(id)
+        .bind(now_ms)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+pub async fn release_refresh_lease(store: &Store, id: &str, node: &str) -> Result<()> {
+    with_pool!(store, pool => {
+        sqlx::query("UPDATE accounts SET refresh_lock_by = NULL, refresh_lock_until = NULL WHERE id = $1 AND refresh_lock_by = $2")
+            .bind(id)
+            .bind(node)
+            .execute(pool)
+            .await?;
+    });
+    Ok(())
 }

@@ -9,6 +9,7 @@ pub mod api_keys;
 mod db;
 pub mod error;
 pub mod events;
+pub mod hosted_links;
 pub mod outbox;
 pub mod vault;
 pub mod workspaces;

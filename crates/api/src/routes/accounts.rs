@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -196,7 +197,7 @@ fn parse_smtp_encryption(f: &Fields<'_>) -> Result<Option<TlsMode>> {
     }
 }
 
-fn parse_new_mail(f: &Fields<'_>) -> Result<(MailSettings, Credentials)> {
+fn parse_new_mail(f: &Fields<'_>) -> Result<(MailSettings, SecretString, SecretString)> {
     let settings = MailSettings {
         imap_host: f.host_req("imap_host")?,
         imap_port: f.port_req("imap_port")?,
@@ -207,11 +208,11 @@ fn parse_new_mail(f: &Fields<'_>) -> Result<(MailSettings, Credentials)> {
         smtp_user: f.str_req("smtp_user")?,
         smtp_encryption: parse_smtp_encryption(f)?,
     };
-    let credentials = Credentials::Mail {
-        imap_password: f.secret_req("imap_password")?,
-        smtp_password: f.secret_req("smtp_password")?,
-    };
-    Ok((settings, credentials))
+    Ok((
+        settings,
+        f.secret_req("imap_password")?,
+        f.secret_req("smtp_password")?,
+    ))
 }
 
 fn provider_of(f: &Fields<'_>) -> Result<Option<AccountType>> {
@@ -296,12 +297,12 @@ pub async fn create_account(
         Some(_) => unreachable!("provider_of only returns MAIL"),
         None => return Err(err(ErrorKind::MissingParameters, "provider is required")),
     }
-    let (settings, credentials) = parse_new_mail(&f)?;
-    let Credentials::Mail {
+    let (settings, imap_password, smtp_password) = parse_new_mail(&f)?;
+    verify_mail(&settings, &imap_password, &smtp_password, &state.engine.net).await?;
+    let credentials = Credentials::Mail {
         imap_password,
         smtp_password,
-    } = &credentials;
-    verify_mail(&settings, imap_password, smtp_password, &state.engine.net).await?;
+    };
 
     let id = new_id();
     let settings_json =
@@ -407,16 +408,20 @@ pub async fn reconnect_account(
     let Credentials::Mail {
         imap_password: old_imap,
         smtp_password: old_smtp,
-    } = old;
-    let credentials = Credentials::Mail {
-        imap_password: new_imap.unwrap_or(old_imap),
-        smtp_password: new_smtp.unwrap_or(old_smtp),
+    } = old
+    else {
+        return Err(err(
+            ErrorKind::InvalidParameters,
+            "this account is not an IMAP/SMTP (MAIL) account",
+        ));
     };
-    let Credentials::Mail {
+    let imap_password = new_imap.unwrap_or(old_imap);
+    let smtp_password = new_smtp.unwrap_or(old_smtp);
+    verify_mail(&settings, &imap_password, &smtp_password, &state.engine.net).await?;
+    let credentials = Credentials::Mail {
         imap_password,
         smtp_password,
-    } = &credentials;
-    verify_mail(&settings, imap_password, smtp_password, &state.engine.net).await?;
+    };
 
     let settings_json = json!(settings);
     let updated = accounts::reconnect(

@@ -377,7 +377,10 @@ async fn reconnect_after_a_password_change(backend: Backend) {
     let accounts::Credentials::Mail {
         imap_password,
         smtp_password,
-    } = creds;
+    } = creds
+    else {
+        panic!("MAIL credentials expected")
+    };
     use secrecy::ExposeSecret;
     assert_eq!(imap_password.expose_secret(), user.password);
     assert_eq!(smtp_password.expose_secret(), user.password);

@@ -59,6 +59,7 @@ pub async fn seed_account(
 fn imap_password(c: Credentials) -> String {
     match c {
         Credentials::Mail { imap_password, .. } => imap_password.expose_secret().to_owned(),
+        other => panic!("MAIL credentials expected, got {other:?}"),
     }
 }
 
