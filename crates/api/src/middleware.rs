@@ -17,14 +17,13 @@ use mailroom_core::ErrorKind;
 pub async fn error_instance(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let resp = next.run(req).await;
-    let is_json = resp
+    // Pages (HTML) keep their own error pages; plain-text framework answers become JSON.
+    let plain = resp
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if resp.status().as_u16() >= 400
-        && resp.extensions().get::<RenderedError>().is_none()
-        && !is_json
+        .is_none_or(|ct| ct.starts_with("text/plain"));
+    if resp.status().as_u16() >= 400 && resp.extensions().get::<RenderedError>().is_none() && plain
     {
         let status = resp.status();
         let text = axum::body::to_bytes(resp.into_body(), 4096)

@@ -17,6 +17,7 @@ use crate::error::ErrorBody;
     tags(
         (name = "Accounts", description = "Link and manage mailboxes"),
         (name = "Emails", description = "Send email and follow what became of it"),
+        (name = "Hosted auth", description = "Links that let end users connect their own mailbox"),
     )
 )]
 struct Base;

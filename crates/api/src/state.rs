@@ -13,6 +13,10 @@ pub struct ApiConfig {
     pub attachment_max_bytes: usize,
     /// Largest total of a send's attachments and body.
     pub message_max_bytes: usize,
+    /// The URL clients reach mailroom at (hosted links, OAuth callbacks).
+    pub public_url: url::Url,
+    /// Let `notify_url` calls reach loopback and private networks.
+    pub webhook_allow_private: bool,
 }
 
 impl Default for ApiConfig {
@@ -21,6 +25,8 @@ impl Default for ApiConfig {
             body_limit: 2 * 1024 * 1024,
             attachment_max_bytes: 25 * 1024 * 1024,
             message_max_bytes: 35 * 1024 * 1024,
+            public_url: url::Url::parse("http://127.0.0.1:8080/").expect("valid"),
+            webhook_allow_private: false,
         }
     }
 }

@@ -191,3 +191,14 @@ mod tests {
         assert_eq!(TlsMode::smtp_for_port(587), TlsMode::Starttls);
     }
 }
+
+/// Settings of a Google (`GOOGLE_OAUTH`) or Microsoft (`OUTLOOK`) account (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthSettings {
+    /// The mailbox address (Gmail `emailAddress`, Graph `mail` or `userPrincipalName`).
+    pub email: String,
+    /// The provider's id of the user (Graph `id`; the address for Google).
+    pub provider_user_id: String,
+    /// The scopes granted, as the token endpoint reported them.
+    pub scopes: Vec<String>,
+}

@@ -22,6 +22,13 @@ use mailroom_store::events::{self, NewEvent, event_id};
 use mailroom_store::outbox::{self, Job};
 use mailroom_store::{Store, StoreError, Vault};
 
+use crate::apps::ProviderApps;
+use crate::tokens::{TokenError, Tokens, idp_of};
+use mailroom_providers::gmail::GmailClient;
+use mailroom_providers::graph::GraphClient;
+use mailroom_providers::http_api::{HttpApiError, HttpErrorKind};
+use mailroom_providers::oauth::IdP;
+
 /// Retry policy and timing of the outbox.
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
@@ -77,11 +84,25 @@ pub struct Outbox {
     inner: Arc<Inner>,
 }
 
+/// What the outbox works with.
+pub struct Deps {
+    pub store: Store,
+    pub vault: Vault,
+    pub clock: Arc<dyn Clock>,
+    pub net: NetPolicy,
+    pub tokens: Arc<Tokens>,
+    pub apps: Arc<ProviderApps>,
+    pub http: reqwest::Client,
+}
+
 struct Inner {
     store: Store,
     vault: Vault,
     clock: Arc<dyn Clock>,
     net: NetPolicy,
+    tokens: Arc<Tokens>,
+    apps: Arc<ProviderApps>,
+    http: reqwest::Client,
     smtp: SmtpPool,
     node: String,
     config: OutboxConfig,
@@ -101,19 +122,16 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Outbox {
-    pub fn new(
-        store: Store,
-        vault: Vault,
-        clock: Arc<dyn Clock>,
-        net: NetPolicy,
-        config: OutboxConfig,
-    ) -> Self {
+    pub fn new(deps: Deps, config: OutboxConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                store,
-                vault,
-                clock,
-                net,
+                store: deps.store,
+                vault: deps.vault,
+                clock: deps.clock,
+                net: deps.net,
+                tokens: deps.tokens,
+                apps: deps.apps,
+                http: deps.http,
                 smtp: SmtpPool::default(),
                 node: mailroom_core::new_id(),
                 config,
@@ -192,28 +210,41 @@ impl Outbox {
         )
         .await;
         match sending {
-            Ok(Ok(())) => {
-                let provider_id = job.message_id.clone();
+            Ok(Ok(Delivered { provider_id, copy })) => {
                 if !outbox::mark_sent(
                     &self.inner.store,
                     &job.id,
                     self.node(),
                     self.inner.clock.now_ms(),
                     &provider_id,
-                    true,
+                    copy,
                 )
                 .await?
                 {
                     return Ok(Outcome::NotOurs);
                 }
                 metrics::counter!("mailroom_emails_sent_total").increment(1);
-                let me = self.clone();
-                let id = job.id.clone();
-                tokio::spawn(async move { me.copy_now(&id).await });
+                if copy {
+                    let me = self.clone();
+                    let id = job.id.clone();
+                    tokio::spawn(async move { me.copy_now(&id).await });
+                }
                 Ok(Outcome::Sent { provider_id })
             }
             Ok(Err(Failure::Store(e))) => Err(e),
             Ok(Err(Failure::Send(e))) => self.on_send_error(&job, &account, e).await,
+            Ok(Err(Failure::Http(e))) => self.on_http_error(&job, &account, e).await,
+            Ok(Err(Failure::Revoked(detail))) => {
+                self.retry(
+                    &job,
+                    ErrorKind::DisconnectedAccount,
+                    format!(
+                        "the provider refused the account's grant; reconnect it to send: {detail}"
+                    ),
+                    true,
+                )
+                .await
+            }
             Ok(Err(Failure::Other(kind, detail))) => self.fail(&job, kind, detail).await,
             Err(_) => {
                 let detail = format!(
@@ -226,7 +257,19 @@ impl Outbox {
         }
     }
 
-    async fn transmit(&self, job: &Job, account: &Account) -> Result<(), Failure> {
+    async fn transmit(&self, job: &Job, account: &Account) -> Result<Delivered, Failure> {
+        let raw = outbox::raw(&self.inner.store, &job.id)
+            .await
+            .map_err(Failure::Store)?
+            .ok_or_else(|| {
+                Failure::Other(
+                    ErrorKind::UnexpectedError,
+                    "the job lost its message".into(),
+                )
+            })?;
+        if let Some(idp) = idp_of(account.account_type) {
+            return self.transmit_http(job, account, idp, &raw).await;
+        }
         let settings: MailSettings =
             serde_json::from_value(account.settings.clone()).map_err(|e| {
                 Failure::Other(ErrorKind::UnexpectedError, format!("account settings: {e}"))
@@ -241,15 +284,6 @@ impl Outbox {
                 "the account has no credentials".into(),
             ));
         };
-        let raw = outbox::raw(&self.inner.store, &job.id)
-            .await
-            .map_err(Failure::Store)?
-            .ok_or_else(|| {
-                Failure::Other(
-                    ErrorKind::UnexpectedError,
-                    "the job lost its message".into(),
-                )
-            })?;
         let login = smtp_login(&settings, &smtp_password);
         // A reconnect changes `updated_at`, so it also replaces the pooled connections.
         let key = format!("{}:{}", account.id, account.updated_at);
@@ -264,8 +298,134 @@ impl Outbox {
                 &raw,
             )
             .await
-            .map(|_| ())
-            .map_err(Failure::Send)
+            .map_err(Failure::Send)?;
+        // IMAP servers keep no copy of submitted mail: we APPEND it to Sent.
+        Ok(Delivered {
+            provider_id: job.message_id.clone(),
+            copy: true,
+        })
+    }
+
+    /// Gmail API or Microsoft Graph. Bcc recipients are not in the MIME headers (SMTP carries
+    /// them in the envelope), so they are handed over separately. A refused access token is
+    /// refreshed once and the send tried again.
+    async fn transmit_http(
+        &self,
+        job: &Job,
+        account: &Account,
+        idp: IdP,
+        raw: &[u8],
+    ) -> Result<Delivered, Failure> {
+        let app = self.inner.apps.get(idp).ok_or_else(|| {
+            Failure::Other(
+                ErrorKind::InvalidAccount,
+                format!("the {idp:?} app is not configured on this server"),
+            )
+        })?;
+        let visible = mailroom_mime::recipients::visible_recipients(raw);
+        let bcc: Vec<String> = job
+            .recipients
+            .iter()
+            .filter(|r| !visible.contains(&r.to_ascii_lowercase()))
+            .cloned()
+            .collect();
+        let parent = job.thread_refs.last().map(String::as_str);
+        let mut stale: Option<SecretString> = None;
+        loop {
+            let token = self
+                .inner
+                .tokens
+                .access_token(account, stale.as_ref())
+                .await
+                .map_err(|e| match e {
+                    TokenError::Revoked(d) => Failure::Revoked(d),
+                    TokenError::Transient(d) => Failure::Http(HttpApiError::transient(d)),
+                    TokenError::NotConfigured(d) => Failure::Other(ErrorKind::InvalidAccount, d),
+                    TokenError::Store(e) => Failure::Store(e),
+                })?;
+            let result = match idp {
+                IdP::Google => {
+                    let gmail = GmailClient::new(self.inner.http.clone(), app.api_base.clone());
+                    // A reply stays in its Gmail thread only with the thread's id.
+                    let thread = match parent {
+                        Some(p) => gmail
+                            .find_by_message_id(&token, p)
+                            .await
+                            .map(|r| r.map(|r| r.thread_id)),
+                        None => Ok(None),
+                    };
+                    match thread {
+                        Ok(thread) => {
+                            gmail
+                                .send(&token, raw, &bcc, thread.as_deref())
+                                .await
+                                .map(|sent| Delivered {
+                                    provider_id: sent.id,
+                                    copy: false,
+                                })
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                IdP::Microsoft => GraphClient::new(self.inner.http.clone(), app.api_base.clone())
+                    .send_mime(&token, raw, &bcc, parent)
+                    .await
+                    // Graph's sendMail answers no id; the Message-ID names the message.
+                    .map(|_| Delivered {
+                        provider_id: job.message_id.clone(),
+                        copy: false,
+                    }),
+            };
+            match result {
+                Ok(d) => return Ok(d),
+                Err(e) if e.is_auth() && stale.is_none() => stale = Some(token),
+                Err(e) => return Err(Failure::Http(e)),
+            }
+        }
+    }
+
+    async fn on_http_error(
+        &self,
+        job: &Job,
+        account: &Account,
+        e: HttpApiError,
+    ) -> Result<Outcome, StoreError> {
+        let detail = e.detail.clone();
+        match e.kind {
+            HttpErrorKind::Transient | HttpErrorKind::Throttled => {
+                self.retry_after(
+                    job,
+                    ErrorKind::ProviderUnreachable,
+                    detail,
+                    false,
+                    e.retry_after,
+                )
+                .await
+            }
+            HttpErrorKind::Auth => {
+                crate::tokens::mark_credentials(
+                    &self.inner.store,
+                    account,
+                    self.inner.clock.now_ms(),
+                )
+                .await?;
+                self.retry(
+                    job,
+                    ErrorKind::DisconnectedAccount,
+                    format!("the provider refused the account's token: {detail}"),
+                    true,
+                )
+                .await
+            }
+            HttpErrorKind::RecipientRejected => {
+                self.fail(job, ErrorKind::RecipientRejected, detail).await
+            }
+            HttpErrorKind::TooLarge => {
+                self.fail(job, ErrorKind::ProviderContentTooLarge, detail)
+                    .await
+            }
+            HttpErrorKind::Rejected => self.fail(job, ErrorKind::CantSendMessage, detail).await,
+        }
     }
 
     async fn on_send_error(
@@ -281,29 +441,12 @@ impl Outbox {
                     .await
             }
             SendErrorKind::Auth => {
-                let now = self.inner.clock.now_ms();
-                if accounts::set_status(
+                crate::tokens::mark_credentials(
                     &self.inner.store,
-                    &account.id,
-                    SourceStatus::Credentials,
-                    now,
+                    account,
+                    self.inner.clock.now_ms(),
                 )
-                .await?
-                {
-                    events::record(
-                        &self.inner.store,
-                        NewEvent {
-                            id: event_id(&["account_status", &account.id, "CREDENTIALS", &now.to_string()]),
-                            workspace_id: &account.workspace_id,
-                            account_id: Some(&account.id),
-                            kind: "account_status",
-                            payload: json!({"AccountStatus": {"account_id": account.id, "account_type": account.account_type.as_str(), "message": "CREDENTIALS"}}),
-                            now_ms: now,
-                        },
-                    )
-                    .await?;
-                    tracing::warn!(account_id = %account.id, "SMTP refused the account's credentials; status CREDENTIALS");
-                }
+                .await?;
                 self.retry(
                     job,
                     ErrorKind::DisconnectedAccount,
@@ -331,6 +474,17 @@ impl Outbox {
         detail: String,
         refund: bool,
     ) -> Result<Outcome, StoreError> {
+        self.retry_after(job, kind, detail, refund, None).await
+    }
+
+    async fn retry_after(
+        &self,
+        job: &Job,
+        kind: ErrorKind,
+        detail: String,
+        refund: bool,
+        at_least: Option<std::time::Duration>,
+    ) -> Result<Outcome, StoreError> {
         let now = self.inner.clock.now_ms();
         let attempts = if refund {
             job.attempts - 1
@@ -341,7 +495,11 @@ impl Outbox {
             let why = format!("gave up after {attempts} attempts: {detail}");
             return self.fail(job, kind, why).await;
         }
-        let run_after = now + self.backoff_ms(attempts.max(1));
+        // A provider's Retry-After wins over our schedule when it asks for longer.
+        let wait = self
+            .backoff_ms(attempts.max(1))
+            .max(at_least.map(|d| d.as_millis() as i64).unwrap_or(0));
+        let run_after = now + wait;
         if !outbox::mark_retry(
             &self.inner.store,
             &job.id,
@@ -549,9 +707,19 @@ impl Outbox {
     }
 }
 
+/// A message the provider took.
+struct Delivered {
+    provider_id: String,
+    /// Whether we must copy it to the Sent folder ourselves (IMAP); Gmail and Graph keep one.
+    copy: bool,
+}
+
 enum Failure {
     Store(StoreError),
     Send(SendError),
+    Http(HttpApiError),
+    /// The OAuth grant is gone (the account was marked `CREDENTIALS`).
+    Revoked(String),
     Other(ErrorKind, String),
 }
 

@@ -6,7 +6,13 @@ use mailroom_core::account::MailSettings;
 use mailroom_core::email::ReplyParent;
 use mailroom_core::id::looks_like_id;
 use mailroom_core::{ApiError, ErrorKind};
+use mailroom_providers::gmail::GmailClient;
+use mailroom_providers::graph::GraphClient;
+use mailroom_providers::http_api::HttpApiError;
 use mailroom_providers::imap_smtp::{imap, mailbox};
+use mailroom_providers::oauth::IdP;
+
+use crate::tokens::TokenError;
 use mailroom_store::accounts::{self, Account, Credentials};
 use mailroom_store::outbox::{self, Job};
 
@@ -29,7 +35,6 @@ pub async fn resolve_parent(
     engine: &Engine,
     workspace: &str,
     account: &Account,
-    settings: &MailSettings,
     reply_to: &str,
 ) -> Result<ReplyParent, ApiError> {
     let store = &engine.store;
@@ -59,8 +64,27 @@ pub async fn resolve_parent(
     {
         return Ok(from_job(job));
     }
+    let found = match crate::tokens::idp_of(account.account_type) {
+        None => find_on_imap(engine, account, &message_id).await?,
+        Some(idp) => find_by_api(engine, account, idp, &message_id).await?,
+    };
+    found.ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::ParentMailNotFound,
+            format!("no mail with Message-ID {message_id} in this mailbox"),
+        )
+    })
+}
+
+async fn find_on_imap(
+    engine: &Engine,
+    account: &Account,
+    message_id: &str,
+) -> Result<Option<ReplyParent>, ApiError> {
+    let settings: MailSettings = serde_json::from_value(account.settings.clone())
+        .map_err(|e| ApiError::unexpected(format!("account settings: {e}")))?;
     let Some(Credentials::Mail { imap_password, .. }) =
-        accounts::credentials(store, &engine.vault, &account.id)
+        accounts::credentials(&engine.store, &engine.vault, &account.id)
             .await
             .map_err(store_error)?
     else {
@@ -85,14 +109,54 @@ pub async fn resolve_parent(
     let mut session = imap::login(&login, &engine.net)
         .await
         .map_err(unreachable)?;
-    let found = mailbox::find_by_message_id(&mut session, &message_id).await;
+    let found = mailbox::find_by_message_id(&mut session, message_id).await;
     let _ = session.logout().await;
-    match found.map_err(unreachable)? {
-        Some(parent) => Ok(parent),
-        None => Err(ApiError::new(
-            ErrorKind::ParentMailNotFound,
-            format!("no mail with Message-ID {message_id} in this mailbox"),
-        )),
+    found.map_err(unreachable)
+}
+
+async fn find_by_api(
+    engine: &Engine,
+    account: &Account,
+    idp: IdP,
+    message_id: &str,
+) -> Result<Option<ReplyParent>, ApiError> {
+    let app = engine.apps.get(idp).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidAccount,
+            format!("the {idp:?} app is not configured on this server"),
+        )
+    })?;
+    let token = engine
+        .tokens
+        .access_token(account, None)
+        .await
+        .map_err(|e| match e {
+            TokenError::Revoked(d) => ApiError::new(ErrorKind::DisconnectedAccount, d),
+            other => ApiError::new(ErrorKind::ProviderUnreachable, other.to_string()),
+        })?;
+    let unreachable = |e: HttpApiError| {
+        ApiError::new(
+            ErrorKind::ProviderUnreachable,
+            format!("cannot look up the parent mail: {e}"),
+        )
+    };
+    match idp {
+        IdP::Google => Ok(GmailClient::new(engine.http.clone(), app.api_base.clone())
+            .find_by_message_id(&token, message_id)
+            .await
+            .map_err(unreachable)?
+            .and_then(|r| r.reply_parent())),
+        // Graph's search answers the message's id; the reply itself goes through
+        // `createReply`, which keeps it in the conversation.
+        IdP::Microsoft => Ok(GraphClient::new(engine.http.clone(), app.api_base.clone())
+            .find_by_internet_message_id(&token, message_id)
+            .await
+            .map_err(unreachable)?
+            .map(|_| ReplyParent {
+                message_id: message_id.to_owned(),
+                references: vec![],
+                subject: None,
+            })),
     }
 }
 

@@ -10,6 +10,7 @@ mod error;
 pub mod guard;
 mod message;
 pub mod parent;
+pub mod recipients;
 mod text;
 
 pub use error::MimeError;

@@ -6,6 +6,8 @@
 
 pub mod egress;
 pub mod error;
+pub mod gmail;
+pub mod graph;
 pub mod http_api;
 pub mod imap_smtp;
 pub mod oauth;

@@ -11,7 +11,9 @@ use crate::config::Settings;
 use mailroom_api::{ApiConfig, AppState};
 use mailroom_core::{Clock, SystemClock};
 use mailroom_engine::Engine;
+use mailroom_engine::apps::{ProviderApp, ProviderApps};
 use mailroom_providers::NetPolicy;
+use mailroom_providers::oauth::{IdP, OAuthApp};
 use mailroom_store::{Store, Vault};
 
 /// Installs aws-lc-rs as the process's rustls provider (the tree's only one); idempotent.
@@ -101,19 +103,28 @@ impl Application {
             tls_insecure_skip_verify: settings.tls_insecure_skip_verify,
             connect_timeout: settings.mail_connect_timeout,
         };
-        let engine = Engine::new(store, vault, clock, net, settings.outbox.clone());
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| ConfigProblem(format!("cannot listen on {}: {e}", settings.listen)))?;
+        // Hosted links and OAuth callbacks need the URL clients reach us at; without
+        // MAILROOM_PUBLIC_URL it is the address we listen on.
+        let public_url = match &settings.public_url {
+            Some(u) => u.clone(),
+            None => url::Url::parse(&format!("http://{}/", listener.local_addr()?))?,
+        };
+        let apps = provider_apps(settings, &public_url)?;
+        let engine = Engine::new(store, vault, clock, net, settings.outbox.clone(), apps);
         let state = AppState::new(
             engine.clone(),
             ApiConfig {
                 body_limit: settings.body_limit_bytes,
                 attachment_max_bytes: settings.attachment_max_bytes,
                 message_max_bytes: settings.message_max_bytes,
+                public_url,
+                webhook_allow_private: settings.webhook_allow_private,
             },
         );
         let router = mailroom_api::router(state);
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| ConfigProblem(format!("cannot listen on {}: {e}", settings.listen)))?;
         Ok(Self {
             listener,
             router,
@@ -157,4 +168,33 @@ impl Application {
         self.engine.store.close().await;
         served
     }
+}
+
+/// The OAuth apps with their callbacks under `public_url`.
+fn provider_apps(settings: &Settings, public_url: &url::Url) -> anyhow::Result<ProviderApps> {
+    let app = |idp: IdP, c: &crate::config::AppConfig, path: &str| -> anyhow::Result<ProviderApp> {
+        Ok(ProviderApp {
+            oauth: OAuthApp {
+                idp,
+                client_id: c.client_id.clone(),
+                client_secret: c.client_secret.clone(),
+                auth_url: c.auth_url.clone(),
+                token_url: c.token_url.clone(),
+                redirect_uri: public_url.join(path)?,
+            },
+            api_base: c.api_url.clone(),
+        })
+    };
+    Ok(ProviderApps {
+        google: settings
+            .google
+            .as_ref()
+            .map(|c| app(IdP::Google, c, "oauth/google/callback"))
+            .transpose()?,
+        microsoft: settings
+            .microsoft
+            .as_ref()
+            .map(|c| app(IdP::Microsoft, c, "oauth/microsoft/callback"))
+            .transpose()?,
+    })
 }

@@ -97,6 +97,55 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
 
+/// A provider app (Google or Microsoft) as the operator configured it.
+#[derive(Clone)]
+pub struct AppConfig {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub auth_url: url::Url,
+    pub token_url: url::Url,
+    /// Gmail: the API root; Graph: the `…/v1.0` root.
+    pub api_url: url::Url,
+}
+
+fn app_config(
+    prefix: &str,
+    id: Option<String>,
+    secret: Option<SecretString>,
+    urls: [(&str, Option<String>, &str); 3],
+) -> Result<Option<AppConfig>, ConfigError> {
+    let Some(client_id) = id.filter(|s| !s.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let client_secret = secret
+        .filter(|s| !s.expose_secret().is_empty())
+        .ok_or_else(|| {
+            invalid(format!(
+                "MAILROOM_{prefix}_CLIENT_SECRET is required with MAILROOM_{prefix}_CLIENT_ID"
+            ))
+        })?;
+    let mut parsed = Vec::with_capacity(3);
+    for (var, value, default) in urls {
+        let text = value.unwrap_or_else(|| default.to_owned());
+        let u = url::Url::parse(&text)
+            .map_err(|e| invalid(format!("{var} must be an absolute URL: {e}")))?;
+        if u.scheme() != "https" && u.scheme() != "http" {
+            return Err(invalid(format!("{var} must be an http(s) URL")));
+        }
+        parsed.push(u);
+    }
+    let api_url = parsed.pop().expect("three URLs");
+    let token_url = parsed.pop().expect("three URLs");
+    let auth_url = parsed.pop().expect("three URLs");
+    Ok(Some(AppConfig {
+        client_id,
+        client_secret,
+        auth_url,
+        token_url,
+        api_url,
+    }))
+}
+
 /// Where the master key comes from.
 pub enum MasterKeySource {
     /// Given by the operator.
@@ -110,6 +159,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: String,
     pub public_url: Option<url::Url>,
+    pub google: Option<AppConfig>,
+    pub microsoft: Option<AppConfig>,
     pub master_key: MasterKeySource,
     pub mail_allow_private: bool,
     pub webhook_allow_private: bool,
@@ -190,6 +241,50 @@ impl RawConfig {
                 }
             },
         };
+        let google = app_config(
+            "GOOGLE",
+            self.google_client_id,
+            self.google_client_secret,
+            [
+                (
+                    "MAILROOM_GOOGLE_AUTH_URL",
+                    self.google_auth_url,
+                    "https://accounts.google.com/o/oauth2/v2/auth",
+                ),
+                (
+                    "MAILROOM_GOOGLE_TOKEN_URL",
+                    self.google_token_url,
+                    "https://oauth2.googleapis.com/token",
+                ),
+                (
+                    "MAILROOM_GMAIL_API_URL",
+                    self.gmail_api_url,
+                    "https://gmail.googleapis.com/",
+                ),
+            ],
+        )?;
+        let microsoft = app_config(
+            "MICROSOFT",
+            self.microsoft_client_id,
+            self.microsoft_client_secret,
+            [
+                (
+                    "MAILROOM_MICROSOFT_AUTH_URL",
+                    self.microsoft_auth_url,
+                    "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+                ),
+                (
+                    "MAILROOM_MICROSOFT_TOKEN_URL",
+                    self.microsoft_token_url,
+                    "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+                ),
+                (
+                    "MAILROOM_GRAPH_API_URL",
+                    self.graph_api_url,
+                    "https://graph.microsoft.com/v1.0",
+                ),
+            ],
+        )?;
         if self.mail_connect_timeout_secs == 0 || self.mail_connect_timeout_secs > 300 {
             return Err(invalid(
                 "MAILROOM_MAIL_CONNECT_TIMEOUT_SECS must be from 1 to 300",
@@ -236,6 +331,8 @@ impl RawConfig {
             listen,
             database_url: self.database_url,
             public_url,
+            google,
+            microsoft,
             master_key,
             mail_allow_private: self.mail_allow_private,
             webhook_allow_private: self.webhook_allow_private,
@@ -272,6 +369,8 @@ impl Settings {
             listen: "127.0.0.1:0".parse().expect("valid"),
             database_url: database_url.to_owned(),
             public_url: None,
+            google: None,
+            microsoft: None,
             master_key: MasterKeySource::Configured(SecretString::from(master_key_b64.to_owned())),
             mail_allow_private: true,
             webhook_allow_private: true,

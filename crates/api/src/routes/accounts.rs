@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use secrecy::SecretString;
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::fields::Fields;
@@ -14,13 +13,16 @@ use crate::error::{ErrorBody, Result, err};
 use crate::extract::{JsonObject, QueryPairs};
 use crate::pagination::{ListEnvelope, Page};
 use crate::state::AppState;
-use mailroom_core::account::{AccountType, ImapEncryption, MailSettings, SourceStatus, TlsMode};
+use mailroom_core::account::{
+    AccountType, ImapEncryption, MailSettings, OAuthSettings, SourceStatus, TlsMode,
+};
 use mailroom_core::cursor::Position;
-use mailroom_core::id::{looks_like_id, new_id};
+use mailroom_core::id::looks_like_id;
 use mailroom_core::time_fmt::format_ms;
 use mailroom_core::{ApiError, ErrorKind};
-use mailroom_engine::connect::verify_mail;
-use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
+use mailroom_engine::apps::IdP;
+use mailroom_engine::link::{link_mail, link_with_tokens};
+use mailroom_store::accounts::{self, Account, Credentials};
 
 // ---- response shapes -------------------------------------------------------------------
 
@@ -44,7 +46,24 @@ pub struct AccountView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionParamsView {
-    pub mail: MailParamsView,
+    pub mail: MailParams,
+}
+
+/// `MAIL` accounts show their IMAP/SMTP settings; Google and Microsoft accounts their
+/// mailbox (`{id, username}`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum MailParams {
+    Imap(MailParamsView),
+    OAuth(OAuthParamsView),
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthParamsView {
+    /// The provider's id of the mailbox user.
+    pub id: String,
+    /// The mailbox address.
+    pub username: String,
 }
 
 /// IMAP/SMTP settings of a `MAIL` account; never any secret.
@@ -125,17 +144,14 @@ pub struct ReconnectMailAccount {
 }
 
 fn view(a: &Account) -> Result<AccountView> {
-    let settings: MailSettings = serde_json::from_value(a.settings.clone()).map_err(|e| {
+    let unreadable = |e: serde_json::Error| {
         ApiError::unexpected(format!("account {} has unreadable settings: {e}", a.id))
-    })?;
-    Ok(AccountView {
-        object: "Account",
-        type_: a.account_type,
-        id: a.id.clone(),
-        name: a.name.clone(),
-        created_at: format_ms(a.created_at),
-        connection_params: ConnectionParamsView {
-            mail: MailParamsView {
+    };
+    let mail = match a.account_type {
+        AccountType::Mail => {
+            let settings: MailSettings =
+                serde_json::from_value(a.settings.clone()).map_err(unreadable)?;
+            MailParams::Imap(MailParamsView {
                 imap_host: settings.imap_host,
                 imap_port: settings.imap_port,
                 imap_user: settings.imap_user,
@@ -143,8 +159,24 @@ fn view(a: &Account) -> Result<AccountView> {
                 smtp_host: settings.smtp_host,
                 smtp_port: settings.smtp_port,
                 smtp_user: settings.smtp_user,
-            },
-        },
+            })
+        }
+        AccountType::GoogleOauth | AccountType::Outlook => {
+            let settings: OAuthSettings =
+                serde_json::from_value(a.settings.clone()).map_err(unreadable)?;
+            MailParams::OAuth(OAuthParamsView {
+                id: settings.provider_user_id,
+                username: settings.email,
+            })
+        }
+    };
+    Ok(AccountView {
+        object: "Account",
+        type_: a.account_type,
+        id: a.id.clone(),
+        name: a.name.clone(),
+        created_at: format_ms(a.created_at),
+        connection_params: ConnectionParamsView { mail },
         groups: vec![],
         sources: vec![SourceView {
             id: format!("{}_MAILS", a.id),
@@ -218,19 +250,12 @@ fn parse_new_mail(f: &Fields<'_>) -> Result<(MailSettings, SecretString, SecretS
 fn provider_of(f: &Fields<'_>) -> Result<Option<AccountType>> {
     match f.str_opt("provider")? {
         None => Ok(None),
-        Some(p) => match p.as_str() {
-            "MAIL" => Ok(Some(AccountType::Mail)),
-            "GOOGLE_OAUTH" | "OUTLOOK" => Err(err(
+        Some(p) => AccountType::parse(&p).map(Some).ok_or_else(|| {
+            err(
                 ErrorKind::InvalidParameters,
-                format!(
-                    "provider {p} is not supported by this server yet; link IMAP/SMTP mailboxes with provider MAIL"
-                ),
-            )),
-            other => Err(err(
-                ErrorKind::InvalidParameters,
-                format!("provider must be MAIL, GOOGLE_OAUTH or OUTLOOK; got `{other}`"),
-            )),
-        },
+                format!("provider must be MAIL, GOOGLE_OAUTH or OUTLOOK; got `{p}`"),
+            )
+        }),
     }
 }
 
@@ -292,37 +317,40 @@ pub async fn create_account(
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<AccountCreated>)> {
     let f = Fields(&body);
-    match provider_of(&f)? {
-        Some(AccountType::Mail) => {}
-        Some(_) => unreachable!("provider_of only returns MAIL"),
+    let linked = match provider_of(&f)? {
+        Some(AccountType::Mail) => {
+            let (settings, imap_password, smtp_password) = parse_new_mail(&f)?;
+            link_mail(
+                &state.engine,
+                caller.workspace(),
+                settings,
+                imap_password,
+                smtp_password,
+                None,
+            )
+            .await?
+        }
+        Some(t @ (AccountType::GoogleOauth | AccountType::Outlook)) => {
+            let idp = if t == AccountType::GoogleOauth {
+                IdP::Google
+            } else {
+                IdP::Microsoft
+            };
+            let access = f.secret_req("access_token")?;
+            let refresh = f.secret_req("refresh_token")?;
+            link_with_tokens(
+                &state.engine,
+                caller.workspace(),
+                idp,
+                access,
+                refresh,
+                None,
+            )
+            .await?
+        }
         None => return Err(err(ErrorKind::MissingParameters, "provider is required")),
-    }
-    let (settings, imap_password, smtp_password) = parse_new_mail(&f)?;
-    verify_mail(&settings, &imap_password, &smtp_password, &state.engine.net).await?;
-    let credentials = Credentials::Mail {
-        imap_password,
-        smtp_password,
     };
-
-    let id = new_id();
-    let settings_json =
-        serde_json::to_value(&settings).map_err(|e| ApiError::unexpected(e.to_string()))?;
-    accounts::create(
-        state.store(),
-        state.vault(),
-        NewAccount {
-            id: &id,
-            workspace_id: caller.workspace(),
-            account_type: AccountType::Mail,
-            name: &settings.imap_user,
-            status: SourceStatus::Ok,
-            settings: &settings_json,
-            credentials: &credentials,
-            now_ms: state.clock().now_ms(),
-        },
-    )
-    .await?;
-    tracing::info!(account_id = %id, "account linked");
+    let id = linked.account.id;
     Ok((
         StatusCode::CREATED,
         Json(AccountCreated {
@@ -417,29 +445,15 @@ pub async fn reconnect_account(
     };
     let imap_password = new_imap.unwrap_or(old_imap);
     let smtp_password = new_smtp.unwrap_or(old_smtp);
-    verify_mail(&settings, &imap_password, &smtp_password, &state.engine.net).await?;
-    let credentials = Credentials::Mail {
+    link_mail(
+        &state.engine,
+        caller.workspace(),
+        settings,
         imap_password,
         smtp_password,
-    };
-
-    let settings_json = json!(settings);
-    let updated = accounts::reconnect(
-        state.store(),
-        state.vault(),
-        &account,
-        &settings_json,
-        &credentials,
-        state.clock().now_ms(),
+        Some(&account),
     )
     .await?;
-    if !updated {
-        return Err(err(
-            ErrorKind::ResourceNotFound,
-            format!("account {account_id} not found"),
-        ));
-    }
-    tracing::info!(account_id = %account.id, "account reconnected");
     Ok(Json(AccountReconnected {
         object: "AccountReconnected",
         account_id: account.id,

@@ -3,6 +3,7 @@
 mod accounts;
 mod emails;
 mod fields;
+mod hosted;
 mod ops;
 
 use axum::Router;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
             accounts::reconnect_account,
             accounts::delete_account
         ))
+        .routes(routes!(hosted::create_link))
         .routes(routes!(emails::list_outbox))
         .routes(routes!(emails::get_outbox))
         .merge(
@@ -47,11 +49,26 @@ pub fn router(state: AppState) -> Router {
         ))
         .split_for_parts();
     let ops = ops::router(spec);
+    let hosted_pages = Router::new()
+        .route("/hosted/{token}", axum::routing::get(hosted::show))
+        .route(
+            "/hosted/{token}/oauth/{provider}",
+            axum::routing::post(hosted::start_oauth),
+        )
+        .route(
+            "/hosted/{token}/imap",
+            axum::routing::get(hosted::imap_page).post(hosted::imap_submit),
+        )
+        .route(
+            "/oauth/{provider}/callback",
+            axum::routing::get(hosted::oauth_callback),
+        );
     let body_limit = state.config.body_limit;
 
     Router::new()
         .merge(api)
         .merge(ops)
+        .merge(hosted_pages)
         .fallback(|uri: axum::http::Uri| async move {
             err(ErrorKind::ResourceNotFound, format!("no route {}", uri.path())).into_response()
         })

@@ -4,6 +4,8 @@
 
 mod accounts;
 mod api_basics;
+mod gmail;
+mod hosted;
 mod layout;
 mod mail_providers;
 mod sending;

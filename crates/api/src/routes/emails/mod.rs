@@ -25,7 +25,7 @@ use crate::error::{ErrorBody, Result, err};
 use crate::extract::QueryPairs;
 use crate::pagination::{ListEnvelope, Page};
 use crate::state::AppState;
-use mailroom_core::account::{MailSettings, SourceStatus};
+use mailroom_core::account::{AccountType, MailSettings, OAuthSettings, SourceStatus};
 use mailroom_core::cursor::Position;
 use mailroom_core::email::{Attendee, OutgoingEmail};
 use mailroom_core::id::{looks_like_id, new_id};
@@ -248,23 +248,16 @@ pub async fn send_email(
             ),
         ));
     }
-    let settings: MailSettings = serde_json::from_value(account.settings.clone())
-        .map_err(|e| ApiError::unexpected(format!("account settings: {e}")))?;
-    let account_address = if settings.smtp_user.contains('@') {
-        &settings.smtp_user
-    } else {
-        &settings.imap_user
-    };
+    let account_address = account_address(&account)?;
     let from_address = send
         .from_identifier
         .clone()
         .unwrap_or_else(|| account_address.clone());
 
     let parent = match &send.reply_to {
-        Some(r) => Some(
-            replies::resolve_parent(&state.engine, caller.workspace(), &account, &settings, r)
-                .await?,
-        ),
+        Some(r) => {
+            Some(replies::resolve_parent(&state.engine, caller.workspace(), &account, r).await?)
+        }
         None => None,
     };
     let id = new_id();
@@ -300,6 +293,18 @@ pub async fn send_email(
     };
     let now = state.clock().now_ms();
     let built = compose::build_message(&email, &message_id, now).map_err(mime_error)?;
+    if let Some(max) = mailroom_engine::apps::max_message_bytes(account.account_type)
+        && built.bytes.len() > max
+    {
+        return Err(err(
+            ErrorKind::ContentTooLarge,
+            format!(
+                "the encoded message is {} bytes; {} accepts at most {max}",
+                built.bytes.len(),
+                account.account_type.as_str()
+            ),
+        ));
+    }
     if built.bytes.len() > state.config.message_max_bytes {
         return Err(err(
             ErrorKind::ContentTooLarge,
@@ -554,4 +559,25 @@ pub async fn get_outbox(
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(outbox_item(job)))
+}
+
+/// The address an account sends from by default.
+fn account_address(account: &mailroom_store::accounts::Account) -> Result<String> {
+    let unreadable = |e: serde_json::Error| ApiError::unexpected(format!("account settings: {e}"));
+    Ok(match account.account_type {
+        AccountType::Mail => {
+            let s: MailSettings =
+                serde_json::from_value(account.settings.clone()).map_err(unreadable)?;
+            if s.smtp_user.contains('@') {
+                s.smtp_user
+            } else {
+                s.imap_user
+            }
+        }
+        AccountType::GoogleOauth | AccountType::Outlook => {
+            let s: OAuthSettings =
+                serde_json::from_value(account.settings.clone()).map_err(unreadable)?;
+            s.email
+        }
+    })
 }

@@ -145,7 +145,10 @@ fn check_value(def: &Value, value: &Value, path: &str, problems: &mut Vec<String
                 if let Some(allowed) = def["enum"].as_array()
                     && !allowed.iter().any(|a| a.as_str() == Some(s))
                 {
-                    problems.push(format!("{path}: {s:?} is not one of {def_enum}", def_enum = def["enum"]));
+                    problems.push(format!(
+                        "{path}: {s:?} is not one of {def_enum}",
+                        def_enum = def["enum"]
+                    ));
                 }
             }
         },
@@ -213,7 +216,10 @@ mod tests {
     #[test]
     fn the_document_is_the_committed_revision() {
         assert_eq!(revision(), "20261005");
-        assert_eq!(media_max_size("gmail.users.messages.send"), Some(36_700_160));
+        assert_eq!(
+            media_max_size("gmail.users.messages.send"),
+            Some(36_700_160)
+        );
         assert!(
             method_scopes("gmail.users.messages.send")
                 .iter()
@@ -228,7 +234,13 @@ mod tests {
 
     #[test]
     fn the_checker_finds_undeclared_fields_and_wrong_types() {
-        assert!(check("Profile", &json!({"emailAddress": "a@b.c", "historyId": "12"})).is_empty());
+        assert!(
+            check(
+                "Profile",
+                &json!({"emailAddress": "a@b.c", "historyId": "12"})
+            )
+            .is_empty()
+        );
         let p = check(
             "Message",
             &json!({"id": 5, "threadId": "t", "historyId": 12, "sizeEstimate": "9",

@@ -1,0 +1,774 @@
+//! Hosted auth: `POST /api/v1/hosted/accounts/link` makes a link; the end user opens it, picks
+//! Google, Microsoft or IMAP, and mailroom links the mailbox without the integrator ever
+//! seeing a password or a token. Links are random, stored hashed, expire, and are consumed by
+//! the first completed linking; OAuth uses `state` bound to the link plus PKCE S256.
+
+mod pages;
+mod presets;
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use self::pages::ImapValues;
+use super::fields::Fields;
+use crate::auth::Caller;
+use crate::error::{ErrorBody, Result, err};
+use crate::extract::JsonObject;
+use crate::state::AppState;
+use mailroom_core::account::{AccountType, ImapEncryption, MailSettings};
+use mailroom_core::id::{looks_like_id, new_id, random_bytes};
+use mailroom_core::time_fmt::parse_ms;
+use mailroom_core::{ApiError, ErrorKind};
+use mailroom_engine::apps::{self, IdP, Pkce};
+use mailroom_engine::link::{Linked, link_mail, link_oauth};
+use mailroom_engine::notify;
+use mailroom_store::accounts::{self, Account};
+use mailroom_store::hosted_links::{self, HostedLink, NewLink};
+
+/// The longest a link may live.
+const MAX_LINK_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostedAuthUrl {
+    #[schema(example = "HostedAuthUrl")]
+    pub object: &'static str,
+    /// The page to send the end user to.
+    pub url: String,
+}
+
+/// Body of `POST /hosted/accounts/link`.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct HostedLinkRequest {
+    /// `create` or `reconnect`.
+    #[schema(example = "create")]
+    r#type: String,
+    /// `"*"` or a list of `GOOGLE`, `OUTLOOK`, `MAIL` (`IMAP` is an alias of `MAIL`).
+    providers: Vec<String>,
+    /// When the link stops working (at most 30 days ahead), e.g. `2030-01-01T00:00:00.000Z`.
+    #[serde(rename = "expiresOn")]
+    expires_on: String,
+    /// Your mailroom URL (kept for Unipile compatibility).
+    api_url: String,
+    /// Returned to `notify_url`.
+    name: Option<String>,
+    success_redirect_url: Option<String>,
+    failure_redirect_url: Option<String>,
+    /// POSTed `{status: "CREATION_SUCCESS"|"RECONNECTED", account_id, name}` when the mailbox is linked.
+    notify_url: Option<String>,
+    /// The account to reconnect (`type: reconnect`).
+    reconnect_account: Option<String>,
+}
+
+fn http_url(f: &Fields<'_>, name: &str) -> Result<Option<String>> {
+    match f.str_opt(name)? {
+        None => Ok(None),
+        Some(u) => match url::Url::parse(&u) {
+            Ok(p) if p.scheme() == "http" || p.scheme() == "https" => Ok(Some(p.to_string())),
+            _ => Err(err(
+                ErrorKind::InvalidParameters,
+                format!("{name} must be an http(s) URL"),
+            )),
+        },
+    }
+}
+
+fn parse_providers(value: Option<&serde_json::Value>) -> Result<Vec<String>> {
+    let all = || vec!["GOOGLE".to_owned(), "OUTLOOK".to_owned(), "MAIL".to_owned()];
+    match value {
+        None | Some(serde_json::Value::Null) => {
+            Err(err(ErrorKind::MissingParameters, "providers is required"))
+        }
+        Some(serde_json::Value::String(s)) if s == "*" || s == "*:MAILING" => Ok(all()),
+        Some(serde_json::Value::Array(items)) if !items.is_empty() => {
+            let mut out: Vec<String> = vec![];
+            for item in items {
+                let p = match item.as_str() {
+                    Some("GOOGLE") => "GOOGLE",
+                    Some("OUTLOOK") => "OUTLOOK",
+                    Some("MAIL") | Some("IMAP") => "MAIL",
+                    other => {
+                        return Err(err(
+                            ErrorKind::InvalidParameters,
+                            format!(
+                                "providers: {} is not an email provider this server links (GOOGLE, OUTLOOK, MAIL)",
+                                other.map(str::to_owned).unwrap_or_else(|| item.to_string())
+                            ),
+                        ));
+                    }
+                };
+                if !out.iter().any(|o| o == p) {
+                    out.push(p.to_owned());
+                }
+            }
+            Ok(out)
+        }
+        Some(_) => Err(err(
+            ErrorKind::InvalidParameters,
+            "providers must be \"*\" or a non-empty array",
+        )),
+    }
+}
+
+fn provider_name(t: AccountType) -> &'static str {
+    match t {
+        AccountType::Mail => "MAIL",
+        AccountType::GoogleOauth => "GOOGLE",
+        AccountType::Outlook => "OUTLOOK",
+    }
+}
+
+/// Create a hosted auth link.
+#[utoipa::path(
+    post, path = "/api/v1/hosted/accounts/link", tag = "Hosted auth",
+    request_body = HostedLinkRequest,
+    responses(
+        (status = 201, body = HostedAuthUrl),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, description = "reconnect_account not found", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<HostedAuthUrl>)> {
+    let f = Fields(&body);
+    let kind = f.str_req("type")?;
+    let now = state.clock().now_ms();
+    let reconnect = match kind.as_str() {
+        "create" => None,
+        "reconnect" => {
+            let id = f.str_req("reconnect_account")?;
+            let not_found = || {
+                err(
+                    ErrorKind::ResourceNotFound,
+                    format!("account {id} not found"),
+                )
+            };
+            if !looks_like_id(&id) {
+                return Err(not_found());
+            }
+            Some(
+                accounts::get(state.store(), caller.workspace(), &id)
+                    .await?
+                    .ok_or_else(not_found)?,
+            )
+        }
+        other => {
+            return Err(err(
+                ErrorKind::InvalidParameters,
+                format!("type must be create or reconnect, got `{other}`"),
+            ));
+        }
+    };
+    let providers = match &reconnect {
+        Some(a) => vec![provider_name(a.account_type).to_owned()],
+        None => parse_providers(body.get("providers"))?,
+    };
+    let expires_on = f.str_req("expiresOn")?;
+    let expires_at = parse_ms(&expires_on).ok_or_else(|| {
+        err(
+            ErrorKind::InvalidParameters,
+            format!("expiresOn must be a date like 2030-01-01T00:00:00.000Z, got `{expires_on}`"),
+        )
+    })?;
+    if expires_at <= now {
+        return Err(err(
+            ErrorKind::InvalidParameters,
+            "expiresOn is in the past",
+        ));
+    }
+    let expires_at = expires_at.min(now + MAX_LINK_LIFETIME_MS);
+    http_url(&f, "api_url")?
+        .ok_or_else(|| err(ErrorKind::MissingParameters, "api_url is required"))?;
+    let name = f.str_opt("name")?;
+    if name.as_ref().is_some_and(|n| n.len() > 255) {
+        return Err(err(
+            ErrorKind::InvalidParameters,
+            "name is longer than 255 bytes",
+        ));
+    }
+    let success = http_url(&f, "success_redirect_url")?;
+    let failure = http_url(&f, "failure_redirect_url")?;
+    let notify_url = http_url(&f, "notify_url")?;
+
+    let token = base64_token();
+    let id = new_id();
+    hosted_links::insert(
+        state.store(),
+        NewLink {
+            id: &id,
+            token: &token,
+            workspace_id: caller.workspace(),
+            kind: &kind,
+            providers: &providers,
+            reconnect_account: reconnect.as_ref().map(|a| a.id.as_str()),
+            name: name.as_deref(),
+            success_redirect_url: success.as_deref(),
+            failure_redirect_url: failure.as_deref(),
+            notify_url: notify_url.as_deref(),
+            expires_at,
+            now_ms: now,
+        },
+    )
+    .await?;
+    let url = state
+        .config
+        .public_url
+        .join(&format!("hosted/{token}"))
+        .map_err(|e| ApiError::unexpected(e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(HostedAuthUrl {
+            object: "HostedAuthUrl",
+            url: url.to_string(),
+        }),
+    ))
+}
+
+/// 256 random bits, URL-safe.
+fn base64_token() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+// ---- the pages ------------------------------------------------------------------------------
+
+fn page(status: StatusCode, html: String) -> Response {
+    let mut r = (status, Html(html)).into_response();
+    let headers = r.headers_mut();
+    headers.insert("cache-control", "no-store".parse().expect("valid"));
+    headers.insert("x-frame-options", "DENY".parse().expect("valid"));
+    headers.insert(
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'".parse().expect("valid"),
+    );
+    r
+}
+
+/// The link if it can still be used, or the page saying why not.
+async fn usable(state: &AppState, token: &str) -> std::result::Result<HostedLink, Response> {
+    let link = match hosted_links::by_token(state.store(), token).await {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return Err(page(
+                StatusCode::NOT_FOUND,
+                pages::message(
+                    "Link not found",
+                    "This link is not valid. Ask the application that sent it for a new one.",
+                ),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "hosted link lookup failed");
+            return Err(page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::message("Something went wrong", "Please try again in a moment."),
+            ));
+        }
+    };
+    if link.used_at.is_some() {
+        return Err(page(
+            StatusCode::GONE,
+            pages::message(
+                "Link already used",
+                "This link was already used to connect a mailbox. Ask the application for a new one.",
+            ),
+        ));
+    }
+    if link.expires_at <= state.clock().now_ms() {
+        return Err(page(
+            StatusCode::GONE,
+            pages::message(
+                "Link expired",
+                "This link has expired. Ask the application that sent it for a new one.",
+            ),
+        ));
+    }
+    Ok(link)
+}
+
+fn offers(state: &AppState, link: &HostedLink) -> (bool, bool, bool) {
+    let has = |p: &str| link.providers.iter().any(|x| x == p);
+    let apps = &state.engine.apps;
+    (
+        has("GOOGLE") && apps.google.is_some(),
+        has("OUTLOOK") && apps.microsoft.is_some(),
+        has("MAIL"),
+    )
+}
+
+pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let link = match usable(&state, &token).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let (google, microsoft, mail) = offers(&state, &link);
+    page(
+        StatusCode::OK,
+        pages::choose(
+            &token,
+            link.name.as_deref(),
+            link.kind == "reconnect",
+            google,
+            microsoft,
+            mail,
+            None,
+        ),
+    )
+}
+
+fn idp_of(provider: &str) -> Option<(IdP, &'static str)> {
+    match provider {
+        "google" => Some((IdP::Google, "GOOGLE")),
+        "microsoft" => Some((IdP::Microsoft, "OUTLOOK")),
+        _ => None,
+    }
+}
+
+/// Starts the OAuth round trip: a fresh `state` and PKCE verifier bound to the link.
+pub async fn start_oauth(
+    State(state): State<AppState>,
+    Path((token, provider)): Path<(String, String)>,
+) -> Response {
+    let link = match usable(&state, &token).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let Some((idp, name)) = idp_of(&provider) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "Unknown provider."),
+        );
+    };
+    let (google, microsoft, _) = offers(&state, &link);
+    let offered = match idp {
+        IdP::Google => google,
+        IdP::Microsoft => microsoft,
+    };
+    let Some(app) = state.engine.apps.get(idp).filter(|_| offered) else {
+        let (g, m, i) = offers(&state, &link);
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::choose(
+                &token,
+                link.name.as_deref(),
+                link.kind == "reconnect",
+                g,
+                m,
+                i,
+                Some(&format!("{name} is not available for this link.")),
+            ),
+        );
+    };
+    let pkce = Pkce::new();
+    let oauth_state = base64_token();
+    let sealed = match state
+        .vault()
+        .seal(
+            &verifier_aad(&link.id),
+            pkce.verifier.expose_secret().as_bytes(),
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot seal the PKCE verifier");
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::message("Something went wrong", "Please try again in a moment."),
+            );
+        }
+    };
+    match hosted_links::begin_oauth(
+        state.store(),
+        &link.id,
+        &provider,
+        &oauth_state,
+        &sealed,
+        state.clock().now_ms(),
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return page(
+                StatusCode::GONE,
+                pages::message("Link expired", "This link can no longer be used."),
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the OAuth round trip");
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::message("Something went wrong", "Please try again in a moment."),
+            );
+        }
+    }
+    let url = apps::authorize_url(app, idp, &oauth_state, &pkce.challenge);
+    Redirect::to(url.as_str()).into_response()
+}
+
+fn verifier_aad(link_id: &str) -> String {
+    format!("hosted_links.oauth_verifier:{link_id}")
+}
+
+/// Where the provider sends the user back.
+pub async fn oauth_callback(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some((idp, _)) = idp_of(&provider) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "Unknown provider."),
+        );
+    };
+    let invalid = || {
+        page(
+            StatusCode::BAD_REQUEST,
+            pages::message(
+                "Sign-in not valid",
+                "This sign-in is not valid or was already completed. Start again from the link you were given.",
+            ),
+        )
+    };
+    let Some(oauth_state) = q.get("state") else {
+        return invalid();
+    };
+    let (link, sealed) = match hosted_links::by_oauth_state(state.store(), oauth_state).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return invalid(),
+        Err(e) => {
+            tracing::error!(error = %e, "OAuth state lookup failed");
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::message("Something went wrong", "Please try again in a moment."),
+            );
+        }
+    };
+    if link.oauth_provider.as_deref() != Some(provider.as_str())
+        || link.used_at.is_some()
+        || link.expires_at <= state.clock().now_ms()
+    {
+        return invalid();
+    }
+    if let Some(error) = q.get("error") {
+        tracing::info!(link = %link.id, error = %error, "the user did not grant access");
+        return fail(
+            &link,
+            error,
+            "You did not grant access, so no mailbox was connected.",
+        );
+    }
+    let Some(code) = q.get("code") else {
+        return invalid();
+    };
+    let Some(app) = state.engine.apps.get(idp) else {
+        return invalid();
+    };
+    let verifier = match state
+        .vault()
+        .open_blob(&verifier_aad(&link.id), &sealed)
+        .await
+    {
+        Ok(v) => SecretString::from(String::from_utf8_lossy(&v).into_owned()),
+        Err(_) => return invalid(),
+    };
+    let now = state.clock().now_ms();
+    let tokens = match apps::exchange_code(&state.engine.http, app, idp, code, &verifier, now).await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(link = %link.id, error = %e, "code exchange failed");
+            return fail(
+                &link,
+                "token_exchange_failed",
+                "The provider did not confirm the sign-in. Please try again.",
+            );
+        }
+    };
+    let reconnect = match reconnect_target(&state, &link).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    // Single use: exactly one completion consumes the link.
+    match hosted_links::consume(state.store(), &link.id, now).await {
+        Ok(true) => {}
+        Ok(false) => return invalid(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot consume the link");
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::message("Something went wrong", "Please try again in a moment."),
+            );
+        }
+    }
+    match link_oauth(
+        &state.engine,
+        &link.workspace_id,
+        idp,
+        tokens,
+        reconnect.as_ref(),
+    )
+    .await
+    {
+        Ok(linked) => finish(&state, &link, linked).await,
+        Err(e) => {
+            let _ = hosted_links::release(state.store(), &link.id).await;
+            tracing::warn!(link = %link.id, error = %e, "linking the mailbox failed");
+            fail(&link, "account_link_failed", &e.detail)
+        }
+    }
+}
+
+async fn reconnect_target(
+    state: &AppState,
+    link: &HostedLink,
+) -> std::result::Result<Option<Account>, Response> {
+    match &link.reconnect_account {
+        None => Ok(None),
+        Some(id) => match accounts::get(state.store(), &link.workspace_id, id).await {
+            Ok(Some(a)) => Ok(Some(a)),
+            Ok(None) => Err(fail(
+                link,
+                "account_not_found",
+                "The mailbox to reconnect no longer exists.",
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "reconnect lookup failed");
+                Err(page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pages::message("Something went wrong", "Please try again in a moment."),
+                ))
+            }
+        },
+    }
+}
+
+/// Redirects to `failure_redirect_url` with `error=<reason>`, or shows why.
+fn fail(link: &HostedLink, reason: &str, text: &str) -> Response {
+    match link
+        .failure_redirect_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    {
+        Some(mut u) => {
+            u.query_pairs_mut().append_pair("error", reason);
+            Redirect::to(u.as_str()).into_response()
+        }
+        None => page(
+            StatusCode::OK,
+            pages::message("Mailbox not connected", text),
+        ),
+    }
+}
+
+/// The mailbox is linked: tell the integrator (`notify_url`) and send the user on.
+async fn finish(state: &AppState, link: &HostedLink, linked: Linked) -> Response {
+    let account = &linked.account;
+    let _ = hosted_links::set_account(state.store(), &link.id, &account.id).await;
+    let status = if linked.reconnected {
+        "RECONNECTED"
+    } else {
+        "CREATION_SUCCESS"
+    };
+    if let Some(u) = link
+        .notify_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    {
+        let body = json!({"status": status, "account_id": account.id, "name": link.name.clone().unwrap_or_default()});
+        notify::post_json_later(
+            state.engine.http.clone(),
+            u,
+            body,
+            state.config.webhook_allow_private,
+        );
+    }
+    match link
+        .success_redirect_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    {
+        Some(mut u) => {
+            u.query_pairs_mut()
+                .append_pair("account_id", &account.id)
+                .append_pair("status", status);
+            Redirect::to(u.as_str()).into_response()
+        }
+        None => page(
+            StatusCode::OK,
+            pages::message(
+                "Mailbox connected",
+                &format!("{} is connected. You can close this window.", account.name),
+            ),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct EmailQuery {
+    email: Option<String>,
+}
+
+/// The IMAP form: first the address, then the settings (prefilled from presets).
+pub async fn imap_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Query(q): Query<EmailQuery>,
+) -> Response {
+    let link = match usable(&state, &token).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if !offers(&state, &link).2 {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::message("Not available", "IMAP is not available for this link."),
+        );
+    }
+    match q
+        .email
+        .map(|e| e.trim().to_owned())
+        .filter(|e| e.contains('@'))
+    {
+        None => page(StatusCode::OK, pages::imap_email(&token, None)),
+        Some(email) => {
+            let preset = presets::for_address(&email);
+            let values = match preset {
+                Some(p) => ImapValues::from_preset(&email, p),
+                None => {
+                    let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+                    ImapValues {
+                        email: email.clone(),
+                        username: email.clone(),
+                        imap_host: format!("imap.{domain}"),
+                        imap_port: "993".into(),
+                        smtp_host: format!("smtp.{domain}"),
+                        smtp_port: "465".into(),
+                    }
+                }
+            };
+            page(
+                StatusCode::OK,
+                pages::imap_form(&token, &values, preset, None),
+            )
+        }
+    }
+}
+
+/// The IMAP form's submission: the same verification as `POST /accounts`.
+pub async fn imap_submit(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
+    let link = match usable(&state, &token).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if !offers(&state, &link).2 {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::message("Not available", "IMAP is not available for this link."),
+        );
+    }
+    let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let values = ImapValues {
+        email: get("email"),
+        username: get("username"),
+        imap_host: get("imap_host"),
+        imap_port: get("imap_port"),
+        smtp_host: get("smtp_host"),
+        smtp_port: get("smtp_port"),
+    };
+    let preset = presets::for_address(&values.email);
+    let again = |msg: &str| {
+        page(
+            StatusCode::OK,
+            pages::imap_form(&token, &values, preset, Some(msg)),
+        )
+    };
+    let password = form.get("password").cloned().unwrap_or_default();
+    let port = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0);
+    let (Some(imap_port), Some(smtp_port)) = (port(&values.imap_port), port(&values.smtp_port))
+    else {
+        return again("Ports must be numbers from 1 to 65535.");
+    };
+    let bad = |s: &str| s.is_empty() || s.chars().any(|c| c.is_control() || c.is_whitespace());
+    if bad(&values.imap_host)
+        || bad(&values.smtp_host)
+        || bad(&values.username)
+        || password.is_empty()
+        || password
+            .chars()
+            .any(|c| c == '\r' || c == '\n' || c == '\0')
+    {
+        return again("Please fill in every field.");
+    }
+    let settings = MailSettings {
+        imap_host: values.imap_host.clone(),
+        imap_port,
+        imap_user: values.username.clone(),
+        imap_encryption: ImapEncryption::Default,
+        smtp_host: values.smtp_host.clone(),
+        smtp_port,
+        smtp_user: values.username.clone(),
+        smtp_encryption: None,
+    };
+    let reconnect = match reconnect_target(&state, &link).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    // Single use: take the link first, give it back if the mailbox refuses.
+    match hosted_links::consume(state.store(), &link.id, state.clock().now_ms()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return page(
+                StatusCode::GONE,
+                pages::message("Link already used", "This link was already used."),
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot consume the link");
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::message("Something went wrong", "Please try again in a moment."),
+            );
+        }
+    }
+    let pw = SecretString::from(password);
+    match link_mail(
+        &state.engine,
+        &link.workspace_id,
+        settings,
+        pw.clone(),
+        pw,
+        reconnect.as_ref(),
+    )
+    .await
+    {
+        Ok(linked) => finish(&state, &link, linked).await,
+        Err(e) => {
+            let _ = hosted_links::release(state.store(), &link.id).await;
+            let msg = match e.kind {
+                ErrorKind::InvalidCredentials => {
+                    "The server refused this username or password.".to_owned()
+                }
+                _ => format!("Could not connect: {}", e.detail),
+            };
+            again(&msg)
+        }
+    }
+}

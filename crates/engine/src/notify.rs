@@ -1,0 +1,86 @@
+//! Calls to integrators' URLs (the hosted-auth `notify_url`): JSON POSTs that pass the
+//! egress guard and are retried with backoff when the receiver fails.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mailroom_providers::egress::is_public;
+
+/// Attempts, and the delay before the first retry (doubling).
+const ATTEMPTS: u32 = 6;
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+
+/// Whether `url` may be called: http(s), and every address it resolves to is public unless
+/// `allow_private` (`MAILROOM_WEBHOOK_ALLOW_PRIVATE`).
+pub async fn check_target(url: &url::Url, allow_private: bool) -> Result<Vec<SocketAddr>, String> {
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("{url} is not an http(s) URL"));
+    }
+    let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::lookup_host((host, port)),
+    )
+    .await
+    .map_err(|_| format!("resolving {host} timed out"))?
+    .map_err(|e| format!("cannot resolve {host}: {e}"))?
+    .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host} has no address"));
+    }
+    if !allow_private && let Some(a) = addrs.iter().find(|a| !is_public(a.ip())) {
+        return Err(format!(
+            "{host} resolves to the non-public address {}; the operator can allow it with MAILROOM_WEBHOOK_ALLOW_PRIVATE=true",
+            a.ip()
+        ));
+    }
+    Ok(addrs)
+}
+
+/// POSTs `body` to `url` in the background, retrying failures (network errors and non-2xx)
+/// with exponential backoff. The request goes to a vetted address of the host.
+pub fn post_json_later(
+    http: reqwest::Client,
+    url: url::Url,
+    body: serde_json::Value,
+    allow_private: bool,
+) {
+    tokio::spawn(async move {
+        let mut delay = FIRST_RETRY;
+        for attempt in 1..=ATTEMPTS {
+            let outcome = match check_target(&url, allow_private).await {
+                Err(e) => {
+                    tracing::warn!(url = %url, error = %e, "notify_url refused by the egress guard");
+                    return;
+                }
+                Ok(addrs) => {
+                    let host = url.host_str().unwrap_or_default().to_owned();
+                    let client = reqwest::Client::builder()
+                        .resolve_to_addrs(&host, &addrs)
+                        .redirect(reqwest::redirect::Policy::none())
+                        .timeout(Duration::from_secs(30))
+                        .build()
+                        .unwrap_or_else(|_| http.clone());
+                    client.post(url.clone()).json(&body).send().await
+                }
+            };
+            match outcome {
+                Ok(r) if r.status().is_success() => {
+                    tracing::info!(url = %url, attempt, "notify_url called");
+                    return;
+                }
+                Ok(r) => {
+                    tracing::warn!(url = %url, attempt, status = %r.status(), "notify_url answered an error")
+                }
+                Err(e) => tracing::warn!(url = %url, attempt, error = %e, "notify_url unreachable"),
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+        tracing::error!(url = %url, "notify_url failed {ATTEMPTS} times; giving up");
+    });
+}

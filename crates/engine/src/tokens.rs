@@ -1,0 +1,241 @@
+//! OAuth access tokens: refreshed ahead of expiry, one refresh per account at a time — in this
+//! process (a mutex per account) and across processes sharing the database (a lease row) —
+//! with Microsoft's rotated refresh token saved. A refused grant (`invalid_grant`, the AADSTS
+//! revocation codes) sets the account's status to `CREDENTIALS` and records an
+//! `account_status` event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::apps::ProviderApps;
+use mailroom_core::Clock;
+use mailroom_core::account::{AccountType, OAuthSettings, SourceStatus};
+use mailroom_providers::oauth::{self, IdP, OAuthErrorKind};
+use mailroom_store::accounts::{self, Account, Credentials};
+use mailroom_store::events::{self, NewEvent, event_id};
+use mailroom_store::{Store, StoreError, Vault};
+
+/// Refresh this long before the access token expires.
+pub const REFRESH_AHEAD_MS: i64 = 5 * 60 * 1000;
+/// How long one node may hold an account's refresh lease.
+const LEASE_MS: i64 = 30_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The grant is gone: the account needs a reconnect.
+    #[error("the provider refused the account's grant: {0}")]
+    Revoked(String),
+    /// The token endpoint could not be reached or answered 5xx/429.
+    #[error("token refresh failed: {0}")]
+    Transient(String),
+    /// The operator's app is not configured or is misconfigured.
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn idp_of(t: AccountType) -> Option<IdP> {
+    match t {
+        AccountType::GoogleOauth => Some(IdP::Google),
+        AccountType::Outlook => Some(IdP::Microsoft),
+        AccountType::Mail => None,
+    }
+}
+
+pub struct Tokens {
+    store: Store,
+    vault: Vault,
+    clock: Arc<dyn Clock>,
+    apps: Arc<ProviderApps>,
+    http: reqwest::Client,
+    node: String,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Tokens {
+    pub fn new(
+        store: Store,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+        apps: Arc<ProviderApps>,
+        http: reqwest::Client,
+    ) -> Self {
+        Self {
+            store,
+            vault,
+            clock,
+            apps,
+            http,
+            node: mailroom_core::new_id(),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, account_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .expect("token locks poisoned")
+            .entry(account_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    async fn current(
+        &self,
+        account_id: &str,
+    ) -> Result<(SecretString, SecretString, i64), TokenError> {
+        match accounts::credentials(&self.store, &self.vault, account_id).await? {
+            Some(Credentials::OAuth {
+                access_token,
+                refresh_token,
+                expires_at_ms,
+            }) => Ok((access_token, refresh_token, expires_at_ms)),
+            _ => Err(TokenError::NotConfigured(format!(
+                "account {account_id} has no OAuth tokens"
+            ))),
+        }
+    }
+
+    /// A usable access token. With `stale` (the provider just refused this token), a token
+    /// other than `stale` is returned, refreshing if nobody else already did.
+    pub async fn access_token(
+        &self,
+        account: &Account,
+        stale: Option<&SecretString>,
+    ) -> Result<SecretString, TokenError> {
+        let is_fresh = |token: &SecretString, expires: i64, now: i64| {
+            expires - REFRESH_AHEAD_MS > now
+                && stale.is_none_or(|s| s.expose_secret() != token.expose_secret())
+        };
+        let (token, _, expires) = self.current(&account.id).await?;
+        if is_fresh(&token, expires, self.clock.now_ms()) {
+            return Ok(token);
+        }
+        let lock = self.lock_for(&account.id);
+        let _guard = lock.lock().await;
+        let deadline = Instant::now() + Duration::from_millis(LEASE_MS as u64 + 5_000);
+        loop {
+            let (token, refresh_token, expires) = self.current(&account.id).await?;
+            let now = self.clock.now_ms();
+            if is_fresh(&token, expires, now) {
+                return Ok(token);
+            }
+            if accounts::take_refresh_lease(
+                &self.store,
+                &account.id,
+                &self.node,
+                now,
+                now + LEASE_MS,
+            )
+            .await?
+            {
+                let result = self.refresh(account, &refresh_token).await;
+                accounts::release_refresh_lease(&self.store, &account.id, &self.node).await?;
+                return result;
+            }
+            // Another node is refreshing: wait for its token (or for its lease to lapse).
+            if Instant::now() > deadline {
+                return Err(TokenError::Transient(
+                    "another node's token refresh did not finish".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn refresh(
+        &self,
+        account: &Account,
+        refresh_token: &SecretString,
+    ) -> Result<SecretString, TokenError> {
+        let idp = idp_of(account.account_type).ok_or_else(|| {
+            TokenError::NotConfigured(format!("account {} does not use OAuth", account.id))
+        })?;
+        let app = self.apps.get(idp).ok_or_else(|| {
+            TokenError::NotConfigured(format!(
+                "the {idp:?} app is not configured (MAILROOM_{}_CLIENT_ID)",
+                if idp == IdP::Google {
+                    "GOOGLE"
+                } else {
+                    "MICROSOFT"
+                }
+            ))
+        })?;
+        let settings: OAuthSettings = serde_json::from_value(account.settings.clone())
+            .map_err(|e| TokenError::NotConfigured(format!("account settings: {e}")))?;
+        let scopes: Vec<&str> = settings.scopes.iter().map(String::as_str).collect();
+        let now = self.clock.now_ms();
+        metrics::counter!("mailroom_token_refreshes_total").increment(1);
+        match oauth::refresh(&self.http, &app.oauth, refresh_token, &scopes, now).await {
+            Ok(set) => {
+                let creds = Credentials::OAuth {
+                    access_token: set.access_token.clone(),
+                    // Google does not rotate; Microsoft does, and the newest must be kept.
+                    refresh_token: set.refresh_token.unwrap_or_else(|| refresh_token.clone()),
+                    expires_at_ms: set.expires_at_ms,
+                };
+                if !accounts::store_refreshed(
+                    &self.store,
+                    &self.vault,
+                    &account.id,
+                    &self.node,
+                    &creds,
+                )
+                .await?
+                {
+                    tracing::warn!(account_id = %account.id, "refresh lease lost before the new token was saved");
+                }
+                tracing::info!(account_id = %account.id, "access token refreshed");
+                Ok(set.access_token)
+            }
+            Err(e) if e.kind == OAuthErrorKind::Revoked => {
+                self.mark_credentials(account).await?;
+                Err(TokenError::Revoked(e.to_string()))
+            }
+            Err(e) if e.kind == OAuthErrorKind::Client => {
+                tracing::error!(account_id = %account.id, error = %e, "the OAuth app is misconfigured");
+                Err(TokenError::NotConfigured(e.to_string()))
+            }
+            Err(e) if e.kind == OAuthErrorKind::Refused => {
+                self.mark_credentials(account).await?;
+                Err(TokenError::Revoked(e.to_string()))
+            }
+            Err(e) => Err(TokenError::Transient(e.to_string())),
+        }
+    }
+
+    /// Status `CREDENTIALS` and an `account_status` event (once per change).
+    pub async fn mark_credentials(&self, account: &Account) -> Result<(), StoreError> {
+        mark_credentials(&self.store, account, self.clock.now_ms()).await
+    }
+}
+
+/// Sets an account's status to `CREDENTIALS` and records the `account_status` event, once per
+/// transition.
+pub async fn mark_credentials(
+    store: &Store,
+    account: &Account,
+    now: i64,
+) -> Result<(), StoreError> {
+    if accounts::set_status(store, &account.id, SourceStatus::Credentials, now).await? {
+        events::record(
+            store,
+            NewEvent {
+                id: event_id(&["account_status", &account.id, "CREDENTIALS", &now.to_string()]),
+                workspace_id: &account.workspace_id,
+                account_id: Some(&account.id),
+                kind: "account_status",
+                payload: json!({"AccountStatus": {"account_id": account.id, "account_type": account.account_type.as_str(), "message": "CREDENTIALS"}}),
+                now_ms: now,
+            },
+        )
+        .await?;
+        tracing::warn!(account_id = %account.id, "the provider refused the account's credentials; status CREDENTIALS");
+    }
+    Ok(())
+}

@@ -1,0 +1,763 @@
+//! Gmail API v1 client (reqwest): `users.getProfile`, `users.messages.send` (JSON `raw` up to
+//! 5 MB, a resumable upload above, 35 MiB cap enforced locally) and finding a message by its
+//! Message-ID (`messages.list q=rfc822msgid:` + `messages.get format=metadata`).
+//!
+//! Errors are classified per `reference/providers.md` A.7 into [`HttpApiError`], the same
+//! classes the outbox uses for every provider.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mailroom_core::email::ReplyParent;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::http_api::{HttpApiError, HttpErrorKind, retry_after};
+
+/// `mediaUpload.maxSize` of `users.messages.send` in the discovery document (35 MiB).
+pub const SEND_MAX_SIZE: usize = 36_700_160;
+
+/// Above this many bytes the message goes through a resumable upload instead of JSON `raw`
+/// (Google recommends upload endpoints above ~5 MB).
+pub const JSON_SEND_MAX: usize = 5 * 1024 * 1024;
+
+/// Deadline of a request without a body worth mentioning.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Upload deadline grows by one second per this many bytes (a floor of 256 KiB/s).
+const UPLOAD_BYTES_PER_SEC: usize = 256 * 1024;
+
+/// `users.getProfile`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GmailProfile {
+    pub email_address: String,
+    /// The mailbox's current history id (a uint64 sent as a string).
+    pub history_id: u64,
+    pub messages_total: Option<i64>,
+    pub threads_total: Option<i64>,
+}
+
+/// What `messages.send` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GmailSent {
+    pub id: String,
+    pub thread_id: String,
+    pub label_ids: Vec<String>,
+}
+
+/// A message found by its Message-ID, with what a reply needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GmailRef {
+    pub id: String,
+    pub thread_id: String,
+    pub subject: Option<String>,
+    /// With angle brackets.
+    pub message_id: Option<String>,
+    /// Oldest first, each with angle brackets.
+    pub references: Vec<String>,
+}
+
+impl GmailRef {
+    /// The threading facts of this message for `mailroom_mime` (`None` without a Message-ID).
+    pub fn reply_parent(&self) -> Option<ReplyParent> {
+        Some(ReplyParent {
+            message_id: self.message_id.clone()?,
+            references: self.references.clone(),
+            subject: self.subject.clone(),
+        })
+    }
+}
+
+/// A Gmail API client for one API root (`https://gmail.googleapis.com/`, or the test fake).
+#[derive(Debug, Clone)]
+pub struct GmailClient {
+    http: reqwest::Client,
+    api_base: url::Url,
+    timeout: Duration,
+}
+
+impl GmailClient {
+    /// `api_base` is the root: the client appends `gmail/v1/…` and `upload/gmail/v1/…`.
+    pub fn new(http: reqwest::Client, api_base: url::Url) -> Self {
+        let mut api_base = api_base;
+        if !api_base.path().ends_with('/') {
+            let path = format!("{}/", api_base.path());
+            api_base.set_path(&path);
+        }
+        Self {
+            http,
+            api_base,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Deadline of each request (uploads get more, in proportion to their size).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn url(&self, path: &str) -> url::Url {
+        self.api_base
+            .join(path)
+            .expect("a relative path joins onto the API root")
+    }
+
+    fn upload_timeout(&self, len: usize) -> Duration {
+        self.timeout + Duration::from_secs((len / UPLOAD_BYTES_PER_SEC) as u64)
+    }
+
+    /// `GET gmail/v1/users/me/profile`.
+    pub async fn profile(&self, token: &SecretString) -> Result<GmailProfile, HttpApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Profile {
+            email_address: String,
+            history_id: String,
+            messages_total: Option<i64>,
+            threads_total: Option<i64>,
+        }
+        let resp = self
+            .http
+            .get(self.url("gmail/v1/users/me/profile"))
+            .header(AUTHORIZATION, bearer(token))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(network)?;
+        let p: Profile = read(resp).await?;
+        let history_id = p
+            .history_id
+            .parse()
+            .map_err(|_| unreadable("profile historyId is not a number"))?;
+        Ok(GmailProfile {
+            email_address: p.email_address,
+            history_id,
+            messages_total: p.messages_total,
+            threads_total: p.threads_total,
+        })
+    }
+
+    /// `users.messages.send`. `bcc` recipients go into a `Bcc:` header that is added to the
+    /// top of `raw` (Gmail takes recipients from the headers and removes Bcc before delivery).
+    /// `thread_id` keeps a reply in its thread (Gmail also needs In-Reply-To/References and
+    /// the same subject). Up to [`JSON_SEND_MAX`] bytes go as JSON `raw`, larger messages as a
+    /// resumable upload; over [`SEND_MAX_SIZE`] nothing is sent ([`HttpErrorKind::TooLarge`]).
+    pub async fn send(
+        &self,
+        token: &SecretString,
+        raw: &[u8],
+        bcc: &[String],
+        thread_id: Option<&str>,
+    ) -> Result<GmailSent, HttpApiError> {
+        let raw = with_bcc(raw, bcc)?;
+        if raw.len() > SEND_MAX_SIZE {
+            return Err(HttpApiError {
+                kind: HttpErrorKind::TooLarge,
+                status: None,
+                code: Some("uploadTooLarge".into()),
+                detail: format!(
+                    "The message is {} bytes; Gmail accepts at most {SEND_MAX_SIZE} bytes.",
+                    raw.len()
+                ),
+                retry_after: None,
+            });
+        }
+        let thread_id = thread_id.filter(|t| !t.is_empty());
+        if raw.len() <= JSON_SEND_MAX {
+            self.send_json(token, &raw, thread_id).await
+        } else {
+            self.send_resumable(token, &raw, thread_id).await
+        }
+    }
+
+    async fn send_json(
+        &self,
+        token: &SecretString,
+        raw: &[u8],
+        thread_id: Option<&str>,
+    ) -> Result<GmailSent, HttpApiError> {
+        let mut body = json!({ "raw": URL_SAFE_NO_PAD.encode(raw) });
+        if let Some(t) = thread_id {
+            body["threadId"] = json!(t);
+        }
+        let resp = self
+            .http
+            .post(self.url("gmail/v1/users/me/messages/send"))
+            .header(AUTHORIZATION, bearer(token))
+            .json(&body)
+            .timeout(self.upload_timeout(raw.len() * 4 / 3))
+            .send()
+            .await
+            .map_err(network)?;
+        sent(read(resp).await?)
+    }
+
+    /// Resumable upload: a session (`POST …?uploadType=resumable` with the metadata), then
+    /// one `PUT` of the bytes to the session URI.
+    async fn send_resumable(
+        &self,
+        token: &SecretString,
+        raw: &[u8],
+        thread_id: Option<&str>,
+    ) -> Result<GmailSent, HttpApiError> {
+        let mut start = self.url("upload/gmail/v1/users/me/messages/send");
+        start
+            .query_pairs_mut()
+            .append_pair("uploadType", "resumable");
+        let meta = match thread_id {
+            Some(t) => json!({ "threadId": t }),
+            None => json!({}),
+        };
+        let resp = self
+            .http
+            .post(start)
+            .header(AUTHORIZATION, bearer(token))
+            .header("X-Upload-Content-Type", "message/rfc822")
+            .header("X-Upload-Content-Length", raw.len().to_string())
+            .json(&meta)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(network)?;
+        if !resp.status().is_success() {
+            return Err(error_from(resp).await);
+        }
+        let session = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| self.api_base.join(l).ok())
+            .ok_or_else(|| unreadable("resumable upload answer without a Location"))?;
+        let resp = self
+            .http
+            .put(session)
+            .header(AUTHORIZATION, bearer(token))
+            .header(CONTENT_TYPE, "message/rfc822")
+            .body(raw.to_vec())
+            .timeout(self.upload_timeout(raw.len()))
+            .send()
+            .await
+            .map_err(network)?;
+        let status = resp.status().as_u16();
+        if status == 404 || status == 410 {
+            // The session is gone: starting over is the remedy.
+            let mut e = error_from(resp).await;
+            e.kind = HttpErrorKind::Transient;
+            return Err(e);
+        }
+        sent(read(resp).await?)
+    }
+
+    /// Finds the message whose Message-ID is `message_id` (brackets optional): its Gmail id,
+    /// thread and threading headers. `Ok(None)` when the mailbox has none. Needs a read scope
+    /// (`gmail.readonly`, `gmail.modify`, …): with `gmail.send` alone Gmail answers 403.
+    pub async fn find_by_message_id(
+        &self,
+        token: &SecretString,
+        message_id: &str,
+    ) -> Result<Option<GmailRef>, HttpApiError> {
+        let id = message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
+        if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        struct Listed {
+            id: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct List {
+            #[serde(default)]
+            messages: Vec<Listed>,
+        }
+        let mut list_url = self.url("gmail/v1/users/me/messages");
+        list_url
+            .query_pairs_mut()
+            .append_pair("q", &format!("rfc822msgid:{id}"))
+            .append_pair("includeSpamTrash", "true")
+            .append_pair("maxResults", "10");
+        let resp = self
+            .http
+            .get(list_url)
+            .header(AUTHORIZATION, bearer(token))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(network)?;
+        let list: List = read(resp).await?;
+        for listed in list.messages {
+            match self.metadata(token, &listed.id).await {
+                Ok(r) => {
+                    let same = r.message_id.as_deref().is_some_and(|m| {
+                        m.trim_start_matches('<')
+                            .trim_end_matches('>')
+                            .eq_ignore_ascii_case(id)
+                    });
+                    if same {
+                        return Ok(Some(r));
+                    }
+                }
+                // Deleted between the list and the get.
+                Err(e) if e.status == Some(404) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn metadata(&self, token: &SecretString, id: &str) -> Result<GmailRef, HttpApiError> {
+        #[derive(Deserialize)]
+        struct Header {
+            name: String,
+            value: String,
+        }
+        #[derive(Deserialize, Default)]
+        struct Payload {
+            #[serde(default)]
+            headers: Vec<Header>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Message {
+            id: String,
+            thread_id: String,
+            #[serde(default)]
+            payload: Option<Payload>,
+        }
+        let mut u = self.url("gmail/v1/users/me/messages/");
+        u.path_segments_mut()
+            .map_err(|_| unreadable("API root cannot be a base"))?
+            .pop_if_empty()
+            .push(id);
+        u.query_pairs_mut()
+            .append_pair("format", "metadata")
+            .append_pair("metadataHeaders", "Subject")
+            .append_pair("metadataHeaders", "Message-ID")
+            .append_pair("metadataHeaders", "References");
+        let resp = self
+            .http
+            .get(u)
+            .header(AUTHORIZATION, bearer(token))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(network)?;
+        let m: Message = read(resp).await?;
+        let headers = m.payload.unwrap_or_default().headers;
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value.trim().to_owned())
+        };
+        Ok(GmailRef {
+            id: m.id,
+            thread_id: m.thread_id,
+            subject: header("Subject"),
+            message_id: header("Message-ID").and_then(|v| msg_ids(&v).into_iter().next()),
+            references: header("References")
+                .map(|v| msg_ids(&v))
+                .unwrap_or_default(),
+        })
+    }
+}
+
+fn bearer(token: &SecretString) -> String {
+    format!("Bearer {}", token.expose_secret())
+}
+
+/// Message ids in a header value, each with brackets (bare tokens get them added).
+fn msg_ids(v: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut rest = v;
+    while let Some(start) = rest.find('<') {
+        let Some(len) = rest[start..].find('>') else {
+            break;
+        };
+        let id = &rest[start + 1..start + len];
+        if !id.trim().is_empty() {
+            out.push(format!("<{}>", id.trim()));
+        }
+        rest = &rest[start + len + 1..];
+    }
+    if out.is_empty() {
+        out = v.split_whitespace().map(|t| format!("<{t}>")).collect();
+    }
+    out
+}
+
+fn sent(v: Value) -> Result<GmailSent, HttpApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Sent {
+        id: String,
+        thread_id: String,
+        #[serde(default)]
+        label_ids: Vec<String>,
+    }
+    let s: Sent = serde_json::from_value(v)
+        .map_err(|e| unreadable(&format!("send answer without id/threadId: {e}")))?;
+    Ok(GmailSent {
+        id: s.id,
+        thread_id: s.thread_id,
+        label_ids: s.label_ids,
+    })
+}
+
+fn network(e: reqwest::Error) -> HttpApiError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "unreachable"
+    } else {
+        "failed"
+    };
+    HttpApiError::transient(format!("Gmail API request {what}: {e}"))
+}
+
+fn unreadable(what: &str) -> HttpApiError {
+    HttpApiError::transient(format!("Gmail API answer unreadable: {what}"))
+}
+
+async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, HttpApiError> {
+    if !resp.status().is_success() {
+        return Err(error_from(resp).await);
+    }
+    let bytes = resp.bytes().await.map_err(network)?;
+    serde_json::from_slice(&bytes).map_err(|e| unreadable(&e.to_string()))
+}
+
+async fn error_from(resp: reqwest::Response) -> HttpApiError {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap_or_default();
+    classify(status, &headers, &body)
+}
+
+/// Classifies a Gmail error answer (`reference/providers.md` A.7).
+pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> HttpApiError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let err = &v["error"];
+    let reasons: Vec<String> = err["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect();
+    let info_reasons: Vec<String> = err["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["reason"].as_str().map(str::to_owned))
+        .collect();
+    let message = err["message"]
+        .as_str()
+        .or_else(|| err["errors"][0]["message"].as_str())
+        .or_else(|| v["error_description"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let reason = reqwest::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            format!("Gmail answered HTTP {status} {reason}")
+                .trim_end()
+                .to_owned()
+        });
+    let has = |r: &str| reasons.iter().any(|x| x == r);
+    let lower = message.to_ascii_lowercase();
+    let recipient = lower.contains("recipient")
+        || lower.contains("address")
+        || [
+            "invalid to header",
+            "invalid cc header",
+            "invalid bcc header",
+        ]
+        .iter()
+        .any(|h| lower.contains(h));
+    let kind = match status {
+        401 => HttpErrorKind::Auth,
+        429 => HttpErrorKind::Throttled,
+        403 if has("rateLimitExceeded")
+            || has("userRateLimitExceeded")
+            || has("dailyLimitExceeded")
+            || has("quotaExceeded")
+            || info_reasons.iter().any(|r| r == "RATE_LIMIT_EXCEEDED") =>
+        {
+            HttpErrorKind::Throttled
+        }
+        413 => HttpErrorKind::TooLarge,
+        _ if has("uploadTooLarge") || lower.contains("payload size exceeds") => {
+            HttpErrorKind::TooLarge
+        }
+        400 if (has("invalidArgument") || has("badRequest") || reasons.is_empty()) && recipient => {
+            HttpErrorKind::RecipientRejected
+        }
+        408 => HttpErrorKind::Transient,
+        s if s >= 500 => HttpErrorKind::Transient,
+        _ => HttpErrorKind::Rejected,
+    };
+    HttpApiError {
+        kind,
+        status: Some(status),
+        code: reasons
+            .into_iter()
+            .next()
+            .or_else(|| err["status"].as_str().map(str::to_owned)),
+        detail: message,
+        retry_after: retry_after(headers),
+    }
+}
+
+/// Adds `Bcc: …` at the top of the header block of `raw` (same line ending as the message,
+/// folded under 78 columns). Addresses must be plain addr-specs; an IDN domain is written in
+/// its ASCII form.
+pub fn with_bcc<'a>(raw: &'a [u8], bcc: &[String]) -> Result<Cow<'a, [u8]>, HttpApiError> {
+    if bcc.is_empty() {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let refuse = |kind: HttpErrorKind, detail: String| HttpApiError {
+        kind,
+        status: None,
+        code: None,
+        detail,
+        retry_after: None,
+    };
+    let mut addrs = Vec::with_capacity(bcc.len());
+    for a in bcc {
+        let a = a.trim();
+        addrs.push(bcc_address(a).ok_or_else(|| {
+            refuse(
+                HttpErrorKind::RecipientRejected,
+                format!("`{a}` is not a valid Bcc address"),
+            )
+        })?);
+    }
+    let eol: &[u8] = match raw.iter().position(|&b| b == b'\n') {
+        Some(p) if p > 0 && raw[p - 1] == b'\r' => b"\r\n",
+        Some(_) => b"\n",
+        None => b"\r\n",
+    };
+    // Refuse a message that already carries a Bcc header: two would be malformed.
+    let mut start = 0;
+    while start < raw.len() {
+        let end = raw[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| start + p + 1)
+            .unwrap_or(raw.len());
+        let line = &raw[start..end];
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:") {
+            return Err(refuse(
+                HttpErrorKind::Rejected,
+                "the message already has a Bcc header".into(),
+            ));
+        }
+        start = end;
+    }
+    let mut header = b"Bcc: ".to_vec();
+    let mut col = header.len();
+    for (i, a) in addrs.iter().enumerate() {
+        if i > 0 {
+            if col + 2 + a.len() > 78 {
+                header.push(b',');
+                header.extend_from_slice(eol);
+                header.push(b' ');
+                col = 1;
+            } else {
+                header.extend_from_slice(b", ");
+                col += 2;
+            }
+        }
+        header.extend_from_slice(a.as_bytes());
+        col += a.len();
+    }
+    header.extend_from_slice(eol);
+    header.extend_from_slice(raw);
+    Ok(Cow::Owned(header))
+}
+
+/// A plain addr-spec, its domain in ASCII; `None` if it is anything else.
+fn bcc_address(a: &str) -> Option<String> {
+    if a.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return None;
+    }
+    let (local, domain) = a.rsplit_once('@')?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+                || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+        });
+    if !local_ok || domain.is_empty() || domain.starts_with('[') {
+        return None;
+    }
+    let domain = match url::Host::parse(domain).ok()? {
+        url::Host::Domain(d) if d.contains('.') && !d.starts_with('.') && !d.ends_with('.') => d,
+        _ => return None,
+    };
+    Some(format!("{local}@{domain}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hm(retry: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(r) = retry {
+            h.insert(reqwest::header::RETRY_AFTER, r.parse().unwrap());
+        }
+        h
+    }
+
+    fn body(code: u16, reason: &str, message: &str) -> Vec<u8> {
+        json!({"error": {"code": code, "message": message,
+                         "errors": [{"message": message, "domain": "global", "reason": reason}]}})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn errors_are_classified_per_a7() {
+        let c = |s, r, m, ra| classify(s, &hm(ra), &body(s, r, m));
+        assert_eq!(
+            c(401, "authError", "Invalid Credentials", None).kind,
+            HttpErrorKind::Auth
+        );
+        let t = c(429, "rateLimitExceeded", "Too many", Some("7"));
+        assert_eq!(t.kind, HttpErrorKind::Throttled);
+        assert_eq!(t.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(t.code.as_deref(), Some("rateLimitExceeded"));
+        assert_eq!(
+            c(403, "userRateLimitExceeded", "User-rate limit", None).kind,
+            HttpErrorKind::Throttled
+        );
+        assert_eq!(
+            c(403, "insufficientPermissions", "Insufficient", None).kind,
+            HttpErrorKind::Rejected
+        );
+        assert_eq!(
+            c(500, "backendError", "Backend Error", None).kind,
+            HttpErrorKind::Transient
+        );
+        assert_eq!(
+            c(503, "backendError", "x", None).kind,
+            HttpErrorKind::Transient
+        );
+        assert_eq!(
+            c(400, "invalidArgument", "Invalid To header", None).kind,
+            HttpErrorKind::RecipientRejected
+        );
+        assert_eq!(
+            c(400, "invalidArgument", "Recipient address required", None).kind,
+            HttpErrorKind::RecipientRejected
+        );
+        assert_eq!(
+            c(400, "invalidArgument", "Invalid From header", None).kind,
+            HttpErrorKind::Rejected
+        );
+        assert_eq!(
+            c(413, "uploadTooLarge", "Media is too large", None).kind,
+            HttpErrorKind::TooLarge
+        );
+        assert_eq!(
+            c(
+                400,
+                "badRequest",
+                "Request payload size exceeds the limit: 10485760 bytes.",
+                None
+            )
+            .kind,
+            HttpErrorKind::TooLarge
+        );
+        assert_eq!(
+            c(404, "notFound", "Requested entity was not found.", None).kind,
+            HttpErrorKind::Rejected
+        );
+        let html = classify(502, &hm(None), b"<html>Bad Gateway</html>");
+        assert_eq!(html.kind, HttpErrorKind::Transient);
+        assert_eq!(html.detail, "Gmail answered HTTP 502 Bad Gateway");
+    }
+
+    #[test]
+    fn bcc_goes_on_top_with_the_message_line_ending() {
+        let raw = b"From: a@x.io\r\nTo: b@y.io\r\n\r\nbody\r\n";
+        let out = with_bcc(raw, &["c@z.io".into(), "d@b\u{fc}cher.de".into()]).unwrap();
+        assert_eq!(
+            &out[..],
+            &b"Bcc: c@z.io, d@xn--bcher-kva.de\r\nFrom: a@x.io\r\nTo: b@y.io\r\n\r\nbody\r\n"[..]
+        );
+        let lf = with_bcc(b"To: b@y.io\n\nhi\n", &["c@z.io".into()]).unwrap();
+        assert_eq!(&lf[..], &b"Bcc: c@z.io\nTo: b@y.io\n\nhi\n"[..]);
+        assert!(matches!(with_bcc(raw, &[]).unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn long_bcc_lists_are_folded_and_injection_is_refused() {
+        let many: Vec<String> = (0..12)
+            .map(|i| format!("recipient{i}@example.com"))
+            .collect();
+        let out = with_bcc(b"To: b@y.io\r\n\r\n", &many).unwrap();
+        let text = String::from_utf8(out.into_owned()).unwrap();
+        let header: Vec<&str> = text
+            .split("\r\n")
+            .take_while(|l| !l.starts_with("To:"))
+            .collect();
+        assert!(header.len() > 1, "{text}");
+        assert!(header.iter().all(|l| l.len() <= 78), "{header:?}");
+        assert!(header[1..].iter().all(|l| l.starts_with(' ')));
+        let joined: String = header.join("");
+        for a in &many {
+            assert!(joined.contains(a.as_str()));
+        }
+        for bad in [
+            "x@y.io\r\nSubject: pwned",
+            "a b@c.io",
+            "<a@b.io>",
+            "a@b",
+            "@b.io",
+            "a@[1.2.3.4]",
+        ] {
+            let e = with_bcc(b"To: b@y.io\r\n\r\n", &[bad.to_owned()]).unwrap_err();
+            assert_eq!(e.kind, HttpErrorKind::RecipientRejected, "{bad}");
+        }
+        let dup = with_bcc(b"To: b@y.io\r\nBCC: old@y.io\r\n\r\n", &["c@z.io".into()]).unwrap_err();
+        assert_eq!(dup.kind, HttpErrorKind::Rejected);
+    }
+
+    #[test]
+    fn message_ids_are_read_with_brackets() {
+        assert_eq!(msg_ids("<a@x> <b@y>"), ["<a@x>", "<b@y>"]);
+        assert_eq!(msg_ids("  <a@x>\r\n <b@y>"), ["<a@x>", "<b@y>"]);
+        assert_eq!(msg_ids("bare@id"), ["<bare@id>"]);
+    }
+
+    #[test]
+    fn the_root_gets_a_trailing_slash() {
+        let c = GmailClient::new(
+            reqwest::Client::new(),
+            url::Url::parse("http://127.0.0.1:9/prefix").unwrap(),
+        );
+        assert_eq!(
+            c.url("gmail/v1/users/me/profile").as_str(),
+            "http://127.0.0.1:9/prefix/gmail/v1/users/me/profile"
+        );
+    }
+}

@@ -1,0 +1,771 @@
+//! Microsoft Graph v1.0 mail client (reqwest): the profile (`/me`) and sending a message that
+//! mailroom already built as MIME.
+//!
+//! Sending routes (`reference/providers.md` B.1–B.2):
+//!
+//! - **Small, not a reply** → `POST /me/sendMail` with `Content-Type: text/plain` and the base64
+//!   of the MIME, a `Bcc:` header inserted first (mailroom's MIME builder never writes Bcc, SMTP
+//!   carries it in the envelope; Graph reads recipients from the headers). Graph saves the Sent
+//!   Items copy itself.
+//! - **Too big for one 4 MB request, or a reply** → the MIME is parsed and rebuilt as a draft:
+//!   a reply starts from `createReply` on the parent (found by `internetMessageId`) so it stays in
+//!   the parent's `conversationId`; anything else is a `POST /me/messages` draft. Then the
+//!   subject, body, recipients and Message-ID are set, attachments under 3 MB are POSTed and
+//!   larger ones go through an upload session (`≤ 4 MB` ranged PUTs to the pre-authenticated
+//!   URL, **without** an `Authorization` header), and `POST /send` sends it. A draft left behind
+//!   by a failure before `/send` is deleted (best effort).
+//!
+//! Errors are classified into [`HttpApiError`] (B.7): 401 → `Auth`; 429 and
+//! `ApplicationThrottled` → `Throttled`; 5xx and timeouts → `Transient` (both keep
+//! `Retry-After`); `ErrorInvalidRecipients` → `RecipientRejected`; 413 /
+//! `RequestBodyTooLarge` / `ErrorMessageSizeExceeded` → `TooLarge`; other refusals → `Rejected`.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use mail_parser::{Address, MessageParser, MimeHeaders, PartType};
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, RequestBuilder, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http_api::{HttpApiError, HttpErrorKind, retry_after};
+
+/// The MIME `sendMail` route is used while the base64 body stays under this (Graph's limit is
+/// 4 MB per request; the margin keeps us clear of it whichever way "MB" is read).
+pub const MIME_SEND_LIMIT: usize = 4_000_000;
+/// Attachments smaller than this are POSTed whole; larger ones use an upload session
+/// (the docs: "under 3 MB" / "3 MB to 150 MB"; a 3 MB file is ~4 MB in base64 JSON).
+pub const DIRECT_ATTACHMENT_LIMIT: usize = 3_000_000;
+/// Upload-session chunk: a multiple of 320 KiB and under 4 MB.
+pub const UPLOAD_CHUNK: usize = 3_276_800;
+
+/// The signed-in user (`GET /me`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphUser {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Null for mailboxes without an SMTP address on the user object; fall back to the UPN.
+    #[serde(default)]
+    pub mail: Option<String>,
+    #[serde(default)]
+    pub user_principal_name: String,
+}
+
+/// How a message was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphRoute {
+    /// `POST /me/sendMail` with the MIME.
+    MimeSendMail,
+    /// A draft (new, or from `createReply`), attachments, then `POST …/send`.
+    Draft,
+}
+
+/// What Graph told us about a sent message. `sendMail` answers 202 with no body, so the ids
+/// are known only on the draft route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphSent {
+    pub route: GraphRoute,
+    /// The draft's id before sending (it changes when Graph moves it to Sent Items).
+    pub draft_id: Option<String>,
+    pub conversation_id: Option<String>,
+    /// The Graph id of the parent, when the reply went through `createReply`.
+    pub parent_id: Option<String>,
+}
+
+/// A message found by `internetMessageId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphMessageRef {
+    pub id: String,
+    pub conversation_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    api_base: url::Url,
+    timeout: Duration,
+    upload_timeout: Duration,
+}
+
+impl GraphClient {
+    /// `api_base` is the Graph root including the version, e.g. `https://graph.microsoft.com/v1.0`.
+    pub fn new(http: reqwest::Client, api_base: url::Url) -> Self {
+        Self {
+            http,
+            api_base,
+            timeout: Duration::from_secs(60),
+            upload_timeout: Duration::from_secs(180),
+        }
+    }
+
+    /// Deadlines for ordinary requests and for each upload-session chunk.
+    pub fn with_timeouts(mut self, request: Duration, upload_chunk: Duration) -> Self {
+        self.timeout = request;
+        self.upload_timeout = upload_chunk;
+        self
+    }
+
+    fn url(&self, segments: &[&str]) -> url::Url {
+        let mut u = self.api_base.clone();
+        if let Ok(mut p) = u.path_segments_mut() {
+            p.pop_if_empty().extend(segments);
+        }
+        u
+    }
+
+    fn request(&self, method: Method, url: url::Url, token: &SecretString) -> RequestBuilder {
+        self.http
+            .request(method, url)
+            .bearer_auth(token.expose_secret())
+            .header(header::ACCEPT, "application/json")
+            .timeout(self.timeout)
+    }
+
+    /// A POST without a body still carries `Content-Length: 0` (Graph answers 411 otherwise).
+    fn empty_post(&self, url: url::Url, token: &SecretString) -> RequestBuilder {
+        self.request(Method::POST, url, token)
+            .header(header::CONTENT_LENGTH, "0")
+            .body(Vec::new())
+    }
+
+    /// `GET /me`.
+    pub async fn me(&self, token: &SecretString) -> Result<GraphUser, HttpApiError> {
+        let mut url = self.url(&["me"]);
+        url.query_pairs_mut()
+            .append_pair("$select", "id,displayName,mail,userPrincipalName");
+        let resp = execute(self.request(Method::GET, url, token)).await?;
+        read_json(resp).await
+    }
+
+    /// The message whose RFC Message-ID is `internet_message_id` (brackets optional), if the
+    /// mailbox has it. Needs `Mail.Read` or `Mail.ReadWrite` (403 `ErrorAccessDenied` with
+    /// `Mail.Send` alone).
+    pub async fn find_by_internet_message_id(
+        &self,
+        token: &SecretString,
+        internet_message_id: &str,
+    ) -> Result<Option<GraphMessageRef>, HttpApiError> {
+        let id = internet_message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
+        if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Ok(None);
+        }
+        let internet_message_id = format!("<{id}>");
+        let mut url = self.url(&["me", "messages"]);
+        url.query_pairs_mut()
+            .append_pair(
+                "$filter",
+                &format!(
+                    "internetMessageId eq '{}'",
+                    internet_message_id.replace('\'', "''")
+                ),
+            )
+            .append_pair("$select", "id,conversationId")
+            .append_pair("$top", "1");
+        let resp = execute(self.request(Method::GET, url, token)).await?;
+        let v: Value = read_json(resp).await?;
+        Ok(v["value"].as_array().and_then(|a| a.first()).and_then(|m| {
+            Some(GraphMessageRef {
+                id: m["id"].as_str()?.to_owned(),
+                conversation_id: m["conversationId"].as_str().map(str::to_owned),
+            })
+        }))
+    }
+
+    /// Sends `raw` (RFC 5322, without a Bcc header) to its To/Cc recipients and `bcc`.
+    /// `reply_to_internet_message_id` names the parent of a reply (`<…>`).
+    pub async fn send_mime(
+        &self,
+        token: &SecretString,
+        raw: &[u8],
+        bcc: &[String],
+        reply_to_internet_message_id: Option<&str>,
+    ) -> Result<GraphSent, HttpApiError> {
+        for a in bcc {
+            check_bcc(a)?;
+        }
+        let parent = match reply_to_internet_message_id {
+            Some(id) => self.find_by_internet_message_id(token, id).await?,
+            None => None,
+        };
+        let with_bcc = with_bcc_header(raw, bcc);
+        if parent.is_none() && base64_len(with_bcc.len()) < MIME_SEND_LIMIT {
+            let url = self.url(&["me", "sendMail"]);
+            let resp = execute(
+                self.request(Method::POST, url, token)
+                    .header(header::CONTENT_TYPE, "text/plain")
+                    .body(STANDARD.encode(&with_bcc)),
+            )
+            .await?;
+            drain(resp).await;
+            return Ok(GraphSent {
+                route: GraphRoute::MimeSendMail,
+                draft_id: None,
+                conversation_id: None,
+                parent_id: None,
+            });
+        }
+        let draft = parse_draft(raw, bcc)?;
+        self.send_as_draft(token, &draft, parent).await
+    }
+
+    async fn send_as_draft(
+        &self,
+        token: &SecretString,
+        d: &Draft,
+        parent: Option<GraphMessageRef>,
+    ) -> Result<GraphSent, HttpApiError> {
+        let created: Value = match &parent {
+            Some(p) => {
+                let url = self.url(&["me", "messages", &p.id, "createReply"]);
+                let rb = if d.headers.is_empty() {
+                    self.empty_post(url, token)
+                } else {
+                    self.request(Method::POST, url, token)
+                        .json(&json!({"message": {"internetMessageHeaders": d.headers_json()}}))
+                };
+                read_json(execute(rb).await?).await?
+            }
+            None => {
+                let mut msg = d.properties();
+                if !d.headers.is_empty() {
+                    msg["internetMessageHeaders"] = d.headers_json();
+                }
+                let url = self.url(&["me", "messages"]);
+                read_json(execute(self.request(Method::POST, url, token).json(&msg)).await?).await?
+            }
+        };
+        let Some(draft_id) = created["id"].as_str().map(str::to_owned) else {
+            return Err(unexpected("the created draft has no id"));
+        };
+        let mut conversation_id = created["conversationId"].as_str().map(str::to_owned);
+        if let Err(e) = self
+            .fill_draft(token, &draft_id, d, parent.is_some(), &mut conversation_id)
+            .await
+        {
+            let url = self.url(&["me", "messages", &draft_id]);
+            if let Ok(resp) = execute(self.request(Method::DELETE, url, token)).await {
+                drain(resp).await;
+            }
+            return Err(e);
+        }
+        let url = self.url(&["me", "messages", &draft_id, "send"]);
+        drain(execute(self.empty_post(url, token)).await?).await;
+        Ok(GraphSent {
+            route: GraphRoute::Draft,
+            draft_id: Some(draft_id),
+            conversation_id,
+            parent_id: parent.map(|p| p.id),
+        })
+    }
+
+    /// Everything between creating the draft and sending it.
+    async fn fill_draft(
+        &self,
+        token: &SecretString,
+        draft_id: &str,
+        d: &Draft,
+        from_reply: bool,
+        conversation_id: &mut Option<String>,
+    ) -> Result<(), HttpApiError> {
+        if from_reply {
+            let url = self.url(&["me", "messages", draft_id]);
+            let v: Value = read_json(
+                execute(
+                    self.request(Method::PATCH, url, token)
+                        .json(&d.properties()),
+                )
+                .await?,
+            )
+            .await?;
+            if let Some(c) = v["conversationId"].as_str() {
+                *conversation_id = Some(c.to_owned());
+            }
+        }
+        for a in &d.attachments {
+            if a.bytes.len() < DIRECT_ATTACHMENT_LIMIT {
+                let mut att = json!({
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": a.name,
+                    "contentType": a.content_type,
+                    "contentBytes": STANDARD.encode(&a.bytes),
+                    "isInline": a.inline,
+                });
+                if let Some(cid) = &a.content_id {
+                    att["contentId"] = json!(cid);
+                }
+                let url = self.url(&["me", "messages", draft_id, "attachments"]);
+                drain(execute(self.request(Method::POST, url, token).json(&att)).await?).await;
+            } else {
+                self.upload_attachment(token, draft_id, a).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn upload_attachment(
+        &self,
+        token: &SecretString,
+        draft_id: &str,
+        a: &DraftAttachment,
+    ) -> Result<(), HttpApiError> {
+        let mut item = json!({
+            "attachmentType": "file",
+            "name": a.name,
+            "size": a.bytes.len(),
+            "contentType": a.content_type,
+            "isInline": a.inline,
+        });
+        if let Some(cid) = &a.content_id {
+            item["contentId"] = json!(cid);
+        }
+        let url = self.url(&[
+            "me",
+            "messages",
+            draft_id,
+            "attachments",
+            "createUploadSession",
+        ]);
+        let session: Value = read_json(
+            execute(
+                self.request(Method::POST, url, token)
+                    .json(&json!({ "AttachmentItem": item })),
+            )
+            .await?,
+        )
+        .await?;
+        let upload_url = session["uploadUrl"]
+            .as_str()
+            .and_then(|u| url::Url::parse(u).ok())
+            .ok_or_else(|| unexpected("the upload session has no uploadUrl"))?;
+        let total = a.bytes.len();
+        let mut offset = 0usize;
+        // Each PUT either advances the offset or fails; the bound only guards a confused server.
+        for _ in 0..(total / UPLOAD_CHUNK + 8) {
+            let end = (offset + UPLOAD_CHUNK).min(total);
+            // The URL is pre-authenticated: no Authorization header (Outlook answers 401 to one).
+            let resp = execute(
+                self.http
+                    .put(upload_url.clone())
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .header(
+                        header::CONTENT_RANGE,
+                        format!("bytes {offset}-{}/{total}", end - 1),
+                    )
+                    .body(a.bytes[offset..end].to_vec())
+                    .timeout(self.upload_timeout),
+            )
+            .await?;
+            if resp.status().as_u16() == 201 {
+                drain(resp).await;
+                return Ok(());
+            }
+            let v: Value = read_json(resp).await?;
+            let next = v["nextExpectedRanges"]
+                .as_array()
+                .and_then(|r| r.first())
+                .and_then(Value::as_str)
+                .and_then(|r| r.split('-').next())
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    unexpected("the upload session did not say which bytes come next")
+                })?;
+            if next <= offset && next != end || next >= total {
+                return Err(unexpected(format!(
+                    "the upload session expects byte {next} after {offset}..{end} of {total}"
+                )));
+            }
+            offset = next;
+        }
+        Err(unexpected("the upload session never completed"))
+    }
+}
+
+fn unexpected(detail: impl Into<String>) -> HttpApiError {
+    HttpApiError {
+        kind: HttpErrorKind::Transient,
+        status: None,
+        code: None,
+        detail: format!("Microsoft Graph: {}", detail.into()),
+        retry_after: None,
+    }
+}
+
+/// Sends; a failure to connect or a timeout is transient, an HTTP refusal is classified.
+async fn execute(rb: RequestBuilder) -> Result<Response, HttpApiError> {
+    let resp = rb.send().await.map_err(|e| {
+        HttpApiError::transient(format!("Microsoft Graph unreachable: {}", e.without_url()))
+    })?;
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap_or_default();
+    Err(classify(status, &headers, &body))
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, HttpApiError> {
+    let bytes = resp.bytes().await.map_err(|e| {
+        HttpApiError::transient(format!("Microsoft Graph answer lost: {}", e.without_url()))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| unexpected(format!("unreadable answer: {e}")))
+}
+
+async fn drain(resp: Response) {
+    let _ = resp.bytes().await;
+}
+
+/// Classifies a Graph (or Outlook upload) refusal: `{"error":{"code","message"}}`.
+pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> HttpApiError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = v["error"]["code"].as_str().map(str::to_owned);
+    let message = v["error"]["message"].as_str().map(str::to_owned);
+    let kind = match (status, code.as_deref()) {
+        (_, Some("ApplicationThrottled" | "TooManyRequests")) | (429, _) => {
+            HttpErrorKind::Throttled
+        }
+        (401, _) | (_, Some("InvalidAuthenticationToken")) => HttpErrorKind::Auth,
+        (s, _) if s >= 500 || s == 408 => HttpErrorKind::Transient,
+        (_, Some("ErrorInvalidRecipients")) => HttpErrorKind::RecipientRejected,
+        (413, _)
+        | (
+            _,
+            Some(
+                "RequestBodyTooLarge"
+                | "ErrorMessageSizeExceeded"
+                | "ErrorAttachmentSizeShouldNotBeMoreThanMaximumSize",
+            ),
+        ) => HttpErrorKind::TooLarge,
+        _ => HttpErrorKind::Rejected,
+    };
+    let detail = match (&code, &message) {
+        (Some(c), Some(m)) => format!("Microsoft Graph: {c}: {m}"),
+        (Some(c), None) => format!("Microsoft Graph: {c} (HTTP {status})"),
+        _ => format!("Microsoft Graph answered HTTP {status}"),
+    };
+    HttpApiError {
+        kind,
+        status: Some(status),
+        code,
+        detail,
+        retry_after: retry_after(headers),
+    }
+}
+
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// A Bcc address must be a bare address: it is written into a header line.
+fn check_bcc(a: &str) -> Result<(), HttpApiError> {
+    let ok = a.contains('@')
+        && !a.is_empty()
+        && a.chars().all(|c| {
+            !c.is_whitespace() && !c.is_control() && !matches!(c, ',' | ';' | '<' | '>' | '"')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(HttpApiError {
+            kind: HttpErrorKind::RecipientRejected,
+            status: None,
+            code: None,
+            detail: format!("invalid Bcc address {a:?}"),
+            retry_after: None,
+        })
+    }
+}
+
+/// `raw` with a `Bcc:` header line first (nothing added when `bcc` is empty).
+fn with_bcc_header(raw: &[u8], bcc: &[String]) -> Vec<u8> {
+    if bcc.is_empty() {
+        return raw.to_vec();
+    }
+    // Fold after each address so no line gets long.
+    let line = format!("Bcc: {}\r\n", bcc.join(",\r\n "));
+    let mut out = Vec::with_capacity(line.len() + raw.len());
+    out.extend_from_slice(line.as_bytes());
+    out.extend_from_slice(raw);
+    out
+}
+
+struct DraftAttachment {
+    name: String,
+    content_type: String,
+    bytes: Vec<u8>,
+    inline: bool,
+    content_id: Option<String>,
+}
+
+/// The MIME, as Graph message properties.
+struct Draft {
+    subject: String,
+    /// (`html` | `text`, content).
+    body: (&'static str, String),
+    to: Vec<(Option<String>, String)>,
+    cc: Vec<(Option<String>, String)>,
+    bcc: Vec<String>,
+    reply_to: Vec<(Option<String>, String)>,
+    message_id: Option<String>,
+    /// `X-*` headers (Graph accepts only those as `internetMessageHeaders`).
+    headers: Vec<(String, String)>,
+    attachments: Vec<DraftAttachment>,
+}
+
+fn recipients(list: &[(Option<String>, String)]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|(name, address)| match name {
+                Some(n) => json!({"emailAddress": {"address": address, "name": n}}),
+                None => json!({"emailAddress": {"address": address}}),
+            })
+            .collect(),
+    )
+}
+
+impl Draft {
+    /// What a new draft (or a PATCH of a reply draft) sets.
+    fn properties(&self) -> Value {
+        let mut v = json!({
+            "subject": self.subject,
+            "body": {"contentType": self.body.0, "content": self.body.1},
+            "toRecipients": recipients(&self.to),
+            "ccRecipients": recipients(&self.cc),
+            "bccRecipients": recipients(&self.bcc.iter().map(|a| (None, a.clone())).collect::<Vec<_>>()),
+            "replyTo": recipients(&self.reply_to),
+        });
+        if let Some(id) = &self.message_id {
+            v["internetMessageId"] = json!(id);
+        }
+        v
+    }
+
+    fn headers_json(&self) -> Value {
+        Value::Array(
+            self.headers
+                .iter()
+                .map(|(n, v)| json!({"name": n, "value": v}))
+                .collect(),
+        )
+    }
+}
+
+fn parse_draft(raw: &[u8], bcc: &[String]) -> Result<Draft, HttpApiError> {
+    let m = MessageParser::default()
+        .parse(raw)
+        .ok_or_else(|| HttpApiError {
+            kind: HttpErrorKind::Rejected,
+            status: None,
+            code: None,
+            detail: "the message to send is not parseable MIME".into(),
+            retry_after: None,
+        })?;
+    fn list(a: Option<&Address<'_>>) -> Vec<(Option<String>, String)> {
+        a.map(|a| {
+            a.iter()
+                .filter_map(|x| {
+                    Some((
+                        x.name().map(str::to_owned).filter(|n| !n.is_empty()),
+                        x.address()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+    let html = m.html_bodies().find_map(|p| match &p.body {
+        PartType::Html(h) => Some(h.to_string()),
+        _ => None,
+    });
+    let body = match html {
+        Some(h) => ("html", h),
+        None => (
+            "text",
+            m.text_bodies()
+                .find_map(|p| match &p.body {
+                    PartType::Text(t) => Some(t.to_string()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+        ),
+    };
+    let headers = m
+        .headers_raw()
+        .filter(|(n, _)| n.len() > 2 && n[..2].eq_ignore_ascii_case("x-"))
+        .map(|(n, v)| {
+            (
+                n.to_owned(),
+                v.replace("\r\n", "").replace('\n', "").trim().to_owned(),
+            )
+        })
+        .collect();
+    let attachments = m
+        .attachments()
+        .map(|p| {
+            let content_id = p.content_id().map(|c| {
+                c.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            });
+            let inline = p
+                .content_disposition()
+                .map(|d| d.c_type.eq_ignore_ascii_case("inline"))
+                .unwrap_or(content_id.is_some());
+            DraftAttachment {
+                name: p.attachment_name().unwrap_or("attachment").to_owned(),
+                content_type: p
+                    .content_type()
+                    .map(|c| {
+                        format!("{}/{}", c.c_type, c.subtype().unwrap_or("octet-stream"))
+                            .to_ascii_lowercase()
+                    })
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+                bytes: p.contents().to_vec(),
+                inline,
+                content_id: content_id.filter(|_| inline),
+            }
+        })
+        .collect();
+    Ok(Draft {
+        subject: m.subject().unwrap_or_default().to_owned(),
+        body,
+        to: list(m.to()),
+        cc: list(m.cc()),
+        bcc: bcc.to_vec(),
+        reply_to: list(m.reply_to()),
+        message_id: m.message_id().map(|id| format!("<{id}>")),
+        headers,
+        attachments,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(status: u16, body: &str, retry: Option<&str>) -> HttpApiError {
+        let mut h = HeaderMap::new();
+        if let Some(r) = retry {
+            h.insert(header::RETRY_AFTER, r.parse().unwrap());
+        }
+        classify(status, &h, body.as_bytes())
+    }
+
+    #[test]
+    fn errors_are_classified_per_graph_conventions() {
+        let e = err(
+            429,
+            r#"{"error":{"code":"ApplicationThrottled","message":"Application is over its MailboxConcurrency limit."}}"#,
+            Some("7"),
+        );
+        assert_eq!(e.kind, HttpErrorKind::Throttled);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        assert!(e.is_quota() && e.is_transient());
+        assert_eq!(
+            err(
+                401,
+                r#"{"error":{"code":"InvalidAuthenticationToken","message":"x"}}"#,
+                None
+            )
+            .kind,
+            HttpErrorKind::Auth
+        );
+        let e = err(
+            503,
+            r#"{"error":{"code":"ServiceUnavailable","message":"x"}}"#,
+            Some("3"),
+        );
+        assert_eq!(
+            (e.kind, e.retry_after),
+            (HttpErrorKind::Transient, Some(Duration::from_secs(3)))
+        );
+        assert_eq!(err(504, "<html>", None).kind, HttpErrorKind::Transient);
+        assert_eq!(
+            err(
+                400,
+                r#"{"error":{"code":"ErrorInvalidRecipients","message":"x"}}"#,
+                None
+            )
+            .kind,
+            HttpErrorKind::RecipientRejected
+        );
+        assert_eq!(err(413, "", None).kind, HttpErrorKind::TooLarge);
+        assert_eq!(
+            err(
+                400,
+                r#"{"error":{"code":"ErrorMessageSizeExceeded","message":"x"}}"#,
+                None
+            )
+            .kind,
+            HttpErrorKind::TooLarge
+        );
+        let e = err(
+            403,
+            r#"{"error":{"code":"ErrorAccessDenied","message":"Access is denied."}}"#,
+            None,
+        );
+        assert_eq!(e.kind, HttpErrorKind::Rejected);
+        assert_eq!(e.code.as_deref(), Some("ErrorAccessDenied"));
+        assert!(e.detail.contains("Access is denied."));
+    }
+
+    #[test]
+    fn bcc_header_is_prepended_and_checked() {
+        let out = with_bcc_header(b"To: a@x\r\n\r\nhi", &["b@y".into(), "c@z".into()]);
+        assert_eq!(out, b"Bcc: b@y,\r\n c@z\r\nTo: a@x\r\n\r\nhi");
+        assert_eq!(with_bcc_header(b"x", &[]), b"x");
+        assert!(check_bcc("b@y").is_ok());
+        for bad in ["b@y\r\nX-Evil: 1", "a@x, c@d", "no-at", "<a@b>", ""] {
+            assert_eq!(
+                check_bcc(bad).unwrap_err().kind,
+                HttpErrorKind::RecipientRejected,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_length_is_exact() {
+        assert_eq!(base64_len(0), 0);
+        assert_eq!(base64_len(1), 4);
+        assert_eq!(base64_len(3), 4);
+        assert_eq!(base64_len(4), 8);
+        assert_eq!(
+            STANDARD.encode(vec![0u8; 2_999_999]).len(),
+            base64_len(2_999_999)
+        );
+    }
+
+    #[test]
+    fn chunk_size_is_a_multiple_of_320_kib_under_4_mb() {
+        assert_eq!(UPLOAD_CHUNK % (320 * 1024), 0);
+        const { assert!(UPLOAD_CHUNK < 4 * 1024 * 1024) };
+    }
+
+    #[test]
+    fn urls_keep_the_version_and_encode_ids() {
+        let c = GraphClient::new(
+            reqwest::Client::new(),
+            url::Url::parse("http://127.0.0.1:9/v1.0").unwrap(),
+        );
+        assert_eq!(c.url(&["me"]).as_str(), "http://127.0.0.1:9/v1.0/me");
+        assert_eq!(
+            c.url(&["me", "messages", "AA/b=", "send"]).as_str(),
+            "http://127.0.0.1:9/v1.0/me/messages/AA%2Fb=/send"
+        );
+        let c = GraphClient::new(
+            reqwest::Client::new(),
+            url::Url::parse("http://127.0.0.1:9/v1.0/").unwrap(),
+        );
+        assert_eq!(c.url(&["me"]).as_str(), "http://127.0.0.1:9/v1.0/me");
+    }
+}
