@@ -192,7 +192,13 @@ impl GraphClient {
             check_bcc(a)?;
         }
         let parent = match reply_to_internet_message_id {
-            Some(id) => self.find_by_internet_message_id(token, id).await?,
+            // A send-only grant (Mail.Send) cannot read the mailbox (403): the reply then goes as
+            // MIME, its In-Reply-To / References still thread it for the recipients.
+            Some(id) => match self.find_by_internet_message_id(token, id).await {
+                Ok(p) => p,
+                Err(e) if e.status == Some(403) => None,
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         let with_bcc = with_bcc_header(raw, bcc);
@@ -250,20 +256,35 @@ impl GraphClient {
             .fill_draft(token, &draft_id, d, parent.is_some(), &mut conversation_id)
             .await
         {
-            let url = self.url(&["me", "messages", &draft_id]);
-            if let Ok(resp) = execute(self.request(Method::DELETE, url, token)).await {
-                drain(resp).await;
-            }
+            self.discard(token, &draft_id).await;
             return Err(e);
         }
         let url = self.url(&["me", "messages", &draft_id, "send"]);
-        drain(execute(self.empty_post(url, token)).await?).await;
+        match execute(self.empty_post(url, token)).await {
+            Ok(resp) => drain(resp).await,
+            Err(e) => {
+                // A 4xx means Graph did not send it: don't leave the draft in the user's Drafts.
+                // After a 5xx or a timeout it may have been sent, so the draft stays.
+                if e.status.is_some_and(|s| s < 500) {
+                    self.discard(token, &draft_id).await;
+                }
+                return Err(e);
+            }
+        }
         Ok(GraphSent {
             route: GraphRoute::Draft,
             draft_id: Some(draft_id),
             conversation_id,
             parent_id: parent.map(|p| p.id),
         })
+    }
+
+    /// Deletes a draft we created, best effort.
+    async fn discard(&self, token: &SecretString, draft_id: &str) {
+        let url = self.url(&["me", "messages", draft_id]);
+        if let Ok(resp) = execute(self.request(Method::DELETE, url, token)).await {
+            drain(resp).await;
+        }
     }
 
     /// Everything between creating the draft and sending it.
@@ -377,7 +398,7 @@ impl GraphClient {
                 .ok_or_else(|| {
                     unexpected("the upload session did not say which bytes come next")
                 })?;
-            if next <= offset && next != end || next >= total {
+            if next <= offset || next >= total {
                 return Err(unexpected(format!(
                     "the upload session expects byte {next} after {offset}..{end} of {total}"
                 )));

@@ -344,7 +344,8 @@ impl FakeMicrosoft {
         }
     }
 
-    /// Makes the next `count` Graph requests (after the Bearer check) fail or wait as `fault`
+    /// Makes the next `count` Graph requests (after the Bearer check and the concurrency
+    /// admission, so a delayed request counts as in flight) fail or wait as `fault`
     /// says: `Throttle` → 429 `ApplicationThrottled` with `Retry-After`; `ServerError` → 503
     /// `ServiceUnavailable` with `Retry-After`; `Latency` → answered late.
     pub fn inject(&self, fault: Fault, count: usize) {

@@ -912,7 +912,8 @@ async fn the_authorize_step_denies_and_checks_its_request() {
 
     // Requests Google would not redirect back for.
     let good = oauth::authorize_url(&app, &[SEND], "st", &pkce.challenge, None);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<(String, String)>)>, u16)> = vec![
+    type Change = Box<dyn Fn(&mut Vec<(String, String)>)>;
+    let cases: Vec<(&str, Change, u16)> = vec![
         (
             "unknown client",
             Box::new(|p| set(p, "client_id", "nope")),

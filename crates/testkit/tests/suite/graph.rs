@@ -114,7 +114,10 @@ fn now_ms() -> i64 {
 #[tokio::test]
 async fn me_reads_the_profile() {
     let fake = fake().await;
-    let me = client(&fake).me(&token(&fake, &["Mail.Send"])).await.unwrap();
+    let me = client(&fake)
+        .me(&token(&fake, &["Mail.Send"]))
+        .await
+        .unwrap();
     let cfg = fake.config();
     assert_eq!(me.id, cfg.user_id);
     assert_eq!(me.mail.as_deref(), Some(cfg.mail.as_str()));
@@ -129,7 +132,12 @@ async fn a_small_message_goes_through_mime_send_mail_and_bcc_stays_hidden() {
     let built = build(&e);
     assert!(!header_names(&built.bytes).contains(&"bcc".to_owned()));
     let sent = client(&fake)
-        .send_mime(&token(&fake, &["Mail.Send"]), &built.bytes, &bcc_of(&e), None)
+        .send_mime(
+            &token(&fake, &["Mail.Send"]),
+            &built.bytes,
+            &bcc_of(&e),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(sent.route, GraphRoute::MimeSendMail);
@@ -140,13 +148,20 @@ async fn a_small_message_goes_through_mime_send_mail_and_bcc_stays_hidden() {
     assert_eq!(item.via, SentVia::SendMail);
     assert_eq!(item.to, ["alice@example.net"]);
     assert_eq!(item.cc, ["bob@example.net"]);
-    assert_eq!(item.bcc, ["carol@example.net"], "the Bcc recipient must get it");
+    assert_eq!(
+        item.bcc,
+        ["carol@example.net"],
+        "the Bcc recipient must get it"
+    );
     assert_eq!(item.internet_message_id, built.message_id);
     let SentContent::Mime(delivered) = &item.content else {
         panic!("expected MIME, got {:?}", item.content);
     };
     let names = header_names(delivered);
-    assert!(!names.contains(&"bcc".to_owned()), "Bcc leaked to recipients: {names:?}");
+    assert!(
+        !names.contains(&"bcc".to_owned()),
+        "Bcc leaked to recipients: {names:?}"
+    );
     assert!(!String::from_utf8_lossy(delivered).contains("carol@example.net"));
     assert!(names.contains(&"x-campaign".to_owned()));
 
@@ -207,7 +222,10 @@ async fn a_5_mb_attachment_goes_through_a_draft_and_an_upload_session() {
     assert_eq!(items.len(), 1);
     let item = &items[0];
     assert_eq!(item.via, SentVia::Draft);
-    assert_eq!(item.internet_message_id, built.message_id, "the MIME's Message-ID is kept");
+    assert_eq!(
+        item.internet_message_id, built.message_id,
+        "the MIME's Message-ID is kept"
+    );
     assert_eq!(item.subject, "Big one");
     assert_eq!(
         (&item.to[..], &item.cc[..], &item.bcc[..]),
@@ -217,10 +235,20 @@ async fn a_5_mb_attachment_goes_through_a_draft_and_an_upload_session() {
             &["carol@example.net".to_owned()][..]
         )
     );
-    assert_eq!(item.headers, [("X-Campaign".to_owned(), "spring-2026".to_owned())]);
-    let by_name: HashMap<&str, _> = item.attachments.iter().map(|a| (a.name.as_str(), a)).collect();
+    assert_eq!(
+        item.headers,
+        [("X-Campaign".to_owned(), "spring-2026".to_owned())]
+    );
+    let by_name: HashMap<&str, _> = item
+        .attachments
+        .iter()
+        .map(|a| (a.name.as_str(), a))
+        .collect();
     assert_eq!(by_name.len(), 3);
-    assert_eq!(Sha256::digest(&by_name["big.bin"].bytes), Sha256::digest(&big));
+    assert_eq!(
+        Sha256::digest(&by_name["big.bin"].bytes),
+        Sha256::digest(&big)
+    );
     assert_eq!(by_name["big.bin"].size, 5 * MIB);
     assert_eq!(by_name["notes.txt"].bytes, small);
     assert!(!by_name["notes.txt"].is_inline);
@@ -230,12 +258,24 @@ async fn a_5_mb_attachment_goes_through_a_draft_and_an_upload_session() {
     let SentContent::Json(json) = &item.content else {
         panic!("expected the Graph message");
     };
-    assert!(json.get("bccRecipients").is_none(), "Bcc leaked to recipients");
+    assert!(
+        json.get("bccRecipients").is_none(),
+        "Bcc leaked to recipients"
+    );
     assert_eq!(json["body"]["contentType"], "html");
-    assert!(json["body"]["content"].as_str().unwrap().contains("cid:logo"));
+    assert!(
+        json["body"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("cid:logo")
+    );
 
     // The big file went up in ≤ 4 MB chunks, in order, without Authorization.
-    let puts: Vec<_> = fake.request_log().into_iter().filter(|r| r.method == "PUT").collect();
+    let puts: Vec<_> = fake
+        .request_log()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
     assert_eq!(puts.len(), (5 * MIB).div_ceil(UPLOAD_CHUNK), "{puts:?}");
     let mut next = 0usize;
     for p in &puts {
@@ -249,8 +289,15 @@ async fn a_5_mb_attachment_goes_through_a_draft_and_an_upload_session() {
     }
     assert_eq!(next, 5 * MIB);
     assert_eq!(puts.last().unwrap().status, 201);
-    assert!(fake.request_log().iter().all(|r| r.path != "/v1.0/me/sendMail"));
-    assert!(fake.messages("drafts").is_empty(), "the draft moved to Sent Items");
+    assert!(
+        fake.request_log()
+            .iter()
+            .all(|r| r.path != "/v1.0/me/sendMail")
+    );
+    assert!(
+        fake.messages("drafts").is_empty(),
+        "the draft moved to Sent Items"
+    );
     assert_eq!(fake.messages("sentitems").len(), 1);
 }
 
@@ -276,12 +323,20 @@ async fn a_reply_lands_in_the_parents_conversation() {
     });
     let built = build(&e);
     let sent = client(&fake)
-        .send_mime(&token(&fake, FULL), &built.bytes, &bcc_of(&e), Some(&parent.internet_message_id))
+        .send_mime(
+            &token(&fake, FULL),
+            &built.bytes,
+            &bcc_of(&e),
+            Some(&parent.internet_message_id),
+        )
         .await
         .unwrap();
     assert_eq!(sent.route, GraphRoute::Draft);
     assert_eq!(sent.parent_id.as_deref(), Some(parent.id.as_str()));
-    assert_eq!(sent.conversation_id.as_deref(), Some(parent.conversation_id.as_str()));
+    assert_eq!(
+        sent.conversation_id.as_deref(),
+        Some(parent.conversation_id.as_str())
+    );
 
     let items = fake.sent_items();
     assert_eq!(items.len(), 1);
@@ -315,7 +370,12 @@ async fn a_reply_to_a_parent_the_mailbox_lacks_keeps_its_threading_headers_via_m
     });
     let built = build(&e);
     let sent = client(&fake)
-        .send_mime(&token(&fake, FULL), &built.bytes, &[], Some("<gone@example.org>"))
+        .send_mime(
+            &token(&fake, FULL),
+            &built.bytes,
+            &[],
+            Some("<gone@example.org>"),
+        )
         .await
         .unwrap();
     assert_eq!(sent.route, GraphRoute::MimeSendMail);
@@ -342,8 +402,34 @@ async fn a_send_only_token_cannot_take_the_draft_route() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, HttpErrorKind::Rejected, "{err:?}");
-    assert_eq!((err.status, err.code.as_deref()), (Some(403), Some("ErrorAccessDenied")));
+    assert_eq!(
+        (err.status, err.code.as_deref()),
+        (Some(403), Some("ErrorAccessDenied"))
+    );
     assert!(fake.sent_items().is_empty());
+
+    // A small reply still goes, as MIME: the parent lookup is refused (403), not fatal.
+    let parent = fake.deliver_inbound(
+        b"From: dan@example.org\r\nTo: adele@contoso.example\r\nSubject: q\r\nMessage-ID: <q@example.org>\r\n\r\nhi\r\n",
+    );
+    let mut e = email(&fake, "");
+    e.reply = Some(ReplyParent {
+        message_id: parent.internet_message_id.clone(),
+        references: vec![],
+        subject: Some("q".into()),
+    });
+    let sent = client(&fake)
+        .send_mime(
+            &token(&fake, &["Mail.Send"]),
+            &build(&e).bytes,
+            &[],
+            Some(&parent.internet_message_id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.route, GraphRoute::MimeSendMail);
+    // The fake joins a MIME message to the conversation its In-Reply-To names.
+    assert_eq!(fake.sent_items()[0].conversation_id, parent.conversation_id);
 }
 
 // ---------------------------------------------------------------- error classes
@@ -352,9 +438,15 @@ async fn a_send_only_token_cannot_take_the_draft_route() {
 async fn a_refused_or_expired_token_is_auth() {
     let fake = fake().await;
     let c = client(&fake);
-    let err = c.me(&SecretString::from("not-a-token".to_owned())).await.unwrap_err();
+    let err = c
+        .me(&SecretString::from("not-a-token".to_owned()))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, HttpErrorKind::Auth);
-    assert_eq!((err.status, err.code.as_deref()), (Some(401), Some("InvalidAuthenticationToken")));
+    assert_eq!(
+        (err.status, err.code.as_deref()),
+        (Some(401), Some("InvalidAuthenticationToken"))
+    );
     assert!(err.is_auth() && !err.is_transient());
 
     let t = token(&fake, FULL);
@@ -370,7 +462,12 @@ async fn application_throttled_is_throttled_with_retry_after() {
     let fake = fake().await;
     let c = client(&fake);
     let t = token(&fake, FULL);
-    fake.inject(Fault::Throttle { retry_after_secs: 7 }, 1);
+    fake.inject(
+        Fault::Throttle {
+            retry_after_secs: 7,
+        },
+        1,
+    );
     let e = email(&fake, "t");
     let built = build(&e);
     let err = c.send_mime(&t, &built.bytes, &[], None).await.unwrap_err();
@@ -388,7 +485,9 @@ async fn application_throttled_is_throttled_with_retry_after() {
 #[tokio::test]
 async fn more_than_four_concurrent_requests_per_mailbox_are_throttled() {
     let fake = fake().await;
-    fake.set_concurrency_limit(Some(mailroom_testkit::fakes::microsoft::MAILBOX_CONCURRENCY));
+    fake.set_concurrency_limit(Some(
+        mailroom_testkit::fakes::microsoft::MAILBOX_CONCURRENCY,
+    ));
     fake.hold_requests();
     let t = token(&fake, FULL);
     let mut calls = vec![];
@@ -397,9 +496,14 @@ async fn more_than_four_concurrent_requests_per_mailbox_are_throttled() {
         let t = t.clone();
         calls.push(tokio::spawn(async move { c.me(&t).await }));
     }
-    wait::until("4 requests held and 2 throttled", Duration::from_secs(10), || async {
-        (fake.in_flight() == 4 && fake.throttled_count() == 2).then_some(())
-    })
+    wait::until(
+        "4 requests held and 2 throttled",
+        Duration::from_secs(10),
+        || {
+            let done = fake.in_flight() == 4 && fake.throttled_count() == 2;
+            async move { done.then_some(()) }
+        },
+    )
     .await;
     fake.release_requests();
     let mut ok = 0;
@@ -427,11 +531,15 @@ async fn service_unavailable_is_transient_and_slow_answers_time_out() {
     fake.inject(Fault::ServerError, 1);
     let err = client(&fake).me(&t).await.unwrap_err();
     assert_eq!(err.kind, HttpErrorKind::Transient);
-    assert_eq!((err.status, err.code.as_deref()), (Some(503), Some("ServiceUnavailable")));
+    assert_eq!(
+        (err.status, err.code.as_deref()),
+        (Some(503), Some("ServiceUnavailable"))
+    );
     assert_eq!(err.retry_after, Some(Duration::from_secs(1)));
 
     fake.inject(Fault::Latency(Duration::from_secs(5)), 1);
-    let impatient = client(&fake).with_timeouts(Duration::from_millis(200), Duration::from_millis(200));
+    let impatient =
+        client(&fake).with_timeouts(Duration::from_millis(200), Duration::from_millis(200));
     let err = impatient.me(&t).await.unwrap_err();
     assert_eq!(err.kind, HttpErrorKind::Transient);
     assert_eq!(err.status, None);
@@ -447,7 +555,10 @@ async fn an_unresolvable_recipient_is_recipient_rejected_on_both_routes() {
         "From: {}\r\nTo: broken@@example..com\r\nSubject: x\r\nMessage-ID: <bad-rcpt@mailroom.test>\r\n\r\nhi\r\n",
         cfg.mail
     );
-    let err = client(&fake).send_mime(&t, raw.as_bytes(), &[], None).await.unwrap_err();
+    let err = client(&fake)
+        .send_mime(&t, raw.as_bytes(), &[], None)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, HttpErrorKind::RecipientRejected, "{err:?}");
     assert_eq!(err.code.as_deref(), Some("ErrorInvalidRecipients"));
 
@@ -457,7 +568,10 @@ async fn an_unresolvable_recipient_is_recipient_rejected_on_both_routes() {
         "From: {}\r\nTo: broken@@example..com\r\nSubject: x\r\nMessage-ID: <bad-rcpt-2@mailroom.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n{big}\r\n--b--\r\n",
         cfg.mail
     );
-    let err = client(&fake).send_mime(&t, raw.as_bytes(), &[], None).await.unwrap_err();
+    let err = client(&fake)
+        .send_mime(&t, raw.as_bytes(), &[], None)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, HttpErrorKind::RecipientRejected, "{err:?}");
     assert!(fake.messages("drafts").is_empty());
     assert!(fake.sent_items().is_empty());
@@ -484,7 +598,10 @@ async fn a_message_over_the_tenant_limit_is_too_large() {
         .unwrap_err();
     assert_eq!(err.kind, HttpErrorKind::TooLarge, "{err:?}");
     assert_eq!(err.code.as_deref(), Some("ErrorMessageSizeExceeded"));
-    assert!(fake.messages("drafts").is_empty(), "the failed draft is deleted");
+    assert!(
+        fake.messages("drafts").is_empty(),
+        "the failed draft is deleted"
+    );
 }
 
 // ---------------------------------------------------------------- the fake is as strict as Graph
@@ -504,7 +621,12 @@ impl Raw {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut rb = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -552,7 +674,10 @@ async fn the_fake_enforces_graph_limits_and_shapes() {
             json!({"AttachmentItem": {"attachmentType": "file", "name": "s.bin", "size": 1_000_000}}),
         )
         .await;
-    assert_eq!((s.as_u16(), code(&v)), (400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize"));
+    assert_eq!(
+        (s.as_u16(), code(&v)),
+        (400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize")
+    );
     let size = 9 * MIB;
     let (s, v) = raw
         .post(
@@ -569,7 +694,10 @@ async fn the_fake_enforces_graph_limits_and_shapes() {
             .http
             .put(&url)
             .header("Content-Type", "application/octet-stream")
-            .header("Content-Range", format!("bytes {from}-{}/{size}", from + len - 1))
+            .header(
+                "Content-Range",
+                format!("bytes {from}-{}/{size}", from + len - 1),
+            )
             .body(vec![7u8; len]);
         if auth {
             rb = rb.bearer_auth(&raw.token);
@@ -590,7 +718,10 @@ async fn the_fake_enforces_graph_limits_and_shapes() {
     let r = raw
         .http
         .put(&bad_token)
-        .header("Content-Range", format!("bytes {MIB}-{}/{size}", 2 * MIB - 1))
+        .header(
+            "Content-Range",
+            format!("bytes {MIB}-{}/{size}", 2 * MIB - 1),
+        )
         .body(vec![7u8; MIB])
         .send()
         .await
@@ -611,15 +742,25 @@ async fn the_fake_enforces_graph_limits_and_shapes() {
             json!({"name": "x.bin", "contentBytes": "AAAA"}),
         )
         .await;
-    assert_eq!((s.as_u16(), code(&v)), (400, "RequestBodyRead"), "@odata.type is required");
+    assert_eq!(
+        (s.as_u16(), code(&v)),
+        (400, "RequestBodyRead"),
+        "@odata.type is required"
+    );
 
     // JSON is checked against the Message type; custom headers must be x-.
     let (s, v) = raw.post("/me/messages", json!({"subjet": "typo"})).await;
     assert_eq!((s.as_u16(), code(&v)), (400, "RequestBodyRead"));
     let (s, v) = raw
-        .post("/me/messages", json!({"internetMessageHeaders": [{"name": "Keywords", "value": "v"}]}))
+        .post(
+            "/me/messages",
+            json!({"internetMessageHeaders": [{"name": "Keywords", "value": "v"}]}),
+        )
         .await;
-    assert_eq!((s.as_u16(), code(&v)), (400, "InvalidInternetMessageHeader"));
+    assert_eq!(
+        (s.as_u16(), code(&v)),
+        (400, "InvalidInternetMessageHeader")
+    );
     let (s, v) = raw
         .call(
             reqwest::Method::PATCH,
@@ -627,7 +768,11 @@ async fn the_fake_enforces_graph_limits_and_shapes() {
             Some(json!({"internetMessageHeaders": [{"name": "x-a", "value": "v"}]})),
         )
         .await;
-    assert_eq!((s.as_u16(), code(&v)), (400, "ErrorInvalidPropertyRequest"), "not updatable");
+    assert_eq!(
+        (s.as_u16(), code(&v)),
+        (400, "ErrorInvalidPropertyRequest"),
+        "not updatable"
+    );
 
     // sendMail: bad base64 MIME, no recipients, 4 MB.
     let mime = |body: Vec<u8>| {
@@ -640,9 +785,17 @@ async fn the_fake_enforces_graph_limits_and_shapes() {
     };
     let r = mime(b"%%% not base64 %%%".to_vec()).await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(code(&r.json::<Value>().await.unwrap()), "ErrorMimeContentInvalidBase64String");
-    let r = mime(STANDARD.encode(b"Subject: nobody\r\n\r\nhi").into_bytes()).await.unwrap();
-    assert_eq!(code(&r.json::<Value>().await.unwrap()), "ErrorInvalidRecipients");
+    assert_eq!(
+        code(&r.json::<Value>().await.unwrap()),
+        "ErrorMimeContentInvalidBase64String"
+    );
+    let r = mime(STANDARD.encode(b"Subject: nobody\r\n\r\nhi").into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        code(&r.json::<Value>().await.unwrap()),
+        "ErrorInvalidRecipients"
+    );
     let r = mime(vec![b'A'; 4 * MIB + 4]).await.unwrap();
     assert_eq!(r.status(), 413);
 
@@ -666,21 +819,30 @@ async fn the_fake_enforces_graph_limits_and_shapes() {
     assert!(item.sent_items_id.is_none());
     assert!(fake.messages("sentitems").is_empty());
 
-    // A POST without a body must say Content-Length: 0.
-    let r = raw
-        .http
-        .post(format!("{}/me/messages/{id}/send", raw.base))
-        .bearer_auth(&raw.token)
-        .header("Transfer-Encoding", "identity")
-        .send()
+    // A POST without a body must still say Content-Length: 0 (HTTP/1.1, written by hand).
+    let addr = fake.base_url();
+    let mut conn = tokio::net::TcpStream::connect((addr.host_str().unwrap(), addr.port().unwrap()))
         .await
         .unwrap();
-    let status = r.status().as_u16();
-    assert!(status == 411 || status == 202, "{status}");
+    let req = format!(
+        "POST /v1.0/me/messages/{id}/send HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        addr.authority(),
+        raw.token
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut conn, req.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
 
     // Permissions: Mail.Send alone cannot create drafts or read.
     let send_only = Raw::new(&fake, &["Mail.Send"]);
-    let (s, v) = send_only.post("/me/messages", json!({"subject": "x"})).await;
+    let (s, v) = send_only
+        .post("/me/messages", json!({"subject": "x"}))
+        .await;
     assert_eq!((s.as_u16(), code(&v)), (403, "ErrorAccessDenied"));
     let (s, _) = send_only.get("/me/mailFolders").await;
     assert_eq!(s, 403);
@@ -695,24 +857,52 @@ async fn lists_page_with_opaque_next_links_and_filter_by_internet_message_id() {
         );
     }
     let raw = Raw::new(&fake, &["Mail.Read"]);
-    let (s, v) = raw.get("/me/messages?$top=2&$select=subject,conversationId").await;
+    let (s, v) = raw
+        .get("/me/messages?$top=2&$select=subject,conversationId")
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["value"].as_array().unwrap().len(), 2);
-    assert!(v["value"][0].get("body").is_none(), "$select limits the properties");
+    assert!(
+        v["value"][0].get("body").is_none(),
+        "$select limits the properties"
+    );
     let next = v["@odata.nextLink"].as_str().unwrap();
-    let r: Value = raw.http.get(next).bearer_auth(&raw.token).send().await.unwrap().json().await.unwrap();
+    let r: Value = raw
+        .http
+        .get(next)
+        .bearer_auth(&raw.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["value"].as_array().unwrap().len(), 1);
     assert!(r.get("@odata.nextLink").is_none());
 
-    let (_, v) = raw.get("/me/messages?$filter=internetMessageId%20eq%20'%3Cn1%40example.org%3E'").await;
+    let (_, v) = raw
+        .get("/me/messages?$filter=internetMessageId%20eq%20'%3Cn1%40example.org%3E'")
+        .await;
     assert_eq!(v["value"].as_array().unwrap().len(), 1);
     assert_eq!(v["value"][0]["subject"], "n1");
     let (s, v) = raw.get("/me/messages?$select=nope").await;
     assert_eq!((s.as_u16(), code(&v)), (400, "RequestBroker--ParseUri"));
 
     let (_, v) = raw.get("/me/mailFolders").await;
-    let names: Vec<&str> = v["value"].as_array().unwrap().iter().map(|f| f["displayName"].as_str().unwrap()).collect();
-    for n in ["Inbox", "Drafts", "Sent Items", "Deleted Items", "Junk Email", "Archive"] {
+    let names: Vec<&str> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["displayName"].as_str().unwrap())
+        .collect();
+    for n in [
+        "Inbox",
+        "Drafts",
+        "Sent Items",
+        "Deleted Items",
+        "Junk Email",
+        "Archive",
+    ] {
         assert!(names.contains(&n), "{names:?}");
     }
     let (s, v) = raw.get("/me/mailFolders/inbox").await;
@@ -741,9 +931,17 @@ const SCOPES: &[&str] = &["offline_access", "openid", "Mail.ReadWrite", "Mail.Se
 /// Follows the authorize URL once; returns the redirect's query.
 async fn authorize(url: url::Url) -> HashMap<String, String> {
     let resp = http().get(url).send().await.unwrap();
-    assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status(),
+        302,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
     let loc = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    assert!(loc.as_str().starts_with("http://127.0.0.1:9/oauth/microsoft/callback?"));
+    assert!(
+        loc.as_str()
+            .starts_with("http://127.0.0.1:9/oauth/microsoft/callback?")
+    );
     loc.query_pairs().into_owned().collect()
 }
 
@@ -752,29 +950,69 @@ async fn code_exchange_checks_pkce_and_codes_are_single_use() {
     let fake = fake().await;
     let app = app(&fake);
     let pkce = Pkce::new();
-    let q = authorize(oauth::authorize_url(&app, SCOPES, "st-1", &pkce.challenge, None)).await;
+    let q = authorize(oauth::authorize_url(
+        &app,
+        SCOPES,
+        "st-1",
+        &pkce.challenge,
+        None,
+    ))
+    .await;
     assert_eq!(q["state"], "st-1");
     let code = &q["code"];
 
     let wrong = Pkce::new();
-    let err = oauth::exchange_code(&http(), &app, code, &wrong.verifier, SCOPES, now_ms()).await.unwrap_err();
+    let err = oauth::exchange_code(&http(), &app, code, &wrong.verifier, SCOPES, now_ms())
+        .await
+        .unwrap_err();
     assert_eq!(err.error, "invalid_grant");
     assert_eq!(err.error_codes, [501481]);
-    assert!(err.description.as_deref().unwrap().starts_with("AADSTS501481:"));
+    assert!(
+        err.description
+            .as_deref()
+            .unwrap()
+            .starts_with("AADSTS501481:")
+    );
 
-    let tokens = oauth::exchange_code(&http(), &app, code, &pkce.verifier, SCOPES, now_ms()).await.unwrap();
+    let tokens = oauth::exchange_code(&http(), &app, code, &pkce.verifier, SCOPES, now_ms())
+        .await
+        .unwrap();
     assert!(tokens.refresh_token.is_some());
-    assert!(tokens.scope.as_deref().unwrap().contains("https://graph.microsoft.com/Mail.Send"));
+    assert!(
+        tokens
+            .scope
+            .as_deref()
+            .unwrap()
+            .contains("https://graph.microsoft.com/Mail.Send")
+    );
     assert!(tokens.expires_at_ms > now_ms() + 3_000_000);
     client(&fake).me(&tokens.access_token).await.unwrap();
 
-    let err = oauth::exchange_code(&http(), &app, code, &pkce.verifier, SCOPES, now_ms()).await.unwrap_err();
+    let err = oauth::exchange_code(&http(), &app, code, &pkce.verifier, SCOPES, now_ms())
+        .await
+        .unwrap_err();
     assert_eq!(err.error_codes, [54005], "a code is single-use");
 
     // Without offline_access there is no refresh token.
     let pkce = Pkce::new();
-    let q = authorize(oauth::authorize_url(&app, &["Mail.Send"], "st-2", &pkce.challenge, None)).await;
-    let t = oauth::exchange_code(&http(), &app, &q["code"], &pkce.verifier, &["Mail.Send"], now_ms()).await.unwrap();
+    let q = authorize(oauth::authorize_url(
+        &app,
+        &["Mail.Send"],
+        "st-2",
+        &pkce.challenge,
+        None,
+    ))
+    .await;
+    let t = oauth::exchange_code(
+        &http(),
+        &app,
+        &q["code"],
+        &pkce.verifier,
+        &["Mail.Send"],
+        now_ms(),
+    )
+    .await
+    .unwrap();
     assert!(t.refresh_token.is_none());
 }
 
@@ -783,44 +1021,87 @@ async fn refresh_rotates_the_refresh_token_and_revocation_is_50173() {
     let fake = fake().await;
     let app = app(&fake);
     let pkce = Pkce::new();
-    let q = authorize(oauth::authorize_url(&app, SCOPES, "s", &pkce.challenge, None)).await;
-    let t0 = oauth::exchange_code(&http(), &app, &q["code"], &pkce.verifier, SCOPES, now_ms()).await.unwrap();
+    let q = authorize(oauth::authorize_url(
+        &app,
+        SCOPES,
+        "s",
+        &pkce.challenge,
+        None,
+    ))
+    .await;
+    let t0 = oauth::exchange_code(&http(), &app, &q["code"], &pkce.verifier, SCOPES, now_ms())
+        .await
+        .unwrap();
     let rt0 = t0.refresh_token.unwrap();
 
-    let t1 = oauth::refresh(&http(), &app, &rt0, SCOPES, now_ms()).await.unwrap();
-    let rt1 = t1.refresh_token.expect("Microsoft rotates: a new refresh token every time");
+    let t1 = oauth::refresh(&http(), &app, &rt0, SCOPES, now_ms())
+        .await
+        .unwrap();
+    let rt1 = t1
+        .refresh_token
+        .expect("Microsoft rotates: a new refresh token every time");
     assert_ne!(rt1.expose_secret(), rt0.expose_secret());
-    let t2 = oauth::refresh(&http(), &app, &rt1, SCOPES, now_ms()).await.unwrap();
+    let t2 = oauth::refresh(&http(), &app, &rt1, SCOPES, now_ms())
+        .await
+        .unwrap();
     let rt2 = t2.refresh_token.unwrap();
     assert_ne!(rt2.expose_secret(), rt1.expose_secret());
-    assert_ne!(t2.access_token.expose_secret(), t1.access_token.expose_secret());
+    assert_ne!(
+        t2.access_token.expose_secret(),
+        t1.access_token.expose_secret()
+    );
     // The old one is not revoked by rotation.
-    oauth::refresh(&http(), &app, &rt0, SCOPES, now_ms()).await.unwrap();
+    oauth::refresh(&http(), &app, &rt0, SCOPES, now_ms())
+        .await
+        .unwrap();
     assert_eq!(fake.refresh_count(), 3);
     client(&fake).me(&t2.access_token).await.unwrap();
 
     // A scope outside the consent is refused.
-    let err = oauth::refresh(&http(), &app, &rt2, &["Calendars.Read"], now_ms()).await.unwrap_err();
+    let err = oauth::refresh(&http(), &app, &rt2, &["Calendars.Read"], now_ms())
+        .await
+        .unwrap_err();
     assert_eq!(err.error_codes, [65001]);
 
     fake.revoke();
-    let err = oauth::refresh(&http(), &app, &rt2, SCOPES, now_ms()).await.unwrap_err();
+    let err = oauth::refresh(&http(), &app, &rt2, SCOPES, now_ms())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, OAuthErrorKind::Revoked);
     assert_eq!(err.error, "invalid_grant");
     assert_eq!(err.error_codes, [50173]);
-    assert!(err.description.as_deref().unwrap().starts_with("AADSTS50173:"));
+    assert!(
+        err.description
+            .as_deref()
+            .unwrap()
+            .starts_with("AADSTS50173:")
+    );
     assert_eq!(fake.refresh_count(), 5);
     let e = client(&fake).me(&t2.access_token).await.unwrap_err();
     assert_eq!(e.kind, HttpErrorKind::Auth);
 
     // A new consent works again.
     let pkce = Pkce::new();
-    let q = authorize(oauth::authorize_url(&app, SCOPES, "s", &pkce.challenge, None)).await;
-    let t = oauth::exchange_code(&http(), &app, &q["code"], &pkce.verifier, SCOPES, now_ms()).await.unwrap();
+    let q = authorize(oauth::authorize_url(
+        &app,
+        SCOPES,
+        "s",
+        &pkce.challenge,
+        None,
+    ))
+    .await;
+    let t = oauth::exchange_code(&http(), &app, &q["code"], &pkce.verifier, SCOPES, now_ms())
+        .await
+        .unwrap();
     client(&fake).me(&t.access_token).await.unwrap();
     fake.expire_refresh_tokens();
-    let err = oauth::refresh(&http(), &app, &t.refresh_token.unwrap(), SCOPES, now_ms()).await.unwrap_err();
-    assert_eq!((err.kind, err.error_codes), (OAuthErrorKind::Revoked, vec![70008]));
+    let err = oauth::refresh(&http(), &app, &t.refresh_token.unwrap(), SCOPES, now_ms())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.error_codes),
+        (OAuthErrorKind::Revoked, vec![70008])
+    );
 }
 
 #[tokio::test]
@@ -829,30 +1110,66 @@ async fn token_endpoint_errors_have_aad_shape_and_classes() {
     let mut bad = app(&fake);
     bad.client_secret = SecretString::from("wrong".to_owned());
     let minted = fake.mint_tokens(FULL);
-    let err = oauth::refresh(&http(), &bad, &SecretString::from(minted.refresh_token.clone()), SCOPES, now_ms())
-        .await
-        .unwrap_err();
-    assert_eq!((err.kind, err.status, err.error.as_str()), (OAuthErrorKind::Client, Some(401), "invalid_client"));
+    let err = oauth::refresh(
+        &http(),
+        &bad,
+        &SecretString::from(minted.refresh_token.clone()),
+        SCOPES,
+        now_ms(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (err.kind, err.status, err.error.as_str()),
+        (OAuthErrorKind::Client, Some(401), "invalid_client")
+    );
     assert_eq!(err.error_codes, [7000215]);
 
     let r = http()
         .post(fake.token_url())
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", "garbage"), ("client_id", &fake.config().client_id), ("client_secret", &fake.config().client_secret), ("scope", "Mail.Send")])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "garbage"),
+            ("client_id", &fake.config().client_id),
+            ("client_secret", &fake.config().client_secret),
+            ("scope", "Mail.Send"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
-    for k in ["error", "error_description", "error_codes", "timestamp", "trace_id", "correlation_id"] {
+    for k in [
+        "error",
+        "error_description",
+        "error_codes",
+        "timestamp",
+        "trace_id",
+        "correlation_id",
+    ] {
         assert!(v.get(k).is_some(), "{k} missing in {v}");
     }
     let d = v["error_description"].as_str().unwrap();
-    assert!(d.starts_with("AADSTS9002313:") && d.contains("Trace ID:") && d.contains("Correlation ID:"), "{d}");
+    assert!(
+        d.starts_with("AADSTS9002313:") && d.contains("Trace ID:") && d.contains("Correlation ID:"),
+        "{d}"
+    );
 
-    fake.inject_token(Fault::Throttle { retry_after_secs: 2 }, 1);
-    let err = oauth::refresh(&http(), &app(&fake), &SecretString::from(minted.refresh_token), SCOPES, now_ms())
-        .await
-        .unwrap_err();
+    fake.inject_token(
+        Fault::Throttle {
+            retry_after_secs: 2,
+        },
+        1,
+    );
+    let err = oauth::refresh(
+        &http(),
+        &app(&fake),
+        &SecretString::from(minted.refresh_token),
+        SCOPES,
+        now_ms(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_transient() && err.is_quota(), "{err:?}");
 }
 
@@ -863,7 +1180,14 @@ async fn authorize_validates_the_request_and_reports_denial() {
     let pkce = Pkce::new();
 
     fake.set_decision(AuthorizeDecision::Deny);
-    let q = authorize(oauth::authorize_url(&app, SCOPES, "st-deny", &pkce.challenge, None)).await;
+    let q = authorize(oauth::authorize_url(
+        &app,
+        SCOPES,
+        "st-deny",
+        &pkce.challenge,
+        None,
+    ))
+    .await;
     assert_eq!(q["error"], "access_denied");
     assert!(q["error_description"].starts_with("AADSTS65004"));
     assert_eq!(q["state"], "st-deny");
@@ -873,7 +1197,17 @@ async fn authorize_validates_the_request_and_reports_denial() {
     // An unknown client or redirect URI gets an error page, never a redirect.
     let mut other = app.clone();
     other.client_id = "00000000-0000-0000-0000-000000000000".into();
-    let r = http().get(oauth::authorize_url(&other, SCOPES, "s", &pkce.challenge, None)).send().await.unwrap();
+    let r = http()
+        .get(oauth::authorize_url(
+            &other,
+            SCOPES,
+            "s",
+            &pkce.challenge,
+            None,
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("AADSTS700016"));
     let strict = FakeMicrosoft::start(MicrosoftConfig {
@@ -883,7 +1217,11 @@ async fn authorize_validates_the_request_and_reports_denial() {
     .await;
     let mut a = app.clone();
     a.auth_url = strict.auth_url();
-    let r = http().get(oauth::authorize_url(&a, SCOPES, "s", &pkce.challenge, None)).send().await.unwrap();
+    let r = http()
+        .get(oauth::authorize_url(&a, SCOPES, "s", &pkce.challenge, None))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("AADSTS50011"));
 
@@ -930,13 +1268,29 @@ async fn the_consent_page_works_without_javascript() {
     let loc = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     let q: HashMap<String, String> = loc.query_pairs().into_owned().collect();
     assert_eq!(q["state"], "st-ui");
-    oauth::exchange_code(&http(), &app, &q["code"], &pkce.verifier, SCOPES, now_ms()).await.unwrap();
+    oauth::exchange_code(&http(), &app, &q["code"], &pkce.verifier, SCOPES, now_ms())
+        .await
+        .unwrap();
     // The same form cannot be answered twice; Cancel denies.
-    let r = http().post(consent.clone()).form(&[("request", request.as_str()), ("decision", "accept")]).send().await.unwrap();
+    let r = http()
+        .post(consent.clone())
+        .form(&[("request", request.as_str()), ("decision", "accept")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let html = http().get(url).send().await.unwrap().text().await.unwrap();
-    let request = html.split("name=\"request\" value=\"").nth(1).and_then(|s| s.split('"').next()).unwrap();
-    let r = http().post(consent).form(&[("request", request), ("decision", "cancel")]).send().await.unwrap();
+    let request = html
+        .split("name=\"request\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap();
+    let r = http()
+        .post(consent)
+        .form(&[("request", request), ("decision", "cancel")])
+        .send()
+        .await
+        .unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_owned();
     assert!(loc.contains("error=access_denied"), "{loc}");
 }
@@ -999,11 +1353,20 @@ impl TypeDefs {
         }
         fn literals(def: &str) -> Vec<String> {
             def.split('|')
-                .map(|s| s.trim().trim_end_matches(';').trim().trim_matches('"').to_owned())
+                .map(|s| {
+                    s.trim()
+                        .trim_end_matches(';')
+                        .trim()
+                        .trim_matches('"')
+                        .to_owned()
+                })
                 .filter(|s| !s.is_empty())
                 .collect()
         }
-        TypeDefs { interfaces, aliases }
+        TypeDefs {
+            interfaces,
+            aliases,
+        }
     }
 
     /// The declared type of `prop` on `iface` or its ancestors.
@@ -1011,7 +1374,13 @@ impl TypeDefs {
         let mut cur = Some(iface);
         while let Some(name) = cur {
             let (ext, props) = self.interfaces.get(name)?;
-            let hit = props.iter().find(|(k, _)| if ci { k.eq_ignore_ascii_case(prop) } else { *k == prop });
+            let hit = props.iter().find(|(k, _)| {
+                if ci {
+                    k.eq_ignore_ascii_case(prop)
+                } else {
+                    *k == prop
+                }
+            });
             if let Some((_, ty)) = hit {
                 return Some(ty);
             }
@@ -1033,7 +1402,10 @@ impl TypeDefs {
 
     fn check_value(&self, ty: &str, v: &Value, path: &str, ci: bool, errs: &mut Vec<String>) {
         let ty = ty.trim();
-        if let Some(inner) = ty.strip_prefix("NullableOption<").and_then(|t| t.strip_suffix('>')) {
+        if let Some(inner) = ty
+            .strip_prefix("NullableOption<")
+            .and_then(|t| t.strip_suffix('>'))
+        {
             if !v.is_null() {
                 self.check_value(inner, v, path, ci, errs);
             }
@@ -1085,7 +1457,10 @@ impl TypeDefs {
         if let Some(t) = obj.get("@odata.type").and_then(Value::as_str) {
             let short = t.trim_start_matches("#microsoft.graph.");
             let mut c = short.chars();
-            let name: String = c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default();
+            let name: String = c
+                .next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default();
             if self.is_subtype(&name, iface) {
                 actual = name;
             } else {
@@ -1116,14 +1491,23 @@ impl TypeDefs {
     }
 
     fn check_emitted(&self, entity: &str, body: &Value, errs: &mut Vec<String>) {
-        if let Some(inner) = entity.strip_prefix("Collection(").and_then(|e| e.strip_suffix(')')) {
+        if let Some(inner) = entity
+            .strip_prefix("Collection(")
+            .and_then(|e| e.strip_suffix(')'))
+        {
             let Some(obj) = body.as_object() else {
                 errs.push(format!("{entity}: not an object"));
                 return;
             };
             for (k, v) in obj {
                 match k.as_str() {
-                    "value" => self.check_value(&format!("{inner}[]"), v, &format!("{entity}.value"), false, errs),
+                    "value" => self.check_value(
+                        &format!("{inner}[]"),
+                        v,
+                        &format!("{entity}.value"),
+                        false,
+                        errs,
+                    ),
                     "@odata.context" | "@odata.nextLink" | "@odata.deltaLink" => {}
                     other => errs.push(format!("{entity}: unexpected collection member {other}")),
                 }
@@ -1148,22 +1532,41 @@ fn the_contract_checker_can_fail() {
     assert_eq!(ts.aliases["BodyType"], ["text", "html"]);
     assert_eq!(ts.prop("FileAttachment", "id", false), Some("string"));
     let mut errs = vec![];
-    ts.check_emitted("Message", &json!({"subject": "s", "isRead": true, "body": {"contentType": "html", "content": "x"}}), &mut errs);
+    ts.check_emitted(
+        "Message",
+        &json!({"subject": "s", "isRead": true, "body": {"contentType": "html", "content": "x"}}),
+        &mut errs,
+    );
     assert!(errs.is_empty(), "{errs:?}");
-    for bad in [
-        json!({"subjet": "typo"}),
-        json!({"subject": 1}),
-        json!({"isRead": null}),
-        json!({"body": {"contentType": "HTML"}}),
-        json!({"toRecipients": [{"emailAddress": {"adress": "a@b"}}]}),
-        json!({"@odata.bogus": 1}),
+    for (entity, bad) in [
+        ("Message", json!({"subjet": "typo"})),
+        ("Message", json!({"subject": 1})),
+        ("Message", json!({"body": {"contentType": "HTML"}})),
+        (
+            "Message",
+            json!({"toRecipients": [{"emailAddress": {"adress": "a@b"}}]}),
+        ),
+        ("Message", json!({"@odata.bogus": 1})),
+        ("FileAttachment", json!({"isInline": null})),
+        (
+            "Message",
+            json!({"attachments": [{"@odata.type": "#microsoft.graph.fileAttachment", "contentBytez": "x"}]}),
+        ),
+        (
+            "Collection(MailFolder)",
+            json!({"value": [{"displayName": "x", "wellKnownName": "inbox"}]}),
+        ),
     ] {
         let mut errs = vec![];
-        ts.check_emitted("Message", &bad, &mut errs);
-        assert!(!errs.is_empty(), "{bad} passed");
+        ts.check_emitted(entity, &bad, &mut errs);
+        assert!(!errs.is_empty(), "{entity} {bad} passed");
     }
     let mut errs = vec![];
-    ts.check_emitted("Outlook:UploadSession", &json!({"ExpirationDateTime": "x", "nextExpectedRanges": ["1"]}), &mut errs);
+    ts.check_emitted(
+        "Outlook:UploadSession",
+        &json!({"ExpirationDateTime": "x", "nextExpectedRanges": ["1"]}),
+        &mut errs,
+    );
     assert!(errs.is_empty(), "{errs:?}");
 }
 
@@ -1186,21 +1589,50 @@ async fn contract_every_emitted_property_is_declared_in_the_graph_types() {
         subject: Some("p".into()),
     });
     e.attachments = vec![
-        OutgoingAttachment { filename: "big.bin".into(), content_type: None, content: noise(4 * MIB, 6), cid: None },
-        OutgoingAttachment { filename: "s.txt".into(), content_type: None, content: b"small".to_vec(), cid: None },
+        OutgoingAttachment {
+            filename: "big.bin".into(),
+            content_type: None,
+            content: noise(4 * MIB, 6),
+            cid: None,
+        },
+        OutgoingAttachment {
+            filename: "s.txt".into(),
+            content_type: None,
+            content: b"small".to_vec(),
+            cid: None,
+        },
     ];
-    c.send_mime(&t, &build(&e).bytes, &bcc_of(&e), Some(&parent.internet_message_id)).await.unwrap();
+    c.send_mime(
+        &t,
+        &build(&e).bytes,
+        &bcc_of(&e),
+        Some(&parent.internet_message_id),
+    )
+    .await
+    .unwrap();
     let id = raw.draft().await;
     raw.post(&format!("/me/messages/{id}/attachments"), json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "a.txt", "contentBytes": "aGk="})).await;
-    raw.call(reqwest::Method::PATCH, &format!("/me/messages/{id}"), Some(json!({"isRead": false, "importance": "high"}))).await;
+    raw.call(
+        reqwest::Method::PATCH,
+        &format!("/me/messages/{id}"),
+        Some(json!({"isRead": false, "importance": "high"})),
+    )
+    .await;
     raw.get("/me/messages?$top=1").await;
     raw.get("/me/messages?$select=internetMessageHeaders,subject,from,flag,uniqueBody&$expand=attachments").await;
-    raw.get(&format!("/me/messages/{}?$expand=attachments", parent.id)).await;
-    raw.get(&format!("/me/messages/{}/attachments", parent.id)).await;
+    raw.get(&format!("/me/messages/{}?$expand=attachments", parent.id))
+        .await;
+    raw.get(&format!("/me/messages/{}/attachments", parent.id))
+        .await;
     raw.get("/me/mailFolders").await;
     raw.get("/me/mailFolders/inbox").await;
-    raw.get("/me/mailFolders/sentitems/messages?$select=internetMessageHeaders").await;
-    raw.post(&format!("/me/messages/{}/createReply", parent.id), json!({"comment": "ok"})).await;
+    raw.get("/me/mailFolders/sentitems/messages?$select=internetMessageHeaders")
+        .await;
+    raw.post(
+        &format!("/me/messages/{}/createReply", parent.id),
+        json!({"comment": "ok"}),
+    )
+    .await;
 
     let ts = graph_types();
     let emitted = fake.emitted();
@@ -1224,5 +1656,10 @@ async fn contract_every_emitted_property_is_declared_in_the_graph_types() {
     for e in &emitted {
         ts.check_emitted(&e.entity, &e.body, &mut errs);
     }
-    assert!(errs.is_empty(), "{} problems:\n{}", errs.len(), errs.join("\n"));
+    assert!(
+        errs.is_empty(),
+        "{} problems:\n{}",
+        errs.len(),
+        errs.join("\n")
+    );
 }

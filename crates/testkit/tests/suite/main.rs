@@ -5,7 +5,9 @@
 mod accounts;
 mod api_basics;
 mod gmail;
+mod graph;
 mod hosted;
+mod hosted_outlook;
 mod layout;
 mod mail_providers;
 mod sending;

@@ -140,16 +140,6 @@ pub(super) fn bad_request(message: &str) -> Response {
     )
 }
 
-pub(super) fn failed_precondition(message: &str) -> Response {
-    api_error(
-        StatusCode::BAD_REQUEST,
-        "failedPrecondition",
-        "global",
-        message,
-        Some("FAILED_PRECONDITION"),
-    )
-}
-
 /// 413 for media over `mediaUpload.maxSize` (Google's upload front end answers without a
 /// `status`, reason `uploadTooLarge`).
 pub(super) fn upload_too_large(max: usize) -> Response {

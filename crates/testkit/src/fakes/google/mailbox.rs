@@ -37,8 +37,6 @@ pub(super) struct Stored {
     /// Message-ID without angle brackets.
     pub message_id: Option<String>,
     pub subject: String,
-    /// In-Reply-To and References ids, without brackets.
-    pub refs: Vec<String>,
     pub snippet: String,
 }
 
@@ -322,7 +320,6 @@ impl Mailbox {
             history_id,
             message_id: facts.message_id,
             subject: facts.subject,
-            refs: facts.refs,
             snippet,
         });
         self.messages.last().expect("just pushed")

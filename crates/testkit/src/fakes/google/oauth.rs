@@ -1,6 +1,10 @@
 //! Google OAuth 2.0: the authorize step (with an optional HTML consent form), the token
 //! endpoint (code exchange with PKCE, refresh without rotation) and revocation.
 
+// Validation helpers bail out with the finished answer (`Err(Response)`), the usual axum
+// shape; a test fake is not a hot path worth boxing for.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -237,9 +237,6 @@ pub(super) async fn entry(
         Ok(p) => p,
         Err(msg) => return error_response(&gerr(401, "InvalidAuthenticationToken", msg), &headers),
     };
-    if let Some(r) = injected(&st, &headers).await {
-        return r;
-    }
     let Some(_guard) = InFlight::enter(&st) else {
         return error_response(
             &GraphError {
@@ -253,6 +250,10 @@ pub(super) async fn entry(
             &headers,
         );
     };
+    // A slow (injected latency) request counts as in flight, as a slow answer does.
+    if let Some(r) = injected(&st, &headers).await {
+        return r;
+    }
     let mut gate = st.gate.subscribe();
     let _ = gate.wait_for(|open| *open).await;
     let reply = dispatch(&st, &method, &uri, &headers, &bytes, &perms).unwrap_or_else(Reply::Err);

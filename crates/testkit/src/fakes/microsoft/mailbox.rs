@@ -1097,24 +1097,21 @@ impl Mailbox {
             "replyTo": m.reply_to.iter().map(Addr::json).collect::<Vec<_>>(),
             "flag": {"flagStatus": m.flag_status},
         });
-        let obj = full.as_object_mut().expect("object");
-        match select {
-            Some(names) => {
-                let mut out = Map::new();
-                out.insert("@odata.etag".into(), obj["@odata.etag"].clone());
-                out.insert("id".into(), obj["id"].clone());
-                for n in names {
-                    if n == "internetMessageHeaders" {
-                        out.insert(n.clone(), headers_json(&m.headers));
-                    } else if n == "uniqueBody" {
-                        out.insert(n.clone(), obj["body"].clone());
-                    } else if let Some(v) = obj.get(n) {
-                        out.insert(n.clone(), v.clone());
-                    }
+        if let Some(names) = select {
+            let obj = full.as_object().expect("object");
+            let mut out = Map::new();
+            out.insert("@odata.etag".into(), obj["@odata.etag"].clone());
+            out.insert("id".into(), obj["id"].clone());
+            for n in names {
+                if n == "internetMessageHeaders" {
+                    out.insert(n.clone(), headers_json(&m.headers));
+                } else if n == "uniqueBody" {
+                    out.insert(n.clone(), obj["body"].clone());
+                } else if let Some(v) = obj.get(n) {
+                    out.insert(n.clone(), v.clone());
                 }
-                full = Value::Object(out);
             }
-            None => {}
+            full = Value::Object(out);
         }
         if expand_attachments {
             full["attachments"] =
@@ -1143,7 +1140,7 @@ impl Mailbox {
         };
         let sel = all_props_with_headers();
         let mut ms: Vec<&Msg> = self.messages.iter().filter(|m| m.folder == f).collect();
-        ms.sort_by(|a, b| b.received.cmp(&a.received));
+        ms.sort_by_key(|m| std::cmp::Reverse(m.received));
         ms.into_iter()
             .map(|m| self.message_json(m, base, Some(&sel), false))
             .collect()
