@@ -917,5 +917,55 @@ function defineSuite() {
       assert.ok(Array.isArray(body?.items), `GET /api/v1/outbox: items; body: ${show(body)}`);
       assert.ok(!body.items.some((i) => i.account_id === unknown), "a refused send must not be stored in the outbox");
     });
+
+    it("9. account.createHostedAuthLink returns a HostedAuthUrl whose page answers 200 text/html", { timeout: STEP_TIMEOUT_MS }, async () => {
+      // Milliseconds and Z, as the SDK's own examples build it.
+      const expiresOn = new Date(Date.now() + 3600_000).toISOString();
+      assert.match(expiresOn, UTC_MS_RE);
+      const res = await ok(
+        "account.createHostedAuthLink",
+        client.account.createHostedAuthLink({
+          type: "create",
+          providers: ["GOOGLE", "OUTLOOK", "MAIL"],
+          expiresOn,
+          api_url: BASE_URL,
+          name: "compat",
+          success_redirect_url: "https://app.example.test/connected",
+          failure_redirect_url: "https://app.example.test/failed",
+          notify_url: "https://app.example.test/notify",
+        }),
+      );
+      assert.equal(res.object, "HostedAuthUrl", `object; response: ${show(res)}`);
+      assert.equal(typeof res.url, "string", `url; response: ${show(res)}`);
+      assert.ok(
+        res.url.startsWith(`${BASE_URL}/`),
+        `the link must be under the server's URL ${BASE_URL}/, got ${show(res.url)}`,
+      );
+      let page;
+      try {
+        page = await fetch(res.url, { redirect: "manual", headers: { accept: "text/html" } });
+      } catch (err) {
+        rethrowTransport("GET the hosted link", err);
+        throw err;
+      }
+      const html = await page.text();
+      assert.equal(page.status, 200, `GET ${res.url} answered ${page.status}: ${html.slice(0, 500)}`);
+      const type = page.headers.get("content-type") ?? "";
+      assert.match(type, /^text\/html\b/i, `GET ${res.url}: content-type ${show(type)}`);
+      assert.match(html, /<html[\s>]/i, `GET ${res.url}: not an HTML page: ${html.slice(0, 500)}`);
+    });
+
+    it("10. account.createHostedAuthLink with a bad type fails with 400 errors/invalid_parameters", { timeout: STEP_TIMEOUT_MS }, async () => {
+      await apiError(
+        "account.createHostedAuthLink (type delete)",
+        client.account.createHostedAuthLink({
+          type: "delete",
+          providers: ["MAIL"],
+          expiresOn: new Date(Date.now() + 3600_000).toISOString(),
+          api_url: BASE_URL,
+        }),
+        { status: 400, type: "errors/invalid_parameters" },
+      );
+    });
   });
 }

@@ -24,7 +24,7 @@ button,.button{display:block;width:100%;padding:.8rem 1rem;font:inherit;font-wei
 button:hover,.button:hover{border-color:var(--accent)}button:focus-visible,.button:focus-visible,input:focus-visible{outline:3px solid var(--accent);outline-offset:2px}\
 .primary{background:var(--accent);color:var(--card);border-color:var(--accent);text-align:center}\
 label{display:block;font-weight:600;margin:1rem 0 .25rem}input{width:100%;padding:.6rem .7rem;font:inherit;color:var(--fg);background:var(--card);border:1px solid var(--line);border-radius:6px}\
-.row{display:grid;grid-template-columns:2fr 1fr;gap:.75rem}fieldset{border:0;padding:0;margin:0}legend{font-weight:700;margin-top:1.25rem}\
+.row{display:grid;grid-template-columns:2fr 1fr;gap:.75rem}fieldset{border:0;padding:0;margin:1.5rem 0 0}legend{font-weight:700;padding:0}form p:last-child{margin-top:1.5rem}\
 .error{border-left:4px solid var(--err);padding:.5rem .75rem;color:var(--err);background:transparent}\
 footer{margin-top:1.5rem;font-size:.85rem;color:var(--muted)}form{margin:0}";
 
