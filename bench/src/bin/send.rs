@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use mailroom_core::account::TlsMode;
 use mailroom_providers::NetPolicy;
 use mailroom_providers::imap_smtp::imap::{self, ImapLogin};
-use mailroom_testkit::{Backend, MailRig, MailUser, TestDb, app::spawn_on};
+use mailroom_testkit::{Backend, MailRig, MailUser, TestApp, TestDb, app::spawn_on};
 use secrecy::SecretString;
 
 #[derive(Parser, Debug)]
@@ -370,9 +370,9 @@ async fn api_run(
     .await
 }
 
-/// How many messages `user`'s Sent folder holds; `None` when the IMAP login fails (Dovecot
-/// may be too busy with mailroom's own Sent-copy logins to answer in time).
-async fn sent_count(rig: &MailRig, user: &MailUser) -> Option<u32> {
+/// How many messages `user`'s `mailbox` holds; `None` when the IMAP login fails (Dovecot may
+/// be too busy with mailroom's own Sent-copy logins to answer in time).
+async fn mailbox_count(rig: &MailRig, user: &MailUser, mailbox: &str) -> Option<u32> {
     let password = SecretString::from(user.password.clone());
     let login = ImapLogin {
         host: &rig.host,
@@ -387,9 +387,34 @@ async fn sent_count(rig: &MailRig, user: &MailUser) -> Option<u32> {
         connect_timeout: Duration::from_secs(10),
     };
     let mut s = imap::login(&login, &policy).await.ok()?;
-    let n = s.select("Sent").await.map(|m| m.exists).unwrap_or(0);
+    let n = s.select(mailbox).await.map(|m| m.exists).unwrap_or(0);
     let _ = s.logout().await;
     Some(n)
+}
+
+/// `status/sent_copy` → how many, over the whole outbox (`GET /api/v1/outbox`).
+async fn outbox_tally(app: &TestApp) -> BTreeMap<String, usize> {
+    let mut tally = BTreeMap::new();
+    let mut path = "/api/v1/outbox?limit=250".to_owned();
+    loop {
+        let (status, page) = app.get(&path).await;
+        if status != 200 {
+            break;
+        }
+        for item in page["items"].as_array().into_iter().flatten() {
+            let key = format!(
+                "{}/copy {}",
+                item["status"].as_str().unwrap_or("?"),
+                item["sent_copy"].as_str().unwrap_or("?")
+            );
+            *tally.entry(key).or_insert(0) += 1;
+        }
+        match page["cursor"].as_str() {
+            Some(c) if !c.is_empty() => path = format!("/api/v1/outbox?cursor={c}"),
+            _ => break,
+        }
+    }
+    tally
 }
 
 fn print_run(name: &str, run: &Run) {
@@ -477,6 +502,13 @@ async fn main() -> anyhow::Result<()> {
     let recipient = rig.create_user();
 
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Anything else running skews every figure: say so.
+    let before = machine_ticks();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let busy_before = match (before, machine_ticks()) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
+        _ => None,
+    };
     println!(
         "send benchmark: {n} messages per run, concurrency {c}, warm-up {warmup}, backend {:?}, \
          direct pool {pool}, nproc {cpus}",
@@ -489,6 +521,17 @@ async fn main() -> anyhow::Result<()> {
         ATTACHMENT_BYTES,
         rig.smtp_port
     );
+    if let Some(b) = busy_before {
+        println!(
+            "machine CPU busy {:.0} % in the 2 s before the benchmark{}",
+            b * 100.0,
+            if b > 0.2 {
+                " (something else is running: the figures are not reliable)"
+            } else {
+                ""
+            }
+        );
+    }
     let mut failed = 0usize;
 
     // (1) The baseline: straight to Postfix with a pooled lettre transport.
@@ -498,11 +541,30 @@ async fn main() -> anyhow::Result<()> {
     let w = direct_run(&transport, &from, &to, "direct warm-up", warmup, c, None).await;
     report_warmup("direct", &w);
     failed += w.failed();
+    let direct_warmup_ok = w.ok();
     let direct = direct_run(&transport, &from, &to, "direct", n, c, postfix_log).await;
     failed += direct.failed();
     report_progress("direct", &direct);
     transport.shutdown().await;
     drop(transport);
+    // Postfix delivers into Dovecot after its 250, at its own pace; let the direct run's
+    // deliveries finish so they do not load the machine during the API run.
+    let delivered_total = (direct_warmup_ok + direct.ok()) as u32;
+    let drain = Instant::now();
+    let mut delivered = None;
+    while drain.elapsed() < Duration::from_secs(300) {
+        delivered = mailbox_count(&rig, &recipient, "INBOX").await.or(delivered);
+        if delivered.is_some_and(|d| d >= delivered_total) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "direct run delivered: {}/{delivered_total} in the recipient's INBOX {:.1} s after the run \
+         (waited before the API run)",
+        delivered.map_or("?".to_owned(), |d| d.to_string()),
+        drain.elapsed().as_secs_f64()
+    );
 
     // (2) mailroom in this process: a fresh database, the test settings, logs at warn.
     let Some(db) = TestDb::new(backend).await else {
@@ -561,13 +623,14 @@ async fn main() -> anyhow::Result<()> {
     let expected = (api_warmup_ok + api.ok()) as u32;
     let mut copies = None;
     while api_done.elapsed() < Duration::from_secs(120) {
-        copies = sent_count(&rig, &api_user).await.or(copies);
+        copies = mailbox_count(&rig, &api_user, "Sent").await.or(copies);
         if copies.is_some_and(|c| c >= expected) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let copies_after = api_done.elapsed();
+    let tally = outbox_tally(&app).await;
     app.stop().await;
 
     // (3) The figures.
@@ -580,6 +643,10 @@ async fn main() -> anyhow::Result<()> {
         copies.map_or("?".to_owned(), |c| c.to_string()),
         copies_after.as_secs_f64()
     );
+    if !tally.is_empty() {
+        let t: Vec<String> = tally.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("        outbox at the end: {}", t.join(", "));
+    }
     let ratio = api.rate() / direct.rate();
     println!(
         "machine: nproc {cpus}; client, mailroom, Postfix and Dovecot share these CPUs; \

@@ -10,6 +10,7 @@ use rand::Rng as _;
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::task::TaskTracker;
 
 use mailroom_core::account::{MailSettings, SourceStatus};
 use mailroom_core::time_fmt::format_ms;
@@ -108,6 +109,7 @@ struct Inner {
     config: OutboxConfig,
     wake: Notify,
     slots: Semaphore,
+    tasks: TaskTracker,
 }
 
 /// How many jobs one node works on at once.
@@ -137,6 +139,7 @@ impl Outbox {
                 config,
                 wake: Notify::new(),
                 slots: Semaphore::new(CONCURRENCY),
+                tasks: TaskTracker::new(),
             }),
         }
     }
@@ -162,27 +165,63 @@ impl Outbox {
 
     /// The retry delay after `attempts` attempts: exponential, capped, ±25 % jitter.
     pub fn backoff_ms(&self, attempts: i64) -> i64 {
-        let c = &self.inner.config;
-        let exp = attempts.clamp(1, 30) - 1;
-        let base = ms(c.retry_base)
-            .saturating_mul(1i64 << exp)
-            .min(ms(c.retry_cap))
-            .max(1);
-        let jitter = rand::rng().random_range(-(base / 4)..=(base / 4));
-        (base + jitter).max(1)
+        backoff(&self.inner.config, attempts)
     }
 
-    /// Attempts job `id`, which this node must hold the lease of; bounded by `send_timeout`.
-    pub async fn attempt(&self, id: &str) -> Result<Outcome, StoreError> {
+    /// The token of a claim this node makes (see [`outbox::claim_token`]).
+    pub fn claim_token(&self, id: &str, attempt: i64) -> String {
+        outbox::claim_token(self.node(), id, attempt)
+    }
+
+    /// Runs an attempt as a tracked task: shutdown waits for it (so an SMTP transaction that
+    /// completes is always recorded), and a client that hangs up does not cancel it.
+    pub fn spawn_attempt(
+        &self,
+        id: String,
+        token: String,
+    ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
+        let me = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { me.attempt(&id, &token).await })
+    }
+
+    /// Attempts job `id` under claim `token`; bounded by `send_timeout`. The lease is renewed
+    /// once a slot is free, so time spent waiting for a slot never eats into the attempt, and a
+    /// claim that went stale meanwhile (the job was claimed again) does nothing.
+    pub async fn attempt(&self, id: &str, token: &str) -> Result<Outcome, StoreError> {
         let _slot = self
             .inner
             .slots
             .acquire()
             .await
             .expect("the semaphore is never closed");
+        let now = self.inner.clock.now_ms();
+        if !outbox::renew_lease(&self.inner.store, id, token, self.lease_until(now)).await? {
+            return Ok(Outcome::NotOurs);
+        }
         let Some(job) = outbox::get_any(&self.inner.store, id).await? else {
             return Ok(Outcome::NotOurs);
         };
+        // A job reclaimed after a crash is still bound by its attempts and horizon.
+        if job.attempts > job.max_attempts || now > job.give_up_at + LEASE_MARGIN_MS {
+            let last = job
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "no attempt completed".into());
+            let kind = job
+                .last_error_type
+                .as_deref()
+                .and_then(|t| ErrorKind::ALL.iter().copied().find(|k| k.type_slug() == t))
+                .unwrap_or(ErrorKind::CantSendMessage);
+            return self
+                .fail(
+                    &job,
+                    kind,
+                    format!("gave up after {} attempts: {last}", job.attempts - 1),
+                )
+                .await;
+        }
         let account = accounts::get(&self.inner.store, &job.workspace_id, &job.account_id).await?;
         let Some(account) = account else {
             return self
@@ -214,7 +253,7 @@ impl Outbox {
                 if !outbox::mark_sent(
                     &self.inner.store,
                     &job.id,
-                    self.node(),
+                    claim(&job),
                     self.inner.clock.now_ms(),
                     &provider_id,
                     copy,
@@ -227,7 +266,9 @@ impl Outbox {
                 if copy {
                     let me = self.clone();
                     let id = job.id.clone();
-                    tokio::spawn(async move { me.copy_now(&id).await });
+                    self.inner
+                        .tasks
+                        .spawn(async move { me.copy_now(&id).await });
                 }
                 Ok(Outcome::Sent { provider_id })
             }
@@ -499,11 +540,12 @@ impl Outbox {
         let wait = self
             .backoff_ms(attempts.max(1))
             .max(at_least.map(|d| d.as_millis() as i64).unwrap_or(0));
-        let run_after = now + wait;
+        // Never past the horizon: the last try happens just before it.
+        let run_after = (now + wait).min(job.give_up_at.max(now + 1));
         if !outbox::mark_retry(
             &self.inner.store,
             &job.id,
-            self.node(),
+            claim(job),
             now,
             outbox::Retry {
                 run_after,
@@ -534,7 +576,7 @@ impl Outbox {
         if !outbox::mark_failed(
             &self.inner.store,
             &job.id,
-            self.node(),
+            claim(job),
             now,
             kind.type_slug(),
             &detail,
@@ -668,12 +710,27 @@ impl Outbox {
                 _ = tokio::time::sleep(self.inner.config.poll_interval) => {}
             }
         }
+        // Let attempts under way finish and record their outcome before the store closes; an
+        // attempt is bounded by the send timeout.
+        self.inner.tasks.close();
+        let grace = self.inner.config.send_timeout
+            + std::time::Duration::from_millis(LEASE_MARGIN_MS as u64);
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "send attempts still running at shutdown; their leases will expire and they will be retried"
+            );
+        }
     }
 
     /// Claims what is due and works on it in the background; returns how many it took.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
         let now = self.inner.clock.now_ms();
-        let free = self.inner.slots.available_permits().max(1) as i64;
+        // Claim only what can start now: a claimed job waiting for a slot would let its lease run
+        // out (attempts renew it, but there is no reason to hold jobs another node could send).
+        let free = self.inner.slots.available_permits() as i64;
         let jobs = outbox::claim_due(
             &self.inner.store,
             self.node(),
@@ -691,17 +748,17 @@ impl Outbox {
         )
         .await?;
         let taken = jobs.len() + copies.len();
-        for id in jobs {
+        for (id, token) in jobs {
             let me = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = me.attempt(&id).await {
+            self.inner.tasks.spawn(async move {
+                if let Err(e) = me.attempt(&id, &token).await {
                     tracing::warn!(job = %id, error = %e, "outbox attempt failed");
                 }
             });
         }
         for id in copies {
             let me = self.clone();
-            tokio::spawn(async move { me.copy(&id).await });
+            self.inner.tasks.spawn(async move { me.copy(&id).await });
         }
         Ok(taken)
     }
@@ -731,5 +788,49 @@ fn smtp_login<'a>(settings: &'a MailSettings, password: &'a SecretString) -> smt
         user: &settings.smtp_user,
         password,
         mechanisms: smtp::PASSWORD_MECHANISMS,
+    }
+}
+
+/// Exponential backoff from `retry_base`, doubling per attempt, capped at `retry_cap`, with
+/// ±25 % jitter so retries of many jobs do not arrive together.
+fn backoff(c: &OutboxConfig, attempts: i64) -> i64 {
+    let exp = attempts.clamp(1, 30) - 1;
+    let base = ms(c.retry_base)
+        .saturating_mul(1i64 << exp)
+        .min(ms(c.retry_cap))
+        .max(1);
+    let jitter = rand::rng().random_range(-(base / 4)..=(base / 4));
+    (base + jitter).max(1)
+}
+
+/// The claim a job is held under (set by the claim that started this attempt).
+fn claim(job: &Job) -> &str {
+    job.locked_by.as_deref().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter_and_a_cap() {
+        let c = OutboxConfig {
+            retry_base: std::time::Duration::from_secs(10),
+            retry_cap: std::time::Duration::from_secs(60),
+            ..OutboxConfig::default()
+        };
+        let base = ms(c.retry_base);
+        let cap = ms(c.retry_cap);
+        let want = |attempts: i64| (base << (attempts - 1)).min(cap);
+        for attempts in 1..=8 {
+            for _ in 0..200 {
+                let got = backoff(&c, attempts);
+                let w = want(attempts);
+                assert!(
+                    got >= w - w / 4 && got <= w + w / 4,
+                    "attempt {attempts}: {got} not within 25% of {w}"
+                );
+            }
+        }
     }
 }

@@ -16,6 +16,16 @@ use crate::tokens::TokenError;
 use mailroom_store::accounts::{self, Account, Credentials};
 use mailroom_store::outbox::{self, Job};
 
+/// A parent's subject may carry anything its sender put there (even encoded CR/LF); a reply's
+/// subject must not, and the client cannot fix the parent: control characters become spaces.
+pub fn clean_subject(subject: Option<String>) -> Option<String> {
+    subject.map(|s| {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    })
+}
+
 fn from_job(job: Job) -> ReplyParent {
     ReplyParent {
         message_id: job.message_id,
@@ -64,16 +74,34 @@ pub async fn resolve_parent(
     {
         return Ok(from_job(job));
     }
-    let found = match crate::tokens::idp_of(account.account_type) {
-        None => find_on_imap(engine, account, &message_id).await?,
-        Some(idp) => find_by_api(engine, account, idp, &message_id).await?,
+    // The lookup talks to the mailbox while the client waits: bounded like a send attempt.
+    let deadline = engine.outbox.config().send_timeout;
+    let lookup = async {
+        match crate::tokens::idp_of(account.account_type) {
+            None => find_on_imap(engine, account, &message_id).await,
+            Some(idp) => find_by_api(engine, account, idp, &message_id).await,
+        }
     };
-    found.ok_or_else(|| {
+    let found = tokio::time::timeout(deadline, lookup).await.map_err(|_| {
         ApiError::new(
-            ErrorKind::ParentMailNotFound,
-            format!("no mail with Message-ID {message_id} in this mailbox"),
+            ErrorKind::ServiceUnavailable,
+            format!(
+                "the mailbox did not answer the lookup of the parent mail within {}s; try again",
+                deadline.as_secs()
+            ),
         )
-    })
+    })??;
+    found
+        .map(|p| ReplyParent {
+            subject: clean_subject(p.subject),
+            ..p
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::ParentMailNotFound,
+                format!("no mail with Message-ID {message_id} in this mailbox"),
+            )
+        })
 }
 
 async fn find_on_imap(
@@ -100,9 +128,16 @@ async fn find_on_imap(
         user: &settings.imap_user,
         password: &imap_password,
     };
+    // An outage is temporary (503: try again); a refused login means the account needs a
+    // reconnect.
     let unreachable = |e: mailroom_providers::ProviderError| {
+        let kind = if e.is_auth() {
+            ErrorKind::DisconnectedAccount
+        } else {
+            ErrorKind::ServiceUnavailable
+        };
         ApiError::new(
-            ErrorKind::ProviderUnreachable,
+            kind,
             format!("cannot look up the parent mail on the IMAP server: {e}"),
         )
     };
@@ -132,13 +167,15 @@ async fn find_by_api(
         .await
         .map_err(|e| match e {
             TokenError::Revoked(d) => ApiError::new(ErrorKind::DisconnectedAccount, d),
-            other => ApiError::new(ErrorKind::ProviderUnreachable, other.to_string()),
+            other => ApiError::new(ErrorKind::ServiceUnavailable, other.to_string()),
         })?;
     let unreachable = |e: HttpApiError| {
-        ApiError::new(
-            ErrorKind::ProviderUnreachable,
-            format!("cannot look up the parent mail: {e}"),
-        )
+        let kind = if e.is_auth() {
+            ErrorKind::DisconnectedAccount
+        } else {
+            ErrorKind::ServiceUnavailable
+        };
+        ApiError::new(kind, format!("cannot look up the parent mail: {e}"))
     };
     match idp {
         IdP::Google => Ok(GmailClient::new(engine.http.clone(), app.api_base.clone())

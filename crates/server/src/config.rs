@@ -181,11 +181,16 @@ impl RawConfig {
     }
 
     pub fn load_from(file: &Path, env: Env) -> Result<Self, ConfigError> {
-        // MAILROOM_TEST_* and MAILROOM_COMPAT_* belong to the test rig, MAILROOM_CONFIG names
+        // MAILROOM_TEST_*, MAILROOM_COMPAT_*, MAILROOM_RIG_* and MAILROOM_BROWSER_* belong to the
+        // test rig, MAILROOM_CONFIG names
         // the file: none of them is configuration.
         let env = env.filter(|k| {
             let k = k.as_str().to_ascii_lowercase();
-            !(k.starts_with("test_") || k.starts_with("compat_") || k == "config")
+            !(k.starts_with("test_")
+                || k.starts_with("compat_")
+                || k.starts_with("rig_")
+                || k.starts_with("browser_")
+                || k == "config")
         });
         Figment::new()
             .merge(Toml::file(file))

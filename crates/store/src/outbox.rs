@@ -73,6 +73,8 @@ pub struct Job {
     pub created_at: i64,
     pub updated_at: i64,
     pub sent_at: Option<i64>,
+    /// The claim holding the job (`node:id:attempt`), while an attempt is under way.
+    pub locked_by: Option<String>,
 }
 
 pub struct NewJob<'a> {
@@ -90,7 +92,8 @@ pub struct NewJob<'a> {
     pub max_attempts: i64,
     pub give_up_at: i64,
     pub now_ms: i64,
-    /// `Some(send_at)` schedules the job; `None` leases it to `lease` for an immediate attempt.
+    /// `Some(send_at)` schedules the job; `None` leases it to `lease` (a claim token, see
+    /// [`claim_token`], and its end) for an immediate attempt.
     pub send_at: Option<i64>,
     pub lease: (&'a str, i64),
 }
@@ -98,7 +101,7 @@ pub struct NewJob<'a> {
 const COLUMNS: &str = "id, workspace_id, account_id, idempotency_key, request_hash, status, message_id, \
      thread_refs, subject, recipients, envelope_from, attempts, max_attempts, run_after, give_up_at, \
      last_error, last_error_type, provider_id, sent_copy, response_status, response_body, created_at, \
-     updated_at, sent_at";
+     updated_at, sent_at, locked_by";
 
 fn decode<R: Row>(r: &R) -> Result<Job>
 where
@@ -148,6 +151,7 @@ where
         created_at: r.try_get(21)?,
         updated_at: r.try_get(22)?,
         sent_at: r.try_get(23)?,
+        locked_by: r.try_get(24)?,
     })
 }
 
@@ -275,14 +279,18 @@ pub async fn claim_due(
     now_ms: i64,
     lease_until: i64,
     limit: i64,
-) -> Result<Vec<String>> {
-    let ids: Vec<String> = match store {
+) -> Result<Vec<(String, String)>> {
+    if limit <= 0 {
+        return Ok(vec![]);
+    }
+    let ids: Vec<(String, String)> = match store {
         Store::Postgres(pool) => sqlx::query(
-            "UPDATE outbox SET status = 'sending', locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3 \
+            "UPDATE outbox SET status = 'sending', locked_by = $1 || ':' || id || ':' || CAST(attempts + 1 AS TEXT), \
+             locked_until = $2, attempts = attempts + 1, updated_at = $3 \
              WHERE id IN (SELECT id FROM outbox WHERE \
                (status IN ('queued', 'scheduled') AND run_after <= $3) OR (status = 'sending' AND locked_until < $3) \
                ORDER BY run_after LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING id",
+             RETURNING id, locked_by",
         )
         .bind(node)
         .bind(lease_until)
@@ -291,15 +299,16 @@ pub async fn claim_due(
         .fetch_all(pool)
         .await?
         .into_iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect(),
         // SQLite has one writer at a time, so the UPDATE … RETURNING is the claim.
         Store::Sqlite(pool) => sqlx::query(
-            "UPDATE outbox SET status = 'sending', locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3 \
+            "UPDATE outbox SET status = 'sending', locked_by = $1 || ':' || id || ':' || CAST(attempts + 1 AS TEXT), \
+             locked_until = $2, attempts = attempts + 1, updated_at = $3 \
              WHERE id IN (SELECT id FROM outbox WHERE \
                (status IN ('queued', 'scheduled') AND run_after <= $3) OR (status = 'sending' AND locked_until < $3) \
                ORDER BY run_after LIMIT $4) \
-             RETURNING id",
+             RETURNING id, locked_by",
         )
         .bind(node)
         .bind(lease_until)
@@ -308,10 +317,31 @@ pub async fn claim_due(
         .fetch_all(pool)
         .await?
         .into_iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect(),
     };
     Ok(ids)
+}
+
+/// The token of one claim of a job: unique per claim, because every claim counts an attempt.
+/// A node whose claim went stale (its lease expired and the job was claimed again, even by
+/// the same node) no longer matches, so it cannot record an outcome.
+pub fn claim_token(node: &str, id: &str, attempt: i64) -> String {
+    format!("{node}:{id}:{attempt}")
+}
+
+/// Extends the lease of claim `token` to `until`; false when the claim is no longer current.
+pub async fn renew_lease(store: &Store, id: &str, token: &str, until: i64) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query("UPDATE outbox SET locked_until = $1 WHERE id = $2 AND locked_by = $3 AND status = 'sending'")
+            .bind(until)
+            .bind(id)
+            .bind(token)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
 }
 
 /// The attempt succeeded: the job is sent and its Sent copy is due.
@@ -452,9 +482,11 @@ pub async fn mark_copy(
     with_pool!(store, pool => {
         sqlx::query(
             "UPDATE outbox SET sent_copy = $1, run_after = $2, locked_by = NULL, locked_until = NULL, \
-             last_error = COALESCE($3, last_error) WHERE id = $4 AND locked_by = $5",
+             last_error = COALESCE($3, last_error), last_error_type = COALESCE($4, last_error_type) \
+             WHERE id = $5 AND locked_by = $6",
         )
-        .bind(state).bind(run_after).bind(error).bind(id).bind(node)
+        // The mail went out; its copy failed because the IMAP server did not take it.
+        .bind(state).bind(run_after).bind(error).bind(error.map(|_| "errors/provider_unreachable")).bind(id).bind(node)
         .execute(pool).await?;
     });
     Ok(())

@@ -336,6 +336,20 @@ pub async fn create_account(
             } else {
                 IdP::Microsoft
             };
+            if state.engine.apps.get(idp).is_none() {
+                let var = if idp == IdP::Google {
+                    "MAILROOM_GOOGLE_CLIENT_ID"
+                } else {
+                    "MAILROOM_MICROSOFT_CLIENT_ID"
+                };
+                return Err(err(
+                    ErrorKind::InvalidParameters,
+                    format!(
+                        "provider {} needs the operator's app, which is not configured on this server ({var})",
+                        t.as_str()
+                    ),
+                ));
+            }
             let access = f.secret_req("access_token")?;
             let refresh = f.secret_req("refresh_token")?;
             link_with_tokens(

@@ -156,8 +156,10 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
         // lettre refuses before asking the server: no shared AUTH mechanism, or a message
         // that needs 8BITMIME / SMTPUTF8 from a server without them.
         let lower = text.to_ascii_lowercase();
+        // No shared mechanism is the server's configuration, not a wrong password: refuse
+        // the send without marking the account's credentials bad.
         if lower.contains("authentication mechanism") {
-            return SendError::new(SendErrorKind::Auth, format!("SMTP: {text}"));
+            return SendError::new(SendErrorKind::Rejected, format!("SMTP: {text}"));
         }
         if lower.contains("8bitmime") || lower.contains("smtputf8") {
             return SendError::new(SendErrorKind::Rejected, format!("SMTP: {text}"));
@@ -298,6 +300,9 @@ struct Built {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     /// The server's SIZE, when it advertised a positive one.
     size_limit: Option<u64>,
+    /// At most this many sends at once per account: lettre's pool size only caps *idle*
+    /// connections, and mail servers refuse more than a few per account (421/4.7.0).
+    in_flight: tokio::sync::Semaphore,
 }
 
 type Cell = Arc<OnceCell<Arc<Built>>>;
@@ -429,6 +434,11 @@ impl SmtpPool {
                 ),
             ));
         }
+        let _permit = built
+            .in_flight
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let mut guard = EvictOnDrop {
             pool: self,
             key,
@@ -502,6 +512,7 @@ async fn build(
     Ok(Arc::new(Built {
         transport,
         size_limit,
+        in_flight: tokio::sync::Semaphore::new(pool_size.max(1) as usize),
     }))
 }
 

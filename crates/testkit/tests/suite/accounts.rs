@@ -273,7 +273,7 @@ async fn bad_fields_are_precise_400s() {
             "provider",
             json!("GOOGLE_OAUTH"),
             "invalid_parameters",
-            "not supported",
+            "not configured",
         ),
         ("imap_host", Value::Null, "missing_parameters", "imap_host"),
         (

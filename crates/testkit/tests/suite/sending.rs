@@ -844,3 +844,45 @@ async fn send_at_schedules_the_send() {
     assert_eq!(o["status"], "sent");
     assert!(o["sent_at"].as_str().unwrap() >= at.as_str());
 }
+
+#[tokio::test]
+async fn a_send_that_keeps_failing_is_given_up_after_its_attempts() {
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let app = spawn_on(db, |s| s.outbox.max_attempts = 2).await;
+    let (sender, to) = (rig.create_user(), rig.create_user());
+    let (fault, account) = faulty(&app, &rig, &sender).await;
+    fault.set_mode(Mode::Reply {
+        stage: Stage::DataEnd,
+        code: 451,
+        text: "4.3.0 Try again later".into(),
+    });
+    let body = json!({"account_id": account, "to": [{"identifier": to.address}], "subject": "doomed", "body": "b"});
+    let (s, sent) = app.post_json("/api/v1/emails", &body).await;
+    assert_eq!(s, 202, "{sent}");
+    let id = sent["tracking_id"].as_str().unwrap().to_owned();
+    let done = wait::until("the send is given up", Duration::from_secs(30), || async {
+        let (_, o) = app.get(&format!("/api/v1/outbox/{id}")).await;
+        (o["status"] == "failed").then_some(o)
+    })
+    .await;
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["last_error"]["type"], "errors/provider_unreachable");
+    assert!(
+        done["last_error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 2 attempts"),
+        "{done}"
+    );
+    let failed = events::of_type(&app.store, &app.workspace, "send_failed")
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].1["tracking_id"], id.as_str());
+    assert_eq!(fault.forwarded_count(), 0);
+}

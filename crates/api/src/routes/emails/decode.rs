@@ -42,7 +42,6 @@ const JSON_FIELDS: &[&str] = &[
     "from",
     "custom_headers",
     "tracking_options",
-    "attachments_meta",
 ];
 
 pub async fn read(req: Request, limits: &Limits) -> Result<RawSend, Error> {
@@ -240,7 +239,13 @@ async fn read_json(req: Request, limits: &Limits) -> Result<RawSend, Error> {
                 )));
             }
             let content = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
+                // Line-wrapped base64 (MIME style) is fine too.
+                .decode(
+                    encoded
+                        .bytes()
+                        .filter(|b| !b.is_ascii_whitespace())
+                        .collect::<Vec<u8>>(),
+                )
                 .map_err(|e| {
                     err(
                         ErrorKind::InvalidParameters,

@@ -326,6 +326,7 @@ pub async fn send_email(
     };
     let scheduled = send.send_at.filter(|at| *at > now);
     let outbox = &state.engine.outbox;
+    let claim = outbox.claim_token(&id, 1);
     let config = outbox.config();
     let inserted = outbox::insert(
         store,
@@ -345,7 +346,7 @@ pub async fn send_email(
             give_up_at: scheduled.unwrap_or(now) + config.retry_horizon.as_millis() as i64,
             now_ms: now,
             send_at: scheduled,
-            lease: (outbox.node(), outbox.lease_until(now)),
+            lease: (&claim, outbox.lease_until(now)),
         },
     )
     .await;
@@ -377,19 +378,21 @@ pub async fn send_email(
             (202, body)
         }
         None => {
-            // Its own task: a client that disconnects does not cancel the attempt.
-            let attempt = {
-                let outbox = outbox.clone();
-                let id = id.clone();
-                tokio::spawn(async move { outbox.attempt(&id).await })
-            };
-            let outcome = attempt
-                .await
-                .map_err(|e| ApiError::unexpected(format!("the send attempt stopped: {e}")))??;
-            sent_answer(&id, &message_id, &outcome)
+            // A tracked task of its own: a client that disconnects does not cancel it.
+            match outbox.spawn_attempt(id.clone(), claim.clone()).await {
+                Ok(Ok(outcome)) => sent_answer(&id, &message_id, &outcome),
+                // The message is stored: whatever went wrong here, the worker sends it. Never
+                // answer 500 for an accepted send (a client would send it again).
+                other => {
+                    tracing::warn!(tracking_id = %id, outcome = ?other.map(|r| r.map(|_| ())), "the first attempt did not report; the worker will send");
+                    sent_answer(&id, &message_id, &Outcome::NotOurs)
+                }
+            }
         }
     };
-    outbox::set_response(store, &id, answer.0, &answer.1).await?;
+    if let Err(e) = outbox::set_response(store, &id, answer.0, &answer.1).await {
+        tracing::warn!(tracking_id = %id, error = %e, "cannot record the answer for idempotent replays");
+    }
     Ok(reply(answer))
 }
 

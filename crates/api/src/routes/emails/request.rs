@@ -25,6 +25,8 @@ pub struct SendRequest {
     pub reply_to: Option<String>,
     pub custom_headers: Vec<(String, String)>,
     pub send_at: Option<i64>,
+    /// Accepted and part of the request's identity; tracking itself is not built yet.
+    pub tracking_options: Option<Value>,
 }
 
 pub fn mime_error(e: MimeError) -> Error {
@@ -225,6 +227,11 @@ impl SendRequest {
             reply_to,
             custom_headers,
             send_at,
+            tracking_options: raw
+                .fields
+                .get("tracking_options")
+                .filter(|v| !v.is_null())
+                .cloned(),
         })
     }
 
@@ -245,6 +252,7 @@ impl SendRequest {
             "from": [self.from_identifier, self.from_name],
             "subject": self.subject, "body": self.body, "reply_to": self.reply_to,
             "custom_headers": self.custom_headers, "send_at": self.send_at, "attachments": att,
+            "tracking_options": self.tracking_options,
         });
         Sha256::digest(canonical.to_string().as_bytes()).to_vec()
     }
