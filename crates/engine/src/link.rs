@@ -237,50 +237,46 @@ pub async fn link_oauth(
 }
 
 /// Links a mailbox from tokens the integrator obtained itself (`POST /accounts` with
-/// `GOOGLE_OAUTH` / `OUTLOOK`). An expired access token is refreshed first.
+/// `GOOGLE_OAUTH` / `OUTLOOK`). The refresh token is what mailroom lives on, so it is proven
+/// first: one refresh (which also yields a fresh access token of known lifetime), then the
+/// mailbox is identified with it.
 pub async fn link_with_tokens(
     engine: &Engine,
     workspace: &str,
     idp: IdP,
-    access_token: SecretString,
+    _access_token: SecretString,
     refresh_token: SecretString,
     reconnect: Option<&Account>,
 ) -> Result<Linked, ApiError> {
+    let app = engine.apps.get(idp).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidParameters,
+            "the provider's app is not configured on this server",
+        )
+    })?;
     let now = engine.clock.now_ms();
-    // The lifetime of a token we did not mint is unknown: assume little is left, so the
-    // first use past this refreshes it.
-    let given = TokenSet {
-        access_token,
-        refresh_token: Some(refresh_token.clone()),
-        expires_at_ms: now + crate::tokens::REFRESH_AHEAD_MS + 60_000,
-        scope: None,
+    let fresh = mailroom_providers::oauth::refresh(
+        &engine.http,
+        &app.oauth,
+        &refresh_token,
+        crate::apps::scopes(idp),
+        now,
+    )
+    .await
+    .map_err(|e| {
+        let kind = if e.is_transient() {
+            ErrorKind::ServiceUnavailable
+        } else {
+            ErrorKind::InvalidCredentials
+        };
+        ApiError::new(
+            kind,
+            format!("the refresh token does not work for this server's app: {e}"),
+        )
+    })?;
+    let tokens = TokenSet {
+        refresh_token: fresh.refresh_token.or(Some(refresh_token)),
+        ..fresh
     };
-    match identify(engine, idp, &given.access_token).await {
-        Ok(_) => link_oauth(engine, workspace, idp, given, reconnect).await,
-        Err(e) if e.kind == ErrorKind::InvalidCredentials => {
-            let app = engine.apps.get(idp).ok_or_else(|| {
-                ApiError::new(ErrorKind::InvalidParameters, "the app is not configured")
-            })?;
-            let fresh = mailroom_providers::oauth::refresh(
-                &engine.http,
-                &app.oauth,
-                &refresh_token,
-                crate::apps::scopes(idp),
-                now,
-            )
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    ErrorKind::InvalidCredentials,
-                    format!("the access token is refused and the refresh token too: {e}"),
-                )
-            })?;
-            let fresh = TokenSet {
-                refresh_token: fresh.refresh_token.or(Some(refresh_token)),
-                ..fresh
-            };
-            link_oauth(engine, workspace, idp, fresh, reconnect).await
-        }
-        Err(e) => Err(e),
-    }
+    link_oauth(engine, workspace, idp, tokens, reconnect).await
 }

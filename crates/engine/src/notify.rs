@@ -52,7 +52,7 @@ pub fn post_json_later(
         for attempt in 1..=ATTEMPTS {
             let outcome = match check_target(&url, allow_private).await {
                 Err(e) => {
-                    tracing::warn!(url = %url, error = %e, "notify_url refused by the egress guard");
+                    tracing::warn!(url = %origin(&url), error = %e, "notify_url refused by the egress guard");
                     return;
                 }
                 Ok(addrs) => {
@@ -68,19 +68,27 @@ pub fn post_json_later(
             };
             match outcome {
                 Ok(r) if r.status().is_success() => {
-                    tracing::info!(url = %url, attempt, "notify_url called");
+                    tracing::info!(url = %origin(&url), attempt, "notify_url called");
                     return;
                 }
                 Ok(r) => {
-                    tracing::warn!(url = %url, attempt, status = %r.status(), "notify_url answered an error")
+                    tracing::warn!(url = %origin(&url), attempt, status = %r.status(), "notify_url answered an error")
                 }
-                Err(e) => tracing::warn!(url = %url, attempt, error = %e, "notify_url unreachable"),
+                Err(e) => {
+                    tracing::warn!(url = %origin(&url), attempt, error = %e, "notify_url unreachable")
+                }
             }
             if attempt < ATTEMPTS {
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
         }
-        tracing::error!(url = %url, "notify_url failed {ATTEMPTS} times; giving up");
+        tracing::error!(url = %origin(&url), "notify_url failed {ATTEMPTS} times; giving up");
     });
+}
+
+/// Only the scheme, host and port of a URL: its path or query may carry the integrator's
+/// secrets (hosted-auth docs suggest a token in the query), which stay out of the logs.
+fn origin(url: &url::Url) -> String {
+    url.origin().ascii_serialization()
 }

@@ -110,12 +110,17 @@ struct Inner {
     wake: Notify,
     slots: Semaphore,
     tasks: TaskTracker,
+    /// Requests in flight per mailbox for the HTTP providers (Outlook allows 4 per app and
+    /// mailbox before answering 429 ApplicationThrottled).
+    mailbox_slots: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
 }
 
 /// How many jobs one node works on at once.
 const CONCURRENCY: usize = 32;
 /// Slack added to an attempt's deadline for its lease.
 const LEASE_MARGIN_MS: i64 = 5_000;
+/// Concurrent sends per Gmail or Outlook mailbox (Graph's MailboxConcurrency limit is 4).
+const MAILBOX_CONCURRENCY: usize = 4;
 /// Attempts at the Sent copy before it is given up.
 const MAX_COPY_ATTEMPTS: i64 = 6;
 
@@ -140,6 +145,7 @@ impl Outbox {
                 wake: Notify::new(),
                 slots: Semaphore::new(CONCURRENCY),
                 tasks: TaskTracker::new(),
+                mailbox_slots: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -166,6 +172,13 @@ impl Outbox {
     /// The retry delay after `attempts` attempts: exponential, capped, ±25 % jitter.
     pub fn backoff_ms(&self, attempts: i64) -> i64 {
         backoff(&self.inner.config, attempts)
+    }
+
+    /// How long an attempt of a message of `bytes` may take: the send timeout, plus a second per
+    /// 256 KiB (uploads at the floor rate the provider clients assume).
+    pub fn deadline_for(&self, bytes: i64) -> std::time::Duration {
+        self.inner.config.send_timeout
+            + std::time::Duration::from_secs((bytes.max(0) as u64) / (256 * 1024))
     }
 
     /// The token of a claim this node makes (see [`outbox::claim_token`]).
@@ -243,11 +256,16 @@ impl Outbox {
                 )
                 .await;
         }
-        let sending = tokio::time::timeout(
-            self.inner.config.send_timeout,
-            self.transmit(&job, &account),
-        )
-        .await;
+        // Large messages get longer: uploads to Gmail or Graph run at the network's pace.
+        let size = outbox::raw_len(&self.inner.store, &job.id).await?;
+        let deadline = self.deadline_for(size);
+        if deadline > self.inner.config.send_timeout {
+            let until = self.inner.clock.now_ms() + ms(deadline) + LEASE_MARGIN_MS;
+            if !outbox::renew_lease(&self.inner.store, &job.id, claim(&job), until).await? {
+                return Ok(Outcome::NotOurs);
+            }
+        }
+        let sending = tokio::time::timeout(deadline, self.transmit(&job, &account)).await;
         match sending {
             Ok(Ok(Delivered { provider_id, copy })) => {
                 if !outbox::mark_sent(
@@ -288,10 +306,7 @@ impl Outbox {
             }
             Ok(Err(Failure::Other(kind, detail))) => self.fail(&job, kind, detail).await,
             Err(_) => {
-                let detail = format!(
-                    "the attempt did not finish within {}s",
-                    self.inner.config.send_timeout.as_secs()
-                );
+                let detail = format!("the attempt did not finish within {}s", deadline.as_secs());
                 self.retry(&job, ErrorKind::RequestTimeout, detail, false)
                     .await
             }
@@ -371,6 +386,18 @@ impl Outbox {
             .cloned()
             .collect();
         let parent = job.thread_refs.last().map(String::as_str);
+        let mailbox = self
+            .inner
+            .mailbox_slots
+            .lock()
+            .expect("mailbox slots poisoned")
+            .entry(account.id.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(MAILBOX_CONCURRENCY)))
+            .clone();
+        let _in_flight = mailbox
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let mut stale: Option<SecretString> = None;
         loop {
             let token = self

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::apps::ProviderApps;
 use mailroom_core::Clock;
-use mailroom_core::account::{AccountType, OAuthSettings, SourceStatus};
+use mailroom_core::account::{AccountType, SourceStatus};
 use mailroom_providers::oauth::{self, IdP, OAuthErrorKind};
 use mailroom_store::accounts::{self, Account, Credentials};
 use mailroom_store::events::{self, NewEvent, event_id};
@@ -22,7 +22,7 @@ use mailroom_store::{Store, StoreError, Vault};
 /// Refresh this long before the access token expires.
 pub const REFRESH_AHEAD_MS: i64 = 5 * 60 * 1000;
 /// How long one node may hold an account's refresh lease.
-const LEASE_MS: i64 = 30_000;
+const LEASE_MS: i64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -166,9 +166,9 @@ impl Tokens {
                 }
             ))
         })?;
-        let settings: OAuthSettings = serde_json::from_value(account.settings.clone())
-            .map_err(|e| TokenError::NotConfigured(format!("account settings: {e}")))?;
-        let scopes: Vec<&str> = settings.scopes.iter().map(String::as_str).collect();
+        // Microsoft wants the scopes on every refresh, `offline_access` included (the granted
+        // scope list it reports omits it); Google ignores them.
+        let scopes: Vec<&str> = crate::apps::scopes(idp).to_vec();
         let now = self.clock.now_ms();
         metrics::counter!("mailroom_token_refreshes_total").increment(1);
         match oauth::refresh(&self.http, &app.oauth, refresh_token, &scopes, now).await {
@@ -202,8 +202,8 @@ impl Tokens {
                 Err(TokenError::NotConfigured(e.to_string()))
             }
             Err(e) if e.kind == OAuthErrorKind::Refused => {
-                self.mark_credentials(account).await?;
-                Err(TokenError::Revoked(e.to_string()))
+                tracing::error!(account_id = %account.id, error = %e, "the token endpoint refused the refresh request");
+                Err(TokenError::Transient(e.to_string()))
             }
             Err(e) => Err(TokenError::Transient(e.to_string())),
         }

@@ -253,8 +253,10 @@ async fn token_request(
         let body: ErrorResponse = serde_json::from_slice(&bytes).unwrap_or_default();
         return Err(classify(app.idp, status, body));
     }
+    // A 2xx we cannot read is not the provider refusing the grant (a proxy's page, say):
+    // treat it as transient rather than disconnecting the account.
     let t: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| OAuthError {
-        kind: OAuthErrorKind::Refused,
+        kind: OAuthErrorKind::Transient,
         status: Some(status),
         error: format!("unreadable token response: {e}"),
         description: None,

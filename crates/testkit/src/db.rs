@@ -74,6 +74,17 @@ impl TestDb {
         }
     }
 
+    /// A second handle on the same database (a second node sharing it); the original owns
+    /// the database and drops it.
+    pub fn share(&self) -> Self {
+        TestDb {
+            backend: self.backend,
+            url: self.url.clone(),
+            sqlite_dir: None,
+            pg_name: None,
+        }
+    }
+
     /// The SQLite file and its WAL (for tests that inspect raw bytes).
     pub fn sqlite_files(&self) -> Vec<std::path::PathBuf> {
         let Some(dir) = &self.sqlite_dir else {

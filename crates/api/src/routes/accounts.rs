@@ -419,6 +419,34 @@ pub async fn reconnect_account(
             "account_id in the body differs from the one in the path",
         ));
     }
+    if let Some(idp) = match account.account_type {
+        AccountType::GoogleOauth => Some(IdP::Google),
+        AccountType::Outlook => Some(IdP::Microsoft),
+        AccountType::Mail => None,
+    } {
+        // Google and Microsoft accounts reconnect with new tokens (the create body).
+        if provider_of(&f)?.is_some_and(|p| p != account.account_type) {
+            return Err(err(
+                ErrorKind::InvalidParameters,
+                format!("this is a {} account", account.account_type.as_str()),
+            ));
+        }
+        let access = f.secret_req("access_token")?;
+        let refresh = f.secret_req("refresh_token")?;
+        link_with_tokens(
+            &state.engine,
+            caller.workspace(),
+            idp,
+            access,
+            refresh,
+            Some(&account),
+        )
+        .await?;
+        return Ok(Json(AccountReconnected {
+            object: "AccountReconnected",
+            account_id: account.id,
+        }));
+    }
     let stored: MailSettings = serde_json::from_value(account.settings.clone())
         .map_err(|e| ApiError::unexpected(format!("account settings: {e}")))?;
     let settings = MailSettings {

@@ -90,7 +90,7 @@ pub fn router(state: AppState) -> Router {
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id, key_id = tracing::field::Empty)
+                tracing::info_span!("http", method = %req.method(), path = %loggable_path(req.uri().path()), request_id, key_id = tracing::field::Empty)
             })
             // One line per request at the default level.
             .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
@@ -98,4 +98,33 @@ pub fn router(state: AppState) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([HeaderName::from_static(auth::API_KEY_HEADER)]))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, middleware::MakeId))
+}
+
+/// The request path as logged: hosted-link tokens are secrets, so their segment is replaced.
+pub(crate) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/hosted/") {
+        Some(rest) => {
+            let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
+            let tail = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("/{tail}")
+            };
+            std::borrow::Cow::Owned(format!("/hosted/{{token}}{tail}"))
+        }
+        None => std::borrow::Cow::Borrowed(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosted_tokens_are_not_logged() {
+        assert_eq!(super::loggable_path("/hosted/SeCrEt"), "/hosted/{token}");
+        assert_eq!(
+            super::loggable_path("/hosted/SeCrEt/oauth/google"),
+            "/hosted/{token}/oauth/google"
+        );
+        assert_eq!(super::loggable_path("/api/v1/accounts"), "/api/v1/accounts");
+    }
 }

@@ -359,9 +359,20 @@ async fn throttling_is_retried_after_the_providers_delay() {
         1,
     );
     let body = json!({"account_id": account, "to": [{"identifier": "ann@example.test"}], "subject": "s", "body": "b"});
+    let asked = time::OffsetDateTime::now_utc();
     let (s, sent) = app.post_json("/api/v1/emails", &body).await;
     assert_eq!(s, 202, "{sent}");
     assert_eq!(sent["status"], "queued");
+    // Our own first backoff is 200 ms here: the provider's Retry-After (1 s) wins.
+    let next = time::OffsetDateTime::parse(
+        sent["next_attempt_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        next - asked >= time::Duration::milliseconds(900),
+        "retry at {next}, asked at {asked}"
+    );
     let id = sent["tracking_id"].as_str().unwrap().to_owned();
     wait::until(
         "the throttled send goes out",
@@ -523,3 +534,41 @@ async fn accounts_from_tokens_the_integrator_holds() {
     );
     let _ = Method::GET;
 }
+
+/// Two nodes on one database, twenty sends split between them, one expired token: exactly one
+/// refresh (the refresh lease lives in the database).
+async fn one_refresh_across_two_nodes(backend: Backend) {
+    let Some((app, google, integrator)) = google_app(backend).await else {
+        return;
+    };
+    let account = linked_google(&app, &integrator).await;
+    let cfg = google.config();
+    let second = spawn_on(app.db.share(), |s| {
+        s.google = Some(AppConfig {
+            client_id: cfg.client_id.clone(),
+            client_secret: SecretString::from(cfg.client_secret.clone()),
+            auth_url: google.auth_url(),
+            token_url: google.token_url(),
+            api_url: google.base_url(),
+        });
+    })
+    .await;
+    google.expire_access_tokens();
+    expire_stored_token(&app, &account).await;
+    let before = google.refresh_count();
+    let sends = (0..20).map(|i| {
+        let node = if i % 2 == 0 { &app } else { &second };
+        let body = json!({"account_id": account, "to": [{"identifier": "ann@example.test"}], "subject": format!("n{i}"), "body": "b"});
+        // Both nodes serve the first node's workspace.
+        let req = node.client.post(node.url("/api/v1/emails")).header("X-API-KEY", &app.api_key).json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(sends).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    assert_eq!(
+        google.refresh_count() - before,
+        1,
+        "exactly one refresh across both nodes"
+    );
+}
+both_backends!(one_refresh_across_two_nodes);

@@ -227,3 +227,46 @@ async fn revoked_grant_then_reconnect_and_denial() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn at_most_four_requests_per_mailbox_and_reconnect_with_tokens() {
+    let Some((app, ms, integrator)) = outlook_app(Backend::Sqlite).await else {
+        return;
+    };
+    let account = linked(&app, &integrator).await;
+    // Graph throttles past 4 concurrent requests per mailbox; mailroom never goes past it.
+    ms.set_concurrency_limit(Some(4));
+    let sends = (0..12).map(|i| {
+        let body = json!({"account_id": account, "to": [{"identifier": "ann@example.test"}], "subject": format!("c{i}"), "body": "b"});
+        let app = &app;
+        async move { app.post_json("/api/v1/emails", &body).await.0 }
+    });
+    let statuses = futures_util::future::join_all(sends).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    assert_eq!(ms.throttled_count(), 0, "no request was throttled");
+
+    // POST /accounts/{id} with new tokens reconnects an Outlook account.
+    let t = ms.mint_tokens(&[
+        "offline_access",
+        "https://graph.microsoft.com/User.Read",
+        "https://graph.microsoft.com/Mail.ReadWrite",
+        "https://graph.microsoft.com/Mail.Send",
+    ]);
+    let r = app
+        .post_json(&format!("/api/v1/accounts/{account}"), &json!({"provider": "OUTLOOK", "access_token": t.access_token, "refresh_token": t.refresh_token}))
+        .await;
+    assert_eq!(
+        r,
+        (
+            200,
+            json!({"object": "AccountReconnected", "account_id": account})
+        )
+    );
+    let r = app
+        .post_json(
+            &format!("/api/v1/accounts/{account}"),
+            &json!({"imap_password": "x"}),
+        )
+        .await;
+    assert_error(&r, 400, "missing_parameters");
+}

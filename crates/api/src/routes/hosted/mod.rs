@@ -457,11 +457,23 @@ pub async fn oauth_callback(
             );
         }
     };
-    if link.oauth_provider.as_deref() != Some(provider.as_str())
-        || link.used_at.is_some()
-        || link.expires_at <= state.clock().now_ms()
-    {
+    if link.oauth_provider.as_deref() != Some(provider.as_str()) {
         return invalid();
+    }
+    // The integrator hears why through its failure URL.
+    if link.used_at.is_some() {
+        return fail(
+            &link,
+            "link_already_used",
+            "This link was already used to connect a mailbox.",
+        );
+    }
+    if link.expires_at <= state.clock().now_ms() {
+        return fail(
+            &link,
+            "expired_link",
+            "This link expired before the sign-in finished.",
+        );
     }
     if let Some(error) = q.get("error") {
         tracing::info!(link = %link.id, error = %error, "the user did not grant access");
