@@ -282,11 +282,9 @@ impl Outbox {
                 }
                 metrics::counter!("mailroom_emails_sent_total").increment(1);
                 if copy {
-                    let me = self.clone();
-                    let id = job.id.clone();
-                    self.inner
-                        .tasks
-                        .spawn(async move { me.copy_now(&id).await });
+                    // The worker copies to Sent in batches: one IMAP login per account for
+                    // every copy due, instead of one per message.
+                    self.wake();
                 }
                 Ok(Outcome::Sent { provider_id })
             }
@@ -632,65 +630,61 @@ impl Outbox {
         Ok(Outcome::Failed { kind, detail })
     }
 
-    /// Copies a just-sent job to the Sent folder (the worker retries it if this fails).
-    async fn copy_now(&self, id: &str) {
-        let now = self.inner.clock.now_ms();
-        match outbox::take_copy(&self.inner.store, id, self.node(), self.lease_until(now)).await {
-            Ok(true) => self.copy(id).await,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(job = %id, error = %e, "cannot take the Sent copy"),
-        }
-    }
-
-    /// APPENDs the exact sent bytes to the account's Sent folder, flagged `\Seen`.
-    async fn copy(&self, id: &str) {
-        let result = match tokio::time::timeout(
+    /// APPENDs the exact sent bytes of `ids` (all of one account) to its Sent folder, flagged
+    /// `\Seen`, over one IMAP session. Failures are retried later; they never re-send mail.
+    async fn copy_batch(&self, account_id: &str, ids: Vec<String>) {
+        let deadline =
+            self.inner.config.send_timeout + std::time::Duration::from_secs(ids.len() as u64);
+        let session = tokio::time::timeout(
             self.inner.config.send_timeout,
-            self.append_copy(id),
+            self.copy_session(account_id),
         )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err("the Sent copy timed out".to_owned()),
-        };
-        let now = self.inner.clock.now_ms();
-        let store = &self.inner.store;
-        let outcome = match result {
-            Ok(()) => outbox::mark_copy(store, id, self.node(), "done", now, None).await,
-            Err(detail) => {
-                let tries = outbox::copy_attempts(store, id)
-                    .await
-                    .unwrap_or(MAX_COPY_ATTEMPTS);
-                let state = if tries >= MAX_COPY_ATTEMPTS {
-                    "failed"
-                } else {
-                    "pending"
-                };
-                tracing::warn!(job = %id, error = %detail, state, "copy to the Sent folder failed");
-                let note = format!("sent; copy to the Sent folder failed: {detail}");
-                outbox::mark_copy(
-                    store,
-                    id,
-                    self.node(),
-                    state,
-                    now + self.backoff_ms(tries),
-                    Some(&note),
-                )
-                .await
+        .await;
+        let mut session = match session {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                self.copies_failed(&ids, &e).await;
+                None
+            }
+            Err(_) => {
+                self.copies_failed(&ids, "the IMAP login for the Sent copy timed out")
+                    .await;
+                None
             }
         };
-        if let Err(e) = outcome {
-            tracing::warn!(job = %id, error = %e, "cannot record the Sent copy");
+        let Some(session) = session.as_mut() else {
+            return;
+        };
+        let store = &self.inner.store;
+        let work = async {
+            for id in &ids {
+                let raw = match outbox::raw(store, id).await {
+                    Ok(Some(raw)) => raw,
+                    _ => continue,
+                };
+                let now = self.inner.clock.now_ms();
+                let outcome = match mailbox::append_sent(session, &raw).await {
+                    Ok(()) => outbox::mark_copy(store, id, self.node(), "done", now, None).await,
+                    Err(e) => {
+                        self.copies_failed(std::slice::from_ref(id), &e.to_string())
+                            .await;
+                        continue;
+                    }
+                };
+                if let Err(e) = outcome {
+                    tracing::warn!(job = %id, error = %e, "cannot record the Sent copy");
+                }
+            }
+        };
+        if tokio::time::timeout(deadline, work).await.is_err() {
+            tracing::warn!(account_id = %account_id, "Sent copies timed out; the rest are retried");
         }
+        let _ = session.logout().await;
     }
 
-    async fn append_copy(&self, id: &str) -> Result<(), String> {
+    async fn copy_session(&self, account_id: &str) -> Result<imap::ImapSession, String> {
         let store = &self.inner.store;
-        let job = outbox::get_any(store, id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("job vanished")?;
-        let account = accounts::get_any(store, &job.account_id)
+        let account = accounts::get_any(store, account_id)
             .await
             .map_err(|e| e.to_string())?
             .ok_or("account deleted")?;
@@ -703,10 +697,6 @@ impl Outbox {
         else {
             return Err("no credentials".into());
         };
-        let raw = outbox::raw(store, id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("no message")?;
         let login = imap::ImapLogin {
             host: &settings.imap_host,
             port: settings.imap_port,
@@ -714,14 +704,39 @@ impl Outbox {
             user: &settings.imap_user,
             password: &imap_password,
         };
-        let mut session = imap::login(&login, &self.inner.net)
+        imap::login(&login, &self.inner.net)
             .await
-            .map_err(|e| e.to_string())?;
-        let result = mailbox::append_sent(&mut session, &raw)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Puts copies back for a later try, or gives them up after [`MAX_COPY_ATTEMPTS`].
+    async fn copies_failed(&self, ids: &[String], detail: &str) {
+        let store = &self.inner.store;
+        for id in ids {
+            let now = self.inner.clock.now_ms();
+            let tries = outbox::copy_attempts(store, id)
+                .await
+                .unwrap_or(MAX_COPY_ATTEMPTS);
+            let state = if tries >= MAX_COPY_ATTEMPTS {
+                "failed"
+            } else {
+                "pending"
+            };
+            tracing::warn!(job = %id, error = %detail, state, "copy to the Sent folder failed");
+            let note = format!("sent; copy to the Sent folder failed: {detail}");
+            if let Err(e) = outbox::mark_copy(
+                store,
+                id,
+                self.node(),
+                state,
+                now + self.backoff_ms(tries),
+                Some(&note),
+            )
             .await
-            .map_err(|e| e.to_string());
-        let _ = session.logout().await;
-        result
+            {
+                tracing::warn!(job = %id, error = %e, "cannot record the Sent copy");
+            }
+        }
     }
 
     /// Runs the background worker until `shutdown` resolves.
@@ -770,8 +785,9 @@ impl Outbox {
             &self.inner.store,
             self.node(),
             now,
-            self.lease_until(now),
-            8,
+            // A batch may take a second per copy on top of the login: the lease covers it.
+            self.lease_until(now) + 256_000,
+            256,
         )
         .await?;
         let taken = jobs.len() + copies.len();
@@ -783,9 +799,18 @@ impl Outbox {
                 }
             });
         }
+        let mut by_account: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
         for id in copies {
+            if let Some(job) = outbox::get_any(&self.inner.store, &id).await? {
+                by_account.entry(job.account_id).or_default().push(id);
+            }
+        }
+        for (account_id, ids) in by_account {
             let me = self.clone();
-            self.inner.tasks.spawn(async move { me.copy(&id).await });
+            self.inner
+                .tasks
+                .spawn(async move { me.copy_batch(&account_id, ids).await });
         }
         Ok(taken)
     }
