@@ -201,4 +201,36 @@ pub struct OAuthSettings {
     pub provider_user_id: String,
     /// The scopes granted, as the token endpoint reported them.
     pub scopes: Vec<String>,
+    /// What the account was linked for.
+    #[serde(default)]
+    pub mode: AccountMode,
+}
+
+/// What a Google or Microsoft account may do, and so which scopes it is linked with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountMode {
+    /// Read and send (`gmail.modify`; `Mail.ReadWrite` + `Mail.Send`).
+    #[default]
+    Full,
+    /// Send only, with the least scopes (`gmail.send`; `Mail.Send`): no reply-parent lookup in
+    /// the mailbox, and on Outlook no message over 4 MB (drafts need `Mail.ReadWrite`).
+    Send,
+}
+
+impl AccountMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(Self::Full),
+            "send" => Some(Self::Send),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Send => "send",
+        }
+    }
 }

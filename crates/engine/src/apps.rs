@@ -1,6 +1,7 @@
 //! The operator's Google and Microsoft apps, and the API base URLs (overridable so tests and
 //! the standalone fakes can stand in for the real services).
 
+use mailroom_core::account::AccountMode;
 use mailroom_providers::oauth::OAuthApp;
 pub use mailroom_providers::oauth::{IdP, OAuthError, Pkce, TokenSet};
 
@@ -29,20 +30,49 @@ impl ProviderApps {
 
 /// Least scopes for a full (read and send) account.
 pub fn scopes(idp: IdP) -> &'static [&'static str] {
-    match idp {
-        IdP::Google => &["https://www.googleapis.com/auth/gmail.modify"],
-        IdP::Microsoft => &[
+    scopes_for(idp, AccountMode::Full)
+}
+
+/// The least scopes for an account of `mode`. A send-only Google account also asks for
+/// `openid email`: `gmail.send` cannot read the profile, so the mailbox is named from the ID
+/// token.
+pub fn scopes_for(idp: IdP, mode: AccountMode) -> &'static [&'static str] {
+    match (idp, mode) {
+        (IdP::Google, AccountMode::Full) => &["https://www.googleapis.com/auth/gmail.modify"],
+        (IdP::Google, AccountMode::Send) => &[
+            "openid",
+            "email",
+            "https://www.googleapis.com/auth/gmail.send",
+        ],
+        (IdP::Microsoft, AccountMode::Full) => &[
             "offline_access",
             "https://graph.microsoft.com/User.Read",
             "https://graph.microsoft.com/Mail.ReadWrite",
+            "https://graph.microsoft.com/Mail.Send",
+        ],
+        (IdP::Microsoft, AccountMode::Send) => &[
+            "offline_access",
+            "https://graph.microsoft.com/User.Read",
             "https://graph.microsoft.com/Mail.Send",
         ],
     }
 }
 
 /// The authorize URL of the hosted flow for `idp` (PKCE S256, `state`, least scopes).
-pub fn authorize_url(app: &ProviderApp, idp: IdP, state: &str, challenge: &str) -> url::Url {
-    mailroom_providers::oauth::authorize_url(&app.oauth, scopes(idp), state, challenge, None)
+pub fn authorize_url(
+    app: &ProviderApp,
+    idp: IdP,
+    mode: AccountMode,
+    state: &str,
+    challenge: &str,
+) -> url::Url {
+    mailroom_providers::oauth::authorize_url(
+        &app.oauth,
+        scopes_for(idp, mode),
+        state,
+        challenge,
+        None,
+    )
 }
 
 /// Exchanges the code the provider sent back for tokens.

@@ -5,7 +5,7 @@ use secrecy::SecretString;
 
 use crate::Engine;
 use crate::connect::verify_mail;
-use mailroom_core::account::{AccountType, MailSettings, OAuthSettings, SourceStatus};
+use mailroom_core::account::{AccountMode, AccountType, MailSettings, OAuthSettings, SourceStatus};
 use mailroom_core::{ApiError, ErrorKind, new_id};
 use mailroom_providers::gmail::GmailClient;
 use mailroom_providers::graph::GraphClient;
@@ -189,7 +189,17 @@ pub async fn link_oauth(
             "the provider returned no refresh token (offline access was not granted)",
         )
     })?;
-    let (email, provider_user_id) = identify(engine, idp, &tokens.access_token).await?;
+    let mode = mode_of(idp, tokens.scope.as_deref());
+    let (email, provider_user_id) = match (idp, mode) {
+        // `gmail.send` cannot read the profile: the ID token names the mailbox.
+        (IdP::Google, AccountMode::Send) => {
+            let email = tokens.id_token_email().ok_or_else(|| {
+                ApiError::new(ErrorKind::InvalidCredentials, "a send-only Google sign-in must include openid email (no ID token with an email came back)")
+            })?;
+            (email.clone(), email)
+        }
+        _ => identify(engine, idp, &tokens.access_token).await?,
+    };
     if let Some(existing) = reconnect
         && let Ok(old) = serde_json::from_value::<OAuthSettings>(existing.settings.clone())
         && !old.email.eq_ignore_ascii_case(&email)
@@ -213,6 +223,7 @@ pub async fn link_oauth(
         email: email.clone(),
         provider_user_id,
         scopes,
+        mode,
     };
     let json = serde_json::to_value(&settings).map_err(|e| ApiError::unexpected(e.to_string()))?;
     let account_type = match idp {
@@ -279,4 +290,22 @@ pub async fn link_with_tokens(
         ..fresh
     };
     link_oauth(engine, workspace, idp, tokens, reconnect).await
+}
+
+/// What the granted scopes allow: full access when a read scope was granted, else send-only.
+pub fn mode_of(idp: IdP, granted: Option<&str>) -> AccountMode {
+    let Some(granted) = granted else {
+        return AccountMode::Full;
+    };
+    let read = match idp {
+        IdP::Google => ["gmail.modify", "gmail.readonly", "https://mail.google.com/"]
+            .iter()
+            .any(|s| granted.contains(s)),
+        IdP::Microsoft => granted.contains("Mail.ReadWrite") || granted.contains("Mail.Read"),
+    };
+    if read {
+        AccountMode::Full
+    } else {
+        AccountMode::Send
+    }
 }

@@ -413,7 +413,10 @@ impl Outbox {
                 IdP::Google => {
                     let gmail = GmailClient::new(self.inner.http.clone(), app.api_base.clone());
                     // A reply stays in its Gmail thread only with the thread's id.
-                    let thread = match parent {
+                    // A send-only account cannot search its mailbox: the reply carries its threading
+                    // headers, Gmail threads it for the recipients, not in the sender's mailbox.
+                    let can_read = send_mode(account) != mailroom_core::account::AccountMode::Send;
+                    let thread = match parent.filter(|_| can_read) {
                         Some(p) => gmail
                             .find_by_message_id(&token, p)
                             .await
@@ -885,4 +888,10 @@ mod tests {
             }
         }
     }
+}
+
+fn send_mode(account: &Account) -> mailroom_core::account::AccountMode {
+    serde_json::from_value::<mailroom_core::account::OAuthSettings>(account.settings.clone())
+        .map(|s| s.mode)
+        .unwrap_or_default()
 }

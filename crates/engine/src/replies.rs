@@ -155,6 +155,18 @@ async fn find_by_api(
     idp: IdP,
     message_id: &str,
 ) -> Result<Option<ReplyParent>, ApiError> {
+    // A send-only account cannot search its mailbox: answer with what the id itself says.
+    let mode =
+        serde_json::from_value::<mailroom_core::account::OAuthSettings>(account.settings.clone())
+            .map(|s| s.mode)
+            .unwrap_or_default();
+    if mode == mailroom_core::account::AccountMode::Send {
+        return Ok(Some(ReplyParent {
+            message_id: message_id.to_owned(),
+            references: vec![],
+            subject: None,
+        }));
+    }
     let app = engine.apps.get(idp).ok_or_else(|| {
         ApiError::new(
             ErrorKind::InvalidAccount,

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::apps::ProviderApps;
 use mailroom_core::Clock;
-use mailroom_core::account::{AccountType, SourceStatus};
+use mailroom_core::account::{AccountType, OAuthSettings, SourceStatus};
 use mailroom_providers::oauth::{self, IdP, OAuthErrorKind};
 use mailroom_store::accounts::{self, Account, Credentials};
 use mailroom_store::events::{self, NewEvent, event_id};
@@ -168,7 +168,10 @@ impl Tokens {
         })?;
         // Microsoft wants the scopes on every refresh, `offline_access` included (the granted
         // scope list it reports omits it); Google ignores them.
-        let scopes: Vec<&str> = crate::apps::scopes(idp).to_vec();
+        let mode = serde_json::from_value::<OAuthSettings>(account.settings.clone())
+            .map(|s| s.mode)
+            .unwrap_or_default();
+        let scopes: Vec<&str> = crate::apps::scopes_for(idp, mode).to_vec();
         let now = self.clock.now_ms();
         metrics::counter!("mailroom_token_refreshes_total").increment(1);
         match oauth::refresh(&self.http, &app.oauth, refresh_token, &scopes, now).await {

@@ -16,6 +16,8 @@ pub struct HostedLink {
     pub workspace_id: String,
     /// `create` or `reconnect`.
     pub kind: String,
+    /// `full` or `send`: which scopes the OAuth consent asks for.
+    pub mode: String,
     pub providers: Vec<String>,
     pub reconnect_account: Option<String>,
     pub name: Option<String>,
@@ -34,6 +36,7 @@ pub struct NewLink<'a> {
     pub token: &'a str,
     pub workspace_id: &'a str,
     pub kind: &'a str,
+    pub mode: &'a str,
     pub providers: &'a [String],
     pub reconnect_account: Option<&'a str>,
     pub name: Option<&'a str>,
@@ -45,7 +48,7 @@ pub struct NewLink<'a> {
 }
 
 const COLUMNS: &str = "id, workspace_id, kind, providers, reconnect_account, name, success_redirect_url, \
-     failure_redirect_url, notify_url, expires_at, used_at, account_id, oauth_provider, created_at";
+     failure_redirect_url, notify_url, expires_at, used_at, account_id, oauth_provider, created_at, mode";
 
 fn decode<R: Row>(r: &R) -> Result<HostedLink>
 where
@@ -72,6 +75,7 @@ where
         account_id: r.try_get(11)?,
         oauth_provider: r.try_get(12)?,
         created_at: r.try_get(13)?,
+        mode: r.try_get(14)?,
     })
 }
 
@@ -80,8 +84,8 @@ pub async fn insert(store: &Store, l: NewLink<'_>) -> Result<()> {
     with_pool!(store, pool => {
         sqlx::query(
             "INSERT INTO hosted_links (id, token_hash, workspace_id, kind, providers, reconnect_account, name, \
-             success_redirect_url, failure_redirect_url, notify_url, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             success_redirect_url, failure_redirect_url, notify_url, expires_at, created_at, mode) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(l.id)
         .bind(hash_token(l.token))
@@ -95,6 +99,7 @@ pub async fn insert(store: &Store, l: NewLink<'_>) -> Result<()> {
         .bind(l.notify_url)
         .bind(l.expires_at)
         .bind(l.now_ms)
+        .bind(l.mode)
         .execute(pool)
         .await?;
     });
@@ -120,7 +125,7 @@ pub async fn by_oauth_state(store: &Store, state: &str) -> Result<Option<(Hosted
         match sqlx::query(sql).bind(hash_token(state)).fetch_optional(pool).await? {
             None => Ok(None),
             Some(r) => {
-                let verifier: Option<Vec<u8>> = r.try_get(14)?;
+                let verifier: Option<Vec<u8>> = r.try_get(15)?;
                 Ok(Some((decode(&r)?, verifier.unwrap_or_default())))
             }
         }

@@ -7,6 +7,7 @@ CREATE TABLE hosted_links (
     token_hash            BLOB NOT NULL UNIQUE,
     workspace_id          TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
     kind                  TEXT NOT NULL,            -- create | reconnect
+    mode                  TEXT NOT NULL,            -- full | send (the scopes asked for)
     providers             TEXT NOT NULL,            -- JSON: ["GOOGLE", "OUTLOOK", "MAIL"]
     reconnect_account     TEXT,
     name                  TEXT,

@@ -572,3 +572,56 @@ async fn one_refresh_across_two_nodes(backend: Backend) {
     );
 }
 both_backends!(one_refresh_across_two_nodes);
+
+#[tokio::test]
+async fn a_send_only_google_account_uses_the_least_scopes() {
+    let Some((app, google, integrator)) = google_app(Backend::Sqlite).await else {
+        return;
+    };
+    let link = make_link(&app, &integrator, json!({"mode": "send"})).await;
+    let b = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let to_google = b.post(format!("{link}/oauth/google")).send().await.unwrap();
+    let authorize = url::Url::parse(to_google.headers()["location"].to_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> =
+        authorize.query_pairs().into_owned().collect();
+    assert_eq!(
+        q["scope"],
+        "openid email https://www.googleapis.com/auth/gmail.send"
+    );
+    // Complete it like a browser would.
+    let back = b.get(authorize.as_str()).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    let done = browser().get(&callback).send().await.unwrap();
+    assert_eq!(done.text().await.unwrap(), "integrator: connected");
+    let (_, query) = integrator.redirects().pop().unwrap();
+    let account = query
+        .iter()
+        .find(|(k, _)| k == "account_id")
+        .unwrap()
+        .1
+        .clone();
+    let (_, acc) = app.get(&format!("/api/v1/accounts/{account}")).await;
+    assert_eq!(
+        acc["name"],
+        google.config().email.as_str(),
+        "named from the ID token"
+    );
+
+    // It sends, and a reply carries its threading headers without searching the mailbox
+    // (gmail.send cannot).
+    let reply = json!({"account_id": account, "to": [{"identifier": "ann@example.test"}], "subject": "Re: Question",
+                       "body": "Answer", "reply_to": "<q9@example.test>"});
+    let (s, r) = app.post_json("/api/v1/emails", &reply).await;
+    assert_eq!(s, 201, "{r}");
+    let sent = google.sent_messages().pop().unwrap();
+    assert!(String::from_utf8_lossy(&sent.raw).contains("In-Reply-To: <q9@example.test>"));
+    assert_eq!(sent.requested_thread_id, None);
+
+    let bad = app
+        .post_json("/api/v1/hosted/accounts/link", &json!({"type": "create", "providers": "*", "expiresOn": in_an_hour(), "api_url": app.base_url, "mode": "read"}))
+        .await;
+    assert_error(&bad, 400, "invalid_parameters");
+}

@@ -23,7 +23,9 @@ use crate::auth::Caller;
 use crate::error::{ErrorBody, Result, err};
 use crate::extract::JsonObject;
 use crate::state::AppState;
-use mailroom_core::account::{AccountType, ImapEncryption, MailSettings};
+use mailroom_core::account::{
+    AccountMode, AccountType, ImapEncryption, MailSettings, OAuthSettings,
+};
 use mailroom_core::id::{looks_like_id, new_id, random_bytes};
 use mailroom_core::time_fmt::parse_ms;
 use mailroom_core::{ApiError, ErrorKind};
@@ -66,6 +68,9 @@ pub struct HostedLinkRequest {
     notify_url: Option<String>,
     /// The account to reconnect (`type: reconnect`).
     reconnect_account: Option<String>,
+    /// mailroom extension: `full` (default; read and send) or `send` (send only, least scopes:
+    /// `gmail.send`, `Mail.Send`).
+    mode: Option<String>,
 }
 
 fn http_url(f: &Fields<'_>, name: &str) -> Result<Option<String>> {
@@ -190,6 +195,21 @@ pub async fn create_link(
     let expires_at = expires_at.min(now + MAX_LINK_LIFETIME_MS);
     http_url(&f, "api_url")?
         .ok_or_else(|| err(ErrorKind::MissingParameters, "api_url is required"))?;
+    let mode = match f.str_opt("mode")? {
+        None => match &reconnect {
+            // A reconnect keeps the account's mode.
+            Some(a) => serde_json::from_value::<OAuthSettings>(a.settings.clone())
+                .map(|s| s.mode)
+                .unwrap_or_default(),
+            None => AccountMode::Full,
+        },
+        Some(m) => AccountMode::parse(&m).ok_or_else(|| {
+            err(
+                ErrorKind::InvalidParameters,
+                format!("mode must be full or send, got `{m}`"),
+            )
+        })?,
+    };
     let name = f.str_opt("name")?;
     if name.as_ref().is_some_and(|n| n.len() > 255) {
         return Err(err(
@@ -210,6 +230,7 @@ pub async fn create_link(
             token: &token,
             workspace_id: caller.workspace(),
             kind: &kind,
+            mode: mode.as_str(),
             providers: &providers,
             reconnect_account: reconnect.as_ref().map(|a| a.id.as_str()),
             name: name.as_deref(),
@@ -414,7 +435,7 @@ pub async fn start_oauth(
             );
         }
     }
-    let url = apps::authorize_url(app, idp, &oauth_state, &pkce.challenge);
+    let url = apps::authorize_url(app, idp, link_mode(&link), &oauth_state, &pkce.challenge);
     Redirect::to(url.as_str()).into_response()
 }
 
@@ -783,4 +804,8 @@ pub async fn imap_submit(
             again(&msg)
         }
     }
+}
+
+fn link_mode(link: &HostedLink) -> AccountMode {
+    AccountMode::parse(&link.mode).unwrap_or_default()
 }
