@@ -47,10 +47,6 @@ struct Args {
     /// pool is full before the clock starts.
     #[arg(long)]
     warmup: Option<usize>,
-    /// Connections the direct transport keeps pooled; default = concurrency. Diagnostic:
-    /// mailroom keeps 3 per account, so `--direct-pool 3` shows what that costs on its own.
-    #[arg(long)]
-    direct_pool: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -480,7 +476,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (n, c) = (args.count.max(1), args.concurrency.max(1));
     let warmup = args.warmup.unwrap_or(c.max(20));
-    let pool = args.direct_pool.unwrap_or(c as u32);
+    let pool = c as u32;
     let backend = match args.backend {
         BackendArg::Sqlite => Backend::Sqlite,
         BackendArg::Postgres => Backend::Postgres,

@@ -863,6 +863,12 @@ fn claim(job: &Job) -> &str {
     job.locked_by.as_deref().unwrap_or("")
 }
 
+fn send_mode(account: &Account) -> mailroom_core::account::AccountMode {
+    serde_json::from_value::<mailroom_core::account::OAuthSettings>(account.settings.clone())
+        .map(|s| s.mode)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -888,10 +894,4 @@ mod tests {
             }
         }
     }
-}
-
-fn send_mode(account: &Account) -> mailroom_core::account::AccountMode {
-    serde_json::from_value::<mailroom_core::account::OAuthSettings>(account.settings.clone())
-        .map(|s| s.mode)
-        .unwrap_or_default()
 }
