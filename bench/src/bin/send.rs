@@ -79,8 +79,9 @@ struct Run {
     cpu_secs: Option<f64>,
     /// Share of the machine's CPU time that was busy during the run.
     machine_busy: Option<f64>,
-    /// New connections Postfix's submission service accepted during the run.
-    smtp_connects: Option<usize>,
+    /// New connections Postfix's submission service accepted, and IMAP logins Dovecot
+    /// accepted, during the run.
+    logins: Option<(usize, usize)>,
 }
 
 impl Run {
@@ -98,14 +99,14 @@ impl Run {
 }
 
 /// Runs `f(0..n)` with `c` workers, timing each call and the whole.
-async fn drive<F, Fut>(n: usize, c: usize, postfix_log: Option<&Path>, f: F) -> Run
+async fn drive<F, Fut>(n: usize, c: usize, logs: Option<RigLogs<'_>>, f: F) -> Run
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
     let f = Arc::new(f);
     let next = Arc::new(AtomicUsize::new(0));
-    let connects_before = postfix_log.and_then(count_connects);
+    let logins_before = logs.and_then(count_logins);
     let cpu_before = process_cpu_secs();
     let machine_before = machine_ticks();
     let start = Instant::now();
@@ -152,8 +153,8 @@ where
         }
         _ => None,
     };
-    let smtp_connects = match (connects_before, postfix_log.and_then(count_connects)) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+    let logins = match (logins_before, logs.and_then(count_logins)) {
+        (Some(a), Some(b)) => Some((b.0.saturating_sub(a.0), b.1.saturating_sub(a.1))),
         _ => None,
     };
     latencies.sort();
@@ -163,7 +164,7 @@ where
         errors,
         cpu_secs,
         machine_busy,
-        smtp_connects,
+        logins,
     }
 }
 
@@ -193,14 +194,27 @@ fn machine_ticks() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// Connections Postfix's submission smtpd has accepted so far, from the rig's log.
-fn count_connects(log: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(log).ok()?;
-    Some(
-        text.lines()
-            .filter(|l| l.contains("/smtpd[") && l.contains(": connect from "))
-            .count(),
-    )
+/// The rig's logs, to count logins while a run is under way.
+#[derive(Clone, Copy)]
+struct RigLogs<'a> {
+    postfix: &'a Path,
+    dovecot: &'a Path,
+}
+
+/// (connections Postfix's submission smtpd accepted, IMAP logins Dovecot accepted) so far.
+fn count_logins(logs: RigLogs<'_>) -> Option<(usize, usize)> {
+    let count = |path: &Path, hit: &dyn Fn(&str) -> bool| -> Option<usize> {
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(text.lines().filter(|l| hit(l)).count())
+    };
+    Some((
+        count(logs.postfix, &|l| {
+            l.contains("/smtpd[") && l.contains(": connect from ")
+        })?,
+        count(logs.dovecot, &|l| {
+            l.contains("imap-login: ") && l.contains(" Login: ")
+        })?,
+    ))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -286,12 +300,12 @@ async fn direct_run(
     label: &'static str,
     n: usize,
     c: usize,
-    postfix_log: Option<&Path>,
+    logs: Option<RigLogs<'_>>,
 ) -> Run {
     let transport = transport.clone();
     let (from, to) = (from.clone(), to.clone());
     let data: Arc<[u8]> = attachment().into();
-    drive(n, c, postfix_log, move |i| {
+    drive(n, c, logs, move |i| {
         let transport = transport.clone();
         let (from, to, data) = (from.clone(), to.clone(), data.clone());
         async move {
@@ -317,7 +331,7 @@ async fn api_run(
     label: &'static str,
     n: usize,
     c: usize,
-    postfix_log: Option<&Path>,
+    logs: Option<RigLogs<'_>>,
 ) -> Run {
     let content = base64::engine::general_purpose::STANDARD.encode(attachment());
     let template = Arc::new(json!({
@@ -332,7 +346,7 @@ async fn api_run(
         }],
     }));
     let (client, url, api_key) = (client.clone(), url.to_owned(), api_key.to_owned());
-    drive(n, c, postfix_log, move |i| {
+    drive(n, c, logs, move |i| {
         let (client, url, api_key) = (client.clone(), url.clone(), api_key.clone());
         let mut body = (*template).clone();
         body["subject"] = json!(format!("bench {label} #{i}"));
@@ -439,8 +453,8 @@ fn print_run(name: &str, run: &Run) {
     if let Some(b) = run.machine_busy {
         facts.push(format!("machine CPU busy {:.0} %", b * 100.0));
     }
-    if let Some(n) = run.smtp_connects {
-        facts.push(format!("{n} new SMTP connections"));
+    if let Some((smtp, imap)) = run.logins {
+        facts.push(format!("{smtp} new SMTP connections, {imap} IMAP logins"));
     }
     if !facts.is_empty() {
         println!("        {}", facts.join(", "));
@@ -487,12 +501,12 @@ async fn main() -> anyhow::Result<()> {
     let Some(rig) = MailRig::from_env() else {
         bail!("the mail rig is not running: start this benchmark through bench/send");
     };
-    let postfix_log: Option<PathBuf> = rig
-        .users_file
-        .parent()
-        .map(|d| d.join("postfix.log"))
-        .filter(|p| p.exists());
-    let postfix_log = postfix_log.as_deref();
+    let rig_dir: PathBuf = rig.users_file.parent().unwrap_or(Path::new(".")).into();
+    let (postfix_log, dovecot_log) = (rig_dir.join("postfix.log"), rig_dir.join("dovecot.log"));
+    let logs = (postfix_log.exists() && dovecot_log.exists()).then_some(RigLogs {
+        postfix: &postfix_log,
+        dovecot: &dovecot_log,
+    });
     let direct_user = rig.create_user();
     let api_user = rig.create_user();
     let recipient = rig.create_user();
@@ -538,7 +552,7 @@ async fn main() -> anyhow::Result<()> {
     report_warmup("direct", &w);
     failed += w.failed();
     let direct_warmup_ok = w.ok();
-    let direct = direct_run(&transport, &from, &to, "direct", n, c, postfix_log).await;
+    let direct = direct_run(&transport, &from, &to, "direct", n, c, logs).await;
     failed += direct.failed();
     report_progress("direct", &direct);
     transport.shutdown().await;
@@ -607,7 +621,7 @@ async fn main() -> anyhow::Result<()> {
         "api",
         n,
         c,
-        postfix_log,
+        logs,
     )
     .await;
     failed += api.failed();
