@@ -281,11 +281,9 @@ impl Outbox {
                     return Ok(Outcome::NotOurs);
                 }
                 metrics::counter!("mailroom_emails_sent_total").increment(1);
-                if copy {
-                    // The worker copies to Sent in batches: one IMAP login per account for
-                    // every copy due, instead of one per message.
-                    self.wake();
-                }
+                // The worker copies to Sent in batches on its next sweep (within the poll
+                // interval): one IMAP login per account for every copy due. Waking it per
+                // message would make a login per message under load.
                 Ok(Outcome::Sent { provider_id })
             }
             Ok(Err(Failure::Store(e))) => Err(e),
