@@ -16,20 +16,22 @@ use mailroom_testkit::integrator::Integrator;
 use mailroom_testkit::{Backend, TestDb, both_backends, wait};
 use secrecy::SecretString;
 
+/// The Google app settings that point mailroom at this fake.
+fn google_app_config(google: &FakeGoogle) -> AppConfig {
+    let cfg = google.config();
+    AppConfig {
+        client_id: cfg.client_id.clone(),
+        client_secret: SecretString::from(cfg.client_secret.clone()),
+        auth_url: google.auth_url(),
+        token_url: google.token_url(),
+        api_url: google.base_url(),
+    }
+}
+
 async fn google_app(backend: Backend) -> Option<(TestApp, FakeGoogle, Integrator)> {
     let db = TestDb::new(backend).await?;
     let google = FakeGoogle::start(GoogleConfig::default()).await;
-    let cfg = google.config();
-    let app = spawn_on(db, |s| {
-        s.google = Some(AppConfig {
-            client_id: cfg.client_id.clone(),
-            client_secret: SecretString::from(cfg.client_secret.clone()),
-            auth_url: google.auth_url(),
-            token_url: google.token_url(),
-            api_url: google.base_url(),
-        });
-    })
-    .await;
+    let app = spawn_on(db, |s| s.google = Some(google_app_config(&google))).await;
     google.allow_redirect_uri(&app.url("/oauth/google/callback"));
     Some((app, google, Integrator::start().await))
 }
@@ -542,15 +544,8 @@ async fn one_refresh_across_two_nodes(backend: Backend) {
         return;
     };
     let account = linked_google(&app, &integrator).await;
-    let cfg = google.config();
     let second = spawn_on(app.db.share(), |s| {
-        s.google = Some(AppConfig {
-            client_id: cfg.client_id.clone(),
-            client_secret: SecretString::from(cfg.client_secret.clone()),
-            auth_url: google.auth_url(),
-            token_url: google.token_url(),
-            api_url: google.base_url(),
-        });
+        s.google = Some(google_app_config(&google))
     })
     .await;
     google.expire_access_tokens();
