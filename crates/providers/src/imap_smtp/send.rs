@@ -1,39 +1,63 @@
-//! SMTP submission of finished messages: a cache of pooled lettre transports per account, the
+//! SMTP submission of finished messages: a small pool of lettre connections per account, the
 //! server's SIZE limit, and the classes of failure the outbox acts on (retry, reconnect, or a
 //! permanent 422 with the server's own words).
 //!
+//! **Connections.** The pool opens its TCP streams itself ([`smtp::open_stream`], to a vetted
+//! address, with TCP_NODELAY: lettre writes the DATA terminator in a write of its own, which
+//! Nagle's algorithm held back until the server's delayed ACK, ~40 ms a message), does TLS
+//! (implicit, or lettre's STARTTLS), and hands the stream to lettre's `AsyncSmtpConnection`.
+//! At most `connections_per_key` sends run at once per account (a semaphore; servers refuse
+//! more than a few connections per account, 421/4.7.0), and a connection is only ever opened
+//! when no idle one is left, so an account never holds more connections than that. Idle
+//! connections are kept `IDLE_TIMEOUT` and then quit.
+//!
+//! **Reuse.** An idle connection is used without a NOOP first: when the server closed it in
+//! the meantime, AUTH or `MAIL FROM` fails without a reply (or with 421), before anything of
+//! the message was sent, and the send moves to a new connection (dropping the other idle
+//! ones, which are as likely to be gone). From `RCPT TO` on nothing is ever sent twice. A
+//! connection that fails in any other way is discarded, never parked again.
+//!
 //! **SIZE (RFC 1870).** lettre does not expose it: `ServerInfo` keeps only the EHLO keywords
-//! its `Extension` enum knows (8BITMIME, SMTPUTF8, STARTTLS, AUTH), the raw EHLO reply is
-//! dropped, and the pooled transport never sends `MAIL FROM … SIZE=`. So when a transport is
-//! built we open one extra, unauthenticated connection, send our own `EHLO` and read `SIZE n`
-//! from the reply; a message longer than `n` fails as [`SendErrorKind::TooLarge`] before any
-//! `MAIL FROM`, so a 30 MB upload is never wasted on a 10 MB server. Servers that do not
+//! its `Extension` enum knows (8BITMIME, SMTPUTF8, STARTTLS, AUTH) and the raw EHLO reply is
+//! dropped. So the first connection of an account sends our own `EHLO` (after TLS, before
+//! AUTH) and reads `SIZE n` from the reply; a message longer than `n` fails as
+//! [`SendErrorKind::TooLarge`] before any `MAIL FROM` (before even AUTH on that first
+//! connection), so a 30 MB upload is never wasted on a 10 MB server. Servers that do not
 //! advertise a limit (or lie) still answer `552` / `5.3.4` after DATA, which maps to
 //! `TooLarge` too.
 //!
-//! **Cancellation.** lettre's async connections have no read timeout, and a pooled connection
-//! whose send future is dropped mid-command goes back to the pool unbroken: its late reply
-//! would then be read as the answer to the next command. Callers bound `send` with a timeout
-//! and may drop it, so a dropped send evicts its transport: the pool is shut down with its
-//! connections and the next send builds a fresh one.
+//! **Cancellation.** lettre's async connections have no read timeout, and a connection whose
+//! send future is dropped mid-command would read its late reply as the answer to the next
+//! command. A send owns its connection until the exchange is over and only then parks it, so
+//! a dropped send drops (closes) its connection.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use lettre::address::{Address, Envelope};
-use lettre::transport::smtp::authentication::Mechanism;
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::Ehlo;
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::OnceCell;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 use super::smtp::{self, SmtpLogin};
-use crate::error::{Protocol, ProviderError};
-use crate::{NetPolicy, egress};
+use crate::NetPolicy;
+use crate::error::ProviderError;
 use mailroom_core::account::TlsMode;
+
+/// How long an idle connection is kept (lettre's pool kept them as long); servers close idle
+/// sessions after a few minutes (Postfix: 300 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a QUIT of a connection being closed may take.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections kept per account. Providers cap concurrent submissions per user (Microsoft 365
 /// allows 3), and one connection already carries a message after another.
@@ -264,7 +288,8 @@ fn speaks_of_throttling(lower: &str) -> bool {
             .any(|w| w == "rate" || w == "ratelimit" || w == "ratelimited")
 }
 
-/// The login an entry was built with; a different one (a reconnect) replaces the transport.
+/// The login an entry was built with; a different one (a reconnect) replaces the account's
+/// connections.
 struct LoginPrint {
     host: String,
     port: u16,
@@ -296,28 +321,335 @@ impl LoginPrint {
     }
 }
 
-struct Built {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    /// The server's SIZE, when it advertised a positive one.
-    size_limit: Option<u64>,
-    /// At most this many sends at once per account: lettre's pool size only caps *idle*
-    /// connections, and mail servers refuse more than a few per account (421/4.7.0).
-    in_flight: tokio::sync::Semaphore,
+/// Locks `m`; a panic while holding a lock of this module leaves the data consistent.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-type Cell = Arc<OnceCell<Arc<Built>>>;
+/// An open connection: greeted, encrypted, EHLO'd, and authenticated once `authed`.
+struct Conn {
+    smtp: AsyncSmtpConnection,
+    authed: bool,
+    /// When it was parked last.
+    parked: Instant,
+}
+
+/// One account's connections.
+struct Account {
+    /// The server's SIZE from the first connection's EHLO; `None` inside when it advertised
+    /// no positive one.
+    size_limit: OnceLock<Option<u64>>,
+    /// Parked connections, oldest first.
+    idle: Mutex<Vec<Conn>>,
+    /// At most this many sends, so connections, at once.
+    in_flight: Semaphore,
+}
+
+impl Account {
+    fn new(connections: u32) -> Self {
+        Self {
+            size_limit: OnceLock::new(),
+            idle: Mutex::new(Vec::new()),
+            in_flight: Semaphore::new(connections.max(1) as usize),
+        }
+    }
+
+    fn too_large(&self, len: usize, host: &str) -> Option<SendError> {
+        let limit = (*self.size_limit.get()?)?;
+        (len as u64 > limit).then(|| {
+            SendError::new(
+                SendErrorKind::TooLarge,
+                format!("the message is {len} bytes and {host} accepts at most {limit} (SIZE)"),
+            )
+        })
+    }
+
+    /// The most recently parked connection, quitting those parked too long ago.
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = lock(&self.idle);
+        let expired = Self::expired_in(&mut idle);
+        let conn = idle.pop();
+        drop(idle);
+        quit_all(expired);
+        conn
+    }
+
+    fn park(&self, mut conn: Conn) {
+        let mut idle = lock(&self.idle);
+        conn.parked = Instant::now();
+        idle.push(conn);
+    }
+
+    /// Takes the connections parked longer than `IDLE_TIMEOUT`.
+    fn expired(&self) -> Vec<Conn> {
+        Self::expired_in(&mut lock(&self.idle))
+    }
+
+    fn expired_in(idle: &mut Vec<Conn>) -> Vec<Conn> {
+        let keep_from = idle
+            .iter()
+            .position(|c| c.parked.elapsed() < IDLE_TIMEOUT)
+            .unwrap_or(idle.len());
+        idle.drain(..keep_from).collect()
+    }
+
+    /// Sends over a parked connection or a new one from `open`; see the module notes.
+    async fn deliver<F, Fut>(
+        &self,
+        login: &SmtpLogin<'_>,
+        policy: &NetPolicy,
+        envelope: &Envelope,
+        bytes: &[u8],
+        open: F,
+    ) -> Result<Response, SendError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<AsyncSmtpConnection, SendError>>,
+    {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        // lettre always ends DATA with `CRLF . CRLF`; that first CRLF is the end of the last
+        // line (RFC 5321 §4.1.1.4), so a message ending in CRLF would gain a blank line and
+        // differ from the Sent copy. Leave the final CRLF to the terminator.
+        let payload = bytes.strip_suffix(b"\r\n").unwrap_or(bytes);
+        let mut retried = false;
+        loop {
+            let (mut conn, reused) = match self.take_idle() {
+                Some(conn) => (conn, true),
+                None => (self.connect(login, policy, &open).await?, false),
+            };
+            // The first connection of the account has just read SIZE.
+            if let Some(e) = self.too_large(bytes.len(), login.host) {
+                self.park(conn);
+                return Err(e);
+            }
+            match transact(&mut conn, login, policy, envelope, payload, reused).await {
+                Ok(response) => {
+                    self.park(conn);
+                    return Ok(response);
+                }
+                Err(Failure::Stale(e)) if !retried => {
+                    tracing::debug!(
+                        host = login.host,
+                        "parked SMTP connection is gone ({e}); sending on a new one"
+                    );
+                    retried = true;
+                    drop(conn);
+                    quit_all(std::mem::take(&mut *lock(&self.idle)));
+                }
+                Err(Failure::Stale(error)) => return Err(error),
+                Err(Failure::Failed { error, quit }) => {
+                    if quit {
+                        quit_all(vec![conn]);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// A new connection from `open`, within the connect timeout. While the account's SIZE is
+    /// unknown, sends an EHLO of our own to read it.
+    async fn connect<F, Fut>(
+        &self,
+        login: &SmtpLogin<'_>,
+        policy: &NetPolicy,
+        open: &F,
+    ) -> Result<Conn, SendError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<AsyncSmtpConnection, SendError>>,
+    {
+        let work = async {
+            let mut smtp = open().await?;
+            if self.size_limit.get().is_none() {
+                let ehlo = smtp
+                    .command(Ehlo::new(ClientId::default()))
+                    .await
+                    .map_err(|e| classify(&e))?;
+                let _ = self.size_limit.set(size_from_ehlo(ehlo.message()));
+            }
+            Ok(Conn {
+                smtp,
+                authed: false,
+                parked: Instant::now(),
+            })
+        };
+        match tokio::time::timeout(policy.connect_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::new(
+                SendErrorKind::Transient,
+                format!(
+                    "{}:{} did not complete the SMTP handshake within {}s",
+                    login.host,
+                    login.port,
+                    policy.connect_timeout.as_secs()
+                ),
+            )),
+        }
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        quit_all(std::mem::take(&mut *lock(&self.idle)));
+    }
+}
+
+/// Says QUIT on each of `conns` in the background, and drops them.
+fn quit_all(conns: Vec<Conn>) {
+    if conns.is_empty() {
+        return;
+    }
+    // Without a runtime they are only closed.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(futures_util::future::join_all(conns.into_iter().map(
+            |mut c| async move {
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, c.smtp.quit()).await;
+            },
+        )));
+    }
+}
+
+/// Why a send's exchange failed.
+enum Failure {
+    /// A parked connection failed before the server could have taken anything of the message.
+    Stale(SendError),
+    /// The send fails; `quit` when the server answered, so the session can still be closed.
+    Failed { error: SendError, quit: bool },
+}
+
+/// A connection that is gone answers without a reply, or with 421 (closing).
+fn is_gone(e: &lettre::transport::smtp::Error) -> bool {
+    !e.is_client() && e.status().is_none_or(|c| u16::from(c) == 421)
+}
+
+/// AUTH when needed, MAIL FROM, RCPT TO, DATA and the message.
+async fn transact(
+    conn: &mut Conn,
+    login: &SmtpLogin<'_>,
+    policy: &NetPolicy,
+    envelope: &Envelope,
+    payload: &[u8],
+    reused: bool,
+) -> Result<Response, Failure> {
+    // Up to MAIL FROM's answer nothing of the message was taken: a parked connection failing
+    // there is retried on a new one. Its answers are awaited only so long.
+    let early = |e: lettre::transport::smtp::Error| {
+        let error = classify(&e);
+        if reused && is_gone(&e) {
+            Failure::Stale(error)
+        } else {
+            Failure::Failed {
+                quit: e.status().is_some(),
+                error,
+            }
+        }
+    };
+    let silent = |command: &str| {
+        let error = SendError::new(
+            SendErrorKind::Transient,
+            format!(
+                "SMTP: {} did not answer {command} within {}s",
+                login.host,
+                policy.connect_timeout.as_secs()
+            ),
+        );
+        if reused {
+            Failure::Stale(error)
+        } else {
+            Failure::Failed { error, quit: false }
+        }
+    };
+    if !conn.authed {
+        let credentials = Credentials::new(
+            login.user.to_owned(),
+            login.password.expose_secret().to_owned(),
+        );
+        let auth = conn.smtp.auth(login.mechanisms, &credentials);
+        match tokio::time::timeout(policy.connect_timeout, auth).await {
+            Ok(Ok(_)) => conn.authed = true,
+            Ok(Err(e)) => return Err(early(e)),
+            Err(_) => return Err(silent("AUTH")),
+        }
+    }
+    let options = mail_options(&conn.smtp, envelope, payload)
+        .map_err(|error| Failure::Failed { error, quit: true })?;
+    let mail = conn
+        .smtp
+        .command(Mail::new(envelope.from().cloned(), options));
+    let answer = if reused {
+        tokio::time::timeout(policy.connect_timeout, mail)
+            .await
+            .map_err(|_| silent("MAIL FROM"))?
+    } else {
+        mail.await
+    };
+    answer.map_err(early)?;
+    // From here on the message may be taken: never retried.
+    let late = |e: lettre::transport::smtp::Error| Failure::Failed {
+        quit: e.status().is_some(),
+        error: classify(&e),
+    };
+    for to in envelope.to() {
+        conn.smtp
+            .command(Rcpt::new(to.clone(), vec![]))
+            .await
+            .map_err(late)?;
+    }
+    conn.smtp.command(Data).await.map_err(late)?;
+    conn.smtp.message(payload).await.map_err(late)
+}
+
+/// The MAIL FROM parameters the message needs, as lettre's own `send` picks them, or its
+/// refusal when the server lacks the extension.
+fn mail_options(
+    smtp: &AsyncSmtpConnection,
+    envelope: &Envelope,
+    payload: &[u8],
+) -> Result<Vec<MailParameter>, SendError> {
+    let info = smtp.server_info();
+    let mut options = Vec::new();
+    let non_ascii_address = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii_address {
+        if !info.supports_feature(Extension::SmtpUtfEight) {
+            return Err(SendError::new(
+                SendErrorKind::Rejected,
+                "SMTP: Envelope contains non-ascii chars but server does not support SMTPUTF8",
+            ));
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !payload.is_ascii() {
+        if !info.supports_feature(Extension::EightBitMime) {
+            return Err(SendError::new(
+                SendErrorKind::Rejected,
+                "SMTP: Message contains non-ascii chars but server does not support 8BITMIME",
+            ));
+        }
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    Ok(options)
+}
 
 struct Slot {
     key: String,
     login: LoginPrint,
-    cell: Cell,
+    account: Arc<Account>,
 }
 
-/// Pooled SMTP transports, one per account. Cheap to clone; clones share the cache.
+/// SMTP connections, pooled per account. Cheap to clone; clones share the pool.
 ///
 /// The caller names the entry with `key`, `"<account>:<version>"` (or just `"<account>"`):
 /// the part before the first `:` picks the slot, and a different version, or a different
-/// login for the same key, replaces the slot's transport. Account ids never contain `:`.
+/// login for the same key, replaces the slot's connections. Account ids never contain `:`.
 #[derive(Clone)]
 pub struct SmtpPool {
     inner: Arc<Inner>,
@@ -326,6 +658,16 @@ pub struct SmtpPool {
 struct Inner {
     connections_per_key: u32,
     slots: Mutex<HashMap<String, Slot>>,
+    /// Quits connections idle past `IDLE_TIMEOUT`; started by a send.
+    reaper: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(reaper) = lock(&self.reaper).take() {
+            reaper.abort();
+        }
+    }
 }
 
 impl Default for SmtpPool {
@@ -338,7 +680,7 @@ impl fmt::Debug for SmtpPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpPool")
             .field("connections_per_key", &self.inner.connections_per_key)
-            .field("slots", &self.slots().len())
+            .field("slots", &lock(&self.inner.slots).len())
             .finish()
     }
 }
@@ -353,52 +695,49 @@ impl SmtpPool {
             inner: Arc::new(Inner {
                 connections_per_key: connections_per_key.max(1),
                 slots: Mutex::new(HashMap::new()),
+                reaper: Mutex::new(None),
             }),
         }
-    }
-
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
-        // A panic while holding the lock leaves a map that is still consistent.
-        self.inner
-            .slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Drops the slot of `key` (an account deleted or disconnected); its connections close
     /// once no send uses them.
     pub fn forget(&self, key: &str) {
-        self.slots().remove(slot_of(key));
+        let gone = lock(&self.inner.slots).remove(slot_of(key));
+        drop(gone);
     }
 
-    /// The cell for `key`, replacing the slot when the key or the login changed.
-    fn cell(&self, key: &str, login: &SmtpLogin<'_>) -> Cell {
-        let mut slots = self.slots();
+    /// The account of `key`, replacing the slot when the key or the login changed.
+    fn account(&self, key: &str, login: &SmtpLogin<'_>) -> Arc<Account> {
+        let mut slots = lock(&self.inner.slots);
         let slot = slot_of(key);
         if let Some(s) = slots.get(slot)
             && s.key == key
             && s.login.matches(login)
         {
-            return s.cell.clone();
+            return s.account.clone();
         }
-        let cell = Cell::default();
-        slots.insert(
+        let account = Arc::new(Account::new(self.inner.connections_per_key));
+        let replaced = slots.insert(
             slot.to_owned(),
             Slot {
                 key: key.to_owned(),
                 login: LoginPrint::of(login),
-                cell: cell.clone(),
+                account: account.clone(),
             },
         );
-        cell
+        drop(slots);
+        drop(replaced);
+        account
     }
 
-    fn evict(&self, key: &str, cell: &Cell) {
-        let mut slots = self.slots();
-        let slot = slot_of(key);
-        if slots.get(slot).is_some_and(|s| Arc::ptr_eq(&s.cell, cell)) {
-            slots.remove(slot);
+    /// Starts the task that quits idle connections, unless it runs.
+    fn start_reaper(&self) {
+        let mut reaper = lock(&self.inner.reaper);
+        if reaper.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
         }
+        *reaper = Some(tokio::spawn(reap(Arc::downgrade(&self.inner))));
     }
 
     /// Submits `bytes` with the envelope `envelope_from` → `envelope_to` (Bcc recipients are
@@ -417,65 +756,36 @@ impl SmtpPool {
         bytes: &[u8],
     ) -> Result<SmtpSent, SendError> {
         let envelope = envelope(envelope_from, envelope_to)?;
-        let cell = self.cell(key, login);
-        let built = cell
-            .get_or_try_init(|| build(login, policy, self.inner.connections_per_key))
-            .await?
-            .clone();
-        if let Some(limit) = built.size_limit
-            && bytes.len() as u64 > limit
-        {
-            return Err(SendError::new(
-                SendErrorKind::TooLarge,
-                format!(
-                    "the message is {} bytes and {} accepts at most {limit} (SIZE)",
-                    bytes.len(),
-                    login.host
-                ),
-            ));
+        let account = self.account(key, login);
+        if let Some(e) = account.too_large(bytes.len(), login.host) {
+            return Err(e);
         }
-        let _permit = built
-            .in_flight
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let mut guard = EvictOnDrop {
-            pool: self,
-            key,
-            cell: &cell,
-            armed: true,
-        };
-        // lettre always ends DATA with `CRLF . CRLF`; that first CRLF is the end of the last
-        // line (RFC 5321 §4.1.1.4), so a message ending in CRLF would gain a blank line and
-        // differ from the Sent copy. Leave the final CRLF to the terminator.
-        let payload = bytes.strip_suffix(b"\r\n").unwrap_or(bytes);
-        let result = built.transport.send_raw(&envelope, payload).await;
-        guard.armed = false;
-        match result {
-            Ok(response) => Ok(SmtpSent {
-                response: response.message().collect::<Vec<_>>().join(" "),
-            }),
-            Err(e) => Err(classify(&e)),
-        }
+        self.start_reaper();
+        let response = account
+            .deliver(login, policy, &envelope, bytes, || {
+                open_connection(login, policy)
+            })
+            .await?;
+        Ok(SmtpSent {
+            response: response.message().collect::<Vec<_>>().join(" "),
+        })
     }
 }
 
-/// Evicts the transport of a send whose future was dropped mid-exchange.
-struct EvictOnDrop<'a> {
-    pool: &'a SmtpPool,
-    key: &'a str,
-    cell: &'a Cell,
-    armed: bool,
-}
-
-impl Drop for EvictOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            tracing::debug!(
-                key = self.key,
-                "SMTP send abandoned; dropping its transport"
-            );
-            self.pool.evict(self.key, self.cell);
+/// Every half `IDLE_TIMEOUT`, quits the connections idle longer; ends with the pool.
+async fn reap(pool: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(IDLE_TIMEOUT / 2).await;
+        let Some(inner) = pool.upgrade() else {
+            return;
+        };
+        let accounts: Vec<Arc<Account>> = lock(&inner.slots)
+            .values()
+            .map(|s| s.account.clone())
+            .collect();
+        drop(inner);
+        for account in accounts {
+            quit_all(account.expired());
         }
     }
 }
@@ -502,69 +812,30 @@ fn envelope(from: &str, to: &[String]) -> Result<Envelope, SendError> {
         .map_err(|e| SendError::new(SendErrorKind::RecipientRejected, format!("envelope: {e}")))
 }
 
-async fn build(
+/// Opens a connection of the pool: our own TCP stream (TCP_NODELAY), TLS, greeting and EHLO.
+async fn open_connection(
     login: &SmtpLogin<'_>,
     policy: &NetPolicy,
-    pool_size: u32,
-) -> Result<Arc<Built>, SendError> {
-    let size_limit = probe_size(login, policy).await?;
-    let transport = smtp::transport(login, policy, pool_size).await?;
-    Ok(Arc::new(Built {
-        transport,
-        size_limit,
-        in_flight: tokio::sync::Semaphore::new(pool_size.max(1) as usize),
-    }))
-}
-
-/// Reads the server's SIZE from a fresh EHLO (lettre keeps no raw EHLO reply).
-async fn probe_size(login: &SmtpLogin<'_>, policy: &NetPolicy) -> Result<Option<u64>, SendError> {
-    let probe = async {
-        let addrs = egress::resolve(
-            Protocol::Smtp,
-            login.host,
-            login.port,
-            policy.allow_private,
-            policy.connect_timeout,
-        )
-        .await?;
-        let params = TlsParameters::builder(login.host.to_owned())
-            .dangerous_accept_invalid_certs(policy.tls_insecure_skip_verify)
-            .build_rustls()
-            .map_err(|e| SendError::new(SendErrorKind::Transient, format!("TLS setup: {e}")))?;
-        let hello = ClientId::default();
-        let implicit = (login.tls == TlsMode::Implicit).then(|| params.clone());
-        let mut conn = AsyncSmtpConnection::connect_tokio1(
-            addrs[0],
-            Some(policy.connect_timeout),
-            &hello,
-            implicit,
-            None,
-        )
-        .await
-        .map_err(|e| classify(&e))?;
-        if login.tls == TlsMode::Starttls {
+) -> Result<AsyncSmtpConnection, SendError> {
+    let tcp = smtp::open_stream(login, policy).await?;
+    let hello = ClientId::default();
+    match login.tls {
+        TlsMode::Starttls => {
+            let params = smtp::tls_parameters(login.host, policy)?;
+            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+                .await
+                .map_err(|e| classify(&e))?;
             conn.starttls(params, &hello)
                 .await
                 .map_err(|e| classify(&e))?;
+            Ok(conn)
         }
-        let ehlo = conn
-            .command(Ehlo::new(hello))
-            .await
-            .map_err(|e| classify(&e))?;
-        let _ = conn.quit().await;
-        Ok::<_, SendError>(size_from_ehlo(ehlo.message()))
-    };
-    match tokio::time::timeout(policy.connect_timeout, probe).await {
-        Ok(r) => r,
-        Err(_) => Err(SendError::new(
-            SendErrorKind::Transient,
-            format!(
-                "{}:{} did not answer EHLO within {}s",
-                login.host,
-                login.port,
-                policy.connect_timeout.as_secs()
-            ),
-        )),
+        TlsMode::Implicit => {
+            let tls = smtp::implicit_tls(tcp, login.host, policy).await?;
+            AsyncSmtpConnection::connect_with_transport(Box::new(tls), &hello)
+                .await
+                .map_err(|e| classify(&e))
+        }
     }
 }
 
