@@ -959,4 +959,294 @@ mod tests {
         assert_eq!(e.kind(), RecipientRejected);
         assert!(envelope("a@example.test", &["b@example.test".into()]).is_ok());
     }
+
+    // The pool against a scripted plaintext SMTP server: connection reuse, SIZE, retries and
+    // cancellation. TLS and real servers are the mail rig's (crates/testkit, smtp_send).
+
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use lettre::transport::smtp::client::AsyncSmtpConnection;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::Notify;
+
+    use crate::imap_smtp::smtp::PASSWORD_MECHANISMS;
+
+    #[tokio::test]
+    async fn the_pool_opens_its_streams_with_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let password = SecretString::from("pw".to_owned());
+        for tls in [TlsMode::Starttls, TlsMode::Implicit] {
+            let login = login(port, &password);
+            let login = SmtpLogin { tls, ..login };
+            let policy = net();
+            let (stream, accepted) =
+                tokio::join!(smtp::open_stream(&login, &policy), listener.accept());
+            let stream = stream.unwrap();
+            let (server_side, _) = accepted.unwrap();
+            assert_eq!(
+                stream.peer_addr().unwrap(),
+                server_side.local_addr().unwrap()
+            );
+            assert!(stream.nodelay().unwrap(), "{tls:?}: TCP_NODELAY is not set");
+        }
+    }
+
+    #[derive(Default)]
+    struct Script {
+        accepted: AtomicUsize,
+        auths: AtomicUsize,
+        mails: AtomicUsize,
+        /// Messages received to the final dot.
+        messages: AtomicUsize,
+        quits: AtomicUsize,
+        /// Close the connection after answering a message (the server timed it out).
+        close_after_message: AtomicBool,
+        /// Close the connection at the end of DATA without answering.
+        drop_at_data_end: AtomicBool,
+        /// Hold the end of DATA without answering; `stalled` is notified.
+        stall_at_data_end: AtomicBool,
+        stalled: Notify,
+    }
+
+    /// A plaintext SMTP server with `SIZE 1000` on 127.0.0.1, following `Script`.
+    async fn fake_server() -> (SocketAddr, Arc<Script>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script = Arc::new(Script::default());
+        let s = script.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                s.accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(session(stream, s.clone()));
+            }
+        });
+        (addr, script)
+    }
+
+    async fn session(stream: TcpStream, s: Arc<Script>) {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read);
+        let mut line = String::new();
+        let _ = write.write_all(b"220 fake ESMTP\r\n").await;
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let verb = line
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            let reply: &[u8] = match verb.as_str() {
+                "EHLO" => b"250-fake\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN\r\n",
+                "AUTH" => {
+                    s.auths.fetch_add(1, Ordering::SeqCst);
+                    b"235 2.7.0 Authentication successful\r\n"
+                }
+                "MAIL" => {
+                    s.mails.fetch_add(1, Ordering::SeqCst);
+                    b"250 2.1.0 Ok\r\n"
+                }
+                "RCPT" | "NOOP" | "RSET" => b"250 2.1.5 Ok\r\n",
+                "QUIT" => {
+                    s.quits.fetch_add(1, Ordering::SeqCst);
+                    let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
+                    return;
+                }
+                "DATA" => {
+                    let _ = write
+                        .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                        .await;
+                    loop {
+                        line.clear();
+                        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == ".\r\n" {
+                            break;
+                        }
+                    }
+                    s.messages.fetch_add(1, Ordering::SeqCst);
+                    if s.drop_at_data_end.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if s.stall_at_data_end.load(Ordering::SeqCst) {
+                        s.stalled.notify_one();
+                        std::future::pending::<()>().await;
+                    }
+                    let _ = write.write_all(b"250 2.0.0 Ok: queued as FAKE\r\n").await;
+                    if s.close_after_message.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    continue;
+                }
+                _ => b"502 5.5.2 Error: command not recognized\r\n",
+            };
+            let _ = write.write_all(reply).await;
+        }
+    }
+
+    fn net() -> NetPolicy {
+        NetPolicy {
+            allow_private: true,
+            tls_insecure_skip_verify: true,
+            connect_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+
+    fn login(port: u16, password: &SecretString) -> SmtpLogin<'_> {
+        SmtpLogin {
+            host: "127.0.0.1",
+            port,
+            tls: TlsMode::Starttls,
+            user: "u@example.test",
+            password,
+            mechanisms: PASSWORD_MECHANISMS,
+        }
+    }
+
+    /// `Account::deliver` over plaintext connections to `addr`.
+    async fn deliver(
+        account: &Account,
+        addr: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<Response, SendError> {
+        let password = SecretString::from("pw".to_owned());
+        let env = envelope("u@example.test", &["bob@example.test".into()]).unwrap();
+        let open = || async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &ClientId::default())
+                .await
+                .map_err(|e| classify(&e))
+        };
+        account
+            .deliver(&login(addr.port(), &password), &net(), &env, bytes, open)
+            .await
+    }
+
+    const SMALL: &[u8] = b"Subject: hi\r\n\r\nhello\r\n";
+
+    #[tokio::test]
+    async fn a_parked_connection_is_reused_without_a_new_login() {
+        let (addr, s) = fake_server().await;
+        let account = Account::new(3);
+        for _ in 0..3 {
+            let r = deliver(&account, addr, SMALL).await.unwrap();
+            assert_eq!(u16::from(r.code()), 250);
+        }
+        assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(s.auths.load(Ordering::SeqCst), 1);
+        assert_eq!(s.messages.load(Ordering::SeqCst), 3);
+        assert_eq!(account.size_limit.get(), Some(&Some(1000)));
+        assert_eq!(lock(&account.idle).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn too_large_fails_before_auth_and_mail_from() {
+        let (addr, s) = fake_server().await;
+        let account = Account::new(3);
+        let big = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(2_000));
+        let e = deliver(&account, addr, big.as_bytes()).await.unwrap_err();
+        assert_eq!(e.kind(), TooLarge, "{e}");
+        assert!(e.detail().contains("1000"), "{e}");
+        assert_eq!(s.auths.load(Ordering::SeqCst), 0);
+        assert_eq!(s.mails.load(Ordering::SeqCst), 0);
+        // The connection that read SIZE carries the next message, logging in first.
+        deliver(&account, addr, SMALL).await.unwrap();
+        assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(s.auths.load(Ordering::SeqCst), 1);
+        assert_eq!(s.messages.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_parked_connection_the_server_closed_does_not_fail_the_send() {
+        let (addr, s) = fake_server().await;
+        s.close_after_message.store(true, Ordering::SeqCst);
+        let account = Account::new(3);
+        deliver(&account, addr, SMALL).await.unwrap();
+        // The parked connection is closed by now: MAIL FROM fails on it, the send moves on.
+        deliver(&account, addr, SMALL).await.unwrap();
+        assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(s.auths.load(Ordering::SeqCst), 2);
+        assert_eq!(s.messages.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_resent_once_data_went_out() {
+        let (addr, s) = fake_server().await;
+        let account = Account::new(3);
+        deliver(&account, addr, SMALL).await.unwrap();
+        s.drop_at_data_end.store(true, Ordering::SeqCst);
+        let e = deliver(&account, addr, SMALL).await.unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        assert_eq!(s.messages.load(Ordering::SeqCst), 2);
+        assert_eq!(s.accepted.load(Ordering::SeqCst), 1, "no second connection");
+        assert!(
+            lock(&account.idle).is_empty(),
+            "the broken connection is not parked"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_message_discards_its_connection() {
+        let (addr, s) = fake_server().await;
+        let account = Account::new(3);
+        // 8BITMIME is advertised, SMTPUTF8 is not: refused before MAIL FROM.
+        let password = SecretString::from("pw".to_owned());
+        let env = envelope("u@example.test", &["bób@example.test".into()]).unwrap();
+        let open = || async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &ClientId::default())
+                .await
+                .map_err(|e| classify(&e))
+        };
+        let e = account
+            .deliver(&login(addr.port(), &password), &net(), &env, SMALL, open)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), Rejected, "{e}");
+        assert!(e.detail().contains("SMTPUTF8"), "{e}");
+        assert_eq!(s.mails.load(Ordering::SeqCst), 0);
+        assert!(lock(&account.idle).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_send_never_parks_its_connection() {
+        let (addr, s) = fake_server().await;
+        s.stall_at_data_end.store(true, Ordering::SeqCst);
+        let account = Account::new(3);
+        {
+            let send = deliver(&account, addr, SMALL);
+            tokio::pin!(send);
+            tokio::select! {
+                r = &mut send => panic!("a stalled send cannot finish: {r:?}"),
+                _ = s.stalled.notified() => {}
+            }
+            // The caller gives up: the future is dropped here, mid-exchange.
+        }
+        assert!(lock(&account.idle).is_empty());
+        s.stall_at_data_end.store(false, Ordering::SeqCst);
+        deliver(&account, addr, SMALL).await.unwrap();
+        assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(s.messages.load(Ordering::SeqCst), 2);
+        // Its permit came back too: all of them are free.
+        assert_eq!(account.in_flight.available_permits(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_account_never_opens_more_connections_than_its_cap() {
+        let (addr, s) = fake_server().await;
+        let account = Account::new(2);
+        let sends = (0..6).map(|_| deliver(&account, addr, SMALL));
+        for r in futures_util::future::join_all(sends).await {
+            r.unwrap();
+        }
+        assert!(s.accepted.load(Ordering::SeqCst) <= 2);
+        assert_eq!(s.messages.load(Ordering::SeqCst), 6);
+        assert!(lock(&account.idle).len() <= 2);
+    }
 }
