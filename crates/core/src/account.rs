@@ -23,6 +23,16 @@ impl AccountType {
         }
     }
 
+    /// The name of the type among an SDK webhook's or hosted link's sources (`GOOGLE` there,
+    /// not `GOOGLE_OAUTH`).
+    pub fn source_name(self) -> &'static str {
+        match self {
+            AccountType::Mail => "MAIL",
+            AccountType::GoogleOauth => "GOOGLE",
+            AccountType::Outlook => "OUTLOOK",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "MAIL" => Some(AccountType::Mail),
@@ -232,5 +242,100 @@ impl AccountMode {
             Self::Full => "full",
             Self::Send => "send",
         }
+    }
+}
+
+/// An account's settings, typed per provider family. Decoded once, where the store reads the
+/// row; everything downstream works with the struct, never with JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountSettings {
+    /// `MAIL`: IMAP and SMTP.
+    Mail(MailSettings),
+    /// `GOOGLE_OAUTH` and `OUTLOOK`: the mailbox behind an OAuth grant.
+    OAuth(OAuthSettings),
+}
+
+impl AccountSettings {
+    /// Decodes the stored JSON of an account of type `t`.
+    pub fn decode(t: AccountType, json: &str) -> Result<Self, serde_json::Error> {
+        Ok(match t {
+            AccountType::Mail => Self::Mail(serde_json::from_str(json)?),
+            AccountType::GoogleOauth | AccountType::Outlook => {
+                Self::OAuth(serde_json::from_str(json)?)
+            }
+        })
+    }
+
+    /// The JSON the store keeps.
+    pub fn to_json(&self) -> String {
+        match self {
+            Self::Mail(s) => serde_json::to_string(s),
+            Self::OAuth(s) => serde_json::to_string(s),
+        }
+        .expect("settings serialize")
+    }
+
+    /// The address mail is sent from by default: the SMTP login when it is an address (else
+    /// the IMAP login), or the OAuth mailbox's address.
+    pub fn address(&self) -> &str {
+        match self {
+            Self::Mail(s) if s.smtp_user.contains('@') => &s.smtp_user,
+            Self::Mail(s) => &s.imap_user,
+            Self::OAuth(s) => &s.email,
+        }
+    }
+
+    /// What the account was linked for; IMAP/SMTP accounts always read and send.
+    pub fn mode(&self) -> AccountMode {
+        match self {
+            Self::Mail(_) => AccountMode::Full,
+            Self::OAuth(s) => s.mode,
+        }
+    }
+
+    pub fn as_mail(&self) -> Option<&MailSettings> {
+        match self {
+            Self::Mail(s) => Some(s),
+            Self::OAuth(_) => None,
+        }
+    }
+
+    pub fn as_oauth(&self) -> Option<&OAuthSettings> {
+        match self {
+            Self::OAuth(s) => Some(s),
+            Self::Mail(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_per_type_and_name_the_address() {
+        let mail = AccountSettings::Mail(MailSettings {
+            imap_host: "imap.x.test".into(),
+            imap_port: 993,
+            imap_user: "login".into(),
+            imap_encryption: ImapEncryption::Default,
+            smtp_host: "smtp.x.test".into(),
+            smtp_port: 587,
+            smtp_user: "me@x.test".into(),
+            smtp_encryption: None,
+        });
+        let back = AccountSettings::decode(AccountType::Mail, &mail.to_json()).unwrap();
+        assert_eq!(back, mail);
+        assert_eq!(mail.address(), "me@x.test");
+        let oauth = AccountSettings::OAuth(OAuthSettings {
+            email: "a@gmail.test".into(),
+            provider_user_id: "a@gmail.test".into(),
+            scopes: vec!["s".into()],
+            mode: AccountMode::Send,
+        });
+        let back = AccountSettings::decode(AccountType::Outlook, &oauth.to_json()).unwrap();
+        assert_eq!(back, oauth);
+        assert_eq!(oauth.mode(), AccountMode::Send);
+        assert!(AccountSettings::decode(AccountType::Mail, &oauth.to_json()).is_err());
     }
 }

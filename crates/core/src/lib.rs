@@ -11,4 +11,4 @@ pub mod time_fmt;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{ApiError, ErrorKind};
-pub use id::new_id;
+pub use id::{AccountId, MessageId, TrackingId, new_id};

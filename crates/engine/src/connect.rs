@@ -1,57 +1,15 @@
-//! Verifying a mailbox before it is linked: log in to IMAP and authenticate to SMTP (both at
-//! once, each within the connect timeout) and turn what went wrong into the API's error.
-
-use secrecy::SecretString;
+//! What a failed verification of a new or reconnected mailbox means to the API's caller.
 
 use mailroom_core::account::MailSettings;
 use mailroom_core::{ApiError, ErrorKind};
-use mailroom_providers::imap_smtp::{imap, smtp};
-use mailroom_providers::{NetPolicy, Protocol, ProviderError};
+use mailroom_providers::{FailureKind, MailError, Protocol};
 
-/// Proves that `settings` with these passwords can both read (IMAP) and send (SMTP).
-pub async fn verify_mail(
-    settings: &MailSettings,
-    imap_password: &SecretString,
-    smtp_password: &SecretString,
-    net: &NetPolicy,
-) -> Result<(), ApiError> {
-    let imap_login = imap::ImapLogin {
-        host: &settings.imap_host,
-        port: settings.imap_port,
-        tls: settings.imap_tls(),
-        user: &settings.imap_user,
-        password: imap_password,
-    };
-    let smtp_login = smtp::SmtpLogin {
-        host: &settings.smtp_host,
-        port: settings.smtp_port,
-        tls: settings.smtp_tls(),
-        user: &settings.smtp_user,
-        password: smtp_password,
-        mechanisms: smtp::PASSWORD_MECHANISMS,
-    };
-    let (imap_result, smtp_result) = tokio::join!(
-        imap::verify(&imap_login, net),
-        smtp::verify(&smtp_login, net)
-    );
-    // IMAP is reported first: it is what the user most often gets wrong.
-    imap_result
-        .and(smtp_result)
-        .map_err(|e| to_api_error(&e, settings))
-}
-
-/// Maps a provider failure during account verification to the API's catalogue.
-pub fn to_api_error(e: &ProviderError, settings: &MailSettings) -> ApiError {
-    let (kind, detail) = match (e, e.protocol()) {
-        (ProviderError::Auth { .. }, Protocol::Imap) => (
-            ErrorKind::InvalidCredentials,
-            format!(
-                "the IMAP server refused the login of {}: {}",
-                settings.imap_user,
-                e.detail()
-            ),
-        ),
-        (ProviderError::Auth { .. }, Protocol::Smtp) => (
+/// Maps a failed IMAP/SMTP verification to the catalogue: refused credentials are
+/// `invalid_credentials`; anything else names the protocol whose settings are wrong. Both
+/// carry the `connectionParams` the user gave.
+pub fn to_api_error(e: &MailError, settings: &MailSettings) -> ApiError {
+    let (kind, detail) = match (e.is_auth(), e.protocol) {
+        (true, Protocol::Smtp) => (
             ErrorKind::InvalidCredentials,
             format!(
                 "the SMTP server refused the login of {}: {}",
@@ -59,10 +17,32 @@ pub fn to_api_error(e: &ProviderError, settings: &MailSettings) -> ApiError {
                 e.detail()
             ),
         ),
-        (_, Protocol::Imap) => (ErrorKind::InvalidImapConfiguration, e.detail().to_owned()),
-        (_, Protocol::Smtp) => (ErrorKind::InvalidSmtpConfiguration, e.detail().to_owned()),
+        (true, _) => (
+            ErrorKind::InvalidCredentials,
+            format!(
+                "the IMAP server refused the login of {}: {}",
+                settings.imap_user,
+                e.detail()
+            ),
+        ),
+        (false, Protocol::Smtp) => (ErrorKind::InvalidSmtpConfiguration, e.detail().to_owned()),
+        (false, _) => (ErrorKind::InvalidImapConfiguration, e.detail().to_owned()),
     };
     ApiError::new(kind, detail).with_connection_params(settings.connection_params())
+}
+
+/// Maps a failed OAuth grant verification (access, identity) to the catalogue.
+pub fn grant_error(e: &MailError) -> ApiError {
+    let kind = match e.kind {
+        FailureKind::Rejected(kind) => kind,
+        FailureKind::Auth => ErrorKind::InvalidCredentials,
+        _ => ErrorKind::ProviderUnreachable,
+    };
+    let detail = match e.kind {
+        FailureKind::Rejected(_) => e.detail().to_owned(),
+        _ => format!("the provider refused to identify the mailbox: {e}"),
+    };
+    ApiError::new(kind, detail)
 }
 
 #[cfg(test)]
@@ -86,54 +66,30 @@ mod tests {
     #[test]
     fn provider_errors_map_to_the_catalogue_per_protocol() {
         let s = settings();
+        let quota = FailureKind::Quota { retry_after: None };
         let cases = [
             (
-                ProviderError::Auth {
-                    protocol: Protocol::Imap,
-                    detail: "NO".into(),
-                },
+                MailError::auth(Protocol::Imap, "NO"),
                 ErrorKind::InvalidCredentials,
             ),
             (
-                ProviderError::Auth {
-                    protocol: Protocol::Smtp,
-                    detail: "535".into(),
-                },
+                MailError::auth(Protocol::Smtp, "535"),
                 ErrorKind::InvalidCredentials,
             ),
             (
-                ProviderError::Connect {
-                    protocol: Protocol::Imap,
-                    detail: "refused".into(),
-                },
+                MailError::transient(Protocol::Imap, "refused"),
                 ErrorKind::InvalidImapConfiguration,
             ),
             (
-                ProviderError::Forbidden {
-                    protocol: Protocol::Smtp,
-                    detail: "loopback".into(),
-                },
+                MailError::rejected(Protocol::Smtp, ErrorKind::InvalidAccount, "loopback"),
                 ErrorKind::InvalidSmtpConfiguration,
             ),
             (
-                ProviderError::Forbidden {
-                    protocol: Protocol::Imap,
-                    detail: "loopback".into(),
-                },
+                MailError::rejected(Protocol::Imap, ErrorKind::InvalidAccount, "loopback"),
                 ErrorKind::InvalidImapConfiguration,
             ),
             (
-                ProviderError::Quota {
-                    protocol: Protocol::Smtp,
-                    detail: "421".into(),
-                },
-                ErrorKind::InvalidSmtpConfiguration,
-            ),
-            (
-                ProviderError::Protocol {
-                    protocol: Protocol::Smtp,
-                    detail: "?".into(),
-                },
+                MailError::new(Protocol::Smtp, quota, "421"),
                 ErrorKind::InvalidSmtpConfiguration,
             ),
         ];
@@ -145,5 +101,25 @@ mod tests {
                 Some(&s.connection_params())
             );
         }
+    }
+
+    #[test]
+    fn grant_failures_keep_their_slug() {
+        let missing = MailError::rejected(
+            Protocol::OAuth,
+            ErrorKind::InsufficientPermissions,
+            "missing: send mail as you (gmail.send)",
+        );
+        let api = grant_error(&missing);
+        assert_eq!(api.kind, ErrorKind::InsufficientPermissions);
+        assert!(api.detail.contains("gmail.send"));
+        assert_eq!(
+            grant_error(&MailError::auth(Protocol::Gmail, "401")).kind,
+            ErrorKind::InvalidCredentials
+        );
+        assert_eq!(
+            grant_error(&MailError::transient(Protocol::Graph, "503")).kind,
+            ErrorKind::ProviderUnreachable
+        );
     }
 }

@@ -1,21 +1,28 @@
-//! The engine: everything that talks to providers on the API's behalf or in the background.
-//! Today it verifies accounts before they are saved; the outbox sender, the sync
-//! supervisor and the webhook dispatcher join it in later issues.
+//! The engine: the use cases the API calls (accept a send, link or reconnect an account, the
+//! hosted OAuth round trip) and the background workers (today the outbox sender; sync and
+//! webhook delivery join through the same [`Engine::run_workers`]). It talks to mail
+//! providers only through the mailbox seam (`mailroom_providers::Mailbox`), never by asking
+//! which provider an account is.
 
 pub mod apps;
 pub mod compose;
 pub mod connect;
+pub mod hosted;
 pub mod link;
+pub mod mailboxes;
 pub mod notify;
 pub mod outbox;
 pub mod replies;
+pub mod send;
 pub mod tokens;
 
 use std::sync::Arc;
 
 use mailroom_core::Clock;
-use mailroom_providers::NetPolicy;
+use mailroom_providers::{NetPolicy, Providers};
 use mailroom_store::{Store, Vault};
+
+use crate::mailboxes::Mailboxes;
 
 /// Shared handles the engine's parts need.
 #[derive(Clone)]
@@ -28,6 +35,8 @@ pub struct Engine {
     pub tokens: Arc<tokens::Tokens>,
     /// For the providers' HTTP APIs and token endpoints (never for user-given URLs).
     pub http: reqwest::Client,
+    /// The mailbox seam's shared state (connection pools, clients).
+    pub providers: Providers,
     pub outbox: outbox::Outbox,
 }
 
@@ -49,18 +58,14 @@ impl Engine {
             apps.clone(),
             http.clone(),
         ));
-        let outbox = outbox::Outbox::new(
-            outbox::Deps {
-                store: store.clone(),
-                vault: vault.clone(),
-                clock: clock.clone(),
-                net: net.clone(),
-                tokens: tokens.clone(),
-                apps: apps.clone(),
-                http: http.clone(),
-            },
-            outbox,
-        );
+        let providers = Providers::new(net.clone(), http.clone(), apps.clone());
+        let mailboxes = Mailboxes {
+            store: store.clone(),
+            vault: vault.clone(),
+            tokens: tokens.clone(),
+            providers: providers.clone(),
+        };
+        let outbox = outbox::Outbox::new(store.clone(), clock.clone(), mailboxes, outbox);
         Self {
             store,
             vault,
@@ -69,7 +74,34 @@ impl Engine {
             apps,
             tokens,
             http,
+            providers,
             outbox,
+        }
+    }
+
+    /// Opens accounts' mailboxes.
+    pub fn mailboxes(&self) -> Mailboxes {
+        Mailboxes {
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            tokens: self.tokens.clone(),
+            providers: self.providers.clone(),
+        }
+    }
+
+    /// Runs every background worker of this process until `shutdown` resolves, then waits for
+    /// each to finish what it started (bounded by its own grace period).
+    pub async fn run_workers(&self, shutdown: impl std::future::Future<Output = ()> + Send) {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let outbox = {
+            let stop = stop.clone();
+            let outbox = self.outbox.clone();
+            tokio::spawn(async move { outbox.run(stop.cancelled_owned()).await })
+        };
+        shutdown.await;
+        stop.cancel();
+        if let Err(e) = outbox.await {
+            tracing::error!(error = %e, "the outbox worker panicked");
         }
     }
 }

@@ -1,15 +1,17 @@
-//! Linking a mailbox, whatever the way in (`POST /accounts`, the hosted page): verify it,
-//! then create the account or, for a reconnect, update the existing one and set it `OK`.
+//! Linking a mailbox, whatever the way in (`POST /accounts`, `POST /accounts/{id}`, the hosted
+//! page): verify it through the seam, then create the account or, for a reconnect, update the
+//! existing one and set it `OK`.
 
 use secrecy::SecretString;
 
 use crate::Engine;
-use crate::connect::verify_mail;
-use mailroom_core::account::{AccountMode, AccountType, MailSettings, OAuthSettings, SourceStatus};
+use crate::connect::{grant_error, to_api_error};
+use mailroom_core::account::{
+    AccountMode, AccountSettings, AccountType, ImapEncryption, MailSettings, SourceStatus, TlsMode,
+};
 use mailroom_core::{ApiError, ErrorKind, new_id};
-use mailroom_providers::gmail::GmailClient;
-use mailroom_providers::graph::GraphClient;
-use mailroom_providers::http_api::HttpApiError;
+use mailroom_providers::Provider;
+use mailroom_providers::mailbox::{Prospect, Verified};
 use mailroom_providers::oauth::{IdP, TokenSet};
 use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
@@ -21,22 +23,173 @@ pub struct Linked {
     pub reconnected: bool,
 }
 
+/// A mailbox to link, as `POST /accounts` gives it (the body's shape follows its `provider`).
+pub enum LinkRequest {
+    /// `MAIL`: IMAP/SMTP settings and passwords.
+    Mail {
+        settings: MailSettings,
+        imap_password: SecretString,
+        smtp_password: SecretString,
+    },
+    /// `GOOGLE_OAUTH` / `OUTLOOK`: tokens the integrator obtained with its own consent flow.
+    Tokens {
+        account_type: AccountType,
+        refresh_token: SecretString,
+    },
+}
+
+/// A reconnect as `POST /accounts/{id}` gives it: every field optional; what the account
+/// needs is checked against its kind.
+#[derive(Default)]
+pub struct ReconnectRequest {
+    /// The body's `provider`, when given: it must be the account's.
+    pub provider: Option<AccountType>,
+    pub imap_host: Option<String>,
+    pub imap_port: Option<u16>,
+    pub imap_user: Option<String>,
+    pub imap_encryption: Option<ImapEncryption>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_user: Option<String>,
+    pub smtp_encryption: Option<TlsMode>,
+    pub imap_password: Option<SecretString>,
+    pub smtp_password: Option<SecretString>,
+    pub access_token: Option<SecretString>,
+    pub refresh_token: Option<SecretString>,
+}
+
 pub(crate) fn store_error(e: StoreError) -> ApiError {
     tracing::error!(error = %e, "store error while linking an account");
     ApiError::unexpected("an internal error occurred; it has been logged")
 }
 
-/// Saves a verified account: a new one, or new settings and credentials for `reconnect`.
-pub(crate) async fn save(
+/// Links a new mailbox (`POST /accounts`).
+pub async fn link(engine: &Engine, workspace: &str, req: LinkRequest) -> Result<Linked, ApiError> {
+    match req {
+        LinkRequest::Mail {
+            settings,
+            imap_password,
+            smtp_password,
+        } => {
+            link_mail(
+                engine,
+                workspace,
+                settings,
+                imap_password,
+                smtp_password,
+                None,
+            )
+            .await
+        }
+        LinkRequest::Tokens {
+            account_type,
+            refresh_token,
+        } => {
+            let idp = oauth_idp(engine, account_type)?;
+            link_with_tokens(engine, workspace, idp, refresh_token, None).await
+        }
+    }
+}
+
+/// Reconnects `account` (`POST /accounts/{id}`): new tokens for a Google or Microsoft account;
+/// new passwords (and optionally changed settings) for an IMAP/SMTP one.
+pub async fn reconnect(
     engine: &Engine,
     workspace: &str,
-    account_type: AccountType,
-    name: &str,
-    settings: serde_json::Value,
+    account: &Account,
+    req: ReconnectRequest,
+) -> Result<Linked, ApiError> {
+    if req.provider.is_some_and(|p| p != account.account_type) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidParameters,
+            format!("this is a {} account", account.account_type.as_str()),
+        ));
+    }
+    let stored = match &account.settings {
+        AccountSettings::OAuth(_) => {
+            let idp = oauth_idp(engine, account.account_type)?;
+            let refresh = req.refresh_token.ok_or_else(|| missing("refresh_token"))?;
+            req.access_token.ok_or_else(|| missing("access_token"))?;
+            return link_with_tokens(engine, workspace, idp, refresh, Some(account)).await;
+        }
+        AccountSettings::Mail(stored) => stored.clone(),
+    };
+    let settings = MailSettings {
+        imap_host: req.imap_host.unwrap_or(stored.imap_host),
+        imap_port: req.imap_port.unwrap_or(stored.imap_port),
+        imap_user: req.imap_user.unwrap_or(stored.imap_user),
+        imap_encryption: req.imap_encryption.unwrap_or(stored.imap_encryption),
+        smtp_host: req.smtp_host.unwrap_or(stored.smtp_host),
+        smtp_port: req.smtp_port.unwrap_or(stored.smtp_port),
+        smtp_user: req.smtp_user.unwrap_or(stored.smtp_user),
+        smtp_encryption: req.smtp_encryption.or(stored.smtp_encryption),
+    };
+    if req.imap_password.is_none() && req.smtp_password.is_none() {
+        return Err(ApiError::new(
+            ErrorKind::MissingParameters,
+            "imap_password or smtp_password is required to reconnect",
+        ));
+    }
+    let old = accounts::credentials(&engine.store, &engine.vault, &account.id)
+        .await
+        .map_err(store_error)?;
+    let Some(Credentials::Mail {
+        imap_password: old_imap,
+        smtp_password: old_smtp,
+    }) = old
+    else {
+        return Err(ApiError::not_found("account"));
+    };
+    link_mail(
+        engine,
+        workspace,
+        settings,
+        req.imap_password.unwrap_or(old_imap),
+        req.smtp_password.unwrap_or(old_smtp),
+        Some(account),
+    )
+    .await
+}
+
+fn missing(field: &str) -> ApiError {
+    ApiError::new(ErrorKind::MissingParameters, format!("{field} is required"))
+}
+
+/// The identity provider of an OAuth account type, with its app configured on this server.
+fn oauth_idp(engine: &Engine, t: AccountType) -> Result<IdP, ApiError> {
+    let idp = Provider::of(t).idp().ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidParameters,
+            format!("{} accounts link with passwords, not tokens", t.as_str()),
+        )
+    })?;
+    if engine.apps.get(idp).is_none() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidParameters,
+            format!(
+                "provider {} needs the operator's app, which is not configured on this server ({})",
+                t.as_str(),
+                idp.client_id_var()
+            ),
+        ));
+    }
+    Ok(idp)
+}
+
+/// Saves a verified account: a new one, or new settings and credentials for `reconnect`.
+async fn save(
+    engine: &Engine,
+    workspace: &str,
+    verified: Verified,
     credentials: Credentials,
     reconnect: Option<&Account>,
 ) -> Result<Linked, ApiError> {
     let now = engine.clock.now_ms();
+    let Verified {
+        account_type,
+        settings,
+        name,
+    } = verified;
     match reconnect {
         Some(existing) => {
             if existing.account_type != account_type {
@@ -47,6 +200,18 @@ pub(crate) async fn save(
                         existing.id,
                         existing.account_type.as_str(),
                         account_type.as_str()
+                    ),
+                ));
+            }
+            if let (AccountSettings::OAuth(old), AccountSettings::OAuth(new)) =
+                (&existing.settings, &settings)
+                && !old.email.eq_ignore_ascii_case(&new.email)
+            {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidParameters,
+                    format!(
+                        "signed in as {}, but the account to reconnect is {}",
+                        new.email, old.email
                     ),
                 ));
             }
@@ -63,6 +228,8 @@ pub(crate) async fn save(
             if !updated {
                 return Err(ApiError::not_found("account"));
             }
+            // Pooled connections still hold the old login.
+            engine.providers.forget(&existing.id);
             let account = accounts::get(&engine.store, workspace, &existing.id)
                 .await
                 .map_err(store_error)?
@@ -82,7 +249,7 @@ pub(crate) async fn save(
                     id: &id,
                     workspace_id: workspace,
                     account_type,
-                    name,
+                    name: &name,
                     status: SourceStatus::Ok,
                     settings: &settings,
                     credentials: &credentials,
@@ -109,15 +276,19 @@ pub async fn link_mail(
     smtp_password: SecretString,
     reconnect: Option<&Account>,
 ) -> Result<Linked, ApiError> {
-    verify_mail(&settings, &imap_password, &smtp_password, &engine.net).await?;
-    let json = serde_json::to_value(&settings).map_err(|e| ApiError::unexpected(e.to_string()))?;
-    let name = settings.imap_user.clone();
+    let verified = engine
+        .providers
+        .verify(Prospect::Mail {
+            settings: &settings,
+            imap_password: &imap_password,
+            smtp_password: &smtp_password,
+        })
+        .await
+        .map_err(|e| to_api_error(&e, &settings))?;
     save(
         engine,
         workspace,
-        AccountType::Mail,
-        &name,
-        json,
+        verified,
         Credentials::Mail {
             imap_password,
             smtp_password,
@@ -127,135 +298,44 @@ pub async fn link_mail(
     .await
 }
 
-/// The mailbox behind an access token: (address, provider user id).
-pub async fn identify(
-    engine: &Engine,
-    idp: IdP,
-    token: &SecretString,
-) -> Result<(String, String), ApiError> {
-    let app = engine.apps.get(idp).ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::InvalidParameters,
-            format!("the {idp:?} app is not configured on this server"),
-        )
-    })?;
-    let refused = |e: HttpApiError| {
-        let kind = if e.is_auth() {
-            ErrorKind::InvalidCredentials
-        } else {
-            ErrorKind::ProviderUnreachable
-        };
-        ApiError::new(
-            kind,
-            format!("the provider refused to identify the mailbox: {e}"),
-        )
-    };
-    match idp {
-        IdP::Google => {
-            let p = GmailClient::new(engine.http.clone(), app.api_base.clone())
-                .profile(token)
-                .await
-                .map_err(refused)?;
-            Ok((p.email_address.clone(), p.email_address))
-        }
-        IdP::Microsoft => {
-            let me = GraphClient::new(engine.http.clone(), app.api_base.clone())
-                .me(token)
-                .await
-                .map_err(refused)?;
-            let email = me
-                .mail
-                .clone()
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| me.user_principal_name.clone());
-            Ok((email, me.id))
-        }
-    }
-}
-
-/// Links a Google or Microsoft mailbox from fresh tokens: identifies it (Gmail
-/// `users.getProfile`, Graph `/me`), then saves the sealed tokens. A reconnect must be the same
-/// mailbox.
+/// Links a Google or Microsoft mailbox from fresh tokens: checks the access granted (`asked`,
+/// in the hosted flow, names what was asked for), identifies the mailbox, then saves the
+/// sealed tokens. A reconnect must be the same mailbox.
 pub async fn link_oauth(
     engine: &Engine,
     workspace: &str,
     idp: IdP,
     tokens: TokenSet,
+    asked: Option<AccountMode>,
     reconnect: Option<&Account>,
 ) -> Result<Linked, ApiError> {
-    let refresh_token = tokens.refresh_token.clone().ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::InvalidCredentials,
-            "the provider returned no refresh token (offline access was not granted)",
-        )
-    })?;
-    let mode = mode_of(idp, tokens.scope.as_deref());
-    let (email, provider_user_id) = match (idp, mode) {
-        // `gmail.send` cannot read the profile: the ID token names the mailbox.
-        (IdP::Google, AccountMode::Send) => {
-            let email = tokens.id_token_email().ok_or_else(|| {
-                ApiError::new(ErrorKind::InvalidCredentials, "a send-only Google sign-in must include openid email (no ID token with an email came back)")
-            })?;
-            (email.clone(), email)
-        }
-        _ => identify(engine, idp, &tokens.access_token).await?,
-    };
-    if let Some(existing) = reconnect
-        && let Ok(old) = serde_json::from_value::<OAuthSettings>(existing.settings.clone())
-        && !old.email.eq_ignore_ascii_case(&email)
-    {
-        return Err(ApiError::new(
-            ErrorKind::InvalidParameters,
-            format!(
-                "signed in as {email}, but the account to reconnect is {}",
-                old.email
-            ),
-        ));
-    }
-    let scopes = match &tokens.scope {
-        Some(s) => s.split_whitespace().map(str::to_owned).collect(),
-        None => crate::apps::scopes(idp)
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    };
-    let settings = OAuthSettings {
-        email: email.clone(),
-        provider_user_id,
-        scopes,
-        mode,
-    };
-    let json = serde_json::to_value(&settings).map_err(|e| ApiError::unexpected(e.to_string()))?;
-    let account_type = match idp {
-        IdP::Google => AccountType::GoogleOauth,
-        IdP::Microsoft => AccountType::Outlook,
-    };
+    let verified = engine
+        .providers
+        .verify(Prospect::OAuth {
+            idp,
+            tokens: &tokens,
+            asked,
+        })
+        .await
+        .map_err(|e| grant_error(&e))?;
+    let refresh_token = tokens
+        .refresh_token
+        .ok_or_else(|| ApiError::unexpected("verified tokens lost their refresh token"))?;
     let credentials = Credentials::OAuth {
         access_token: tokens.access_token,
         refresh_token,
         expires_at_ms: tokens.expires_at_ms,
     };
-    save(
-        engine,
-        workspace,
-        account_type,
-        &email,
-        json,
-        credentials,
-        reconnect,
-    )
-    .await
+    save(engine, workspace, verified, credentials, reconnect).await
 }
 
-/// Links a mailbox from tokens the integrator obtained itself (`POST /accounts` with
-/// `GOOGLE_OAUTH` / `OUTLOOK`). The refresh token is what mailroom lives on, so it is proven
-/// first: one refresh (which also yields a fresh access token of known lifetime), then the
-/// mailbox is identified with it.
+/// Links a mailbox from tokens the integrator obtained itself. The refresh token is what
+/// mailroom lives on, so it is proven first: one refresh (which also yields a fresh access
+/// token of known lifetime), then the mailbox is identified with it.
 pub async fn link_with_tokens(
     engine: &Engine,
     workspace: &str,
     idp: IdP,
-    _access_token: SecretString,
     refresh_token: SecretString,
     reconnect: Option<&Account>,
 ) -> Result<Linked, ApiError> {
@@ -289,23 +369,5 @@ pub async fn link_with_tokens(
         refresh_token: fresh.refresh_token.or(Some(refresh_token)),
         ..fresh
     };
-    link_oauth(engine, workspace, idp, tokens, reconnect).await
-}
-
-/// What the granted scopes allow: full access when a read scope was granted, else send-only.
-pub fn mode_of(idp: IdP, granted: Option<&str>) -> AccountMode {
-    let Some(granted) = granted else {
-        return AccountMode::Full;
-    };
-    let read = match idp {
-        IdP::Google => ["gmail.modify", "gmail.readonly", "https://mail.google.com/"]
-            .iter()
-            .any(|s| granted.contains(s)),
-        IdP::Microsoft => granted.contains("Mail.ReadWrite") || granted.contains("Mail.Read"),
-    };
-    if read {
-        AccountMode::Full
-    } else {
-        AccountMode::Send
-    }
+    link_oauth(engine, workspace, idp, tokens, None, reconnect).await
 }

@@ -41,12 +41,7 @@ pub async fn check_target(url: &url::Url, allow_private: bool) -> Result<Vec<Soc
 
 /// POSTs `body` to `url` in the background, retrying failures (network errors and non-2xx)
 /// with exponential backoff. The request goes to a vetted address of the host.
-pub fn post_json_later(
-    http: reqwest::Client,
-    url: url::Url,
-    body: serde_json::Value,
-    allow_private: bool,
-) {
+pub fn post_json_later(url: url::Url, body: serde_json::Value, allow_private: bool) {
     tokio::spawn(async move {
         let mut delay = FIRST_RETRY;
         for attempt in 1..=ATTEMPTS {
@@ -55,16 +50,19 @@ pub fn post_json_later(
                     tracing::warn!(url = %origin(&url), error = %e, "notify_url refused by the egress guard");
                     return;
                 }
-                Ok(addrs) => {
-                    let host = url.host_str().unwrap_or_default().to_owned();
-                    let client = reqwest::Client::builder()
-                        .resolve_to_addrs(&host, &addrs)
-                        .redirect(reqwest::redirect::Policy::none())
-                        .timeout(Duration::from_secs(30))
-                        .build()
-                        .unwrap_or_else(|_| http.clone());
-                    client.post(url.clone()).json(&body).send().await
-                }
+                // Only a client pinned to the vetted addresses may call a user-given URL: if it
+                // cannot be built, the call fails (and is retried) rather than resolving anew.
+                Ok(addrs) => match pinned_client(&url, &addrs) {
+                    Ok(client) => client.post(url.clone()).json(&body).send().await,
+                    Err(e) => {
+                        tracing::warn!(url = %origin(&url), attempt, error = %e, "cannot build the pinned HTTP client");
+                        if attempt < ATTEMPTS {
+                            tokio::time::sleep(delay).await;
+                            delay *= 2;
+                        }
+                        continue;
+                    }
+                },
             };
             match outcome {
                 Ok(r) if r.status().is_success() => {
@@ -85,6 +83,19 @@ pub fn post_json_later(
         }
         tracing::error!(url = %origin(&url), "notify_url failed {ATTEMPTS} times; giving up");
     });
+}
+
+/// A client that connects only to `addrs` for the URL's host (the addresses the egress guard
+/// checked: no second resolution can swap in a private one), follows no redirect, and gives
+/// up after 30 s.
+pub fn pinned_client(url: &url::Url, addrs: &[SocketAddr]) -> Result<reqwest::Client, String> {
+    let host = url.host_str().unwrap_or_default();
+    reqwest::Client::builder()
+        .resolve_to_addrs(host, addrs)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Only the scheme, host and port of a URL: its path or query may carry the integrator's

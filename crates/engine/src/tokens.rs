@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
+use futures_util::future::BoxFuture;
+
 use crate::apps::ProviderApps;
 use mailroom_core::Clock;
-use mailroom_core::account::{AccountType, OAuthSettings, SourceStatus};
-use mailroom_providers::oauth::{self, IdP, OAuthErrorKind};
+use mailroom_core::ErrorKind;
+use mailroom_core::account::SourceStatus;
+use mailroom_providers::oauth::{self, OAuthErrorKind};
+use mailroom_providers::{MailError, Protocol, Provider, TokenSource};
 use mailroom_store::accounts::{self, Account, Credentials};
 use mailroom_store::events::{self, NewEvent, event_id};
 use mailroom_store::{Store, StoreError, Vault};
@@ -39,11 +43,48 @@ pub enum TokenError {
     Store(#[from] StoreError),
 }
 
-pub fn idp_of(t: AccountType) -> Option<IdP> {
-    match t {
-        AccountType::GoogleOauth => Some(IdP::Google),
-        AccountType::Outlook => Some(IdP::Microsoft),
-        AccountType::Mail => None,
+impl From<TokenError> for MailError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Revoked(d) => MailError::auth(
+                Protocol::OAuth,
+                format!("the provider refused the account's grant; reconnect it: {d}"),
+            ),
+            TokenError::Transient(d) => MailError::transient(Protocol::OAuth, d),
+            TokenError::NotConfigured(d) => {
+                MailError::rejected(Protocol::OAuth, ErrorKind::InvalidAccount, d)
+            }
+            TokenError::Store(e) => {
+                tracing::warn!(error = %e, "store error while reading tokens");
+                MailError::transient(Protocol::OAuth, "the token store is unavailable")
+            }
+        }
+    }
+}
+
+/// One account's tokens, as the mailbox seam asks for them.
+pub struct AccountTokens {
+    tokens: Arc<Tokens>,
+    account: Account,
+}
+
+impl AccountTokens {
+    pub fn new(tokens: Arc<Tokens>, account: Account) -> Self {
+        Self { tokens, account }
+    }
+}
+
+impl TokenSource for AccountTokens {
+    fn access_token<'a>(
+        &'a self,
+        stale: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<SecretString, MailError>> {
+        Box::pin(async move {
+            self.tokens
+                .access_token(&self.account, stale)
+                .await
+                .map_err(MailError::from)
+        })
     }
 }
 
@@ -153,24 +194,19 @@ impl Tokens {
         account: &Account,
         refresh_token: &SecretString,
     ) -> Result<SecretString, TokenError> {
-        let idp = idp_of(account.account_type).ok_or_else(|| {
+        let idp = Provider::of(account.account_type).idp().ok_or_else(|| {
             TokenError::NotConfigured(format!("account {} does not use OAuth", account.id))
         })?;
         let app = self.apps.get(idp).ok_or_else(|| {
             TokenError::NotConfigured(format!(
-                "the {idp:?} app is not configured (MAILROOM_{}_CLIENT_ID)",
-                if idp == IdP::Google {
-                    "GOOGLE"
-                } else {
-                    "MICROSOFT"
-                }
+                "the {} app is not configured ({})",
+                idp.display_name(),
+                idp.client_id_var()
             ))
         })?;
         // Microsoft wants the scopes on every refresh, `offline_access` included (the granted
         // scope list it reports omits it); Google ignores them.
-        let mode = serde_json::from_value::<OAuthSettings>(account.settings.clone())
-            .map(|s| s.mode)
-            .unwrap_or_default();
+        let mode = account.settings.mode();
         let scopes: Vec<&str> = crate::apps::scopes_for(idp, mode).to_vec();
         let now = self.clock.now_ms();
         metrics::counter!("mailroom_token_refreshes_total").increment(1);

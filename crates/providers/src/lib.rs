@@ -1,19 +1,29 @@
-//! Mail providers. Today: generic IMAP/SMTP (async-imap and lettre over rustls/aws-lc-rs).
-//! Gmail and Microsoft Graph join behind the same error classes later.
+//! Mail providers behind one seam: [`Mailbox`] (IMAP/SMTP with async-imap and lettre over
+//! rustls/aws-lc-rs, the Gmail API, Microsoft Graph), opened by [`Providers::open`] from an
+//! account's typed settings and secrets, plus OAuth (authorize, code exchange, refresh) and the
+//! operator's apps. Nothing outside this crate asks which provider an account is.
 //!
-//! Every provider error answers `is_transient()` (worth retrying), `is_auth()` (the
-//! account's credentials are refused) and `is_quota()` (the provider throttles us).
+//! Every call fails with one type, [`MailError`]: `is_transient()` (worth retrying),
+//! `is_auth()` (the credentials are refused), `is_quota()` (the provider throttles us),
+//! `is_cursor_expired()` (a sync cursor must be rebuilt).
 
+pub mod apps;
 pub mod egress;
 pub mod error;
+pub mod failure;
 pub mod gmail;
 pub mod graph;
 pub mod http_api;
 pub mod imap_smtp;
+pub mod mailbox;
 pub mod oauth;
+pub mod provider;
 pub mod tls;
 
-pub use error::{Protocol, ProviderError};
+pub use error::ProviderError;
+pub use failure::{FailureKind, MailError, Protocol};
+pub use mailbox::{Delivered, Mailbox, Opening, Outgoing, Providers, Secrets, TokenSource};
+pub use provider::Provider;
 
 use std::time::Duration;
 

@@ -148,13 +148,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "mailroom listening");
-        // The workers stop when the server does.
+        // Every background worker starts through the engine and stops when the server does.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let outbox = self.engine.outbox.clone();
+        let engine = self.engine.clone();
         let worker = tokio::spawn(async move {
             let mut rx = stop_rx;
-            outbox
-                .run(async move {
+            engine
+                .run_workers(async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 })
                 .await

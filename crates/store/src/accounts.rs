@@ -9,19 +9,20 @@ use zeroize::Zeroizing;
 use crate::error::{Result, StoreError};
 use crate::vault::Vault;
 use crate::{Store, with_pool};
-use mailroom_core::account::{AccountType, SourceStatus};
+use mailroom_core::AccountId;
+use mailroom_core::account::{AccountSettings, AccountType, SourceStatus};
 use mailroom_core::cursor::Position;
 
 /// An account row without its secrets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
-    pub id: String,
+    pub id: AccountId,
     pub workspace_id: String,
     pub account_type: AccountType,
     pub name: String,
     pub status: SourceStatus,
-    /// Provider settings (for `MAIL`, a `MailSettings`).
-    pub settings: serde_json::Value,
+    /// Provider settings, decoded from the row by the account's type.
+    pub settings: AccountSettings,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -130,7 +131,7 @@ pub struct NewAccount<'a> {
     pub account_type: AccountType,
     pub name: &'a str,
     pub status: SourceStatus,
-    pub settings: &'a serde_json::Value,
+    pub settings: &'a AccountSettings,
     pub credentials: &'a Credentials,
     pub now_ms: i64,
 }
@@ -146,15 +147,16 @@ where
     let account_type: String = row.try_get(2)?;
     let status: String = row.try_get(4)?;
     let settings: String = row.try_get(5)?;
+    let account_type = AccountType::parse(&account_type)
+        .ok_or_else(|| StoreError::Corrupt(format!("account type {account_type}")))?;
     Ok(Account {
-        id: row.try_get(0)?,
+        id: AccountId::from(row.try_get::<String, _>(0)?),
         workspace_id: row.try_get(1)?,
-        account_type: AccountType::parse(&account_type)
-            .ok_or_else(|| StoreError::Corrupt(format!("account type {account_type}")))?,
+        account_type,
         name: row.try_get(3)?,
         status: SourceStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("account status {status}")))?,
-        settings: serde_json::from_str(&settings)
+        settings: AccountSettings::decode(account_type, &settings)
             .map_err(|e| StoreError::Corrupt(format!("account settings: {e}")))?,
         created_at: row.try_get(6)?,
         updated_at: row.try_get(7)?,
@@ -166,7 +168,7 @@ pub async fn create(store: &Store, vault: &Vault, new: NewAccount<'_>) -> Result
     let sealed = vault
         .seal(&credentials_aad(new.id), &new.credentials.to_bytes())
         .await?;
-    let settings = new.settings.to_string();
+    let settings = new.settings.to_json();
     with_pool!(store, pool => {
         sqlx::query(
             "INSERT INTO accounts (id, workspace_id, type, name, status, settings, credentials, created_at, updated_at) \
@@ -184,7 +186,7 @@ pub async fn create(store: &Store, vault: &Vault, new: NewAccount<'_>) -> Result
         .await?;
     });
     Ok(Account {
-        id: new.id.to_owned(),
+        id: AccountId::from(new.id),
         workspace_id: new.workspace_id.to_owned(),
         account_type: new.account_type,
         name: new.name.to_owned(),
@@ -247,14 +249,14 @@ pub async fn reconnect(
     store: &Store,
     vault: &Vault,
     account: &Account,
-    settings: &serde_json::Value,
+    settings: &AccountSettings,
     credentials: &Credentials,
     now_ms: i64,
 ) -> Result<bool> {
     let sealed = vault
         .seal(&credentials_aad(&account.id), &credentials.to_bytes())
         .await?;
-    let settings = settings.to_string();
+    let settings = settings.to_json();
     let n = with_pool!(store, pool => {
         sqlx::query(
             "UPDATE accounts SET settings = $1, credentials = $2, status = $3, updated_at = $4 \
@@ -265,7 +267,7 @@ pub async fn reconnect(
         .bind(SourceStatus::Ok.as_str())
         .bind(now_ms)
         .bind(&account.workspace_id)
-        .bind(&account.id)
+        .bind(account.id.as_str())
         .execute(pool)
         .await?
         .rows_affected()

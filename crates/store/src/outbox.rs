@@ -9,6 +9,7 @@ use sqlx::Row;
 use crate::error::{Result, StoreError};
 use crate::{Store, with_pool};
 use mailroom_core::cursor::Position;
+use mailroom_core::{AccountId, TrackingId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -50,9 +51,9 @@ impl JobStatus {
 /// A job without its MIME bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
-    pub id: String,
+    pub id: TrackingId,
     pub workspace_id: String,
-    pub account_id: String,
+    pub account_id: AccountId,
     pub idempotency_key: Option<String>,
     pub request_hash: Vec<u8>,
     pub status: JobStatus,
@@ -127,9 +128,9 @@ where
         _ => None,
     };
     Ok(Job {
-        id: r.try_get(0)?,
+        id: TrackingId::from(r.try_get::<String, _>(0)?),
         workspace_id: r.try_get(1)?,
-        account_id: r.try_get(2)?,
+        account_id: AccountId::from(r.try_get::<String, _>(2)?),
         idempotency_key: r.try_get(3)?,
         request_hash: r.try_get(4)?,
         status: JobStatus::parse(&status)

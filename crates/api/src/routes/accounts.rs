@@ -13,16 +13,15 @@ use crate::error::{ErrorBody, Result, err};
 use crate::extract::{JsonObject, QueryPairs};
 use crate::pagination::{ListEnvelope, Page};
 use crate::state::AppState;
+use mailroom_core::ErrorKind;
 use mailroom_core::account::{
-    AccountType, ImapEncryption, MailSettings, OAuthSettings, SourceStatus, TlsMode,
+    AccountSettings, AccountType, ImapEncryption, MailSettings, SourceStatus, TlsMode,
 };
 use mailroom_core::cursor::Position;
 use mailroom_core::id::looks_like_id;
 use mailroom_core::time_fmt::format_ms;
-use mailroom_core::{ApiError, ErrorKind};
-use mailroom_engine::apps::IdP;
-use mailroom_engine::link::{link_mail, link_with_tokens};
-use mailroom_store::accounts::{self, Account, Credentials};
+use mailroom_engine::link::{self, LinkRequest, ReconnectRequest};
+use mailroom_store::accounts::{self, Account};
 
 // ---- response shapes -------------------------------------------------------------------
 
@@ -144,36 +143,25 @@ pub struct ReconnectMailAccount {
 }
 
 fn view(a: &Account) -> Result<AccountView> {
-    let unreadable = |e: serde_json::Error| {
-        ApiError::unexpected(format!("account {} has unreadable settings: {e}", a.id))
-    };
-    let mail = match a.account_type {
-        AccountType::Mail => {
-            let settings: MailSettings =
-                serde_json::from_value(a.settings.clone()).map_err(unreadable)?;
-            MailParams::Imap(MailParamsView {
-                imap_host: settings.imap_host,
-                imap_port: settings.imap_port,
-                imap_user: settings.imap_user,
-                imap_encryption: settings.imap_encryption,
-                smtp_host: settings.smtp_host,
-                smtp_port: settings.smtp_port,
-                smtp_user: settings.smtp_user,
-            })
-        }
-        AccountType::GoogleOauth | AccountType::Outlook => {
-            let settings: OAuthSettings =
-                serde_json::from_value(a.settings.clone()).map_err(unreadable)?;
-            MailParams::OAuth(OAuthParamsView {
-                id: settings.provider_user_id,
-                username: settings.email,
-            })
-        }
+    let mail = match &a.settings {
+        AccountSettings::Mail(settings) => MailParams::Imap(MailParamsView {
+            imap_host: settings.imap_host.clone(),
+            imap_port: settings.imap_port,
+            imap_user: settings.imap_user.clone(),
+            imap_encryption: settings.imap_encryption,
+            smtp_host: settings.smtp_host.clone(),
+            smtp_port: settings.smtp_port,
+            smtp_user: settings.smtp_user.clone(),
+        }),
+        AccountSettings::OAuth(settings) => MailParams::OAuth(OAuthParamsView {
+            id: settings.provider_user_id.clone(),
+            username: settings.email.clone(),
+        }),
     };
     Ok(AccountView {
         object: "Account",
         type_: a.account_type,
-        id: a.id.clone(),
+        id: a.id.to_string(),
         name: a.name.clone(),
         created_at: format_ms(a.created_at),
         connection_params: ConnectionParamsView { mail },
@@ -288,7 +276,7 @@ pub async fn list_accounts(
     )
     .await?;
     let (rows, cursor) = page.finish(rows, |a| Position {
-        last_id: a.id.clone(),
+        last_id: a.id.to_string(),
         last_date: a.created_at,
     });
     let items = rows.iter().map(view).collect::<Result<Vec<_>>>()?;
@@ -317,54 +305,28 @@ pub async fn create_account(
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<AccountCreated>)> {
     let f = Fields(&body);
-    let linked = match provider_of(&f)? {
+    // The body's shape follows its `provider` (Unipile's contract): settings and passwords for
+    // MAIL, tokens for the OAuth providers.
+    let request = match provider_of(&f)? {
         Some(AccountType::Mail) => {
             let (settings, imap_password, smtp_password) = parse_new_mail(&f)?;
-            link_mail(
-                &state.engine,
-                caller.workspace(),
+            LinkRequest::Mail {
                 settings,
                 imap_password,
                 smtp_password,
-                None,
-            )
-            .await?
-        }
-        Some(t @ (AccountType::GoogleOauth | AccountType::Outlook)) => {
-            let idp = if t == AccountType::GoogleOauth {
-                IdP::Google
-            } else {
-                IdP::Microsoft
-            };
-            if state.engine.apps.get(idp).is_none() {
-                let var = if idp == IdP::Google {
-                    "MAILROOM_GOOGLE_CLIENT_ID"
-                } else {
-                    "MAILROOM_MICROSOFT_CLIENT_ID"
-                };
-                return Err(err(
-                    ErrorKind::InvalidParameters,
-                    format!(
-                        "provider {} needs the operator's app, which is not configured on this server ({var})",
-                        t.as_str()
-                    ),
-                ));
             }
-            let access = f.secret_req("access_token")?;
-            let refresh = f.secret_req("refresh_token")?;
-            link_with_tokens(
-                &state.engine,
-                caller.workspace(),
-                idp,
-                access,
-                refresh,
-                None,
-            )
-            .await?
+        }
+        Some(account_type) => {
+            f.secret_req("access_token")?;
+            LinkRequest::Tokens {
+                account_type,
+                refresh_token: f.secret_req("refresh_token")?,
+            }
         }
         None => return Err(err(ErrorKind::MissingParameters, "provider is required")),
     };
-    let id = linked.account.id;
+    let linked = link::link(&state.engine, caller.workspace(), request).await?;
+    let id = linked.account.id.into();
     Ok((
         StatusCode::CREATED,
         Json(AccountCreated {
@@ -409,7 +371,6 @@ pub async fn reconnect_account(
 ) -> Result<Json<AccountReconnected>> {
     let account = find(&state, &caller, &account_id).await?;
     let f = Fields(&body);
-    provider_of(&f)?;
     // The SDK echoes account_id in the body; a different one is a client mistake.
     if let Some(body_id) = f.str_opt("account_id")?
         && body_id != account.id
@@ -419,86 +380,25 @@ pub async fn reconnect_account(
             "account_id in the body differs from the one in the path",
         ));
     }
-    if let Some(idp) = match account.account_type {
-        AccountType::GoogleOauth => Some(IdP::Google),
-        AccountType::Outlook => Some(IdP::Microsoft),
-        AccountType::Mail => None,
-    } {
-        // Google and Microsoft accounts reconnect with new tokens (the create body).
-        if provider_of(&f)?.is_some_and(|p| p != account.account_type) {
-            return Err(err(
-                ErrorKind::InvalidParameters,
-                format!("this is a {} account", account.account_type.as_str()),
-            ));
-        }
-        let access = f.secret_req("access_token")?;
-        let refresh = f.secret_req("refresh_token")?;
-        link_with_tokens(
-            &state.engine,
-            caller.workspace(),
-            idp,
-            access,
-            refresh,
-            Some(&account),
-        )
-        .await?;
-        return Ok(Json(AccountReconnected {
-            object: "AccountReconnected",
-            account_id: account.id,
-        }));
-    }
-    let stored: MailSettings = serde_json::from_value(account.settings.clone())
-        .map_err(|e| ApiError::unexpected(format!("account settings: {e}")))?;
-    let settings = MailSettings {
-        imap_host: f.host_opt("imap_host")?.unwrap_or(stored.imap_host),
-        imap_port: f.port_opt("imap_port")?.unwrap_or(stored.imap_port),
-        imap_user: f.str_opt("imap_user")?.unwrap_or(stored.imap_user),
-        imap_encryption: parse_encryption(&f)?.unwrap_or(stored.imap_encryption),
-        smtp_host: f.host_opt("smtp_host")?.unwrap_or(stored.smtp_host),
-        smtp_port: f.port_opt("smtp_port")?.unwrap_or(stored.smtp_port),
-        smtp_user: f.str_opt("smtp_user")?.unwrap_or(stored.smtp_user),
-        smtp_encryption: parse_smtp_encryption(&f)?.or(stored.smtp_encryption),
+    let request = ReconnectRequest {
+        provider: provider_of(&f)?,
+        imap_host: f.host_opt("imap_host")?,
+        imap_port: f.port_opt("imap_port")?,
+        imap_user: f.str_opt("imap_user")?,
+        imap_encryption: parse_encryption(&f)?,
+        smtp_host: f.host_opt("smtp_host")?,
+        smtp_port: f.port_opt("smtp_port")?,
+        smtp_user: f.str_opt("smtp_user")?,
+        smtp_encryption: parse_smtp_encryption(&f)?,
+        imap_password: f.secret_opt("imap_password")?,
+        smtp_password: f.secret_opt("smtp_password")?,
+        access_token: f.secret_opt("access_token")?,
+        refresh_token: f.secret_opt("refresh_token")?,
     };
-    let new_imap = f.secret_opt("imap_password")?;
-    let new_smtp = f.secret_opt("smtp_password")?;
-    if new_imap.is_none() && new_smtp.is_none() {
-        return Err(err(
-            ErrorKind::MissingParameters,
-            "imap_password or smtp_password is required to reconnect",
-        ));
-    }
-    let old = accounts::credentials(state.store(), state.vault(), &account.id)
-        .await?
-        .ok_or_else(|| {
-            err(
-                ErrorKind::ResourceNotFound,
-                format!("account {account_id} not found"),
-            )
-        })?;
-    let Credentials::Mail {
-        imap_password: old_imap,
-        smtp_password: old_smtp,
-    } = old
-    else {
-        return Err(err(
-            ErrorKind::InvalidParameters,
-            "this account is not an IMAP/SMTP (MAIL) account",
-        ));
-    };
-    let imap_password = new_imap.unwrap_or(old_imap);
-    let smtp_password = new_smtp.unwrap_or(old_smtp);
-    link_mail(
-        &state.engine,
-        caller.workspace(),
-        settings,
-        imap_password,
-        smtp_password,
-        Some(&account),
-    )
-    .await?;
+    let linked = link::reconnect(&state.engine, caller.workspace(), &account, request).await?;
     Ok(Json(AccountReconnected {
         object: "AccountReconnected",
-        account_id: account.id,
+        account_id: linked.account.id.into(),
     }))
 }
 

@@ -1,6 +1,6 @@
 //! The store and the vault, on both backends.
 
-use mailroom_core::account::{AccountType, SourceStatus};
+use mailroom_core::account::{AccountSettings, AccountType, SourceStatus};
 use mailroom_core::{Clock, SystemClock};
 use mailroom_store::accounts::{self, Credentials, NewAccount};
 use mailroom_store::vault::VaultError;
@@ -28,11 +28,16 @@ pub async fn seed_account(
     created_at: i64,
 ) -> String {
     let id = mailroom_core::new_id();
-    let settings = json!({
-        "imap_host": "imap.example.test", "imap_port": 993, "imap_user": "a@example.test",
-        "imap_encryption": "ssl", "smtp_host": "smtp.example.test", "smtp_port": 465,
-        "smtp_user": "a@example.test"
-    });
+    let settings = AccountSettings::decode(
+        AccountType::Mail,
+        &json!({
+            "imap_host": "imap.example.test", "imap_port": 993, "imap_user": "a@example.test",
+            "imap_encryption": "ssl", "smtp_host": "smtp.example.test", "smtp_port": 465,
+            "smtp_user": "a@example.test"
+        })
+        .to_string(),
+    )
+    .unwrap();
     let creds = Credentials::Mail {
         imap_password: SecretString::from(password.to_owned()),
         smtp_password: SecretString::from(format!("{password}-smtp")),
@@ -326,14 +331,14 @@ async fn account_pages_are_newest_first_and_scoped(backend: Backend) {
     assert_eq!(page1.len(), 2);
     let last = page1.last().unwrap();
     let pos = mailroom_core::cursor::Position {
-        last_id: last.id.clone(),
+        last_id: last.id.to_string(),
         last_date: last.created_at,
     };
     let page2 = accounts::list(&store, "w", Some(&pos), 2).await.unwrap();
     let mut all: Vec<String> = page1
         .iter()
         .chain(page2.iter())
-        .map(|a| a.id.clone())
+        .map(|a| a.id.to_string())
         .collect();
     assert_eq!(all.len(), 3);
     assert_eq!(all.last().unwrap(), &a, "oldest last");

@@ -10,6 +10,7 @@ use mailroom_core::ErrorKind;
 use mailroom_core::email::{Attendee, OutgoingAttachment};
 use mailroom_core::time_fmt::parse_ms;
 use mailroom_engine::compose::{MimeError, guard};
+use mailroom_engine::send::SendInput;
 
 #[derive(Debug)]
 pub struct SendRequest {
@@ -30,10 +31,7 @@ pub struct SendRequest {
 }
 
 pub fn mime_error(e: MimeError) -> Error {
-    match e {
-        MimeError::ForbiddenHeader { .. } => err(ErrorKind::InvalidHeaders, e.to_string()),
-        other => err(ErrorKind::InvalidParameters, other.to_string()),
-    }
+    Error(mailroom_engine::send::mime_error(e))
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -237,6 +235,24 @@ impl SendRequest {
 
     /// A fingerprint of what was asked (not of its encoding): the same send through
     /// multipart or JSON, with any boundary, hashes the same.
+    /// What the engine's send use case takes.
+    pub fn into_input(self) -> SendInput {
+        SendInput {
+            account_id: self.account_id,
+            to: self.to,
+            cc: self.cc,
+            bcc: self.bcc,
+            from_identifier: self.from_identifier,
+            from_name: self.from_name,
+            subject: self.subject,
+            body: self.body,
+            attachments: self.attachments,
+            reply_to: self.reply_to,
+            custom_headers: self.custom_headers,
+            send_at: self.send_at,
+        }
+    }
+
     pub fn fingerprint(&self) -> Vec<u8> {
         let att: Vec<Value> = self
             .attachments

@@ -12,9 +12,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use self::pages::ImapValues;
@@ -23,16 +22,14 @@ use crate::auth::Caller;
 use crate::error::{ErrorBody, Result, err};
 use crate::extract::JsonObject;
 use crate::state::AppState;
-use mailroom_core::account::{
-    AccountMode, AccountType, ImapEncryption, MailSettings, OAuthSettings,
-};
-use mailroom_core::id::{looks_like_id, new_id, random_bytes};
+use mailroom_core::account::{AccountMode, ImapEncryption, MailSettings};
+use mailroom_core::id::{looks_like_id, new_id};
 use mailroom_core::time_fmt::parse_ms;
 use mailroom_core::{ApiError, ErrorKind};
-use mailroom_engine::apps::{self, IdP, Pkce};
-use mailroom_engine::link::{Linked, link_mail, link_oauth};
-use mailroom_engine::notify;
-use mailroom_store::accounts::{self, Account};
+use mailroom_engine::apps::IdP;
+use mailroom_engine::hosted::{self, Refusal};
+use mailroom_engine::link::Linked;
+use mailroom_store::accounts;
 use mailroom_store::hosted_links::{self, HostedLink, NewLink};
 
 /// The longest a link may live.
@@ -123,14 +120,6 @@ fn parse_providers(value: Option<&serde_json::Value>) -> Result<Vec<String>> {
     }
 }
 
-fn provider_name(t: AccountType) -> &'static str {
-    match t {
-        AccountType::Mail => "MAIL",
-        AccountType::GoogleOauth => "GOOGLE",
-        AccountType::Outlook => "OUTLOOK",
-    }
-}
-
 /// Create a hosted auth link.
 #[utoipa::path(
     post, path = "/api/v1/hosted/accounts/link", tag = "Hosted auth",
@@ -176,7 +165,7 @@ pub async fn create_link(
         }
     };
     let providers = match &reconnect {
-        Some(a) => vec![provider_name(a.account_type).to_owned()],
+        Some(a) => vec![a.account_type.source_name().to_owned()],
         None => parse_providers(body.get("providers"))?,
     };
     let expires_on = f.str_req("expiresOn")?;
@@ -198,9 +187,7 @@ pub async fn create_link(
     let mode = match f.str_opt("mode")? {
         None => match &reconnect {
             // A reconnect keeps the account's mode.
-            Some(a) => serde_json::from_value::<OAuthSettings>(a.settings.clone())
-                .map(|s| s.mode)
-                .unwrap_or_default(),
+            Some(a) => a.settings.mode(),
             None => AccountMode::Full,
         },
         Some(m) => AccountMode::parse(&m).ok_or_else(|| {
@@ -221,7 +208,7 @@ pub async fn create_link(
     let failure = http_url(&f, "failure_redirect_url")?;
     let notify_url = http_url(&f, "notify_url")?;
 
-    let token = base64_token();
+    let token = hosted::random_token();
     let id = new_id();
     hosted_links::insert(
         state.store(),
@@ -254,12 +241,6 @@ pub async fn create_link(
             url: url.to_string(),
         }),
     ))
-}
-
-/// 256 random bits, URL-safe.
-fn base64_token() -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
 // ---- the pages ------------------------------------------------------------------------------
@@ -318,14 +299,49 @@ async fn usable(state: &AppState, token: &str) -> std::result::Result<HostedLink
     Ok(link)
 }
 
+/// Whether the link offers signing in with `idp` and the operator configured its app.
+fn offers_idp(state: &AppState, link: &HostedLink, idp: IdP) -> bool {
+    let name = idp.account_type().source_name();
+    link.providers.iter().any(|x| x == name) && state.engine.apps.get(idp).is_some()
+}
+
+/// (Google, Microsoft, IMAP) as the choice page shows them.
 fn offers(state: &AppState, link: &HostedLink) -> (bool, bool, bool) {
-    let has = |p: &str| link.providers.iter().any(|x| x == p);
-    let apps = &state.engine.apps;
     (
-        has("GOOGLE") && apps.google.is_some(),
-        has("OUTLOOK") && apps.microsoft.is_some(),
-        has("MAIL"),
+        offers_idp(state, link, IdP::Google),
+        offers_idp(state, link, IdP::Microsoft),
+        link.providers.iter().any(|x| x == "MAIL"),
     )
+}
+
+fn something_went_wrong() -> Response {
+    page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        pages::message("Something went wrong", "Please try again in a moment."),
+    )
+}
+
+fn invalid_sign_in() -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        pages::message(
+            "Sign-in not valid",
+            "This sign-in is not valid or was already completed. Start again from the link you were given.",
+        ),
+    )
+}
+
+/// The page or redirect a refusal of the flow makes.
+fn refused(link: Option<&HostedLink>, refusal: Refusal) -> Response {
+    match (refusal, link) {
+        (Refusal::Failed { reason, text }, Some(link)) => fail(link, &reason, &text),
+        (Refusal::Gone, _) => page(
+            StatusCode::GONE,
+            pages::message("Link expired", "This link can no longer be used."),
+        ),
+        (Refusal::Internal, _) => something_went_wrong(),
+        _ => invalid_sign_in(),
+    }
 }
 
 pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
@@ -348,14 +364,6 @@ pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> R
     )
 }
 
-fn idp_of(provider: &str) -> Option<(IdP, &'static str)> {
-    match provider {
-        "google" => Some((IdP::Google, "GOOGLE")),
-        "microsoft" => Some((IdP::Microsoft, "OUTLOOK")),
-        _ => None,
-    }
-}
-
 /// Starts the OAuth round trip: a fresh `state` and PKCE verifier bound to the link.
 pub async fn start_oauth(
     State(state): State<AppState>,
@@ -365,18 +373,13 @@ pub async fn start_oauth(
         Ok(l) => l,
         Err(r) => return r,
     };
-    let Some((idp, name)) = idp_of(&provider) else {
+    let Some(idp) = IdP::parse(&provider) else {
         return page(
             StatusCode::NOT_FOUND,
             pages::message("Not found", "Unknown provider."),
         );
     };
-    let (google, microsoft, _) = offers(&state, &link);
-    let offered = match idp {
-        IdP::Google => google,
-        IdP::Microsoft => microsoft,
-    };
-    let Some(app) = state.engine.apps.get(idp).filter(|_| offered) else {
+    if !offers_idp(&state, &link, idp) {
         let (g, m, i) = offers(&state, &link);
         return page(
             StatusCode::BAD_REQUEST,
@@ -387,60 +390,17 @@ pub async fn start_oauth(
                 g,
                 m,
                 i,
-                Some(&format!("{name} is not available for this link.")),
+                Some(&format!(
+                    "{} is not available for this link.",
+                    idp.account_type().source_name()
+                )),
             ),
         );
-    };
-    let pkce = Pkce::new();
-    let oauth_state = base64_token();
-    let sealed = match state
-        .vault()
-        .seal(
-            &verifier_aad(&link.id),
-            pkce.verifier.expose_secret().as_bytes(),
-        )
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot seal the PKCE verifier");
-            return page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pages::message("Something went wrong", "Please try again in a moment."),
-            );
-        }
-    };
-    match hosted_links::begin_oauth(
-        state.store(),
-        &link.id,
-        &provider,
-        &oauth_state,
-        &sealed,
-        state.clock().now_ms(),
-    )
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return page(
-                StatusCode::GONE,
-                pages::message("Link expired", "This link can no longer be used."),
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the OAuth round trip");
-            return page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pages::message("Something went wrong", "Please try again in a moment."),
-            );
-        }
     }
-    let url = apps::authorize_url(app, idp, link_mode(&link), &oauth_state, &pkce.challenge);
-    Redirect::to(url.as_str()).into_response()
-}
-
-fn verifier_aad(link_id: &str) -> String {
-    format!("hosted_links.oauth_verifier:{link_id}")
+    match hosted::begin_oauth(&state.engine, &link, idp).await {
+        Ok(url) => Redirect::to(url.as_str()).into_response(),
+        Err(refusal) => refused(Some(&link), refusal),
+    }
 }
 
 /// Where the provider sends the user back.
@@ -449,143 +409,15 @@ pub async fn oauth_callback(
     Path(provider): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((idp, _)) = idp_of(&provider) else {
+    let Some(idp) = IdP::parse(&provider) else {
         return page(
             StatusCode::NOT_FOUND,
             pages::message("Not found", "Unknown provider."),
         );
     };
-    let invalid = || {
-        page(
-            StatusCode::BAD_REQUEST,
-            pages::message(
-                "Sign-in not valid",
-                "This sign-in is not valid or was already completed. Start again from the link you were given.",
-            ),
-        )
-    };
-    let Some(oauth_state) = q.get("state") else {
-        return invalid();
-    };
-    let (link, sealed) = match hosted_links::by_oauth_state(state.store(), oauth_state).await {
-        Ok(Some(x)) => x,
-        Ok(None) => return invalid(),
-        Err(e) => {
-            tracing::error!(error = %e, "OAuth state lookup failed");
-            return page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pages::message("Something went wrong", "Please try again in a moment."),
-            );
-        }
-    };
-    if link.oauth_provider.as_deref() != Some(provider.as_str()) {
-        return invalid();
-    }
-    // The integrator hears why through its failure URL.
-    if link.used_at.is_some() {
-        return fail(
-            &link,
-            "link_already_used",
-            "This link was already used to connect a mailbox.",
-        );
-    }
-    if link.expires_at <= state.clock().now_ms() {
-        return fail(
-            &link,
-            "expired_link",
-            "This link expired before the sign-in finished.",
-        );
-    }
-    if let Some(error) = q.get("error") {
-        tracing::info!(link = %link.id, error = %error, "the user did not grant access");
-        return fail(
-            &link,
-            error,
-            "You did not grant access, so no mailbox was connected.",
-        );
-    }
-    let Some(code) = q.get("code") else {
-        return invalid();
-    };
-    let Some(app) = state.engine.apps.get(idp) else {
-        return invalid();
-    };
-    let verifier = match state
-        .vault()
-        .open_blob(&verifier_aad(&link.id), &sealed)
-        .await
-    {
-        Ok(v) => SecretString::from(String::from_utf8_lossy(&v).into_owned()),
-        Err(_) => return invalid(),
-    };
-    let now = state.clock().now_ms();
-    let tokens = match apps::exchange_code(&state.engine.http, app, idp, code, &verifier, now).await
-    {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(link = %link.id, error = %e, "code exchange failed");
-            return fail(
-                &link,
-                "token_exchange_failed",
-                "The provider did not confirm the sign-in. Please try again.",
-            );
-        }
-    };
-    let reconnect = match reconnect_target(&state, &link).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    // Single use: exactly one completion consumes the link.
-    match hosted_links::consume(state.store(), &link.id, now).await {
-        Ok(true) => {}
-        Ok(false) => return invalid(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot consume the link");
-            return page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pages::message("Something went wrong", "Please try again in a moment."),
-            );
-        }
-    }
-    match link_oauth(
-        &state.engine,
-        &link.workspace_id,
-        idp,
-        tokens,
-        reconnect.as_ref(),
-    )
-    .await
-    {
-        Ok(linked) => finish(&state, &link, linked).await,
-        Err(e) => {
-            let _ = hosted_links::release(state.store(), &link.id).await;
-            tracing::warn!(link = %link.id, error = %e, "linking the mailbox failed");
-            fail(&link, "account_link_failed", &e.detail)
-        }
-    }
-}
-
-async fn reconnect_target(
-    state: &AppState,
-    link: &HostedLink,
-) -> std::result::Result<Option<Account>, Response> {
-    match &link.reconnect_account {
-        None => Ok(None),
-        Some(id) => match accounts::get(state.store(), &link.workspace_id, id).await {
-            Ok(Some(a)) => Ok(Some(a)),
-            Ok(None) => Err(fail(
-                link,
-                "account_not_found",
-                "The mailbox to reconnect no longer exists.",
-            )),
-            Err(e) => {
-                tracing::error!(error = %e, "reconnect lookup failed");
-                Err(page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    pages::message("Something went wrong", "Please try again in a moment."),
-                ))
-            }
-        },
+    match hosted::finish_oauth(&state.engine, idp, &q).await {
+        Ok((link, linked)) => finish(&state, &link, linked).await,
+        Err((link, refusal)) => refused(link.as_ref(), refusal),
     }
 }
 
@@ -610,25 +442,20 @@ fn fail(link: &HostedLink, reason: &str, text: &str) -> Response {
 /// The mailbox is linked: tell the integrator (`notify_url`) and send the user on.
 async fn finish(state: &AppState, link: &HostedLink, linked: Linked) -> Response {
     let account = &linked.account;
-    let _ = hosted_links::set_account(state.store(), &link.id, &account.id).await;
-    let status = if linked.reconnected {
-        "RECONNECTED"
-    } else {
-        "CREATION_SUCCESS"
-    };
-    if let Some(u) = link
-        .notify_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
+    let status = match hosted::linked(
+        &state.engine,
+        link,
+        &linked,
+        state.config.webhook_allow_private,
+    )
+    .await
     {
-        let body = json!({"status": status, "account_id": account.id, "name": link.name.clone().unwrap_or_default()});
-        notify::post_json_later(
-            state.engine.http.clone(),
-            u,
-            body,
-            state.config.webhook_allow_private,
-        );
-    }
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record the linked account on its link");
+            return something_went_wrong();
+        }
+    };
     match link
         .success_redirect_url
         .as_deref()
@@ -760,41 +587,14 @@ pub async fn imap_submit(
         smtp_user: values.username.clone(),
         smtp_encryption: None,
     };
-    let reconnect = match reconnect_target(&state, &link).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    // Single use: take the link first, give it back if the mailbox refuses.
-    match hosted_links::consume(state.store(), &link.id, state.clock().now_ms()).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return page(
-                StatusCode::GONE,
-                pages::message("Link already used", "This link was already used."),
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot consume the link");
-            return page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pages::message("Something went wrong", "Please try again in a moment."),
-            );
-        }
-    }
-    let pw = SecretString::from(password);
-    match link_mail(
-        &state.engine,
-        &link.workspace_id,
-        settings,
-        pw.clone(),
-        pw,
-        reconnect.as_ref(),
-    )
-    .await
-    {
+    match hosted::link_imap(&state.engine, &link, settings, SecretString::from(password)).await {
         Ok(linked) => finish(&state, &link, linked).await,
-        Err(e) => {
-            let _ = hosted_links::release(state.store(), &link.id).await;
+        Err(Err(Refusal::Gone)) => page(
+            StatusCode::GONE,
+            pages::message("Link already used", "This link was already used."),
+        ),
+        Err(Err(refusal)) => refused(Some(&link), refusal),
+        Err(Ok(e)) => {
             let msg = match e.kind {
                 ErrorKind::InvalidCredentials => {
                     "The server refused this username or password.".to_owned()
@@ -804,8 +604,4 @@ pub async fn imap_submit(
             again(&msg)
         }
     }
-}
-
-fn link_mode(link: &HostedLink) -> AccountMode {
-    AccountMode::parse(&link.mode).unwrap_or_default()
 }

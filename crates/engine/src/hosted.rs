@@ -1,0 +1,274 @@
+//! The hosted linking flow's state machine: an OAuth round trip bound to a hosted link
+//! (`state` + PKCE S256 verifier sealed with the link, single-use consume, release on failure,
+//! code exchange, linking) and the IMAP form's linking. The API renders pages and redirects
+//! from what these answer.
+
+use std::collections::HashMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::Engine;
+use crate::apps::{self, IdP, Pkce};
+use crate::link::{Linked, link_mail, link_oauth};
+use crate::notify;
+use mailroom_core::account::{AccountMode, MailSettings};
+use mailroom_core::id::random_bytes;
+use mailroom_core::{ApiError, ErrorKind};
+use mailroom_store::StoreError;
+use mailroom_store::accounts::{self, Account};
+use mailroom_store::hosted_links::{self, HostedLink};
+
+/// Why a step of the flow did not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a valid or current sign-in (unknown or forged `state`, replay, wrong provider).
+    Invalid,
+    /// The link can no longer be used (expired or consumed meanwhile).
+    Gone,
+    /// The provider is not offered for this link or not configured.
+    NotOffered,
+    /// Something on our side failed; logged.
+    Internal,
+    /// The link's integrator hears why: `reason` for its failure URL (`error=`), `text` for
+    /// the person.
+    Failed { reason: String, text: String },
+}
+
+/// 256 random bits, URL-safe.
+pub fn random_token() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+fn verifier_aad(link_id: &str) -> String {
+    format!("hosted_links.oauth_verifier:{link_id}")
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "{what}");
+    Refusal::Internal
+}
+
+/// What access the link asks for.
+pub fn link_mode(link: &HostedLink) -> AccountMode {
+    AccountMode::parse(&link.mode).unwrap_or_default()
+}
+
+/// Starts the OAuth round trip for `link` with `idp`: a fresh `state` and PKCE verifier bound
+/// to the link; answers the provider's authorize URL.
+pub async fn begin_oauth(
+    engine: &Engine,
+    link: &HostedLink,
+    idp: IdP,
+) -> Result<url::Url, Refusal> {
+    let app = engine.apps.get(idp).ok_or(Refusal::NotOffered)?;
+    let pkce = Pkce::new();
+    let state = random_token();
+    let sealed = engine
+        .vault
+        .seal(
+            &verifier_aad(&link.id),
+            pkce.verifier.expose_secret().as_bytes(),
+        )
+        .await
+        .map_err(|e| internal("cannot seal the PKCE verifier", e))?;
+    let begun = hosted_links::begin_oauth(
+        &engine.store,
+        &link.id,
+        idp.name(),
+        &state,
+        &sealed,
+        engine.clock.now_ms(),
+    )
+    .await
+    .map_err(|e| internal("cannot start the OAuth round trip", e))?;
+    if !begun {
+        return Err(Refusal::Gone);
+    }
+    Ok(apps::authorize_url(
+        app,
+        idp,
+        link_mode(link),
+        &state,
+        &pkce.challenge,
+    ))
+}
+
+/// Where the provider sends the person back: checks `state` against the link, takes the
+/// code, exchanges it with the sealed verifier, consumes the link (exactly one completion)
+/// and links the mailbox, checking that everything asked for was granted. On failure after
+/// consuming, the link is released for another try. The link is answered with the outcome so
+/// the caller can redirect.
+pub async fn finish_oauth(
+    engine: &Engine,
+    idp: IdP,
+    query: &HashMap<String, String>,
+) -> Result<(HostedLink, Linked), (Option<HostedLink>, Refusal)> {
+    let state = query.get("state").ok_or((None, Refusal::Invalid))?;
+    let (link, sealed) = hosted_links::by_oauth_state(&engine.store, state)
+        .await
+        .map_err(|e| (None, internal("OAuth state lookup failed", e)))?
+        .ok_or((None, Refusal::Invalid))?;
+    if link.oauth_provider.as_deref() != Some(idp.name()) {
+        return Err((None, Refusal::Invalid));
+    }
+    let failed = |link: HostedLink, reason: &str, text: &str| {
+        (
+            Some(link),
+            Refusal::Failed {
+                reason: reason.to_owned(),
+                text: text.to_owned(),
+            },
+        )
+    };
+    if link.used_at.is_some() {
+        return Err(failed(
+            link,
+            "link_already_used",
+            "This link was already used to connect a mailbox.",
+        ));
+    }
+    if link.expires_at <= engine.clock.now_ms() {
+        return Err(failed(
+            link,
+            "expired_link",
+            "This link expired before the sign-in finished.",
+        ));
+    }
+    if let Some(error) = query.get("error") {
+        tracing::info!(link = %link.id, error = %error, "the user did not grant access");
+        return Err(failed(
+            link,
+            error,
+            "You did not grant access, so no mailbox was connected.",
+        ));
+    }
+    let code = query.get("code").ok_or((None, Refusal::Invalid))?;
+    let app = engine.apps.get(idp).ok_or((None, Refusal::Invalid))?;
+    let verifier = match engine
+        .vault
+        .open_blob(&verifier_aad(&link.id), &sealed)
+        .await
+    {
+        Ok(v) => SecretString::from(String::from_utf8_lossy(&v).into_owned()),
+        Err(_) => return Err((None, Refusal::Invalid)),
+    };
+    let now = engine.clock.now_ms();
+    let tokens = match apps::exchange_code(&engine.http, app, idp, code, &verifier, now).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(link = %link.id, error = %e, "code exchange failed");
+            return Err(failed(
+                link,
+                "token_exchange_failed",
+                "The provider did not confirm the sign-in. Please try again.",
+            ));
+        }
+    };
+    let reconnect = match reconnect_target(engine, &link).await {
+        Ok(r) => r,
+        Err(refusal) => return Err((Some(link), refusal)),
+    };
+    match hosted_links::consume(&engine.store, &link.id, now).await {
+        Ok(true) => {}
+        Ok(false) => return Err((None, Refusal::Invalid)),
+        Err(e) => return Err((None, internal("cannot consume the link", e))),
+    }
+    let asked = Some(link_mode(&link));
+    match link_oauth(
+        engine,
+        &link.workspace_id,
+        idp,
+        tokens,
+        asked,
+        reconnect.as_ref(),
+    )
+    .await
+    {
+        Ok(linked) => Ok((link, linked)),
+        Err(e) => {
+            let _ = hosted_links::release(&engine.store, &link.id).await;
+            tracing::warn!(link = %link.id, error = %e, "linking the mailbox failed");
+            let reason = if e.kind == ErrorKind::InsufficientPermissions {
+                "missing_access"
+            } else {
+                "account_link_failed"
+            };
+            Err(failed(link, reason, &e.detail))
+        }
+    }
+}
+
+/// The account a reconnect link is for (`None` for a create link).
+pub async fn reconnect_target(
+    engine: &Engine,
+    link: &HostedLink,
+) -> Result<Option<Account>, Refusal> {
+    match &link.reconnect_account {
+        None => Ok(None),
+        Some(id) => match accounts::get(&engine.store, &link.workspace_id, id).await {
+            Ok(Some(a)) => Ok(Some(a)),
+            Ok(None) => Err(Refusal::Failed {
+                reason: "account_not_found".into(),
+                text: "The mailbox to reconnect no longer exists.".into(),
+            }),
+            Err(e) => Err(internal("reconnect lookup failed", e)),
+        },
+    }
+}
+
+/// Links the IMAP form's mailbox for `link`: consumes the link first (single use) and gives
+/// it back when the mailbox refuses, so the person can correct the form.
+pub async fn link_imap(
+    engine: &Engine,
+    link: &HostedLink,
+    settings: MailSettings,
+    password: SecretString,
+) -> Result<Linked, Result<ApiError, Refusal>> {
+    let reconnect = reconnect_target(engine, link).await.map_err(Err)?;
+    match hosted_links::consume(&engine.store, &link.id, engine.clock.now_ms()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(Err(Refusal::Gone)),
+        Err(e) => return Err(Err(internal("cannot consume the link", e))),
+    }
+    let linked = link_mail(
+        engine,
+        &link.workspace_id,
+        settings,
+        password.clone(),
+        password,
+        reconnect.as_ref(),
+    )
+    .await;
+    if linked.is_err() {
+        let _ = hosted_links::release(&engine.store, &link.id).await;
+    }
+    linked.map_err(Ok)
+}
+
+/// A link's mailbox is linked: records it on the link and tells the integrator
+/// (`notify_url`, in the background, retried, egress-guarded). Answers the status word.
+pub async fn linked(
+    engine: &Engine,
+    link: &HostedLink,
+    linked: &Linked,
+    allow_private: bool,
+) -> Result<&'static str, StoreError> {
+    let account = &linked.account;
+    hosted_links::set_account(&engine.store, &link.id, &account.id).await?;
+    let status = if linked.reconnected {
+        "RECONNECTED"
+    } else {
+        "CREATION_SUCCESS"
+    };
+    if let Some(u) = link
+        .notify_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    {
+        let body = json!({"status": status, "account_id": account.id, "name": link.name.clone().unwrap_or_default()});
+        notify::post_json_later(u, body, allow_private);
+    }
+    Ok(status)
+}

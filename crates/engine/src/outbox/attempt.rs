@@ -1,0 +1,258 @@
+//! One attempt of a job under its claim, and the record of what came of it.
+
+use serde_json::json;
+
+use mailroom_core::ErrorKind;
+use mailroom_core::account::SourceStatus;
+use mailroom_core::time_fmt::format_ms;
+use mailroom_providers::{Delivered, FailureKind, MailError};
+use mailroom_store::StoreError;
+use mailroom_store::accounts::{self, Account};
+use mailroom_store::events::{self, NewEvent, event_id};
+use mailroom_store::outbox::{self, Job};
+
+use super::{LEASE_MARGIN_MS, Outbox, Outcome, claim, ms};
+use crate::mailboxes::OpenError;
+
+impl Outbox {
+    /// Attempts job `id` under claim `token`; bounded by `send_timeout`. The lease is renewed
+    /// once a slot is free, so time spent waiting for a slot never eats into the attempt, and a
+    /// claim that went stale meanwhile (the job was claimed again) does nothing.
+    pub async fn attempt(&self, id: &str, token: &str) -> Result<Outcome, StoreError> {
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let now = self.inner.clock.now_ms();
+        if !outbox::renew_lease(&self.inner.store, id, token, self.lease_until(now)).await? {
+            return Ok(Outcome::NotOurs);
+        }
+        let Some(job) = outbox::get_any(&self.inner.store, id).await? else {
+            return Ok(Outcome::NotOurs);
+        };
+        // A job reclaimed after a crash is still bound by its attempts and horizon.
+        if job.attempts > job.max_attempts || now > job.give_up_at + LEASE_MARGIN_MS {
+            let last = job
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "no attempt completed".into());
+            let kind = job
+                .last_error_type
+                .as_deref()
+                .and_then(|t| ErrorKind::ALL.iter().copied().find(|k| k.type_slug() == t))
+                .unwrap_or(ErrorKind::CantSendMessage);
+            return self
+                .fail(
+                    &job,
+                    kind,
+                    format!("gave up after {} attempts: {last}", job.attempts - 1),
+                )
+                .await;
+        }
+        let account = accounts::get(&self.inner.store, &job.workspace_id, &job.account_id).await?;
+        let Some(account) = account else {
+            return self
+                .fail(
+                    &job,
+                    ErrorKind::InvalidAccount,
+                    "the account was deleted before the email could be sent".into(),
+                )
+                .await;
+        };
+        if account.status == SourceStatus::Credentials {
+            // Not the message's fault: wait for a reconnect without spending attempts.
+            return self
+                .retry(
+                    &job,
+                    ErrorKind::DisconnectedAccount,
+                    "the account's credentials were refused; reconnect it to send".into(),
+                    true,
+                    None,
+                )
+                .await;
+        }
+        // Large messages get longer: uploads to Gmail or Graph run at the network's pace.
+        let size = outbox::raw_len(&self.inner.store, &job.id).await?;
+        let deadline = self.deadline_for(size);
+        if deadline > self.inner.config.send_timeout {
+            let until = self.inner.clock.now_ms() + ms(deadline) + LEASE_MARGIN_MS;
+            if !outbox::renew_lease(&self.inner.store, &job.id, claim(&job), until).await? {
+                return Ok(Outcome::NotOurs);
+            }
+        }
+        match tokio::time::timeout(deadline, self.transmit(&job, &account)).await {
+            Ok(Ok(delivered)) => self.sent(&job, delivered).await,
+            Ok(Err(OpenError::Store(e))) => Err(e),
+            Ok(Err(OpenError::Mail(e))) => self.on_failure(&job, &account, e).await,
+            Err(_) => {
+                let detail = format!("the attempt did not finish within {}s", deadline.as_secs());
+                self.retry(&job, ErrorKind::RequestTimeout, detail, false, None)
+                    .await
+            }
+        }
+    }
+
+    async fn sent(&self, job: &Job, delivered: Delivered) -> Result<Outcome, StoreError> {
+        let Delivered {
+            provider_id,
+            needs_sent_copy,
+        } = delivered;
+        if !outbox::mark_sent(
+            &self.inner.store,
+            &job.id,
+            claim(job),
+            self.inner.clock.now_ms(),
+            &provider_id,
+            needs_sent_copy,
+        )
+        .await?
+        {
+            return Ok(Outcome::NotOurs);
+        }
+        metrics::counter!("mailroom_emails_sent_total").increment(1);
+        // The worker files Sent copies in batches on its next sweep (within the poll interval):
+        // one pooled IMAP session per account for every copy due, not a login per message.
+        Ok(Outcome::Sent { provider_id })
+    }
+
+    /// The one place a provider failure becomes an outcome, whatever the provider.
+    async fn on_failure(
+        &self,
+        job: &Job,
+        account: &Account,
+        e: MailError,
+    ) -> Result<Outcome, StoreError> {
+        let detail = e.detail().to_owned();
+        match e.kind {
+            FailureKind::Transient { retry_after } | FailureKind::Quota { retry_after } => {
+                self.retry(
+                    job,
+                    ErrorKind::ProviderUnreachable,
+                    detail,
+                    false,
+                    retry_after,
+                )
+                .await
+            }
+            FailureKind::Auth => {
+                crate::tokens::mark_credentials(
+                    &self.inner.store,
+                    account,
+                    self.inner.clock.now_ms(),
+                )
+                .await?;
+                self.retry(
+                    job,
+                    ErrorKind::DisconnectedAccount,
+                    format!(
+                        "the {} server refused the account's credentials; reconnect it to send: {detail}",
+                        e.protocol
+                    ),
+                    true,
+                    None,
+                )
+                .await
+            }
+            FailureKind::Rejected(kind) => self.fail(job, kind, detail).await,
+            FailureKind::TooLarge => {
+                self.fail(job, ErrorKind::ProviderContentTooLarge, detail)
+                    .await
+            }
+            // Not a send failure; should a provider answer it, the next attempt starts afresh.
+            FailureKind::CursorExpired => {
+                self.retry(job, ErrorKind::ProviderUnreachable, detail, false, None)
+                    .await
+            }
+        }
+    }
+
+    /// Puts the job back for `run_after`; `refund` gives the attempt back (the account's
+    /// fault, not the message's). A provider's Retry-After wins over our schedule when longer.
+    async fn retry(
+        &self,
+        job: &Job,
+        kind: ErrorKind,
+        detail: String,
+        refund: bool,
+        at_least: Option<std::time::Duration>,
+    ) -> Result<Outcome, StoreError> {
+        let now = self.inner.clock.now_ms();
+        let attempts = if refund {
+            job.attempts - 1
+        } else {
+            job.attempts
+        };
+        if (!refund && attempts >= job.max_attempts) || now >= job.give_up_at {
+            let why = format!("gave up after {attempts} attempts: {detail}");
+            return self.fail(job, kind, why).await;
+        }
+        let wait = self
+            .backoff_ms(attempts.max(1))
+            .max(at_least.map(|d| d.as_millis() as i64).unwrap_or(0));
+        // Never past the horizon: the last try happens just before it.
+        let run_after = (now + wait).min(job.give_up_at.max(now + 1));
+        if !outbox::mark_retry(
+            &self.inner.store,
+            &job.id,
+            claim(job),
+            now,
+            outbox::Retry {
+                run_after,
+                error_type: kind.type_slug(),
+                error: &detail,
+                refund,
+            },
+        )
+        .await?
+        {
+            return Ok(Outcome::NotOurs);
+        }
+        tracing::info!(job = %job.id, error = %detail, retry_at = %format_ms(run_after), "send will be retried");
+        Ok(Outcome::Retrying {
+            kind,
+            detail,
+            run_after,
+        })
+    }
+
+    async fn fail(
+        &self,
+        job: &Job,
+        kind: ErrorKind,
+        detail: String,
+    ) -> Result<Outcome, StoreError> {
+        let now = self.inner.clock.now_ms();
+        if !outbox::mark_failed(
+            &self.inner.store,
+            &job.id,
+            claim(job),
+            now,
+            kind.type_slug(),
+            &detail,
+        )
+        .await?
+        {
+            return Ok(Outcome::NotOurs);
+        }
+        metrics::counter!("mailroom_emails_failed_total").increment(1);
+        events::record(
+            &self.inner.store,
+            NewEvent {
+                id: event_id(&["send_failed", &job.id]),
+                workspace_id: &job.workspace_id,
+                account_id: Some(&job.account_id),
+                kind: "send_failed",
+                payload: json!({
+                    "event": "send_failed", "account_id": job.account_id, "tracking_id": job.id,
+                    "message_id": job.message_id, "type": kind.type_slug(), "detail": detail, "date": format_ms(now),
+                }),
+                now_ms: now,
+            },
+        )
+        .await?;
+        tracing::warn!(job = %job.id, error = %detail, "send failed");
+        Ok(Outcome::Failed { kind, detail })
+    }
+}

@@ -1,0 +1,41 @@
+//! Transmitting a stored job through the account's mailbox.
+
+use mailroom_core::{ErrorKind, MessageId};
+use mailroom_providers::{Delivered, MailError, Outgoing, Protocol};
+use mailroom_store::accounts::Account;
+use mailroom_store::outbox::{self, Job};
+
+use super::Outbox;
+use crate::mailboxes::OpenError;
+
+impl Outbox {
+    /// Sends the job's exact stored bytes. The parent (last of the thread's references) lets a
+    /// provider keep a reply in its thread or conversation.
+    pub(super) async fn transmit(
+        &self,
+        job: &Job,
+        account: &Account,
+    ) -> Result<Delivered, OpenError> {
+        let raw = outbox::raw(&self.inner.store, &job.id)
+            .await?
+            .ok_or_else(|| {
+                MailError::rejected(
+                    Protocol::Smtp,
+                    ErrorKind::UnexpectedError,
+                    "the job lost its message",
+                )
+            })?;
+        let mailbox = self.inner.mailboxes.open(account).await?;
+        let parent = job.thread_refs.last().and_then(|r| MessageId::parse(r));
+        let delivered = mailbox
+            .send(&Outgoing {
+                raw: &raw,
+                envelope_from: &job.envelope_from,
+                recipients: &job.recipients,
+                message_id: &job.message_id,
+                parent: parent.as_ref(),
+            })
+            .await?;
+        Ok(delivered)
+    }
+}

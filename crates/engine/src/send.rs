@@ -1,0 +1,428 @@
+//! Accepting a send: the request (already parsed and validated field by field by the API)
+//! becomes a stored outbox job with its exact MIME bytes before the first attempt, which then
+//! runs at once in its own tracked task. Idempotent replays answer the first answer.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::Engine;
+use crate::outbox::Outcome;
+use crate::replies;
+use mailroom_core::account::SourceStatus;
+use mailroom_core::email::{Attendee, OutgoingAttachment, OutgoingEmail};
+use mailroom_core::id::looks_like_id;
+use mailroom_core::time_fmt::format_ms;
+use mailroom_core::{ApiError, ErrorKind, TrackingId};
+use mailroom_mime::{MimeError, build_message, derive_text, looks_like_html, reply_subject};
+use mailroom_providers::Provider;
+use mailroom_store::accounts;
+use mailroom_store::outbox::{self, Job, JobStatus, NewJob};
+
+/// A send request, validated.
+#[derive(Debug, Clone)]
+pub struct SendInput {
+    pub account_id: String,
+    pub to: Vec<Attendee>,
+    pub cc: Vec<Attendee>,
+    pub bcc: Vec<Attendee>,
+    pub from_identifier: Option<String>,
+    pub from_name: Option<String>,
+    pub subject: String,
+    pub body: String,
+    pub attachments: Vec<OutgoingAttachment>,
+    /// A tracking id of ours or a Message-ID.
+    pub reply_to: Option<String>,
+    pub custom_headers: Vec<(String, String)>,
+    /// Unix ms; a future time schedules the send.
+    pub send_at: Option<i64>,
+}
+
+/// The HTTP answer to a send: its status and body (an `EmailSent`, or an error body for a
+/// permanent failure). Stored with the job so an idempotent replay answers the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// A MIME builder refusal as the API answers it.
+pub fn mime_error(e: MimeError) -> ApiError {
+    match e {
+        MimeError::ForbiddenHeader { .. } => {
+            ApiError::new(ErrorKind::InvalidHeaders, e.to_string())
+        }
+        other => ApiError::new(ErrorKind::InvalidParameters, other.to_string()),
+    }
+}
+
+/// Accepts a send for `workspace`: the first answer of an earlier request with the same
+/// `key` (409 if it asked for something else), or a new job stored and attempted at once.
+/// `fingerprint` identifies the request's content; `message_max` caps the encoded message.
+pub async fn accept(
+    engine: &Engine,
+    workspace: &str,
+    input: SendInput,
+    key: Option<String>,
+    fingerprint: Vec<u8>,
+    message_max: usize,
+) -> Result<Answer, ApiError> {
+    let store = &engine.store;
+    if let Some(key) = &key
+        && let Some(job) = outbox::get_by_key(store, workspace, key)
+            .await
+            .map_err(store_error)?
+    {
+        return replay(engine, workspace, key, job, &fingerprint).await;
+    }
+    let not_found = || {
+        ApiError::new(
+            ErrorKind::ResourceNotFound,
+            format!("account {} not found", input.account_id),
+        )
+    };
+    if !looks_like_id(&input.account_id) {
+        return Err(not_found());
+    }
+    let account = accounts::get(store, workspace, &input.account_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(not_found)?;
+    if account.status != SourceStatus::Ok {
+        return Err(ApiError::new(
+            ErrorKind::DisconnectedAccount,
+            format!(
+                "account {} is {}: reconnect it before sending",
+                account.id,
+                account.status.as_str()
+            ),
+        ));
+    }
+    let from_address = input
+        .from_identifier
+        .clone()
+        .unwrap_or_else(|| account.settings.address().to_owned());
+    let parent = match &input.reply_to {
+        Some(r) => Some(replies::resolve_parent(engine, workspace, &account, r).await?),
+        None => None,
+    };
+    let id = TrackingId::generate();
+    let domain = from_address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("mailroom.invalid");
+    let domain = idna::domain_to_ascii(domain).unwrap_or_else(|_| "mailroom.invalid".to_owned());
+    let message_id = format!("<{id}@{domain}>");
+    let subject = match &parent {
+        Some(p) => reply_subject(&input.subject, p.subject.as_deref()),
+        None => input.subject.clone(),
+    };
+    let (html, text) = if looks_like_html(&input.body) {
+        (Some(input.body.clone()), derive_text(&input.body))
+    } else {
+        (None, input.body.clone())
+    };
+    let email = OutgoingEmail {
+        from: Attendee {
+            identifier: from_address,
+            display_name: input.from_name.clone(),
+        },
+        to: input.to,
+        cc: input.cc,
+        bcc: input.bcc,
+        subject: subject.clone(),
+        html,
+        text,
+        attachments: input.attachments,
+        custom_headers: input.custom_headers,
+        reply: parent.clone(),
+    };
+    let now = engine.clock.now_ms();
+    let built = build_message(&email, &message_id, now).map_err(mime_error)?;
+    if let Some(max) = Provider::of(account.account_type).max_message_bytes()
+        && built.bytes.len() > max
+    {
+        return Err(ApiError::new(
+            ErrorKind::ContentTooLarge,
+            format!(
+                "the encoded message is {} bytes; {} accepts at most {max}",
+                built.bytes.len(),
+                account.account_type.as_str()
+            ),
+        ));
+    }
+    if built.bytes.len() > message_max {
+        return Err(ApiError::new(
+            ErrorKind::ContentTooLarge,
+            format!(
+                "the encoded message is {} bytes; at most {message_max} are allowed",
+                built.bytes.len(),
+            ),
+        ));
+    }
+    let thread_refs: Vec<String> = match &parent {
+        Some(p) => p
+            .references
+            .iter()
+            .cloned()
+            .chain([p.message_id.clone()])
+            .collect(),
+        None => vec![],
+    };
+    let scheduled = input.send_at.filter(|at| *at > now);
+    let outbox = &engine.outbox;
+    let claim = outbox.claim_token(&id, 1);
+    let config = outbox.config();
+    let inserted = outbox::insert(
+        store,
+        NewJob {
+            id: &id,
+            workspace_id: workspace,
+            account_id: &account.id,
+            idempotency_key: key.as_deref(),
+            request_hash: &fingerprint,
+            message_id: &message_id,
+            thread_refs: &thread_refs,
+            subject: &subject,
+            recipients: &built.envelope_to,
+            envelope_from: &built.envelope_from,
+            raw: &built.bytes,
+            max_attempts: config.max_attempts,
+            give_up_at: scheduled.unwrap_or(now) + config.retry_horizon.as_millis() as i64,
+            now_ms: now,
+            send_at: scheduled,
+            lease: (&claim, outbox.lease_until(now)),
+        },
+    )
+    .await;
+    match inserted {
+        Ok(()) => {}
+        // The same key raced in from another request: answer as its duplicate.
+        Err(e) if e.is_unique_violation() && key.is_some() => {
+            let key = key.as_deref().unwrap_or_default();
+            if let Some(job) = outbox::get_by_key(store, workspace, key)
+                .await
+                .map_err(store_error)?
+            {
+                return replay(engine, workspace, key, job, &fingerprint).await;
+            }
+            return Err(store_error(e));
+        }
+        Err(e) => return Err(store_error(e)),
+    }
+    tracing::info!(tracking_id = %id, account_id = %account.id, scheduled = scheduled.is_some(), "email accepted");
+
+    let answer = match scheduled {
+        Some(at) => Answer {
+            status: 202,
+            body: sent_body(&id, &message_id, "scheduled", None, Some(at), None),
+        },
+        // A tracked task of its own: a client that disconnects does not cancel it.
+        None => match outbox.spawn_attempt(id.to_string(), claim.clone()).await {
+            Ok(Ok(outcome)) => answer_of(&id, &message_id, &outcome),
+            // The message is stored: whatever went wrong here, the worker sends it. Never
+            // answer 500 for an accepted send (a client would send it again).
+            other => {
+                tracing::warn!(tracking_id = %id, outcome = ?other.map(|r| r.map(|_| ())), "the first attempt did not report; the worker will send");
+                answer_of(&id, &message_id, &Outcome::NotOurs)
+            }
+        },
+    };
+    if let Err(e) = outbox::set_response(store, &id, answer.status, &answer.body).await {
+        tracing::warn!(tracking_id = %id, error = %e, "cannot record the answer for idempotent replays");
+    }
+    Ok(answer)
+}
+
+/// A duplicate of an earlier request with the same key: 409 if it asks for something else,
+/// else the first request's answer. While the first attempt is under way the replay waits for
+/// it, but never longer than the send timeout: if the process that made the attempt died, its
+/// answer never comes, and the replay says where the job stands (202 `queued`, or the final
+/// outcome when the job has one by then).
+async fn replay(
+    engine: &Engine,
+    workspace: &str,
+    key: &str,
+    mut job: Job,
+    fingerprint: &[u8],
+) -> Result<Answer, ApiError> {
+    if job.request_hash != fingerprint {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            format!(
+                "Idempotency-Key {key} was already used for a different request (tracking_id {})",
+                job.id
+            ),
+        ));
+    }
+    let wait = replay_wait(engine.outbox.config().send_timeout);
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(20);
+    while job.response.is_none() && !is_final(job.status) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+        match outbox::get_by_key(&engine.store, workspace, key)
+            .await
+            .map_err(store_error)?
+        {
+            Some(j) => job = j,
+            None => break,
+        }
+    }
+    Ok(match job.response.take() {
+        Some((status, body)) => Answer { status, body },
+        None => current_answer(&job),
+    })
+}
+
+/// How long a replay may wait for the first answer: within the send timeout, with a margin
+/// for the request itself.
+fn replay_wait(send_timeout: Duration) -> Duration {
+    send_timeout
+        .saturating_sub(Duration::from_secs(1))
+        .max(send_timeout / 2)
+}
+
+fn is_final(status: JobStatus) -> bool {
+    matches!(status, JobStatus::Sent | JobStatus::Failed)
+}
+
+fn current_answer(job: &Job) -> Answer {
+    let outcome = match job.status {
+        JobStatus::Sent => Outcome::Sent {
+            provider_id: job.provider_id.clone().unwrap_or_default(),
+        },
+        JobStatus::Failed => Outcome::Failed {
+            kind: error_kind(job.last_error_type.as_deref()),
+            detail: job.last_error.clone().unwrap_or_default(),
+        },
+        _ => Outcome::NotOurs,
+    };
+    answer_of(&job.id, &job.message_id, &outcome)
+}
+
+fn error_kind(slug: Option<&str>) -> ErrorKind {
+    ErrorKind::ALL
+        .iter()
+        .copied()
+        .filter(|k| {
+            k.status() == 422
+                || *k == ErrorKind::RequestTimeout
+                || *k == ErrorKind::DisconnectedAccount
+        })
+        .find(|k| Some(k.type_slug()) == slug)
+        .unwrap_or(ErrorKind::CantSendMessage)
+}
+
+/// The `EmailSent` body (documented in the API's OpenAPI).
+fn sent_body(
+    id: &str,
+    message_id: &str,
+    status: &str,
+    provider_id: Option<&str>,
+    next_attempt_at: Option<i64>,
+    last_error: Option<(ErrorKind, &str)>,
+) -> Value {
+    let mut body = json!({
+        "object": "EmailSent",
+        "tracking_id": id,
+        "status": status,
+        "message_id": message_id,
+    });
+    if let Some(p) = provider_id {
+        body["provider_id"] = json!(p);
+    }
+    if let Some(at) = next_attempt_at {
+        body["next_attempt_at"] = json!(format_ms(at));
+    }
+    if let Some((kind, detail)) = last_error {
+        body["last_error"] = json!({"type": kind.type_slug(), "detail": detail});
+    }
+    body
+}
+
+/// The answer an outcome makes: 201 sent, 202 queued, or the failure's error body.
+pub fn answer_of(id: &str, message_id: &str, outcome: &Outcome) -> Answer {
+    match outcome {
+        Outcome::Sent { provider_id } => Answer {
+            status: 201,
+            body: sent_body(id, message_id, "sent", Some(provider_id), None, None),
+        },
+        Outcome::Retrying {
+            kind,
+            detail,
+            run_after,
+        } => Answer {
+            status: 202,
+            body: sent_body(
+                id,
+                message_id,
+                "queued",
+                None,
+                Some(*run_after),
+                Some((*kind, detail)),
+            ),
+        },
+        Outcome::NotOurs => Answer {
+            status: 202,
+            body: sent_body(id, message_id, "queued", None, None, None),
+        },
+        Outcome::Failed { kind, detail } => Answer {
+            status: kind.status(),
+            body: json!({
+                "title": kind.title(), "detail": detail, "instance": "/api/v1/emails",
+                "type": kind.type_slug(), "status": kind.status(),
+            }),
+        },
+    }
+}
+
+fn store_error(e: mailroom_store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "store error while accepting a send");
+    ApiError::unexpected("an internal error occurred; it has been logged")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_wait_less_than_the_send_timeout() {
+        for secs in [2, 5, 30, 120] {
+            let t = Duration::from_secs(secs);
+            let w = replay_wait(t);
+            assert!(w < t && w >= t / 2, "{secs}s → {w:?}");
+        }
+    }
+
+    #[test]
+    fn outcomes_answer_like_the_api_documents() {
+        let a = answer_of(
+            "t",
+            "<t@x>",
+            &Outcome::Sent {
+                provider_id: "p".into(),
+            },
+        );
+        assert_eq!(a.status, 201);
+        assert_eq!(a.body["provider_id"], "p");
+        assert_eq!(a.body["status"], "sent");
+        let q = answer_of("t", "<t@x>", &Outcome::NotOurs);
+        assert_eq!((q.status, q.body["status"].as_str()), (202, Some("queued")));
+        assert!(q.body.get("provider_id").is_none());
+        let f = answer_of(
+            "t",
+            "<t@x>",
+            &Outcome::Failed {
+                kind: ErrorKind::RecipientRejected,
+                detail: "550".into(),
+            },
+        );
+        assert_eq!(f.status, 422);
+        assert_eq!(f.body["type"], "errors/recipient_rejected");
+    }
+}

@@ -1,0 +1,312 @@
+//! The mailbox seam: one [`Mailbox`] per linked account, opened from its typed settings and
+//! its secrets, whatever the provider. The engine verifies, sends, finds reply parents and
+//! files Sent copies through it and never asks which provider an account is.
+//!
+//! **An enum, not a trait object.** The providers are a closed set that this crate owns
+//! (IMAP/SMTP, Gmail, Graph); an enum gives static dispatch of `async fn`s without boxing
+//! every future, an exhaustive `match` in one file per operation (adding list/fetch/changes/
+//! watch for sync is one method here and one per provider module, the engine's loops do not
+//! change), and variants that can hold what each provider needs (pools, clients, token
+//! sources) without a lowest-common-denominator interface.
+//!
+//! Everything an account's calls share lives in [`Providers`]: the SMTP connection pool, the
+//! IMAP session pool (one connection budget per account for every IMAP use), the HTTP client
+//! of the provider APIs and the per-mailbox request slots of Gmail and Graph.
+
+mod gmail;
+mod graph;
+mod imap;
+pub mod session_pool;
+mod verify;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+
+use mailroom_core::ErrorKind;
+use mailroom_core::MessageId;
+use mailroom_core::account::{AccountMode, AccountSettings, AccountType};
+use mailroom_core::email::ReplyParent;
+
+use crate::NetPolicy;
+use crate::apps::ProviderApps;
+use crate::failure::{MailError, Protocol};
+use crate::imap_smtp::send::SmtpPool;
+use crate::provider::Provider;
+
+pub use self::session_pool::ImapPool;
+pub use self::verify::{Prospect, Verified};
+
+/// Requests in flight per Gmail or Outlook mailbox (Graph answers 429 `ApplicationThrottled`
+/// past 4 concurrent requests per app and mailbox; Gmail is held to the same).
+pub const API_CONCURRENCY_PER_MAILBOX: usize = 4;
+
+/// Where an OAuth mailbox gets its access tokens (the engine's token manager: refreshed ahead
+/// of expiry, one refresh per account across processes, a revoked grant recorded).
+pub trait TokenSource: Send + Sync {
+    /// A usable access token. With `stale` (the provider just refused it), a different one,
+    /// refreshing if nobody else already did. A revoked grant is [`MailError::is_auth`].
+    fn access_token<'a>(
+        &'a self,
+        stale: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<SecretString, MailError>>;
+}
+
+/// An account's secrets, opened by the engine from the vault for this mailbox only.
+pub enum Secrets {
+    Passwords {
+        imap: SecretString,
+        smtp: SecretString,
+    },
+    Tokens(Arc<dyn TokenSource>),
+}
+
+/// What [`Providers::open`] needs to know of an account.
+pub struct Opening<'a> {
+    pub account_id: &'a str,
+    /// Changes when the account is reconnected (its `updated_at`): pooled connections made
+    /// with older settings or credentials are replaced.
+    pub version: i64,
+    pub account_type: AccountType,
+    pub settings: &'a AccountSettings,
+    pub secrets: Secrets,
+}
+
+/// A finished message to send.
+pub struct Outgoing<'a> {
+    /// RFC 5322 bytes, without a Bcc header.
+    pub raw: &'a [u8],
+    pub envelope_from: &'a str,
+    /// Every recipient, Bcc included.
+    pub recipients: &'a [String],
+    /// The message's Message-ID, with brackets.
+    pub message_id: &'a str,
+    /// The mail answered, when this is a reply.
+    pub parent: Option<&'a MessageId>,
+}
+
+/// A message the provider took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The provider's id of the sent message (the Message-ID where the provider has none).
+    pub provider_id: String,
+    /// Whether the sender must file a copy in the Sent folder ([`Mailbox::append_sent`]):
+    /// SMTP servers keep none; Gmail and Graph file their own.
+    pub needs_sent_copy: bool,
+}
+
+/// Shared state of every mailbox of this process.
+#[derive(Clone)]
+pub struct Providers {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    net: NetPolicy,
+    http: reqwest::Client,
+    apps: Arc<ProviderApps>,
+    smtp: SmtpPool,
+    imap: ImapPool,
+    api_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Providers {
+    /// `http` is for provider APIs and token endpoints only (never for user-given URLs).
+    pub fn new(net: NetPolicy, http: reqwest::Client, apps: Arc<ProviderApps>) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                imap: ImapPool::new(net.clone(), session_pool::SESSIONS_PER_ACCOUNT),
+                net,
+                http,
+                apps,
+                smtp: SmtpPool::default(),
+                api_slots: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn net(&self) -> &NetPolicy {
+        &self.inner.net
+    }
+
+    pub fn apps(&self) -> &Arc<ProviderApps> {
+        &self.inner.apps
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// The IMAP session pool (its login count is what tests and benchmarks watch).
+    pub fn imap_pool(&self) -> &ImapPool {
+        &self.inner.imap
+    }
+
+    fn api_slots(&self, account_id: &str) -> Arc<Semaphore> {
+        self.inner
+            .api_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account_id.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(API_CONCURRENCY_PER_MAILBOX)))
+            .clone()
+    }
+
+    /// Forgets what is pooled for an account (deleted or reconnected).
+    pub fn forget(&self, account_id: &str) {
+        self.inner.smtp.forget(account_id);
+        self.inner.imap.forget(account_id);
+        self.inner
+            .api_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(account_id);
+    }
+
+    /// The account's mailbox. Cheap: connections are made (or reused) by the calls.
+    pub fn open(&self, o: Opening<'_>) -> Result<Mailbox, MailError> {
+        let provider = Provider::of(o.account_type);
+        let mismatch = || {
+            MailError::rejected(
+                Protocol::Imap,
+                ErrorKind::InvalidAccount,
+                format!(
+                    "account {} has settings or credentials of another kind of account",
+                    o.account_id
+                ),
+            )
+        };
+        match (provider, o.settings, o.secrets) {
+            (Provider::Imap, AccountSettings::Mail(s), Secrets::Passwords { imap, smtp }) => {
+                Ok(Mailbox::Imap(imap::ImapMailbox::new(
+                    self.clone(),
+                    o.account_id,
+                    o.version,
+                    s.clone(),
+                    imap,
+                    smtp,
+                )))
+            }
+            (Provider::Gmail, AccountSettings::OAuth(s), Secrets::Tokens(tokens)) => {
+                let app = self.app(provider)?;
+                Ok(Mailbox::Gmail(gmail::GmailMailbox::new(
+                    crate::gmail::GmailClient::new(self.inner.http.clone(), app.api_base.clone()),
+                    tokens,
+                    s.mode,
+                    self.api_slots(o.account_id),
+                )))
+            }
+            (Provider::Graph, AccountSettings::OAuth(s), Secrets::Tokens(tokens)) => {
+                let app = self.app(provider)?;
+                Ok(Mailbox::Graph(graph::GraphMailbox::new(
+                    crate::graph::GraphClient::new(self.inner.http.clone(), app.api_base.clone()),
+                    tokens,
+                    s.mode,
+                    self.api_slots(o.account_id),
+                )))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn app(&self, provider: Provider) -> Result<&crate::apps::ProviderApp, MailError> {
+        let idp = provider
+            .idp()
+            .expect("OAuth providers have an identity provider");
+        self.inner.apps.get(idp).ok_or_else(|| {
+            MailError::rejected(
+                Protocol::OAuth,
+                ErrorKind::InvalidAccount,
+                format!(
+                    "the {} app is not configured on this server ({})",
+                    idp.display_name(),
+                    idp.client_id_var()
+                ),
+            )
+        })
+    }
+}
+
+/// One account's mailbox.
+pub enum Mailbox {
+    Imap(imap::ImapMailbox),
+    Gmail(gmail::GmailMailbox),
+    Graph(graph::GraphMailbox),
+}
+
+impl Mailbox {
+    /// Sends a finished message. Not bounded in time: callers wrap it in a timeout, and
+    /// dropping the future never leaves a half-used connection in a pool.
+    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<Delivered, MailError> {
+        match self {
+            Mailbox::Imap(m) => m.send(msg).await,
+            Mailbox::Gmail(m) => m.send(msg).await,
+            Mailbox::Graph(m) => m.send(msg).await,
+        }
+    }
+
+    /// The mail a reply answers, found in the mailbox by its Message-ID. A send-only account
+    /// cannot search its mailbox: it answers with what the id itself says (the reply still
+    /// threads for its recipients by In-Reply-To / References).
+    pub async fn find_parent(&self, id: &MessageId) -> Result<Option<ReplyParent>, MailError> {
+        match self {
+            Mailbox::Imap(m) => m.find_parent(id).await,
+            Mailbox::Gmail(m) => m.find_parent(id).await,
+            Mailbox::Graph(m) => m.find_parent(id).await,
+        }
+    }
+
+    /// Files the exact bytes of a sent message in the Sent folder, flagged seen, when
+    /// [`Delivered::needs_sent_copy`] asked for it. Consecutive calls share the account's
+    /// pooled IMAP session.
+    pub async fn append_sent(&self, raw: &[u8]) -> Result<(), MailError> {
+        match self {
+            Mailbox::Imap(m) => m.append_sent(raw).await,
+            // Gmail and Graph file their own copy of what they send.
+            Mailbox::Gmail(_) | Mailbox::Graph(_) => Ok(()),
+        }
+    }
+
+    /// What the account may do.
+    pub fn mode(&self) -> AccountMode {
+        match self {
+            Mailbox::Imap(_) => AccountMode::Full,
+            Mailbox::Gmail(m) => m.mode(),
+            Mailbox::Graph(m) => m.mode(),
+        }
+    }
+}
+
+/// The Bcc recipients of a message: those in the envelope but not in its To or Cc headers
+/// (the MIME builder writes no Bcc header; the HTTP APIs read recipients from headers).
+pub(crate) fn bcc_of(raw: &[u8], recipients: &[String]) -> Vec<String> {
+    let visible = mailroom_mime::recipients::visible_recipients(raw);
+    recipients
+        .iter()
+        .filter(|r| !visible.contains(&r.to_ascii_lowercase()))
+        .cloned()
+        .collect()
+}
+
+/// Runs `call` with an access token from `tokens`; a token the provider refuses (401) is
+/// replaced once (refreshed if nobody else did) and the call tried again.
+pub(crate) async fn with_token<T, F, Fut>(
+    tokens: &dyn TokenSource,
+    mut call: F,
+) -> Result<T, MailError>
+where
+    F: FnMut(SecretString) -> Fut,
+    Fut: std::future::Future<Output = Result<T, MailError>>,
+{
+    let mut stale: Option<SecretString> = None;
+    loop {
+        let token = tokens.access_token(stale.as_ref()).await?;
+        match call(token.clone()).await {
+            Err(e) if e.is_auth() && stale.is_none() => stale = Some(token),
+            other => return other,
+        }
+    }
+}

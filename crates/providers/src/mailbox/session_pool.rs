@@ -1,0 +1,233 @@
+//! IMAP sessions per account: one connection budget for every IMAP use of an account (reply
+//! lookups, Sent copies, and the sync loops to come), and logged-in sessions kept for reuse so
+//! a burst of Sent copies or lookups costs one login, not one per message.
+//!
+//! A session is checked out with a permit of the account's budget and given back with
+//! [`PooledSession::release`] after a command succeeded. A session dropped without release (an
+//! error, a timeout that dropped the future mid-command) is discarded, never reused: its late
+//! answer would be read as the next command's. Idle sessions are checked with NOOP after a
+//! pause and logged out after [`IDLE_TTL`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::NetPolicy;
+use crate::failure::MailError;
+use crate::imap_smtp::imap::{self, ImapLogin, ImapSession};
+
+/// IMAP connections one account may hold at once (servers cap connections per user: Gmail 15,
+/// Dovecot 10 per user and IP by default; we stay far below).
+pub const SESSIONS_PER_ACCOUNT: usize = 2;
+/// How long an unused session stays logged in.
+pub const IDLE_TTL: Duration = Duration::from_secs(30);
+/// A session unused for longer than this is checked with NOOP before it is reused.
+const CHECK_AFTER: Duration = Duration::from_secs(5);
+
+struct Idle {
+    session: ImapSession,
+    since: Instant,
+}
+
+struct Account {
+    key: String,
+    budget: Arc<Semaphore>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// The sessions of every account. Cheap to clone.
+#[derive(Clone)]
+pub struct ImapPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    net: NetPolicy,
+    per_account: usize,
+    accounts: Mutex<HashMap<String, Arc<Account>>>,
+    logins: AtomicU64,
+}
+
+/// A logged-in session of one account, holding a permit of its budget.
+pub struct PooledSession {
+    session: Option<ImapSession>,
+    home: Arc<Account>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PooledSession {
+    pub fn session(&mut self) -> &mut ImapSession {
+        self.session.as_mut().expect("present until released")
+    }
+
+    /// Gives the session back for reuse: call only after its last command completed.
+    pub fn release(mut self) {
+        if let Some(session) = self.session.take() {
+            lock(&self.home.idle).push(Idle {
+                session,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The account part of a `account:version` key.
+fn account_of(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(a, _)| a)
+}
+
+impl ImapPool {
+    pub fn new(net: NetPolicy, per_account: usize) -> Self {
+        let pool = Self {
+            inner: Arc::new(Inner {
+                net,
+                per_account: per_account.max(1),
+                accounts: Mutex::new(HashMap::new()),
+                logins: AtomicU64::new(0),
+            }),
+        };
+        // Log out sessions nobody used for a while (when there is a runtime to do it on).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&pool.inner);
+            rt.spawn(reap(weak));
+        }
+        pool
+    }
+
+    /// IMAP logins this pool has made (for tests and benchmarks).
+    pub fn logins(&self) -> u64 {
+        self.inner.logins.load(Ordering::Relaxed)
+    }
+
+    /// Sessions of `key`'s account checked out right now.
+    pub fn in_use(&self, key: &str) -> usize {
+        lock(&self.inner.accounts)
+            .get(account_of(key))
+            .map_or(0, |a| self.inner.per_account - a.budget.available_permits())
+    }
+
+    /// Drops the account's idle sessions and its entry (deleted or reconnected account).
+    pub fn forget(&self, key: &str) {
+        let gone = lock(&self.inner.accounts).remove(account_of(key));
+        if let Some(a) = gone {
+            let sessions: Vec<Idle> = lock(&a.idle).drain(..).collect();
+            logout_later(sessions);
+        }
+    }
+
+    fn account(&self, key: &str) -> Arc<Account> {
+        let mut accounts = lock(&self.inner.accounts);
+        let id = account_of(key);
+        if let Some(a) = accounts.get(id)
+            && a.key == key
+        {
+            return a.clone();
+        }
+        let fresh = Arc::new(Account {
+            key: key.to_owned(),
+            budget: Arc::new(Semaphore::new(self.inner.per_account)),
+            idle: Mutex::new(Vec::new()),
+        });
+        if let Some(old) = accounts.insert(id.to_owned(), fresh.clone()) {
+            let sessions: Vec<Idle> = lock(&old.idle).drain(..).collect();
+            logout_later(sessions);
+        }
+        fresh
+    }
+
+    /// A session of `key` (`account:version`), waiting for a free place in the account's
+    /// budget; an idle one when there is one that still answers, else a new login.
+    pub async fn checkout(
+        &self,
+        key: &str,
+        login: &ImapLogin<'_>,
+    ) -> Result<PooledSession, MailError> {
+        let home = self.account(key);
+        let permit = home
+            .budget
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the budget is never closed");
+        loop {
+            let idle = lock(&home.idle).pop();
+            let Some(Idle { mut session, since }) = idle else {
+                break;
+            };
+            if since.elapsed() > IDLE_TTL {
+                logout_later(vec![Idle { session, since }]);
+                continue;
+            }
+            if since.elapsed() > CHECK_AFTER
+                && tokio::time::timeout(Duration::from_secs(5), session.noop())
+                    .await
+                    .map_or(true, |r| r.is_err())
+            {
+                continue;
+            }
+            return Ok(PooledSession {
+                session: Some(session),
+                home,
+                _permit: permit,
+            });
+        }
+        let session = imap::login(login, &self.inner.net).await?;
+        self.inner.logins.fetch_add(1, Ordering::Relaxed);
+        Ok(PooledSession {
+            session: Some(session),
+            home,
+            _permit: permit,
+        })
+    }
+}
+
+fn logout_later(sessions: Vec<Idle>) {
+    if sessions.is_empty() {
+        return;
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            for mut s in sessions {
+                let _ = tokio::time::timeout(Duration::from_secs(5), s.session.logout()).await;
+            }
+        });
+    }
+}
+
+async fn reap(pool: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(IDLE_TTL / 2).await;
+        let Some(inner) = pool.upgrade() else {
+            return;
+        };
+        let accounts: Vec<Arc<Account>> = lock(&inner.accounts).values().cloned().collect();
+        for a in accounts {
+            let stale: Vec<Idle> = {
+                let mut idle = lock(&a.idle);
+                let (old, keep): (Vec<Idle>, Vec<Idle>) =
+                    idle.drain(..).partition(|s| s.since.elapsed() > IDLE_TTL);
+                *idle = keep;
+                old
+            };
+            logout_later(stale);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_their_account() {
+        assert_eq!(account_of("acc:17"), "acc");
+        assert_eq!(account_of("acc"), "acc");
+    }
+}
