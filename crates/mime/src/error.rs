@@ -19,6 +19,12 @@ pub enum MimeError {
          List-Unsubscribe and List-Unsubscribe-Post are allowed"
     )]
     ForbiddenHeader { field: String, name: String },
+    /// The message already has a header that was to be added (a second would be malformed).
+    #[error("the message already has a {name} header")]
+    HeaderPresent { name: String },
+    /// Bytes that mail-parser cannot read as a message.
+    #[error("the message is not parseable MIME")]
+    Unparseable,
     /// Lettre refused the message (should not happen after the guards).
     #[error("the message could not be built: {detail}")]
     Build { detail: String },
@@ -31,7 +37,9 @@ impl MimeError {
             MimeError::InvalidAddress { field, .. }
             | MimeError::InvalidHeader { field, .. }
             | MimeError::ForbiddenHeader { field, .. } => Some(field),
-            MimeError::Build { .. } => None,
+            MimeError::HeaderPresent { .. } | MimeError::Unparseable | MimeError::Build { .. } => {
+                None
+            }
         }
     }
 

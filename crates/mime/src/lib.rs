@@ -5,14 +5,23 @@
 //! - [`guard`]: header-injection and address checks the API runs before storing anything.
 //! - [`derive_text`] and [`looks_like_html`]: the plain alternative of an HTML body.
 //! - [`parent`]: the threading facts of a mail being answered.
+//! - [`recipients`]: the visible (To/Cc) recipients of a built message.
+//! - [`insert_bcc`]: the `Bcc:` header the HTTP APIs (Gmail, Microsoft Graph `sendMail`) need,
+//!   added on top of a built message.
+//! - [`graph_message`]: a built message as Microsoft Graph `message` properties (the Graph
+//!   client's draft route).
 
+mod bcc;
 mod error;
+mod graph_message;
 pub mod guard;
 mod message;
 pub mod parent;
 pub mod recipients;
 mod text;
 
+pub use bcc::insert_bcc;
 pub use error::MimeError;
+pub use graph_message::{BodyKind, GraphAttachment, GraphMessage, GraphRecipient, graph_message};
 pub use message::{BuiltMessage, build_message, reply_subject};
 pub use text::{TEXT_WIDTH, derive_text, looks_like_html};

@@ -5,19 +5,19 @@
 //! Errors are classified per `reference/providers.md` A.7 into [`HttpApiError`], the same
 //! classes the outbox uses for every provider.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mailroom_core::email::ReplyParent;
+use mailroom_mime::insert_bcc;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::http_api::{HttpApiError, HttpErrorKind, retry_after};
+use crate::http_api::{HttpApiError, HttpErrorKind, refused, retry_after};
 
 /// `mediaUpload.maxSize` of `users.messages.send` in the discovery document (35 MiB).
 pub const SEND_MAX_SIZE: usize = 36_700_160;
@@ -144,7 +144,9 @@ impl GmailClient {
     }
 
     /// `users.messages.send`. `bcc` recipients go into a `Bcc:` header that is added to the
-    /// top of `raw` (Gmail takes recipients from the headers and removes Bcc before delivery).
+    /// top of `raw` ([`insert_bcc`]: Gmail takes recipients from the headers and removes Bcc
+    /// before delivery; an invalid address is `RecipientRejected`, a Bcc header already in
+    /// `raw` `Rejected`).
     /// `thread_id` keeps a reply in its thread (Gmail also needs In-Reply-To/References and
     /// the same subject). Up to [`JSON_SEND_MAX`] bytes go as JSON `raw`, larger messages as a
     /// resumable upload; over [`SEND_MAX_SIZE`] nothing is sent ([`HttpErrorKind::TooLarge`]).
@@ -155,7 +157,7 @@ impl GmailClient {
         bcc: &[String],
         thread_id: Option<&str>,
     ) -> Result<GmailSent, HttpApiError> {
-        let raw = with_bcc(raw, bcc)?;
+        let raw = insert_bcc(raw, bcc).map_err(refused)?;
         if raw.len() > SEND_MAX_SIZE {
             return Err(HttpApiError {
                 kind: HttpErrorKind::TooLarge,
@@ -518,103 +520,6 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> HttpApiError {
     }
 }
 
-/// Adds `Bcc: …` at the top of the header block of `raw` (same line ending as the message,
-/// folded under 78 columns). Addresses must be plain addr-specs; an IDN domain is written in
-/// its ASCII form.
-pub fn with_bcc<'a>(raw: &'a [u8], bcc: &[String]) -> Result<Cow<'a, [u8]>, HttpApiError> {
-    if bcc.is_empty() {
-        return Ok(Cow::Borrowed(raw));
-    }
-    let refuse = |kind: HttpErrorKind, detail: String| HttpApiError {
-        kind,
-        status: None,
-        code: None,
-        detail,
-        retry_after: None,
-    };
-    let mut addrs = Vec::with_capacity(bcc.len());
-    for a in bcc {
-        let a = a.trim();
-        addrs.push(bcc_address(a).ok_or_else(|| {
-            refuse(
-                HttpErrorKind::RecipientRejected,
-                format!("`{a}` is not a valid Bcc address"),
-            )
-        })?);
-    }
-    let eol: &[u8] = match raw.iter().position(|&b| b == b'\n') {
-        Some(p) if p > 0 && raw[p - 1] == b'\r' => b"\r\n",
-        Some(_) => b"\n",
-        None => b"\r\n",
-    };
-    // Refuse a message that already carries a Bcc header: two would be malformed.
-    let mut start = 0;
-    while start < raw.len() {
-        let end = raw[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| start + p + 1)
-            .unwrap_or(raw.len());
-        let line = &raw[start..end];
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:") {
-            return Err(refuse(
-                HttpErrorKind::Rejected,
-                "the message already has a Bcc header".into(),
-            ));
-        }
-        start = end;
-    }
-    let mut header = b"Bcc: ".to_vec();
-    let mut col = header.len();
-    for (i, a) in addrs.iter().enumerate() {
-        if i > 0 {
-            if col + 2 + a.len() > 78 {
-                header.push(b',');
-                header.extend_from_slice(eol);
-                header.push(b' ');
-                col = 1;
-            } else {
-                header.extend_from_slice(b", ");
-                col += 2;
-            }
-        }
-        header.extend_from_slice(a.as_bytes());
-        col += a.len();
-    }
-    header.extend_from_slice(eol);
-    header.extend_from_slice(raw);
-    Ok(Cow::Owned(header))
-}
-
-/// A plain addr-spec, its domain in ASCII; `None` if it is anything else.
-fn bcc_address(a: &str) -> Option<String> {
-    if a.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return None;
-    }
-    let (local, domain) = a.rsplit_once('@')?;
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
-                || "!#$%&'*+-/=?^_`{|}~.".contains(c)
-        });
-    if !local_ok || domain.is_empty() || domain.starts_with('[') {
-        return None;
-    }
-    let domain = match url::Host::parse(domain).ok()? {
-        url::Host::Domain(d) if d.contains('.') && !d.starts_with('.') && !d.ends_with('.') => d,
-        _ => return None,
-    };
-    Some(format!("{local}@{domain}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,52 +599,6 @@ mod tests {
         let html = classify(502, &hm(None), b"<html>Bad Gateway</html>");
         assert_eq!(html.kind, HttpErrorKind::Transient);
         assert_eq!(html.detail, "Gmail answered HTTP 502 Bad Gateway");
-    }
-
-    #[test]
-    fn bcc_goes_on_top_with_the_message_line_ending() {
-        let raw = b"From: a@x.io\r\nTo: b@y.io\r\n\r\nbody\r\n";
-        let out = with_bcc(raw, &["c@z.io".into(), "d@b\u{fc}cher.de".into()]).unwrap();
-        assert_eq!(
-            &out[..],
-            &b"Bcc: c@z.io, d@xn--bcher-kva.de\r\nFrom: a@x.io\r\nTo: b@y.io\r\n\r\nbody\r\n"[..]
-        );
-        let lf = with_bcc(b"To: b@y.io\n\nhi\n", &["c@z.io".into()]).unwrap();
-        assert_eq!(&lf[..], &b"Bcc: c@z.io\nTo: b@y.io\n\nhi\n"[..]);
-        assert!(matches!(with_bcc(raw, &[]).unwrap(), Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn long_bcc_lists_are_folded_and_injection_is_refused() {
-        let many: Vec<String> = (0..12)
-            .map(|i| format!("recipient{i}@example.com"))
-            .collect();
-        let out = with_bcc(b"To: b@y.io\r\n\r\n", &many).unwrap();
-        let text = String::from_utf8(out.into_owned()).unwrap();
-        let header: Vec<&str> = text
-            .split("\r\n")
-            .take_while(|l| !l.starts_with("To:"))
-            .collect();
-        assert!(header.len() > 1, "{text}");
-        assert!(header.iter().all(|l| l.len() <= 78), "{header:?}");
-        assert!(header[1..].iter().all(|l| l.starts_with(' ')));
-        let joined: String = header.join("");
-        for a in &many {
-            assert!(joined.contains(a.as_str()));
-        }
-        for bad in [
-            "x@y.io\r\nSubject: pwned",
-            "a b@c.io",
-            "<a@b.io>",
-            "a@b",
-            "@b.io",
-            "a@[1.2.3.4]",
-        ] {
-            let e = with_bcc(b"To: b@y.io\r\n\r\n", &[bad.to_owned()]).unwrap_err();
-            assert_eq!(e.kind, HttpErrorKind::RecipientRejected, "{bad}");
-        }
-        let dup = with_bcc(b"To: b@y.io\r\nBCC: old@y.io\r\n\r\n", &["c@z.io".into()]).unwrap_err();
-        assert_eq!(dup.kind, HttpErrorKind::Rejected);
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! Sending routes (`reference/providers.md` B.1–B.2):
 //!
 //! - **Small, not a reply** → `POST /me/sendMail` with `Content-Type: text/plain` and the base64
-//!   of the MIME, a `Bcc:` header inserted first (mailroom's MIME builder never writes Bcc, SMTP
-//!   carries it in the envelope; Graph reads recipients from the headers). Graph saves the Sent
-//!   Items copy itself.
-//! - **Too big for one 4 MB request, or a reply** → the MIME is parsed and rebuilt as a draft:
+//!   of the MIME, a `Bcc:` header inserted first by [`mailroom_mime::insert_bcc`] (the one Bcc
+//!   insertion, shared with Gmail: mailroom's MIME builder never writes Bcc, SMTP carries it in
+//!   the envelope; Graph reads recipients from the headers). Graph saves the Sent Items copy
+//!   itself.
+//! - **Too big for one 4 MB request, or a reply** → the MIME is parsed and rebuilt as a draft
+//!   ([`mailroom_mime::graph_message`] gives the Graph message properties):
 //!   a reply starts from `createReply` on the parent (found by `internetMessageId`) so it stays in
 //!   the parent's `conversationId`; anything else is a `POST /me/messages` draft. Then the
 //!   subject, body, recipients and Message-ID are set, attachments under 3 MB are POSTed and
@@ -24,14 +26,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use mail_parser::{Address, MessageParser, MimeHeaders, PartType};
+use mailroom_mime::{GraphAttachment, GraphMessage, graph_message, insert_bcc};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http_api::{HttpApiError, HttpErrorKind, retry_after};
+use crate::http_api::{HttpApiError, HttpErrorKind, refused, retry_after};
 
 /// The MIME `sendMail` route is used while the base64 body stays under this (Graph's limit is
 /// 4 MB per request; the margin keeps us clear of it whichever way "MB" is read).
@@ -188,9 +190,8 @@ impl GraphClient {
         bcc: &[String],
         reply_to_internet_message_id: Option<&str>,
     ) -> Result<GraphSent, HttpApiError> {
-        for a in bcc {
-            check_bcc(a)?;
-        }
+        // Checks the Bcc addresses before anything goes over the network.
+        let with_bcc = insert_bcc(raw, bcc).map_err(refused)?;
         let parent = match reply_to_internet_message_id {
             // A send-only grant (Mail.Send) cannot read the mailbox (403): the reply then goes as
             // MIME, its In-Reply-To / References still thread it for the recipients.
@@ -201,7 +202,6 @@ impl GraphClient {
             },
             None => None,
         };
-        let with_bcc = with_bcc_header(raw, bcc);
         if parent.is_none() && base64_len(with_bcc.len()) < MIME_SEND_LIMIT {
             let url = self.url(&["me", "sendMail"]);
             let resp = execute(
@@ -218,14 +218,14 @@ impl GraphClient {
                 parent_id: None,
             });
         }
-        let draft = parse_draft(raw, bcc)?;
+        let draft = graph_message(raw, bcc).map_err(refused)?;
         self.send_as_draft(token, &draft, parent).await
     }
 
     async fn send_as_draft(
         &self,
         token: &SecretString,
-        d: &Draft,
+        d: &GraphMessage,
         parent: Option<GraphMessageRef>,
     ) -> Result<GraphSent, HttpApiError> {
         let created: Value = match &parent {
@@ -235,14 +235,14 @@ impl GraphClient {
                     self.empty_post(url, token)
                 } else {
                     self.request(Method::POST, url, token)
-                        .json(&json!({"message": {"internetMessageHeaders": d.headers_json()}}))
+                        .json(&json!({"message": {"internetMessageHeaders": d.internet_message_headers()}}))
                 };
                 read_json(execute(rb).await?).await?
             }
             None => {
                 let mut msg = d.properties();
                 if !d.headers.is_empty() {
-                    msg["internetMessageHeaders"] = d.headers_json();
+                    msg["internetMessageHeaders"] = d.internet_message_headers();
                 }
                 let url = self.url(&["me", "messages"]);
                 read_json(execute(self.request(Method::POST, url, token).json(&msg)).await?).await?
@@ -292,7 +292,7 @@ impl GraphClient {
         &self,
         token: &SecretString,
         draft_id: &str,
-        d: &Draft,
+        d: &GraphMessage,
         from_reply: bool,
         conversation_id: &mut Option<String>,
     ) -> Result<(), HttpApiError> {
@@ -335,7 +335,7 @@ impl GraphClient {
         &self,
         token: &SecretString,
         draft_id: &str,
-        a: &DraftAttachment,
+        a: &GraphAttachment,
     ) -> Result<(), HttpApiError> {
         let mut item = json!({
             "attachmentType": "file",
@@ -485,190 +485,6 @@ fn base64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
 
-/// A Bcc address must be a bare address: it is written into a header line.
-fn check_bcc(a: &str) -> Result<(), HttpApiError> {
-    let ok = a.contains('@')
-        && !a.is_empty()
-        && a.chars().all(|c| {
-            !c.is_whitespace() && !c.is_control() && !matches!(c, ',' | ';' | '<' | '>' | '"')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(HttpApiError {
-            kind: HttpErrorKind::RecipientRejected,
-            status: None,
-            code: None,
-            detail: format!("invalid Bcc address {a:?}"),
-            retry_after: None,
-        })
-    }
-}
-
-/// `raw` with a `Bcc:` header line first (nothing added when `bcc` is empty).
-fn with_bcc_header(raw: &[u8], bcc: &[String]) -> Vec<u8> {
-    if bcc.is_empty() {
-        return raw.to_vec();
-    }
-    // Fold after each address so no line gets long.
-    let line = format!("Bcc: {}\r\n", bcc.join(",\r\n "));
-    let mut out = Vec::with_capacity(line.len() + raw.len());
-    out.extend_from_slice(line.as_bytes());
-    out.extend_from_slice(raw);
-    out
-}
-
-struct DraftAttachment {
-    name: String,
-    content_type: String,
-    bytes: Vec<u8>,
-    inline: bool,
-    content_id: Option<String>,
-}
-
-/// The MIME, as Graph message properties.
-struct Draft {
-    subject: String,
-    /// (`html` | `text`, content).
-    body: (&'static str, String),
-    to: Vec<(Option<String>, String)>,
-    cc: Vec<(Option<String>, String)>,
-    bcc: Vec<String>,
-    reply_to: Vec<(Option<String>, String)>,
-    message_id: Option<String>,
-    /// `X-*` headers (Graph accepts only those as `internetMessageHeaders`).
-    headers: Vec<(String, String)>,
-    attachments: Vec<DraftAttachment>,
-}
-
-fn recipients(list: &[(Option<String>, String)]) -> Value {
-    Value::Array(
-        list.iter()
-            .map(|(name, address)| match name {
-                Some(n) => json!({"emailAddress": {"address": address, "name": n}}),
-                None => json!({"emailAddress": {"address": address}}),
-            })
-            .collect(),
-    )
-}
-
-impl Draft {
-    /// What a new draft (or a PATCH of a reply draft) sets.
-    fn properties(&self) -> Value {
-        let mut v = json!({
-            "subject": self.subject,
-            "body": {"contentType": self.body.0, "content": self.body.1},
-            "toRecipients": recipients(&self.to),
-            "ccRecipients": recipients(&self.cc),
-            "bccRecipients": recipients(&self.bcc.iter().map(|a| (None, a.clone())).collect::<Vec<_>>()),
-            "replyTo": recipients(&self.reply_to),
-        });
-        if let Some(id) = &self.message_id {
-            v["internetMessageId"] = json!(id);
-        }
-        v
-    }
-
-    fn headers_json(&self) -> Value {
-        Value::Array(
-            self.headers
-                .iter()
-                .map(|(n, v)| json!({"name": n, "value": v}))
-                .collect(),
-        )
-    }
-}
-
-fn parse_draft(raw: &[u8], bcc: &[String]) -> Result<Draft, HttpApiError> {
-    let m = MessageParser::default()
-        .parse(raw)
-        .ok_or_else(|| HttpApiError {
-            kind: HttpErrorKind::Rejected,
-            status: None,
-            code: None,
-            detail: "the message to send is not parseable MIME".into(),
-            retry_after: None,
-        })?;
-    fn list(a: Option<&Address<'_>>) -> Vec<(Option<String>, String)> {
-        a.map(|a| {
-            a.iter()
-                .filter_map(|x| {
-                    Some((
-                        x.name().map(str::to_owned).filter(|n| !n.is_empty()),
-                        x.address()?.to_owned(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-    }
-    let html = m.html_bodies().find_map(|p| match &p.body {
-        PartType::Html(h) => Some(h.to_string()),
-        _ => None,
-    });
-    let body = match html {
-        Some(h) => ("html", h),
-        None => (
-            "text",
-            m.text_bodies()
-                .find_map(|p| match &p.body {
-                    PartType::Text(t) => Some(t.to_string()),
-                    _ => None,
-                })
-                .unwrap_or_default(),
-        ),
-    };
-    let headers = m
-        .headers_raw()
-        .filter(|(n, _)| n.len() > 2 && n[..2].eq_ignore_ascii_case("x-"))
-        .map(|(n, v)| {
-            (
-                n.to_owned(),
-                v.replace("\r\n", "").replace('\n', "").trim().to_owned(),
-            )
-        })
-        .collect();
-    let attachments = m
-        .attachments()
-        .map(|p| {
-            let content_id = p.content_id().map(|c| {
-                c.trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_owned()
-            });
-            let inline = p
-                .content_disposition()
-                .map(|d| d.c_type.eq_ignore_ascii_case("inline"))
-                .unwrap_or(content_id.is_some());
-            DraftAttachment {
-                name: p.attachment_name().unwrap_or("attachment").to_owned(),
-                content_type: p
-                    .content_type()
-                    .map(|c| {
-                        format!("{}/{}", c.c_type, c.subtype().unwrap_or("octet-stream"))
-                            .to_ascii_lowercase()
-                    })
-                    .unwrap_or_else(|| "application/octet-stream".into()),
-                bytes: p.contents().to_vec(),
-                inline,
-                content_id: content_id.filter(|_| inline),
-            }
-        })
-        .collect();
-    Ok(Draft {
-        subject: m.subject().unwrap_or_default().to_owned(),
-        body,
-        to: list(m.to()),
-        cc: list(m.cc()),
-        bcc: bcc.to_vec(),
-        reply_to: list(m.reply_to()),
-        message_id: m.message_id().map(|id| format!("<{id}>")),
-        headers,
-        attachments,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -737,21 +553,6 @@ mod tests {
         assert_eq!(e.kind, HttpErrorKind::Rejected);
         assert_eq!(e.code.as_deref(), Some("ErrorAccessDenied"));
         assert!(e.detail.contains("Access is denied."));
-    }
-
-    #[test]
-    fn bcc_header_is_prepended_and_checked() {
-        let out = with_bcc_header(b"To: a@x\r\n\r\nhi", &["b@y".into(), "c@z".into()]);
-        assert_eq!(out, b"Bcc: b@y,\r\n c@z\r\nTo: a@x\r\n\r\nhi");
-        assert_eq!(with_bcc_header(b"x", &[]), b"x");
-        assert!(check_bcc("b@y").is_ok());
-        for bad in ["b@y\r\nX-Evil: 1", "a@x, c@d", "no-at", "<a@b>", ""] {
-            assert_eq!(
-                check_bcc(bad).unwrap_err().kind,
-                HttpErrorKind::RecipientRejected,
-                "{bad:?}"
-            );
-        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use mailroom_mime::MimeError;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpErrorKind {
     /// Network failure, 5xx, timeouts: retry with backoff.
@@ -59,6 +61,23 @@ impl HttpApiError {
 
     pub fn is_quota(&self) -> bool {
         self.kind == HttpErrorKind::Throttled
+    }
+}
+
+/// A message mailroom_mime refused to prepare for an HTTP API: an invalid address (a Bcc) is
+/// `RecipientRejected`, anything else (a Bcc header already there, unparseable MIME) `Rejected`.
+/// Nothing was sent.
+pub(crate) fn refused(e: MimeError) -> HttpApiError {
+    let kind = match e {
+        MimeError::InvalidAddress { .. } => HttpErrorKind::RecipientRejected,
+        _ => HttpErrorKind::Rejected,
+    };
+    HttpApiError {
+        kind,
+        status: None,
+        code: None,
+        detail: e.to_string(),
+        retry_after: None,
     }
 }
 
