@@ -47,6 +47,9 @@ impl Provider {
 }
 
 impl IdP {
+    /// Every identity provider, in the order sign-in choices are shown.
+    pub const ALL: [IdP; 2] = [IdP::Google, IdP::Microsoft];
+
     /// The name in hosted-auth URLs (`/hosted/{token}/oauth/google`, `/oauth/microsoft/callback`).
     pub fn parse(name: &str) -> Option<Self> {
         match name {

@@ -400,11 +400,13 @@ async fn a_crash_mid_send_loses_nothing_and_sends_nothing_twice() {
     // Three sends, each stored and then held by the SMTP server after the message data.
     let run = mailroom_testkit::token();
     let subjects: Vec<String> = (0..3).map(|i| format!("crash {run} #{i}")).collect();
-    for subject in &subjects {
+    let request = |subject: &str| json!({"account_id": account, "to": [{"identifier": recipient.address}], "subject": subject, "body": "<p>survives</p>"});
+    for (i, subject) in subjects.iter().enumerate() {
         let req = client
             .post(server.url("/api/v1/emails"))
             .header("X-API-KEY", &key)
-            .json(&json!({"account_id": account, "to": [{"identifier": recipient.address}], "subject": subject, "body": "<p>survives</p>"}));
+            .header("Idempotency-Key", format!("{run}-{i}"))
+            .json(&request(subject));
         tokio::spawn(async move {
             let _ = req.send().await; // never answered: the server dies first
         });
@@ -417,8 +419,37 @@ async fn a_crash_mid_send_loses_nothing_and_sends_nothing_twice() {
         "nothing reached Postfix before the crash"
     );
 
-    fault.set_mode(Mode::Forward);
+    // The clients retry with their keys while the dead process's leases still run: each
+    // retry answers within the send timeout (4 s) with where its job stands, not after the
+    // lease (4 s + 5 s) plus a grace, as it did before.
     let server = Server::start(cwd, env);
+    let send_timeout = Duration::from_secs(4);
+    let replays = subjects.iter().enumerate().map(|(i, subject)| {
+        let req = client
+            .post(server.url("/api/v1/emails"))
+            .header("X-API-KEY", &key)
+            .header("Idempotency-Key", format!("{run}-{i}"))
+            .json(&request(subject));
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap(), started.elapsed())
+        })
+    });
+    let replays: Vec<_> = replays.collect();
+    let mut first_ids = Vec::new();
+    for replay in replays {
+        let (status, body, took) = replay.await.unwrap();
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["status"], "queued", "{body}");
+        assert!(
+            took < send_timeout,
+            "a replay took {took:?}, longer than the send timeout"
+        );
+        first_ids.push(body["tracking_id"].as_str().unwrap().to_owned());
+    }
+    fault.set_mode(Mode::Forward);
     let outbox = mailroom_testkit::wait::until(
         "every send is sent after the restart",
         Duration::from_secs(60),
@@ -465,6 +496,22 @@ async fn a_crash_mid_send_loses_nothing_and_sends_nothing_twice() {
     ids.sort();
     assert_eq!(delivered, ids, "by Message-ID");
     assert_eq!(fault.forwarded_count(), 3);
+    // Once sent, a replay answers the outcome: 201 for the same tracking id.
+    for (i, subject) in subjects.iter().enumerate() {
+        let r = client
+            .post(server.url("/api/v1/emails"))
+            .header("X-API-KEY", &key)
+            .header("Idempotency-Key", format!("{run}-{i}"))
+            .json(&request(subject))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["tracking_id"], first_ids[i].as_str());
+        assert!(body["provider_id"].is_string(), "{body}");
+    }
+    assert_eq!(fault.forwarded_count(), 3, "replays send nothing");
     server.stop();
 }
 

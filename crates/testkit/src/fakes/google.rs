@@ -59,6 +59,10 @@ pub struct GoogleConfig {
     /// Show an HTML consent form (Allow / Deny) instead of deciding at once. Also per request
     /// with `ui=1` in the authorize query.
     pub consent_ui: bool,
+    /// Scopes the person unticks on Google's granular consent screen: the grant, and the
+    /// token answer's `scope`, leave them out. Sign-in scopes (`openid`, `email`, `profile`)
+    /// cannot be unticked there and are kept.
+    pub unticked: Vec<String>,
     /// Largest JSON request body (`messages.send` with `raw`) the front end accepts; above it
     /// answers 400 "Request payload size exceeds the limit". Google does not publish the
     /// number; reports show 10,485,760.
@@ -75,6 +79,7 @@ impl Default for GoogleConfig {
             access_token_lifetime_secs: 3599,
             decision: AuthorizeDecision::Approve,
             consent_ui: false,
+            unticked: vec![],
             json_body_limit: 10 * 1024 * 1024,
         }
     }
@@ -290,6 +295,11 @@ impl FakeGoogle {
 
     pub fn set_decision(&self, decision: AuthorizeDecision) {
         self.lock().config.decision = decision;
+    }
+
+    /// The person will untick these scopes (short or URL form) on the next consents.
+    pub fn untick_scopes(&self, scopes: &[&str]) {
+        self.lock().config.unticked = scopes.iter().map(|s| oauth::normalize_scope(s)).collect();
     }
 
     pub fn set_consent_ui(&self, on: bool) {

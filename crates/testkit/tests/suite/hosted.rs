@@ -620,3 +620,51 @@ async fn a_send_only_google_account_uses_the_least_scopes() {
         .await;
     assert_error(&bad, 400, "invalid_parameters");
 }
+
+#[tokio::test]
+async fn access_the_person_unticked_is_named_and_the_link_stays_usable() {
+    let Some((app, google, integrator)) = google_app(Backend::Sqlite).await else {
+        return;
+    };
+    // Full access asked; the person unticks Gmail on Google's granular consent screen.
+    google.untick_scopes(&["https://www.googleapis.com/auth/gmail.modify"]);
+    let link = make_link(&app, &integrator, json!({})).await;
+    let landed = connect_google(&link).await;
+    assert_eq!(landed.text().await.unwrap(), "integrator: not connected");
+    let (which, query) = integrator.redirects().pop().unwrap();
+    assert_eq!(which, "failure");
+    assert!(
+        query.contains(&("error".into(), "missing_access".into())),
+        "{query:?}"
+    );
+    let description = &query
+        .iter()
+        .find(|(k, _)| k == "error_description")
+        .expect("the missing access is described")
+        .1;
+    assert!(
+        description.contains("gmail.modify") && description.contains("Gmail"),
+        "{description}"
+    );
+    assert!(!description.contains("openid email"), "{description}");
+    assert_eq!(app.get("/api/v1/accounts").await.1["items"], json!([]));
+
+    // A send-only link whose Gmail box is unticked names gmail.send.
+    google.untick_scopes(&["https://www.googleapis.com/auth/gmail.send"]);
+    let send_link = make_link(&app, &integrator, json!({"mode": "send"})).await;
+    connect_google(&send_link).await;
+    let (_, query) = integrator.redirects().pop().unwrap();
+    let description = &query
+        .iter()
+        .find(|(k, _)| k == "error_description")
+        .expect("described")
+        .1;
+    assert!(description.contains("gmail.send"), "{description}");
+
+    // Nothing was consumed: granting everything on the same link connects.
+    google.untick_scopes(&[]);
+    assert_eq!(
+        connect_google(&link).await.text().await.unwrap(),
+        "integrator: connected"
+    );
+}

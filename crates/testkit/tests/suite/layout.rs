@@ -74,3 +74,83 @@ fn crates_depend_only_downstream() {
     let engine = std::fs::read_to_string(crates_dir.join("engine/Cargo.toml")).unwrap();
     assert!(internal_deps(&engine).contains("store"));
 }
+
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// What only the mailbox seam (`crates/providers`) may say: the OAuth providers' account
+/// types and identity providers as branches, the provider kinds, the protocol clients, and a
+/// `match` on an account's type.
+const PROVIDER_BRANCHING: &[&str] = &[
+    "AccountType::GoogleOauth",
+    "AccountType::Outlook",
+    "IdP::Google",
+    "IdP::Microsoft",
+    "Provider::Imap",
+    "Provider::Gmail",
+    "Provider::Graph",
+    "GmailClient",
+    "GraphClient",
+    "imap_smtp",
+    "http_api",
+    "providers::gmail",
+    "providers::graph",
+];
+
+fn branches_on_provider(line: &str) -> Option<&'static str> {
+    let code = line.split("//").next().unwrap_or("");
+    if let Some(t) = PROVIDER_BRANCHING.iter().find(|t| code.contains(*t)) {
+        return Some(t);
+    }
+    // `match account.account_type {`, `match a.account_type`, `match t {` on a type…
+    let m = code.find("match ")?;
+    code[m..]
+        .split('{')
+        .next()
+        .filter(|head| head.contains("account_type"))
+        .map(|_| "match on account_type")
+}
+
+#[test]
+fn no_provider_branching_outside_the_seam() {
+    let crates_dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for room in ["api", "engine"] {
+        rust_files(&crates_dir.join(room).join("src"), &mut files);
+    }
+    assert!(files.len() > 20, "the sources were found");
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if let Some(what) = branches_on_provider(line) {
+                found.push(format!("{}:{}: {what}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "provider branching outside crates/providers (grow the Mailbox seam instead):\n{}",
+        found.join("\n")
+    );
+    // The check itself works.
+    assert_eq!(
+        branches_on_provider("    match account.account_type {"),
+        Some("match on account_type")
+    );
+    assert_eq!(
+        branches_on_provider("let c = GmailClient::new(http, base);"),
+        Some("GmailClient")
+    );
+    assert_eq!(branches_on_provider("// IdP::Google in a comment"), None);
+    assert_eq!(branches_on_provider("let m = engine.mailboxes();"), None);
+}

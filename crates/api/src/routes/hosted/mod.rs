@@ -307,9 +307,10 @@ fn offers_idp(state: &AppState, link: &HostedLink, idp: IdP) -> bool {
 
 /// (Google, Microsoft, IMAP) as the choice page shows them.
 fn offers(state: &AppState, link: &HostedLink) -> (bool, bool, bool) {
+    let [google, microsoft] = IdP::ALL.map(|idp| offers_idp(state, link, idp));
     (
-        offers_idp(state, link, IdP::Google),
-        offers_idp(state, link, IdP::Microsoft),
+        google,
+        microsoft,
         link.providers.iter().any(|x| x == "MAIL"),
     )
 }
@@ -430,6 +431,10 @@ fn fail(link: &HostedLink, reason: &str, text: &str) -> Response {
     {
         Some(mut u) => {
             u.query_pairs_mut().append_pair("error", reason);
+            // Access the person did not grant is named, so the integrator can tell them.
+            if reason == "missing_access" {
+                u.query_pairs_mut().append_pair("error_description", text);
+            }
             Redirect::to(u.as_str()).into_response()
         }
         None => page(

@@ -244,6 +244,9 @@ fn finish(s: &mut FakeState, req: AuthRequest, decision: AuthorizeDecision) -> R
         );
     }
     let mut scopes = req.scopes.clone();
+    // Granular consent: the Gmail boxes can be unticked, the sign-in ones cannot.
+    let sign_in = ["openid", "email", "profile"].map(normalize_scope);
+    scopes.retain(|x| sign_in.contains(x) || !s.config.unticked.contains(x));
     if req.include_granted {
         scopes.extend(s.granted.iter().cloned());
     }
