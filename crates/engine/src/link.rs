@@ -31,10 +31,12 @@ pub enum LinkRequest {
         imap_password: SecretString,
         smtp_password: SecretString,
     },
-    /// `GOOGLE_OAUTH` / `OUTLOOK`: tokens the integrator obtained with its own consent flow.
+    /// `GOOGLE_OAUTH` / `OUTLOOK`: tokens the integrator obtained with its own consent flow
+    /// (both required; checked after the provider's app, so an unconfigured provider says so).
     Tokens {
         account_type: AccountType,
-        refresh_token: SecretString,
+        access_token: Option<SecretString>,
+        refresh_token: Option<SecretString>,
     },
 }
 
@@ -83,9 +85,12 @@ pub async fn link(engine: &Engine, workspace: &str, req: LinkRequest) -> Result<
         }
         LinkRequest::Tokens {
             account_type,
+            access_token,
             refresh_token,
         } => {
             let idp = oauth_idp(engine, account_type)?;
+            access_token.ok_or_else(|| missing("access_token"))?;
+            let refresh_token = refresh_token.ok_or_else(|| missing("refresh_token"))?;
             link_with_tokens(engine, workspace, idp, refresh_token, None).await
         }
     }

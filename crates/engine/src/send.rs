@@ -255,16 +255,17 @@ async fn replay(
             ),
         ));
     }
-    let wait = replay_wait(engine.outbox.config().send_timeout);
+    let wait = replay_wait(
+        engine.outbox.config().send_timeout,
+        job.created_at,
+        engine.clock.now_ms(),
+    );
     let deadline = Instant::now() + wait;
     let mut pause = Duration::from_millis(20);
-    while job.response.is_none() && !is_final(job.status) {
+    while job.response.is_none() && !is_final(job.status) && Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
         tokio::time::sleep(pause.min(left)).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
+        pause = (pause * 2).min(Duration::from_millis(250));
         match outbox::get_by_key(&engine.store, workspace, key)
             .await
             .map_err(store_error)?
@@ -279,13 +280,17 @@ async fn replay(
     })
 }
 
-/// How long a replay may wait for the first answer: within the send timeout, with a margin
-/// for the request itself.
-fn replay_wait(send_timeout: Duration) -> Duration {
-    send_timeout
-        .saturating_sub(Duration::from_secs(1))
-        .max(send_timeout / 2)
+/// How long a replay may wait for the first answer: until the first request's attempt must
+/// have ended (acceptance + the send timeout + a second to record its answer), and never longer
+/// than the send timeout. A replay of a job whose first request is long gone answers at once.
+fn replay_wait(send_timeout: Duration, created_at_ms: i64, now_ms: i64) -> Duration {
+    let first_answer_by = created_at_ms + send_timeout.as_millis() as i64 + RECORD_GRACE_MS;
+    let left = Duration::from_millis((first_answer_by - now_ms).max(0) as u64);
+    left.min(send_timeout)
 }
+
+/// Time allowed after an attempt's deadline for its answer to be stored.
+const RECORD_GRACE_MS: i64 = 1_000;
 
 fn is_final(status: JobStatus) -> bool {
     matches!(status, JobStatus::Sent | JobStatus::Failed)
@@ -391,12 +396,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replays_wait_less_than_the_send_timeout() {
-        for secs in [2, 5, 30, 120] {
-            let t = Duration::from_secs(secs);
-            let w = replay_wait(t);
-            assert!(w < t && w >= t / 2, "{secs}s → {w:?}");
-        }
+    fn replays_wait_for_the_first_attempt_at_most_the_send_timeout() {
+        let t = Duration::from_secs(4);
+        // Right after acceptance: the whole send timeout (the first answer comes within it).
+        assert_eq!(replay_wait(t, 10_000, 10_000), t);
+        assert_eq!(replay_wait(t, 10_000, 10_500), t);
+        // Later: until the first attempt's deadline and its recording.
+        assert_eq!(replay_wait(t, 10_000, 13_000), Duration::from_secs(2));
+        // A first request long gone (its process died): at once.
+        assert_eq!(replay_wait(t, 10_000, 60_000), Duration::ZERO);
     }
 
     #[test]

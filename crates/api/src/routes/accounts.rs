@@ -316,13 +316,11 @@ pub async fn create_account(
                 smtp_password,
             }
         }
-        Some(account_type) => {
-            f.secret_req("access_token")?;
-            LinkRequest::Tokens {
-                account_type,
-                refresh_token: f.secret_req("refresh_token")?,
-            }
-        }
+        Some(account_type) => LinkRequest::Tokens {
+            account_type,
+            access_token: f.secret_opt("access_token")?,
+            refresh_token: f.secret_opt("refresh_token")?,
+        },
         None => return Err(err(ErrorKind::MissingParameters, "provider is required")),
     };
     let linked = link::link(&state.engine, caller.workspace(), request).await?;

@@ -180,7 +180,7 @@ pub async fn send_email(
     let answer = mailroom_engine::send::accept(
         &state.engine,
         caller.workspace(),
-        send.into_input(),
+        send.input,
         key,
         fingerprint,
         state.config.message_max_bytes,

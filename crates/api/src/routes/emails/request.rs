@@ -7,26 +7,16 @@ use sha2::{Digest, Sha256};
 use super::decode::RawSend;
 use crate::error::{Error, err};
 use mailroom_core::ErrorKind;
-use mailroom_core::email::{Attendee, OutgoingAttachment};
+use mailroom_core::email::Attendee;
 use mailroom_core::time_fmt::parse_ms;
 use mailroom_engine::compose::{MimeError, guard};
 use mailroom_engine::send::SendInput;
 
+/// A parsed send: what the engine's send use case takes, and the tracking options (accepted
+/// and part of the request's identity; tracking itself is not built yet).
 #[derive(Debug)]
 pub struct SendRequest {
-    pub account_id: String,
-    pub to: Vec<Attendee>,
-    pub cc: Vec<Attendee>,
-    pub bcc: Vec<Attendee>,
-    pub from_identifier: Option<String>,
-    pub from_name: Option<String>,
-    pub subject: String,
-    pub body: String,
-    pub attachments: Vec<OutgoingAttachment>,
-    pub reply_to: Option<String>,
-    pub custom_headers: Vec<(String, String)>,
-    pub send_at: Option<i64>,
-    /// Accepted and part of the request's identity; tracking itself is not built yet.
+    pub input: SendInput,
     pub tracking_options: Option<Value>,
 }
 
@@ -213,18 +203,20 @@ impl SendRequest {
                 })?),
             };
         Ok(SendRequest {
-            account_id: account_id.trim().to_owned(),
-            to,
-            cc,
-            bcc,
-            from_identifier,
-            from_name,
-            subject,
-            body,
-            attachments: raw.attachments.clone(),
-            reply_to,
-            custom_headers,
-            send_at,
+            input: SendInput {
+                account_id: account_id.trim().to_owned(),
+                to,
+                cc,
+                bcc,
+                from_identifier,
+                from_name,
+                subject,
+                body,
+                attachments: raw.attachments.clone(),
+                reply_to,
+                custom_headers,
+                send_at,
+            },
             tracking_options: raw
                 .fields
                 .get("tracking_options")
@@ -235,26 +227,9 @@ impl SendRequest {
 
     /// A fingerprint of what was asked (not of its encoding): the same send through
     /// multipart or JSON, with any boundary, hashes the same.
-    /// What the engine's send use case takes.
-    pub fn into_input(self) -> SendInput {
-        SendInput {
-            account_id: self.account_id,
-            to: self.to,
-            cc: self.cc,
-            bcc: self.bcc,
-            from_identifier: self.from_identifier,
-            from_name: self.from_name,
-            subject: self.subject,
-            body: self.body,
-            attachments: self.attachments,
-            reply_to: self.reply_to,
-            custom_headers: self.custom_headers,
-            send_at: self.send_at,
-        }
-    }
-
     pub fn fingerprint(&self) -> Vec<u8> {
-        let att: Vec<Value> = self
+        let i = &self.input;
+        let att: Vec<Value> = i
             .attachments
             .iter()
             .map(|a| {
@@ -263,11 +238,11 @@ impl SendRequest {
             })
             .collect();
         let canonical = json!({
-            "account_id": self.account_id,
-            "to": self.to, "cc": self.cc, "bcc": self.bcc,
-            "from": [self.from_identifier, self.from_name],
-            "subject": self.subject, "body": self.body, "reply_to": self.reply_to,
-            "custom_headers": self.custom_headers, "send_at": self.send_at, "attachments": att,
+            "account_id": i.account_id,
+            "to": i.to, "cc": i.cc, "bcc": i.bcc,
+            "from": [i.from_identifier, i.from_name],
+            "subject": i.subject, "body": i.body, "reply_to": i.reply_to,
+            "custom_headers": i.custom_headers, "send_at": i.send_at, "attachments": att,
             "tracking_options": self.tracking_options,
         });
         Sha256::digest(canonical.to_string().as_bytes()).to_vec()
