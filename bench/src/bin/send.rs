@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use clap::{Parser, ValueEnum};
+use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart};
-use lettre::Message;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -698,7 +698,10 @@ async fn run_case(
             "all on it".to_owned()
         } else {
             let per = split(case.count, a);
-            let (lo, hi) = (per.iter().min().unwrap_or(&0), per.iter().max().unwrap_or(&0));
+            let (lo, hi) = (
+                per.iter().min().unwrap_or(&0),
+                per.iter().max().unwrap_or(&0),
+            );
             if lo == hi {
                 format!("{lo} each")
             } else {
@@ -709,7 +712,11 @@ async fn run_case(
         if case.concurrency == 1 { "" } else { "s" },
         case.senders(),
         case.direct_connections,
-        if case.direct_connections == 1 { "" } else { "s" },
+        if case.direct_connections == 1 {
+            ""
+        } else {
+            "s"
+        },
         case.direct_connections as usize * a,
         case.warmup_per_account,
     );
