@@ -14,17 +14,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use clap::{Parser, ValueEnum};
+use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart};
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use serde_json::{Value, json};
 
 use mailroom_core::account::TlsMode;
 use mailroom_providers::NetPolicy;
 use mailroom_providers::imap_smtp::imap::{self, ImapLogin};
+use mailroom_providers::imap_smtp::send::DEFAULT_CONNECTIONS_PER_ACCOUNT;
 use mailroom_testkit::{Backend, MailRig, MailUser, TestApp, TestDb, app::spawn_on};
 use secrecy::SecretString;
 
@@ -34,22 +35,86 @@ use secrecy::SecretString;
     about = "Send throughput: mailroom's POST /api/v1/emails vs. direct pooled SMTP"
 )]
 struct Args {
-    /// Messages per measured run (each of the two runs sends this many).
+    /// What to run. `custom`: the flags below as given. `single`: one account, 3 requests in
+    /// flight vs. a direct baseline of 3 connections (mailroom's per-account cap). `accounts`:
+    /// 32 accounts with one sender each vs. 32 direct users with one connection each. `all`:
+    /// single and accounts, on SQLite and on PostgreSQL, then a summary table.
+    #[arg(long, value_enum, default_value_t = Scenario::Custom)]
+    scenario: Scenario,
+    /// Messages per measured run, split evenly over the accounts (each of the two runs sends
+    /// this many).
     #[arg(long, default_value_t = 1000)]
     count: usize,
-    /// Concurrent senders in each run (HTTP requests in flight, or SMTP sends in flight).
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
-    /// mailroom's database.
-    #[arg(long, value_enum, default_value_t = BackendArg::Sqlite)]
-    backend: BackendArg,
-    /// Unmeasured messages sent first in each run; default max(20, concurrency), so the direct
-    /// pool is full before the clock starts.
+    /// Accounts linked in mailroom, and mail users sending in the direct run (one each).
+    /// Default: 1 (`accounts` scenario: 32).
+    #[arg(long)]
+    accounts: Option<usize>,
+    /// Concurrent senders per account (HTTP requests in flight, or SMTP sends in flight per
+    /// direct user). Default: 32 with one account, 1 with several (`single` scenario: 3).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// SMTP connections per direct user (lettre pool size). Default: the concurrency
+    /// (`single` scenario: 3, mailroom's per-account cap).
+    #[arg(long)]
+    direct_connections: Option<u32>,
+    /// mailroom's database (not with `--scenario all`, which runs both).
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Unmeasured messages sent first in each run, split over the accounts (at least one per
+    /// account); default max(20, senders in all), so every pool is full before the clock starts.
     #[arg(long)]
     warmup: Option<usize>,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Custom,
+    Single,
+    Accounts,
+    All,
+}
+
+/// Accounts in the `accounts` scenario.
+const MANY_ACCOUNTS: usize = 32;
+
+/// One benchmark case: a direct run and an API run with the same shape.
+#[derive(Clone, Debug)]
+struct Case {
+    name: &'static str,
+    backend: BackendArg,
+    /// Messages per measured run, over all accounts.
+    count: usize,
+    accounts: usize,
+    /// Senders per account (both runs).
+    concurrency: usize,
+    /// Connections per direct user.
+    direct_connections: u32,
+    /// Warm-up messages per account (both runs).
+    warmup_per_account: usize,
+}
+
+impl Case {
+    fn senders(&self) -> usize {
+        self.accounts * self.concurrency
+    }
+
+    fn lanes(&self, total: usize) -> Vec<Lane> {
+        split(total, self.accounts)
+            .into_iter()
+            .map(|count| Lane {
+                count,
+                workers: self.concurrency,
+            })
+            .collect()
+    }
+}
+
+/// `n` split over `k` parts as evenly as possible (the first `n % k` get one more).
+fn split(n: usize, k: usize) -> Vec<usize> {
+    (0..k).map(|i| n / k + usize::from(i < n % k)).collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum BackendArg {
     Sqlite,
     Postgres,
@@ -98,41 +163,54 @@ impl Run {
     }
 }
 
-/// Runs `f(0..n)` with `c` workers, timing each call and the whole.
-async fn drive<F, Fut>(n: usize, c: usize, logs: Option<RigLogs<'_>>, f: F) -> Run
+/// One account's (or one direct user's) share of a run: `count` messages from `workers` tasks.
+#[derive(Clone, Copy, Debug)]
+struct Lane {
+    count: usize,
+    workers: usize,
+}
+
+/// Runs `f(lane, i)` for every lane's messages, each lane with its own workers, timing each
+/// call and the whole. `i` numbers the messages across all lanes.
+async fn drive<F, Fut>(lanes: &[Lane], logs: Option<RigLogs<'_>>, f: F) -> Run
 where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
+    let n: usize = lanes.iter().map(|l| l.count).sum();
     let f = Arc::new(f);
-    let next = Arc::new(AtomicUsize::new(0));
     let logins_before = logs.and_then(count_logins);
     let cpu_before = process_cpu_secs();
     let machine_before = machine_ticks();
     let start = Instant::now();
-    let workers: Vec<_> = (0..c.max(1))
-        .map(|_| {
+    let mut workers = Vec::new();
+    let mut offset = 0;
+    for (lane, l) in lanes.iter().enumerate() {
+        let next = Arc::new(AtomicUsize::new(0));
+        for _ in 0..l.workers.max(1) {
             let f = f.clone();
             let next = next.clone();
-            tokio::spawn(async move {
+            let (count, offset) = (l.count, offset);
+            workers.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errs = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
+                    if i >= count {
                         break;
                     }
                     let t = Instant::now();
-                    let r = f(i).await;
+                    let r = f(lane, offset + i).await;
                     lat.push(t.elapsed());
                     if let Err(e) = r {
                         errs.push(e);
                     }
                 }
                 (lat, errs)
-            })
-        })
-        .collect();
+            }));
+        }
+        offset += l.count;
+    }
     let mut latencies = Vec::with_capacity(n);
     let mut errors = BTreeMap::new();
     for w in workers {
@@ -242,30 +320,92 @@ fn attachment() -> Vec<u8> {
         .collect()
 }
 
-fn direct_transport(
-    rig: &MailRig,
-    user: &MailUser,
-    pool: u32,
-) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
-    // The same settings as mailroom's own transport (crates/providers/src/imap_smtp/smtp.rs):
-    // STARTTLS required, PLAIN then LOGIN, the rig's self-signed certificate accepted.
-    let tls = TlsParameters::builder(rig.host.clone())
-        .dangerous_accept_invalid_certs(true)
-        .build_rustls()
-        .context("TLS parameters")?;
-    Ok(
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(rig.host.clone())
-            .port(rig.smtp_port)
-            .tls(Tls::Required(tls))
-            .credentials(Credentials::new(
-                user.address.clone(),
-                user.password.clone(),
-            ))
-            .authentication(vec![Mechanism::Plain, Mechanism::Login])
-            .timeout(Some(Duration::from_secs(30)))
-            .pool_config(PoolConfig::new().max_size(pool))
-            .build(),
-    )
+/// One direct sender: a mail user holding at most `max` SMTP connections to the rig.
+///
+/// Not lettre's pooled `AsyncSmtpTransport`: its `max_size` caps the *idle* connections only,
+/// and a connection goes back to its pool from a spawned task, so a sender that goes again at
+/// once finds the pool empty and opens one more connection (TLS + AUTH each time). Here a
+/// semaphore caps the open connections and a finished one is back before the permit is, so
+/// the baseline holds exactly the connections it claims. The SMTP conversation is the
+/// transport's own, on lettre's `AsyncSmtpConnection`: STARTTLS required, AUTH PLAIN (then
+/// LOGIN), the rig's self-signed certificate accepted (as in mailroom's transport,
+/// crates/providers/src/imap_smtp/smtp.rs), and the NOOP lettre's pool sends before it reuses
+/// a connection.
+struct DirectSender {
+    host: String,
+    port: u16,
+    tls: TlsParameters,
+    credentials: Credentials,
+    from: Mailbox,
+    slots: tokio::sync::Semaphore,
+    idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
+}
+
+impl DirectSender {
+    fn new(rig: &MailRig, user: &MailUser, max: u32) -> anyhow::Result<DirectSender> {
+        Ok(DirectSender {
+            host: rig.host.clone(),
+            port: rig.smtp_port,
+            tls: TlsParameters::builder(rig.host.clone())
+                .dangerous_accept_invalid_certs(true)
+                .build_rustls()
+                .context("TLS parameters")?,
+            credentials: Credentials::new(user.address.clone(), user.password.clone()),
+            from: user.address.parse().context("sender address")?,
+            slots: tokio::sync::Semaphore::new(max.max(1) as usize),
+            idle: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let hello = ClientId::default();
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(Duration::from_secs(30)),
+            &hello,
+            None,
+            None,
+        )
+        .await?;
+        conn.starttls(self.tls.clone(), &hello).await?;
+        conn.auth(&[Mechanism::Plain, Mechanism::Login], &self.credentials)
+            .await?;
+        Ok(conn)
+    }
+
+    /// One SMTP transaction on an idle connection (or a new one while fewer than `max` are
+    /// open), waiting for a free connection first when all are busy.
+    async fn send(&self, msg: Message) -> Result<(), String> {
+        let _slot = self.slots.acquire().await.map_err(|e| e.to_string())?;
+        let envelope = msg.envelope().clone();
+        let bytes = msg.formatted();
+        let pooled = self.idle.lock().expect("idle connections").pop();
+        let mut conn = match pooled {
+            Some(mut c) => {
+                if c.test_connected().await {
+                    c
+                } else {
+                    c.abort().await;
+                    self.connect().await.map_err(|e| format!("SMTP: {e}"))?
+                }
+            }
+            None => self.connect().await.map_err(|e| format!("SMTP: {e}"))?,
+        };
+        let sent = conn.send(&envelope, &bytes).await;
+        if sent.is_ok() && !conn.has_broken() {
+            self.idle.lock().expect("idle connections").push(conn);
+        } else {
+            conn.abort().await;
+        }
+        sent.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
+    }
+
+    async fn shutdown(&self) {
+        let conns = std::mem::take(&mut *self.idle.lock().expect("idle connections"));
+        for mut c in conns {
+            let _ = c.quit().await;
+        }
+    }
 }
 
 fn direct_message(
@@ -292,50 +432,43 @@ fn direct_message(
         .map_err(|e| format!("build: {e}"))
 }
 
-/// Sends `n` messages straight to Postfix.
+/// Sends each lane's messages straight to Postfix, lane `k` through `senders[k]`.
 async fn direct_run(
-    transport: &AsyncSmtpTransport<Tokio1Executor>,
-    from: &Mailbox,
+    senders: &Arc<Vec<DirectSender>>,
     to: &Mailbox,
     label: &'static str,
-    n: usize,
-    c: usize,
+    lanes: &[Lane],
     logs: Option<RigLogs<'_>>,
 ) -> Run {
-    let transport = transport.clone();
-    let (from, to) = (from.clone(), to.clone());
+    let senders = senders.clone();
+    let to = to.clone();
     let data: Arc<[u8]> = attachment().into();
-    drive(n, c, logs, move |i| {
-        let transport = transport.clone();
-        let (from, to, data) = (from.clone(), to.clone(), data.clone());
+    drive(lanes, logs, move |lane, i| {
+        let (senders, to, data) = (senders.clone(), to.clone(), data.clone());
         async move {
-            let msg = direct_message(&from, &to, format!("bench {label} #{i}"), &data)?;
-            transport
-                .send(msg)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("SMTP: {e}"))
+            let s = &senders[lane];
+            let msg = direct_message(&s.from, &to, format!("bench {label} #{i}"), &data)?;
+            s.send(msg).await
         }
     })
     .await
 }
 
-/// Sends `n` messages through `POST /api/v1/emails`.
+/// Sends each lane's messages through `POST /api/v1/emails`, lane `k` from `account_ids[k]`.
 #[allow(clippy::too_many_arguments)]
 async fn api_run(
     client: &reqwest::Client,
     url: &str,
     api_key: &str,
-    account_id: &str,
+    account_ids: &[String],
     to: &str,
     label: &'static str,
-    n: usize,
-    c: usize,
+    lanes: &[Lane],
     logs: Option<RigLogs<'_>>,
 ) -> Run {
     let content = base64::engine::general_purpose::STANDARD.encode(attachment());
     let template = Arc::new(json!({
-        "account_id": account_id,
+        "account_id": "",
         "to": [{"identifier": to}],
         "subject": "",
         "body": HTML,
@@ -345,10 +478,12 @@ async fn api_run(
             "content": content,
         }],
     }));
+    let account_ids: Arc<[String]> = account_ids.into();
     let (client, url, api_key) = (client.clone(), url.to_owned(), api_key.to_owned());
-    drive(n, c, logs, move |i| {
+    drive(lanes, logs, move |lane, i| {
         let (client, url, api_key) = (client.clone(), url.clone(), api_key.clone());
         let mut body = (*template).clone();
+        body["account_id"] = json!(account_ids[lane]);
         body["subject"] = json!(format!("bench {label} #{i}"));
         async move {
             let resp = client
@@ -485,16 +620,394 @@ fn report_warmup(name: &str, run: &Run) {
     }
 }
 
+/// The share of the machine's CPU that was busy over the next 2 s.
+async fn machine_busy_now() -> Option<f64> {
+    let before = machine_ticks();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    match (before, machine_ticks()) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
+        _ => None,
+    }
+}
+
+/// Polls until `count()` reaches `expected` or `limit` passes; the last count seen.
+async fn wait_for_count<F, Fut>(
+    expected: u32,
+    limit: Duration,
+    every: Duration,
+    count: F,
+) -> (Option<u32>, Duration)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<u32>>,
+{
+    let start = Instant::now();
+    let mut seen = None;
+    while start.elapsed() < limit {
+        seen = count().await.or(seen);
+        if seen.is_some_and(|d| d >= expected) {
+            break;
+        }
+        tokio::time::sleep(every).await;
+    }
+    (seen, start.elapsed())
+}
+
+/// The sum of `mailbox` counts over `users`; `None` when any login failed.
+async fn mailbox_total(rig: &MailRig, users: &[MailUser], mailbox: &str) -> Option<u32> {
+    let mut total = 0;
+    for u in users {
+        total += mailbox_count(rig, u, mailbox).await?;
+    }
+    Some(total)
+}
+
+/// What one case came to.
+struct CaseResult {
+    case: Case,
+    direct: Run,
+    api: Run,
+    /// Failed sends in the case, warm-ups included.
+    failed: usize,
+}
+
+/// One case: the direct run, then the API run on a fresh mailroom, then the figures.
+async fn run_case(
+    rig: &MailRig,
+    logs: Option<RigLogs<'_>>,
+    case: &Case,
+    cpus: usize,
+) -> anyhow::Result<CaseResult> {
+    let a = case.accounts;
+    let direct_users: Vec<MailUser> = (0..a).map(|_| rig.create_user()).collect();
+    let api_users: Vec<MailUser> = (0..a).map(|_| rig.create_user()).collect();
+    let recipient = rig.create_user();
+    let lanes = case.lanes(case.count);
+    let warm_lanes = case.lanes(case.warmup_per_account * a);
+
+    println!();
+    println!(
+        "== {} / {:?}: {} messages per run over {a} account{} ({}), {} sender{} per account \
+         ({} in flight in all), direct {} SMTP connection{} per user ({} in all), mailroom cap \
+         {DEFAULT_CONNECTIONS_PER_ACCOUNT} per account, warm-up {} per account, nproc {cpus}",
+        case.name,
+        case.backend,
+        case.count,
+        if a == 1 { "" } else { "s" },
+        if a == 1 {
+            "all on it".to_owned()
+        } else {
+            let per = split(case.count, a);
+            let (lo, hi) = (
+                per.iter().min().unwrap_or(&0),
+                per.iter().max().unwrap_or(&0),
+            );
+            if lo == hi {
+                format!("{lo} each")
+            } else {
+                format!("{lo}-{hi} each")
+            }
+        },
+        case.concurrency,
+        if case.concurrency == 1 { "" } else { "s" },
+        case.senders(),
+        case.direct_connections,
+        if case.direct_connections == 1 {
+            ""
+        } else {
+            "s"
+        },
+        case.direct_connections as usize * a,
+        case.warmup_per_account,
+    );
+    println!(
+        "message: HTML body ({} B) + text alternative + {} B attachment, 1 recipient; \
+         SMTP STARTTLS to 127.0.0.1:{}",
+        HTML.len(),
+        ATTACHMENT_BYTES,
+        rig.smtp_port
+    );
+    // Anything else running (or the previous case's tail) skews every figure: say so.
+    if let Some(b) = machine_busy_now().await {
+        println!(
+            "machine CPU busy {:.0} % in the 2 s before the case{}",
+            b * 100.0,
+            if b > 0.2 {
+                " (something else is running: the figures are not reliable)"
+            } else {
+                ""
+            }
+        );
+    }
+    let mut failed = 0usize;
+
+    // (1) The baseline: straight to Postfix, at most D connections per user.
+    let senders = Arc::new(
+        direct_users
+            .iter()
+            .map(|u| DirectSender::new(rig, u, case.direct_connections))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    );
+    let to: Mailbox = recipient.address.parse().context("recipient address")?;
+    let w = direct_run(&senders, &to, "direct warm-up", &warm_lanes, None).await;
+    report_warmup("direct", &w);
+    failed += w.failed();
+    let direct_warmup_ok = w.ok();
+    let direct = direct_run(&senders, &to, "direct", &lanes, logs).await;
+    failed += direct.failed();
+    report_progress("direct", &direct);
+    for s in senders.iter() {
+        s.shutdown().await;
+    }
+    drop(senders);
+    // Postfix delivers into Dovecot after its 250, at its own pace; let the direct run's
+    // deliveries finish so they do not load the machine during the API run.
+    let direct_total = (direct_warmup_ok + direct.ok()) as u32;
+    let (delivered, took) = wait_for_count(
+        direct_total,
+        Duration::from_secs(300),
+        Duration::from_millis(250),
+        || mailbox_count(rig, &recipient, "INBOX"),
+    )
+    .await;
+    println!(
+        "direct run delivered: {}/{direct_total} in the recipient's INBOX {:.1} s after the run \
+         (waited before the API run)",
+        delivered.map_or("?".to_owned(), |d| d.to_string()),
+        took.as_secs_f64()
+    );
+
+    // (2) mailroom in this process: a fresh database, the test settings, logs at warn.
+    let Some(db) = TestDb::new(match case.backend {
+        BackendArg::Sqlite => Backend::Sqlite,
+        BackendArg::Postgres => Backend::Postgres,
+    })
+    .await
+    else {
+        bail!("{:?} is unavailable", case.backend);
+    };
+    let app = spawn_on(db, |s| s.log = "warn".into()).await;
+    let mut account_ids = Vec::with_capacity(a);
+    for u in &api_users {
+        let (status, created) = app
+            .post_json("/api/v1/accounts", &rig.account_body(u))
+            .await;
+        if status != 201 {
+            bail!("linking an account failed ({status}): {created}");
+        }
+        account_ids.push(
+            created["account_id"]
+                .as_str()
+                .context("account_id")?
+                .to_owned(),
+        );
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(case.senders())
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let url = app.url("/api/v1/emails");
+    let w = api_run(
+        &client,
+        &url,
+        &app.api_key,
+        &account_ids,
+        &recipient.address,
+        "api warm-up",
+        &warm_lanes,
+        None,
+    )
+    .await;
+    report_warmup("api", &w);
+    failed += w.failed();
+    let api_warmup_ok = w.ok();
+    let api = api_run(
+        &client,
+        &url,
+        &app.api_key,
+        &account_ids,
+        &recipient.address,
+        "api",
+        &lanes,
+        logs,
+    )
+    .await;
+    failed += api.failed();
+    report_progress("api", &api);
+
+    // Not measured: mailroom APPENDs each sent message to the account's Sent folder in the
+    // background, part of it during the API run. Say when that work was over.
+    let expected = (api_warmup_ok + api.ok()) as u32;
+    let (copies, copies_after) = wait_for_count(
+        expected,
+        Duration::from_secs(120),
+        Duration::from_millis(if a == 1 { 500 } else { 2000 }),
+        || mailbox_total(rig, &api_users, "Sent"),
+    )
+    .await;
+    let tally = outbox_tally(&app).await;
+    drop(app.stop().await);
+    // Let Postfix finish delivering the API run too, so a following case starts quiet.
+    let all_total = direct_total + expected;
+    let (inbox, inbox_after) = wait_for_count(
+        all_total,
+        Duration::from_secs(300),
+        Duration::from_millis(500),
+        || mailbox_count(rig, &recipient, "INBOX"),
+    )
+    .await;
+
+    // (3) The figures.
+    println!();
+    print_run("direct", &direct);
+    print_run("api", &api);
+    println!(
+        "        Sent copies (background, not measured): {}/{expected} in the Sent folder{} \
+         {:.1} s after the last answer",
+        copies.map_or("?".to_owned(), |c| c.to_string()),
+        if a == 1 { "" } else { "s" },
+        copies_after.as_secs_f64()
+    );
+    if !tally.is_empty() {
+        let t: Vec<String> = tally.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("        outbox at the end: {}", t.join(", "));
+    }
+    println!(
+        "        recipient's INBOX: {}/{all_total} (both runs) {:.1} s after the Sent copies",
+        inbox.map_or("?".to_owned(), |c| c.to_string()),
+        inbox_after.as_secs_f64()
+    );
+    println!(
+        "machine: nproc {cpus}; client, mailroom, Postfix and Dovecot share these CPUs; \
+         target ratio >= 0.80"
+    );
+    println!(
+        "ratio {:.2} (api {:.1} msg/s, direct {:.1} msg/s); p50 / p99: api POST /emails \
+         {:.1} / {:.1} ms, direct SMTP transaction {:.1} / {:.1} ms",
+        api.rate() / direct.rate(),
+        api.rate(),
+        direct.rate(),
+        ms(percentile(&api.latencies, 0.50)),
+        ms(percentile(&api.latencies, 0.99)),
+        ms(percentile(&direct.latencies, 0.50)),
+        ms(percentile(&direct.latencies, 0.99)),
+    );
+    Ok(CaseResult {
+        case: case.clone(),
+        direct,
+        api,
+        failed,
+    })
+}
+
+/// The compact table printed at the end (Markdown, to paste into bench/README.md).
+fn print_summary(results: &[Result<CaseResult, (Case, String)>]) {
+    println!();
+    println!(
+        "summary (latency p50 / p99 in ms: api = one POST /emails, direct = one SMTP transaction)"
+    );
+    println!(
+        "| scenario | backend | accounts | api in flight | direct connections | direct msg/s | \
+         api msg/s | ratio | direct p50 / p99 | api p50 / p99 | failed |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        match r {
+            Ok(r) => {
+                let (d, a, c) = (&r.direct, &r.api, &r.case);
+                println!(
+                    "| {} | {:?} | {} | {} | {} | {:.1} | {:.1} | **{:.2}** | {:.0} / {:.0} | \
+                     {:.0} / {:.0} | {} |",
+                    c.name,
+                    c.backend,
+                    c.accounts,
+                    c.senders(),
+                    c.direct_connections as usize * c.accounts,
+                    d.rate(),
+                    a.rate(),
+                    a.rate() / d.rate(),
+                    ms(percentile(&d.latencies, 0.50)),
+                    ms(percentile(&d.latencies, 0.99)),
+                    ms(percentile(&a.latencies, 0.50)),
+                    ms(percentile(&a.latencies, 0.99)),
+                    r.failed,
+                );
+            }
+            Err((c, e)) => println!(
+                "| {} | {:?} | {} | {} | {} | - | - | - | - | - | error: {e} |",
+                c.name,
+                c.backend,
+                c.accounts,
+                c.senders(),
+                c.direct_connections as usize * c.accounts,
+            ),
+        }
+    }
+}
+
+/// The cases the arguments ask for.
+fn cases(args: &Args) -> anyhow::Result<Vec<Case>> {
+    let cap = DEFAULT_CONNECTIONS_PER_ACCOUNT;
+    // (name, accounts, concurrency, direct connections) before the explicit flags apply.
+    let presets: Vec<(&'static str, usize, usize, Option<u32>)> = match args.scenario {
+        Scenario::Custom => {
+            let a = args.accounts.unwrap_or(1);
+            vec![("custom", a, if a == 1 { 32 } else { 1 }, None)]
+        }
+        Scenario::Single => vec![("single", 1, cap as usize, Some(cap))],
+        Scenario::Accounts => vec![("accounts", MANY_ACCOUNTS, 1, Some(1))],
+        Scenario::All => {
+            if args.accounts.is_some()
+                || args.concurrency.is_some()
+                || args.direct_connections.is_some()
+                || args.backend.is_some()
+            {
+                bail!(
+                    "--scenario all runs fixed cases on both backends: only --count and \
+                     --warmup apply"
+                );
+            }
+            vec![
+                ("single", 1, cap as usize, Some(cap)),
+                ("accounts", MANY_ACCOUNTS, 1, Some(1)),
+            ]
+        }
+    };
+    let backends = match (args.scenario, args.backend) {
+        (Scenario::All, _) => vec![BackendArg::Sqlite, BackendArg::Postgres],
+        (_, b) => vec![b.unwrap_or(BackendArg::Sqlite)],
+    };
+    let mut out = Vec::new();
+    for backend in backends {
+        for &(name, accounts, concurrency, direct) in &presets {
+            let accounts = args.accounts.unwrap_or(accounts).max(1);
+            let concurrency = args.concurrency.unwrap_or(concurrency).max(1);
+            let direct_connections = args
+                .direct_connections
+                .or(direct)
+                .unwrap_or(concurrency as u32)
+                .max(1);
+            let count = args.count.max(accounts);
+            let warmup = args.warmup.unwrap_or((accounts * concurrency).max(20));
+            out.push(Case {
+                name,
+                backend,
+                count,
+                accounts,
+                concurrency,
+                direct_connections,
+                warmup_per_account: warmup.div_ceil(accounts).max(1),
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (n, c) = (args.count.max(1), args.concurrency.max(1));
-    let warmup = args.warmup.unwrap_or(c.max(20));
-    let pool = c as u32;
-    let backend = match args.backend {
-        BackendArg::Sqlite => Backend::Sqlite,
-        BackendArg::Postgres => Backend::Postgres,
-    };
+    let cases = cases(&args)?;
     mailroom_server::telemetry::init("warn", false);
     mailroom_server::app::install_crypto_provider();
 
@@ -507,170 +1020,32 @@ async fn main() -> anyhow::Result<()> {
         postfix: &postfix_log,
         dovecot: &dovecot_log,
     });
-    let direct_user = rig.create_user();
-    let api_user = rig.create_user();
-    let recipient = rig.create_user();
-
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    // Anything else running skews every figure: say so.
-    let before = machine_ticks();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let busy_before = match (before, machine_ticks()) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
-        _ => None,
-    };
     println!(
-        "send benchmark: {n} messages per run, concurrency {c}, warm-up {warmup}, backend {:?}, \
-         direct pool {pool}, nproc {cpus}",
-        args.backend
+        "send benchmark: scenario {:?}, {} case{}",
+        args.scenario,
+        cases.len(),
+        if cases.len() == 1 { "" } else { "s" }
     );
-    println!(
-        "message: HTML body ({} B) + text alternative + {} B attachment, 1 recipient; \
-         SMTP STARTTLS to 127.0.0.1:{}",
-        HTML.len(),
-        ATTACHMENT_BYTES,
-        rig.smtp_port
-    );
-    if let Some(b) = busy_before {
-        println!(
-            "machine CPU busy {:.0} % in the 2 s before the benchmark{}",
-            b * 100.0,
-            if b > 0.2 {
-                " (something else is running: the figures are not reliable)"
-            } else {
-                ""
-            }
-        );
-    }
+
+    let mut results = Vec::new();
     let mut failed = 0usize;
-
-    // (1) The baseline: straight to Postfix with a pooled lettre transport.
-    let transport = direct_transport(&rig, &direct_user, pool)?;
-    let from: Mailbox = direct_user.address.parse().context("sender address")?;
-    let to: Mailbox = recipient.address.parse().context("recipient address")?;
-    let w = direct_run(&transport, &from, &to, "direct warm-up", warmup, c, None).await;
-    report_warmup("direct", &w);
-    failed += w.failed();
-    let direct_warmup_ok = w.ok();
-    let direct = direct_run(&transport, &from, &to, "direct", n, c, logs).await;
-    failed += direct.failed();
-    report_progress("direct", &direct);
-    transport.shutdown().await;
-    drop(transport);
-    // Postfix delivers into Dovecot after its 250, at its own pace; let the direct run's
-    // deliveries finish so they do not load the machine during the API run.
-    let delivered_total = (direct_warmup_ok + direct.ok()) as u32;
-    let drain = Instant::now();
-    let mut delivered = None;
-    while drain.elapsed() < Duration::from_secs(300) {
-        delivered = mailbox_count(&rig, &recipient, "INBOX").await.or(delivered);
-        if delivered.is_some_and(|d| d >= delivered_total) {
-            break;
+    for case in &cases {
+        match run_case(&rig, logs, case, cpus).await {
+            Ok(r) => {
+                failed += r.failed;
+                results.push(Ok(r));
+            }
+            Err(e) => {
+                println!("case {} / {:?} did not run: {e:#}", case.name, case.backend);
+                failed += 1;
+                results.push(Err((case.clone(), format!("{e:#}"))));
+            }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    println!(
-        "direct run delivered: {}/{delivered_total} in the recipient's INBOX {:.1} s after the run \
-         (waited before the API run)",
-        delivered.map_or("?".to_owned(), |d| d.to_string()),
-        drain.elapsed().as_secs_f64()
-    );
-
-    // (2) mailroom in this process: a fresh database, the test settings, logs at warn.
-    let Some(db) = TestDb::new(backend).await else {
-        bail!("{:?} is unavailable", args.backend);
-    };
-    let app = spawn_on(db, |s| s.log = "warn".into()).await;
-    let (status, created) = app
-        .post_json("/api/v1/accounts", &rig.account_body(&api_user))
-        .await;
-    if status != 201 {
-        bail!("linking the account failed ({status}): {created}");
-    }
-    let account_id = created["account_id"]
-        .as_str()
-        .context("account_id")?
-        .to_owned();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(c)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(120))
-        .build()?;
-    let url = app.url("/api/v1/emails");
-    let w = api_run(
-        &client,
-        &url,
-        &app.api_key,
-        &account_id,
-        &recipient.address,
-        "api warm-up",
-        warmup,
-        c,
-        None,
-    )
-    .await;
-    report_warmup("api", &w);
-    failed += w.failed();
-    let api_warmup_ok = w.ok();
-    let api = api_run(
-        &client,
-        &url,
-        &app.api_key,
-        &account_id,
-        &recipient.address,
-        "api",
-        n,
-        c,
-        logs,
-    )
-    .await;
-    failed += api.failed();
-    let api_done = Instant::now();
-    report_progress("api", &api);
-
-    // Not measured: mailroom APPENDs each sent message to the account's Sent folder in the
-    // background, part of it during the API run. Say when that work was over.
-    let expected = (api_warmup_ok + api.ok()) as u32;
-    let mut copies = None;
-    while api_done.elapsed() < Duration::from_secs(120) {
-        copies = mailbox_count(&rig, &api_user, "Sent").await.or(copies);
-        if copies.is_some_and(|c| c >= expected) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let copies_after = api_done.elapsed();
-    let tally = outbox_tally(&app).await;
-    app.stop().await;
-
-    // (3) The figures.
-    println!();
-    print_run("direct", &direct);
-    print_run("api", &api);
-    println!(
-        "        Sent copies (background, not measured): {}/{expected} in the Sent folder {:.1} s \
-         after the last answer",
-        copies.map_or("?".to_owned(), |c| c.to_string()),
-        copies_after.as_secs_f64()
-    );
-    if !tally.is_empty() {
-        let t: Vec<String> = tally.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("        outbox at the end: {}", t.join(", "));
-    }
-    let ratio = api.rate() / direct.rate();
-    println!(
-        "machine: nproc {cpus}; client, mailroom, Postfix and Dovecot share these CPUs; \
-         target ratio >= 0.80"
-    );
-    println!(
-        "ratio {ratio:.2} (api {:.1} msg/s, direct {:.1} msg/s), api p50 {:.1} ms, p99 {:.1} ms",
-        api.rate(),
-        direct.rate(),
-        ms(percentile(&api.latencies, 0.50)),
-        ms(percentile(&api.latencies, 0.99)),
-    );
+    print_summary(&results);
     if failed > 0 {
-        eprintln!("send: {failed} sends failed");
+        eprintln!("send: {failed} sends failed (or cases did not run)");
         std::process::exit(1);
     }
     Ok(())
