@@ -103,3 +103,45 @@ pub fn pinned_client(url: &url::Url, addrs: &[SocketAddr]) -> Result<reqwest::Cl
 fn origin(url: &url::Url) -> String {
     url.origin().ascii_serialization()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The pinned client reaches the vetted address whatever the host name resolves to (here:
+    /// a name that resolves nowhere), so no second resolution can swap in another address.
+    #[tokio::test]
+    async fn the_pinned_client_goes_only_to_the_vetted_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let url = url::Url::parse(&format!(
+            "http://integrator.invalid:{}/notify?secret=x",
+            addr.port()
+        ))
+        .unwrap();
+        let client = pinned_client(&url, &[addr]).unwrap();
+        let r = client
+            .post(url.clone())
+            .json(&serde_json::json!({"a": 1}))
+            .send()
+            .await;
+        assert_eq!(r.unwrap().status(), 204);
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /notify?secret=x"), "{request}");
+        assert!(request.contains("host: integrator.invalid"), "{request}");
+        assert_eq!(
+            origin(&url),
+            format!("http://integrator.invalid:{}", addr.port())
+        );
+    }
+}
