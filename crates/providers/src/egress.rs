@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::error::{Protocol, ProviderError};
+use crate::failure::{MailError, Protocol};
 
 /// Whether `ip` is a public unicast address.
 pub fn is_public(ip: IpAddr) -> bool {
@@ -64,38 +64,38 @@ pub async fn resolve(
     port: u16,
     allow_private: bool,
     timeout: Duration,
-) -> Result<Vec<SocketAddr>, ProviderError> {
+) -> Result<Vec<SocketAddr>, MailError> {
     let lookup = tokio::net::lookup_host((host, port));
     let addrs: Vec<SocketAddr> = match tokio::time::timeout(timeout, lookup).await {
         Ok(Ok(addrs)) => addrs.collect(),
         Ok(Err(e)) => {
-            return Err(ProviderError::Connect {
+            return Err(MailError::unreachable(
                 protocol,
-                detail: format!("cannot resolve {host}: {e}"),
-            });
+                format!("cannot resolve {host}: {e}"),
+            ));
         }
         Err(_) => {
-            return Err(ProviderError::Connect {
+            return Err(MailError::unreachable(
                 protocol,
-                detail: format!("resolving {host} timed out"),
-            });
+                format!("resolving {host} timed out"),
+            ));
         }
     };
     if addrs.is_empty() {
-        return Err(ProviderError::Connect {
+        return Err(MailError::unreachable(
             protocol,
-            detail: format!("{host} has no address"),
-        });
+            format!("{host} has no address"),
+        ));
     }
     if !allow_private && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-        return Err(ProviderError::Forbidden {
+        return Err(MailError::host_refused(
             protocol,
-            detail: format!(
+            format!(
                 "{host} resolves to the non-public address {}; the operator can allow private \
                  networks with MAILROOM_MAIL_ALLOW_PRIVATE=true",
                 bad.ip()
             ),
-        });
+        ));
     }
     Ok(addrs)
 }
@@ -141,7 +141,11 @@ mod tests {
         let err = resolve(Protocol::Imap, "127.0.0.1", 993, false, t)
             .await
             .unwrap_err();
-        assert!(matches!(err, ProviderError::Forbidden { .. }), "{err}");
+        assert_eq!(
+            err.kind,
+            crate::FailureKind::Rejected(mailroom_core::ErrorKind::InvalidAccount),
+            "{err}"
+        );
         assert!(err.detail().contains("MAILROOM_MAIL_ALLOW_PRIVATE"));
         let ok = resolve(Protocol::Imap, "localhost", 993, true, t)
             .await

@@ -143,6 +143,51 @@ impl MailError {
     }
 }
 
+// ---- failures of the IMAP and SMTP modules, worded as they always were ---------------------
+
+impl MailError {
+    /// The server could not be reached or spoken to: DNS, TCP, TLS, greeting, timeout.
+    pub(crate) fn unreachable(protocol: Protocol, detail: impl fmt::Display) -> Self {
+        Self::transient(protocol, format!("{protocol} server unreachable: {detail}"))
+    }
+
+    /// The egress guard refused the destination before any packet was sent; retrying does
+    /// not change its verdict.
+    pub(crate) fn host_refused(protocol: Protocol, detail: impl fmt::Display) -> Self {
+        Self::rejected(
+            protocol,
+            ErrorKind::InvalidAccount,
+            format!("{protocol} host refused: {detail}"),
+        )
+    }
+
+    /// The server refused the credentials.
+    pub(crate) fn auth_failed(protocol: Protocol, detail: impl fmt::Display) -> Self {
+        Self::auth(
+            protocol,
+            format!("{protocol} authentication failed: {detail}"),
+        )
+    }
+
+    /// The server throttles us (too many connections, rate limits).
+    pub(crate) fn throttling(protocol: Protocol, detail: impl fmt::Display) -> Self {
+        Self::new(
+            protocol,
+            FailureKind::Quota { retry_after: None },
+            format!("{protocol} server is throttling: {detail}"),
+        )
+    }
+
+    /// The server answered something we did not expect.
+    pub(crate) fn protocol_error(protocol: Protocol, detail: impl fmt::Display) -> Self {
+        Self::rejected(
+            protocol,
+            ErrorKind::CantSendMessage,
+            format!("{protocol} protocol error: {detail}"),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,73 +216,24 @@ mod tests {
         assert!(c.is_cursor_expired() && !c.is_transient());
         assert_eq!(r.to_string(), "no");
     }
-}
 
-// ---- the protocol modules' own classifications, folded into the one type -------------------
-
-impl From<crate::error::ProviderError> for MailError {
-    fn from(e: crate::error::ProviderError) -> Self {
-        use crate::error::ProviderError as P;
-        let protocol = match e.protocol() {
-            crate::error::Protocol::Imap => Protocol::Imap,
-            crate::error::Protocol::Smtp => Protocol::Smtp,
-        };
-        let kind = match &e {
-            P::Connect { .. } => FailureKind::Transient { retry_after: None },
-            P::Quota { .. } => FailureKind::Quota { retry_after: None },
-            P::Auth { .. } => FailureKind::Auth,
-            // The egress guard's verdict does not change by retrying.
-            P::Forbidden { .. } => FailureKind::Rejected(ErrorKind::InvalidAccount),
-            P::Protocol { .. } => FailureKind::Rejected(ErrorKind::CantSendMessage),
-        };
-        MailError::new(protocol, kind, e.to_string())
-    }
-}
-
-impl From<crate::imap_smtp::send::SendError> for MailError {
-    fn from(e: crate::imap_smtp::send::SendError) -> Self {
-        use crate::imap_smtp::send::SendErrorKind as K;
-        let kind = match e.kind() {
-            K::Transient if e.is_quota() => FailureKind::Quota { retry_after: None },
-            K::Transient => FailureKind::Transient { retry_after: None },
-            K::Auth => FailureKind::Auth,
-            K::RecipientRejected => FailureKind::Rejected(ErrorKind::RecipientRejected),
-            K::SenderRejected => FailureKind::Rejected(ErrorKind::SendAsDenied),
-            K::TooLarge => FailureKind::TooLarge,
-            K::Rejected => FailureKind::Rejected(ErrorKind::CantSendMessage),
-        };
-        MailError {
-            kind,
-            protocol: Protocol::Smtp,
-            code: e.code().map(str::to_owned),
-            status: None,
-            detail: e.detail().to_owned(),
-        }
-    }
-}
-
-impl MailError {
-    /// An HTTP API's failure (Gmail or Graph).
-    pub fn from_http(protocol: Protocol, e: crate::http_api::HttpApiError) -> Self {
-        use crate::http_api::HttpErrorKind as K;
-        let kind = match e.kind {
-            K::Transient => FailureKind::Transient {
-                retry_after: e.retry_after,
-            },
-            K::Throttled => FailureKind::Quota {
-                retry_after: e.retry_after,
-            },
-            K::Auth => FailureKind::Auth,
-            K::RecipientRejected => FailureKind::Rejected(ErrorKind::RecipientRejected),
-            K::TooLarge => FailureKind::TooLarge,
-            K::Rejected => FailureKind::Rejected(ErrorKind::CantSendMessage),
-        };
-        MailError {
-            kind,
-            protocol,
-            code: e.code,
-            status: e.status,
-            detail: e.detail,
-        }
+    #[test]
+    fn imap_and_smtp_failures_keep_their_words() {
+        let c = MailError::unreachable(Protocol::Imap, "refused");
+        assert!(c.is_transient() && !c.is_auth() && !c.is_quota());
+        assert_eq!(c.detail(), "IMAP server unreachable: refused");
+        let a = MailError::auth_failed(Protocol::Smtp, "535");
+        assert!(a.is_auth() && !a.is_transient());
+        assert_eq!(a.detail(), "SMTP authentication failed: 535");
+        let q = MailError::throttling(Protocol::Imap, "too many");
+        assert!(q.is_quota() && q.is_transient());
+        assert_eq!(q.retry_after(), None);
+        let f = MailError::host_refused(Protocol::Imap, "loopback");
+        assert!(!f.is_transient() && !f.is_auth());
+        assert_eq!(f.kind, FailureKind::Rejected(ErrorKind::InvalidAccount));
+        assert_eq!(f.detail(), "IMAP host refused: loopback");
+        let p = MailError::protocol_error(Protocol::Smtp, "odd");
+        assert_eq!(p.kind, FailureKind::Rejected(ErrorKind::CantSendMessage));
+        assert_eq!(p.detail(), "SMTP protocol error: odd");
     }
 }

@@ -2,8 +2,8 @@
 //! 5 MB, a resumable upload above, 35 MiB cap enforced locally) and finding a message by its
 //! Message-ID (`messages.list q=rfc822msgid:` + `messages.get format=metadata`).
 //!
-//! Errors are classified per `reference/providers.md` A.7 into [`HttpApiError`], the same
-//! classes the outbox uses for every provider.
+//! Errors are classified per `reference/providers.md` A.7 into [`MailError`]s
+//! (`Protocol::Gmail`), the same classes the outbox uses for every provider.
 
 use std::time::Duration;
 
@@ -17,7 +17,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::http_api::{HttpApiError, HttpErrorKind, refused, retry_after};
+use mailroom_core::ErrorKind;
+
+use crate::failure::{FailureKind, MailError, Protocol};
+use crate::http_api::{refused, retry_after};
 
 /// `mediaUpload.maxSize` of `users.messages.send` in the discovery document (35 MiB).
 pub const SEND_MAX_SIZE: usize = 36_700_160;
@@ -113,7 +116,7 @@ impl GmailClient {
     }
 
     /// `GET gmail/v1/users/me/profile`.
-    pub async fn profile(&self, token: &SecretString) -> Result<GmailProfile, HttpApiError> {
+    pub async fn profile(&self, token: &SecretString) -> Result<GmailProfile, MailError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Profile {
@@ -149,26 +152,25 @@ impl GmailClient {
     /// `raw` `Rejected`).
     /// `thread_id` keeps a reply in its thread (Gmail also needs In-Reply-To/References and
     /// the same subject). Up to [`JSON_SEND_MAX`] bytes go as JSON `raw`, larger messages as a
-    /// resumable upload; over [`SEND_MAX_SIZE`] nothing is sent ([`HttpErrorKind::TooLarge`]).
+    /// resumable upload; over [`SEND_MAX_SIZE`] nothing is sent ([`FailureKind::TooLarge`]).
     pub async fn send(
         &self,
         token: &SecretString,
         raw: &[u8],
         bcc: &[String],
         thread_id: Option<&str>,
-    ) -> Result<GmailSent, HttpApiError> {
-        let raw = insert_bcc(raw, bcc).map_err(refused)?;
+    ) -> Result<GmailSent, MailError> {
+        let raw = insert_bcc(raw, bcc).map_err(|e| refused(Protocol::Gmail, e))?;
         if raw.len() > SEND_MAX_SIZE {
-            return Err(HttpApiError {
-                kind: HttpErrorKind::TooLarge,
-                status: None,
-                code: Some("uploadTooLarge".into()),
-                detail: format!(
+            return Err(MailError::new(
+                Protocol::Gmail,
+                FailureKind::TooLarge,
+                format!(
                     "The message is {} bytes; Gmail accepts at most {SEND_MAX_SIZE} bytes.",
                     raw.len()
                 ),
-                retry_after: None,
-            });
+            )
+            .with_code("uploadTooLarge"));
         }
         let thread_id = thread_id.filter(|t| !t.is_empty());
         if raw.len() <= JSON_SEND_MAX {
@@ -183,7 +185,7 @@ impl GmailClient {
         token: &SecretString,
         raw: &[u8],
         thread_id: Option<&str>,
-    ) -> Result<GmailSent, HttpApiError> {
+    ) -> Result<GmailSent, MailError> {
         let mut body = json!({ "raw": URL_SAFE_NO_PAD.encode(raw) });
         if let Some(t) = thread_id {
             body["threadId"] = json!(t);
@@ -207,7 +209,7 @@ impl GmailClient {
         token: &SecretString,
         raw: &[u8],
         thread_id: Option<&str>,
-    ) -> Result<GmailSent, HttpApiError> {
+    ) -> Result<GmailSent, MailError> {
         let mut start = self.url("upload/gmail/v1/users/me/messages/send");
         start
             .query_pairs_mut()
@@ -249,8 +251,9 @@ impl GmailClient {
         let status = resp.status().as_u16();
         if status == 404 || status == 410 {
             // The session is gone: starting over is the remedy.
+            let retry_after = retry_after(resp.headers());
             let mut e = error_from(resp).await;
-            e.kind = HttpErrorKind::Transient;
+            e.kind = FailureKind::Transient { retry_after };
             return Err(e);
         }
         sent(read(resp).await?)
@@ -263,7 +266,7 @@ impl GmailClient {
         &self,
         token: &SecretString,
         message_id: &str,
-    ) -> Result<Option<GmailRef>, HttpApiError> {
+    ) -> Result<Option<GmailRef>, MailError> {
         let id = message_id
             .trim()
             .trim_start_matches('<')
@@ -316,7 +319,7 @@ impl GmailClient {
         Ok(None)
     }
 
-    async fn metadata(&self, token: &SecretString, id: &str) -> Result<GmailRef, HttpApiError> {
+    async fn metadata(&self, token: &SecretString, id: &str) -> Result<GmailRef, MailError> {
         #[derive(Deserialize)]
         struct Header {
             name: String,
@@ -397,7 +400,7 @@ fn msg_ids(v: &str) -> Vec<String> {
     out
 }
 
-fn sent(v: Value) -> Result<GmailSent, HttpApiError> {
+fn sent(v: Value) -> Result<GmailSent, MailError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Sent {
@@ -415,7 +418,7 @@ fn sent(v: Value) -> Result<GmailSent, HttpApiError> {
     })
 }
 
-fn network(e: reqwest::Error) -> HttpApiError {
+fn network(e: reqwest::Error) -> MailError {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -423,14 +426,17 @@ fn network(e: reqwest::Error) -> HttpApiError {
     } else {
         "failed"
     };
-    HttpApiError::transient(format!("Gmail API request {what}: {e}"))
+    MailError::transient(Protocol::Gmail, format!("Gmail API request {what}: {e}"))
 }
 
-fn unreadable(what: &str) -> HttpApiError {
-    HttpApiError::transient(format!("Gmail API answer unreadable: {what}"))
+fn unreadable(what: &str) -> MailError {
+    MailError::transient(
+        Protocol::Gmail,
+        format!("Gmail API answer unreadable: {what}"),
+    )
 }
 
-async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, HttpApiError> {
+async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, MailError> {
     if !resp.status().is_success() {
         return Err(error_from(resp).await);
     }
@@ -438,7 +444,7 @@ async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, HttpApi
     serde_json::from_slice(&bytes).map_err(|e| unreadable(&e.to_string()))
 }
 
-async fn error_from(resp: reqwest::Response) -> HttpApiError {
+async fn error_from(resp: reqwest::Response) -> MailError {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.bytes().await.unwrap_or_default();
@@ -446,7 +452,7 @@ async fn error_from(resp: reqwest::Response) -> HttpApiError {
 }
 
 /// Classifies a Gmail error answer (`reference/providers.md` A.7).
-pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> HttpApiError {
+pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> MailError {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let err = &v["error"];
     let reasons: Vec<String> = err["errors"]
@@ -486,37 +492,38 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> HttpApiError {
         ]
         .iter()
         .any(|h| lower.contains(h));
+    let retry_after = retry_after(headers);
     let kind = match status {
-        401 => HttpErrorKind::Auth,
-        429 => HttpErrorKind::Throttled,
+        401 => FailureKind::Auth,
+        429 => FailureKind::Quota { retry_after },
         403 if has("rateLimitExceeded")
             || has("userRateLimitExceeded")
             || has("dailyLimitExceeded")
             || has("quotaExceeded")
             || info_reasons.iter().any(|r| r == "RATE_LIMIT_EXCEEDED") =>
         {
-            HttpErrorKind::Throttled
+            FailureKind::Quota { retry_after }
         }
-        413 => HttpErrorKind::TooLarge,
+        413 => FailureKind::TooLarge,
         _ if has("uploadTooLarge") || lower.contains("payload size exceeds") => {
-            HttpErrorKind::TooLarge
+            FailureKind::TooLarge
         }
         400 if (has("invalidArgument") || has("badRequest") || reasons.is_empty()) && recipient => {
-            HttpErrorKind::RecipientRejected
+            FailureKind::Rejected(ErrorKind::RecipientRejected)
         }
-        408 => HttpErrorKind::Transient,
-        s if s >= 500 => HttpErrorKind::Transient,
-        _ => HttpErrorKind::Rejected,
+        408 => FailureKind::Transient { retry_after },
+        s if s >= 500 => FailureKind::Transient { retry_after },
+        _ => FailureKind::Rejected(ErrorKind::CantSendMessage),
     };
-    HttpApiError {
+    MailError {
         kind,
-        status: Some(status),
+        protocol: Protocol::Gmail,
         code: reasons
             .into_iter()
             .next()
             .or_else(|| err["status"].as_str().map(str::to_owned)),
+        status: Some(status),
         detail: message,
-        retry_after: retry_after(headers),
     }
 }
 
@@ -544,43 +551,43 @@ mod tests {
         let c = |s, r, m, ra| classify(s, &hm(ra), &body(s, r, m));
         assert_eq!(
             c(401, "authError", "Invalid Credentials", None).kind,
-            HttpErrorKind::Auth
+            FailureKind::Auth
         );
         let t = c(429, "rateLimitExceeded", "Too many", Some("7"));
-        assert_eq!(t.kind, HttpErrorKind::Throttled);
-        assert_eq!(t.retry_after, Some(Duration::from_secs(7)));
+        assert!(matches!(t.kind, FailureKind::Quota { .. }));
+        assert_eq!(t.retry_after(), Some(Duration::from_secs(7)));
         assert_eq!(t.code.as_deref(), Some("rateLimitExceeded"));
         assert_eq!(
             c(403, "userRateLimitExceeded", "User-rate limit", None).kind,
-            HttpErrorKind::Throttled
+            FailureKind::Quota { retry_after: None }
         );
         assert_eq!(
             c(403, "insufficientPermissions", "Insufficient", None).kind,
-            HttpErrorKind::Rejected
+            FailureKind::Rejected(ErrorKind::CantSendMessage)
         );
         assert_eq!(
             c(500, "backendError", "Backend Error", None).kind,
-            HttpErrorKind::Transient
+            FailureKind::Transient { retry_after: None }
         );
         assert_eq!(
             c(503, "backendError", "x", None).kind,
-            HttpErrorKind::Transient
+            FailureKind::Transient { retry_after: None }
         );
         assert_eq!(
             c(400, "invalidArgument", "Invalid To header", None).kind,
-            HttpErrorKind::RecipientRejected
+            FailureKind::Rejected(ErrorKind::RecipientRejected)
         );
         assert_eq!(
             c(400, "invalidArgument", "Recipient address required", None).kind,
-            HttpErrorKind::RecipientRejected
+            FailureKind::Rejected(ErrorKind::RecipientRejected)
         );
         assert_eq!(
             c(400, "invalidArgument", "Invalid From header", None).kind,
-            HttpErrorKind::Rejected
+            FailureKind::Rejected(ErrorKind::CantSendMessage)
         );
         assert_eq!(
             c(413, "uploadTooLarge", "Media is too large", None).kind,
-            HttpErrorKind::TooLarge
+            FailureKind::TooLarge
         );
         assert_eq!(
             c(
@@ -590,14 +597,14 @@ mod tests {
                 None
             )
             .kind,
-            HttpErrorKind::TooLarge
+            FailureKind::TooLarge
         );
         assert_eq!(
             c(404, "notFound", "Requested entity was not found.", None).kind,
-            HttpErrorKind::Rejected
+            FailureKind::Rejected(ErrorKind::CantSendMessage)
         );
         let html = classify(502, &hm(None), b"<html>Bad Gateway</html>");
-        assert_eq!(html.kind, HttpErrorKind::Transient);
+        assert_eq!(html.kind, FailureKind::Transient { retry_after: None });
         assert_eq!(html.detail, "Gmail answered HTTP 502 Bad Gateway");
     }
 

@@ -17,10 +17,11 @@
 //!   URL, **without** an `Authorization` header), and `POST /send` sends it. A draft left behind
 //!   by a failure before `/send` is deleted (best effort).
 //!
-//! Errors are classified into [`HttpApiError`] (B.7): 401 → `Auth`; 429 and
-//! `ApplicationThrottled` → `Throttled`; 5xx and timeouts → `Transient` (both keep
-//! `Retry-After`); `ErrorInvalidRecipients` → `RecipientRejected`; 413 /
-//! `RequestBodyTooLarge` / `ErrorMessageSizeExceeded` → `TooLarge`; other refusals → `Rejected`.
+//! Errors are classified into [`MailError`]s (`Protocol::Graph`, B.7): 401 → `Auth`; 429 and
+//! `ApplicationThrottled` → `Quota`; 5xx and timeouts → `Transient` (both keep
+//! `Retry-After`); `ErrorInvalidRecipients` → `Rejected(RecipientRejected)`; 413 /
+//! `RequestBodyTooLarge` / `ErrorMessageSizeExceeded` → `TooLarge`; other refusals →
+//! `Rejected(CantSendMessage)`.
 
 use std::time::Duration;
 
@@ -33,7 +34,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http_api::{HttpApiError, HttpErrorKind, refused, retry_after};
+use mailroom_core::ErrorKind;
+
+use crate::failure::{FailureKind, MailError, Protocol};
+use crate::http_api::{refused, retry_after};
 
 /// The MIME `sendMail` route is used while the base64 body stays under this (Graph's limit is
 /// 4 MB per request; the margin keeps us clear of it whichever way "MB" is read).
@@ -136,7 +140,7 @@ impl GraphClient {
     }
 
     /// `GET /me`.
-    pub async fn me(&self, token: &SecretString) -> Result<GraphUser, HttpApiError> {
+    pub async fn me(&self, token: &SecretString) -> Result<GraphUser, MailError> {
         let mut url = self.url(&["me"]);
         url.query_pairs_mut()
             .append_pair("$select", "id,displayName,mail,userPrincipalName");
@@ -151,7 +155,7 @@ impl GraphClient {
         &self,
         token: &SecretString,
         internet_message_id: &str,
-    ) -> Result<Option<GraphMessageRef>, HttpApiError> {
+    ) -> Result<Option<GraphMessageRef>, MailError> {
         let id = internet_message_id
             .trim()
             .trim_start_matches('<')
@@ -189,9 +193,9 @@ impl GraphClient {
         raw: &[u8],
         bcc: &[String],
         reply_to_internet_message_id: Option<&str>,
-    ) -> Result<GraphSent, HttpApiError> {
+    ) -> Result<GraphSent, MailError> {
         // Checks the Bcc addresses before anything goes over the network.
-        let with_bcc = insert_bcc(raw, bcc).map_err(refused)?;
+        let with_bcc = insert_bcc(raw, bcc).map_err(|e| refused(Protocol::Graph, e))?;
         let parent = match reply_to_internet_message_id {
             // A send-only grant (Mail.Send) cannot read the mailbox (403): the reply then goes as
             // MIME, its In-Reply-To / References still thread it for the recipients.
@@ -218,7 +222,7 @@ impl GraphClient {
                 parent_id: None,
             });
         }
-        let draft = graph_message(raw, bcc).map_err(refused)?;
+        let draft = graph_message(raw, bcc).map_err(|e| refused(Protocol::Graph, e))?;
         self.send_as_draft(token, &draft, parent).await
     }
 
@@ -227,7 +231,7 @@ impl GraphClient {
         token: &SecretString,
         d: &GraphMessage,
         parent: Option<GraphMessageRef>,
-    ) -> Result<GraphSent, HttpApiError> {
+    ) -> Result<GraphSent, MailError> {
         let created: Value = match &parent {
             Some(p) => {
                 let url = self.url(&["me", "messages", &p.id, "createReply"]);
@@ -295,7 +299,7 @@ impl GraphClient {
         d: &GraphMessage,
         from_reply: bool,
         conversation_id: &mut Option<String>,
-    ) -> Result<(), HttpApiError> {
+    ) -> Result<(), MailError> {
         if from_reply {
             let url = self.url(&["me", "messages", draft_id]);
             let v: Value = read_json(
@@ -336,7 +340,7 @@ impl GraphClient {
         token: &SecretString,
         draft_id: &str,
         a: &GraphAttachment,
-    ) -> Result<(), HttpApiError> {
+    ) -> Result<(), MailError> {
         let mut item = json!({
             "attachmentType": "file",
             "name": a.name,
@@ -409,20 +413,20 @@ impl GraphClient {
     }
 }
 
-fn unexpected(detail: impl Into<String>) -> HttpApiError {
-    HttpApiError {
-        kind: HttpErrorKind::Transient,
-        status: None,
-        code: None,
-        detail: format!("Microsoft Graph: {}", detail.into()),
-        retry_after: None,
-    }
+fn unexpected(detail: impl Into<String>) -> MailError {
+    MailError::transient(
+        Protocol::Graph,
+        format!("Microsoft Graph: {}", detail.into()),
+    )
 }
 
 /// Sends; a failure to connect or a timeout is transient, an HTTP refusal is classified.
-async fn execute(rb: RequestBuilder) -> Result<Response, HttpApiError> {
+async fn execute(rb: RequestBuilder) -> Result<Response, MailError> {
     let resp = rb.send().await.map_err(|e| {
-        HttpApiError::transient(format!("Microsoft Graph unreachable: {}", e.without_url()))
+        MailError::transient(
+            Protocol::Graph,
+            format!("Microsoft Graph unreachable: {}", e.without_url()),
+        )
     })?;
     if resp.status().is_success() {
         return Ok(resp);
@@ -433,9 +437,12 @@ async fn execute(rb: RequestBuilder) -> Result<Response, HttpApiError> {
     Err(classify(status, &headers, &body))
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, HttpApiError> {
+async fn read_json<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, MailError> {
     let bytes = resp.bytes().await.map_err(|e| {
-        HttpApiError::transient(format!("Microsoft Graph answer lost: {}", e.without_url()))
+        MailError::transient(
+            Protocol::Graph,
+            format!("Microsoft Graph answer lost: {}", e.without_url()),
+        )
     })?;
     serde_json::from_slice(&bytes).map_err(|e| unexpected(format!("unreadable answer: {e}")))
 }
@@ -445,17 +452,18 @@ async fn drain(resp: Response) {
 }
 
 /// Classifies a Graph (or Outlook upload) refusal: `{"error":{"code","message"}}`.
-pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> HttpApiError {
+pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> MailError {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let code = v["error"]["code"].as_str().map(str::to_owned);
     let message = v["error"]["message"].as_str().map(str::to_owned);
+    let retry_after = retry_after(headers);
     let kind = match (status, code.as_deref()) {
         (_, Some("ApplicationThrottled" | "TooManyRequests")) | (429, _) => {
-            HttpErrorKind::Throttled
+            FailureKind::Quota { retry_after }
         }
-        (401, _) | (_, Some("InvalidAuthenticationToken")) => HttpErrorKind::Auth,
-        (s, _) if s >= 500 || s == 408 => HttpErrorKind::Transient,
-        (_, Some("ErrorInvalidRecipients")) => HttpErrorKind::RecipientRejected,
+        (401, _) | (_, Some("InvalidAuthenticationToken")) => FailureKind::Auth,
+        (s, _) if s >= 500 || s == 408 => FailureKind::Transient { retry_after },
+        (_, Some("ErrorInvalidRecipients")) => FailureKind::Rejected(ErrorKind::RecipientRejected),
         (413, _)
         | (
             _,
@@ -464,20 +472,20 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> HttpApiError {
                 | "ErrorMessageSizeExceeded"
                 | "ErrorAttachmentSizeShouldNotBeMoreThanMaximumSize",
             ),
-        ) => HttpErrorKind::TooLarge,
-        _ => HttpErrorKind::Rejected,
+        ) => FailureKind::TooLarge,
+        _ => FailureKind::Rejected(ErrorKind::CantSendMessage),
     };
     let detail = match (&code, &message) {
         (Some(c), Some(m)) => format!("Microsoft Graph: {c}: {m}"),
         (Some(c), None) => format!("Microsoft Graph: {c} (HTTP {status})"),
         _ => format!("Microsoft Graph answered HTTP {status}"),
     };
-    HttpApiError {
+    MailError {
         kind,
-        status: Some(status),
+        protocol: Protocol::Graph,
         code,
+        status: Some(status),
         detail,
-        retry_after: retry_after(headers),
     }
 }
 
@@ -489,7 +497,7 @@ fn base64_len(n: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn err(status: u16, body: &str, retry: Option<&str>) -> HttpApiError {
+    fn err(status: u16, body: &str, retry: Option<&str>) -> MailError {
         let mut h = HeaderMap::new();
         if let Some(r) = retry {
             h.insert(header::RETRY_AFTER, r.parse().unwrap());
@@ -504,8 +512,8 @@ mod tests {
             r#"{"error":{"code":"ApplicationThrottled","message":"Application is over its MailboxConcurrency limit."}}"#,
             Some("7"),
         );
-        assert_eq!(e.kind, HttpErrorKind::Throttled);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        assert!(matches!(e.kind, FailureKind::Quota { .. }));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
         assert!(e.is_quota() && e.is_transient());
         assert_eq!(
             err(
@@ -514,18 +522,19 @@ mod tests {
                 None
             )
             .kind,
-            HttpErrorKind::Auth
+            FailureKind::Auth
         );
         let e = err(
             503,
             r#"{"error":{"code":"ServiceUnavailable","message":"x"}}"#,
             Some("3"),
         );
+        assert!(matches!(e.kind, FailureKind::Transient { .. }));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert_eq!(
-            (e.kind, e.retry_after),
-            (HttpErrorKind::Transient, Some(Duration::from_secs(3)))
+            err(504, "<html>", None).kind,
+            FailureKind::Transient { retry_after: None }
         );
-        assert_eq!(err(504, "<html>", None).kind, HttpErrorKind::Transient);
         assert_eq!(
             err(
                 400,
@@ -533,9 +542,9 @@ mod tests {
                 None
             )
             .kind,
-            HttpErrorKind::RecipientRejected
+            FailureKind::Rejected(ErrorKind::RecipientRejected)
         );
-        assert_eq!(err(413, "", None).kind, HttpErrorKind::TooLarge);
+        assert_eq!(err(413, "", None).kind, FailureKind::TooLarge);
         assert_eq!(
             err(
                 400,
@@ -543,14 +552,14 @@ mod tests {
                 None
             )
             .kind,
-            HttpErrorKind::TooLarge
+            FailureKind::TooLarge
         );
         let e = err(
             403,
             r#"{"error":{"code":"ErrorAccessDenied","message":"Access is denied."}}"#,
             None,
         );
-        assert_eq!(e.kind, HttpErrorKind::Rejected);
+        assert_eq!(e.kind, FailureKind::Rejected(ErrorKind::CantSendMessage));
         assert_eq!(e.code.as_deref(), Some("ErrorAccessDenied"));
         assert!(e.detail.contains("Access is denied."));
     }

@@ -9,7 +9,6 @@
 
 pub mod apps;
 pub mod egress;
-pub mod error;
 pub mod failure;
 pub mod gmail;
 pub mod graph;
@@ -20,7 +19,6 @@ pub mod oauth;
 pub mod provider;
 pub mod tls;
 
-pub use error::ProviderError;
 pub use failure::{FailureKind, MailError, Protocol};
 pub use mailbox::{Delivered, Mailbox, Opening, Outgoing, Providers, Secrets, TokenSource};
 pub use provider::Provider;

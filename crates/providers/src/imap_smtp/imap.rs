@@ -10,7 +10,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::connect_tcp;
-use crate::error::{Protocol, ProviderError};
+use crate::failure::{MailError, Protocol};
 use crate::{NetPolicy, egress, tls};
 use mailroom_core::account::TlsMode;
 
@@ -25,18 +25,12 @@ pub struct ImapLogin<'a> {
     pub password: &'a SecretString,
 }
 
-fn connect_err(detail: String) -> ProviderError {
-    ProviderError::Connect {
-        protocol: Protocol::Imap,
-        detail,
-    }
+fn connect_err(detail: String) -> MailError {
+    MailError::unreachable(Protocol::Imap, detail)
 }
 
 /// Connects and logs in; the whole exchange is bounded by `policy.connect_timeout`.
-pub async fn login(
-    login: &ImapLogin<'_>,
-    policy: &NetPolicy,
-) -> Result<ImapSession, ProviderError> {
+pub async fn login(login: &ImapLogin<'_>, policy: &NetPolicy) -> Result<ImapSession, MailError> {
     let deadline = policy.connect_timeout;
     match tokio::time::timeout(deadline, login_inner(login, policy)).await {
         Ok(r) => r,
@@ -50,17 +44,14 @@ pub async fn login(
 }
 
 /// Logs in and out: proves the settings and credentials work.
-pub async fn verify(login: &ImapLogin<'_>, policy: &NetPolicy) -> Result<(), ProviderError> {
+pub async fn verify(login: &ImapLogin<'_>, policy: &NetPolicy) -> Result<(), MailError> {
     let mut session = self::login(login, policy).await?;
     // A failed LOGOUT does not make the credentials wrong.
     let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
     Ok(())
 }
 
-async fn login_inner(
-    login: &ImapLogin<'_>,
-    policy: &NetPolicy,
-) -> Result<ImapSession, ProviderError> {
+async fn login_inner(login: &ImapLogin<'_>, policy: &NetPolicy) -> Result<ImapSession, MailError> {
     let addrs = egress::resolve(
         Protocol::Imap,
         login.host,
@@ -103,7 +94,7 @@ async fn login_inner(
         .map_err(|(e, _)| classify_login_error(e))
 }
 
-async fn read_greeting<T>(client: &mut Client<T>) -> Result<(), ProviderError>
+async fn read_greeting<T>(client: &mut Client<T>) -> Result<(), MailError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
 {
@@ -116,7 +107,7 @@ where
     }
 }
 
-fn classify_login_error(e: async_imap::error::Error) -> ProviderError {
+fn classify_login_error(e: async_imap::error::Error) -> MailError {
     use async_imap::error::Error;
     match e {
         Error::No(text) => {
@@ -126,26 +117,14 @@ fn classify_login_error(e: async_imap::error::Error) -> ProviderError {
                 || upper.contains("[LIMIT]")
                 || upper.contains("TOO MANY")
             {
-                ProviderError::Quota {
-                    protocol: Protocol::Imap,
-                    detail: text,
-                }
+                MailError::throttling(Protocol::Imap, text)
             } else {
-                ProviderError::Auth {
-                    protocol: Protocol::Imap,
-                    detail: text,
-                }
+                MailError::auth_failed(Protocol::Imap, text)
             }
         }
-        Error::Bad(text) => ProviderError::Auth {
-            protocol: Protocol::Imap,
-            detail: text,
-        },
+        Error::Bad(text) => MailError::auth_failed(Protocol::Imap, text),
         Error::Io(e) => connect_err(format!("connection lost during login: {e}")),
         Error::ConnectionLost => connect_err("connection lost during login".into()),
-        other => ProviderError::Protocol {
-            protocol: Protocol::Imap,
-            detail: other.to_string(),
-        },
+        other => MailError::protocol_error(Protocol::Imap, other),
     }
 }

@@ -5,7 +5,7 @@ use async_imap::types::NameAttribute;
 use futures_util::TryStreamExt as _;
 
 use super::imap::ImapSession;
-use crate::error::{Protocol, ProviderError};
+use crate::failure::{MailError, Protocol};
 use mailroom_core::email::ReplyParent;
 
 /// Names tried, in order, when no mailbox carries the SPECIAL-USE `\Sent` attribute.
@@ -22,29 +22,20 @@ const ARCHIVE_NAMES: &[&str] = &["Archive", "INBOX.Archive", "[Gmail]/All Mail"]
 /// also match a longer id, so the exact id is checked on the fetched headers.
 const MAX_HITS: usize = 5;
 
-fn imap_err(doing: &str, e: async_imap::error::Error) -> ProviderError {
+fn imap_err(doing: &str, e: async_imap::error::Error) -> MailError {
     use async_imap::error::Error;
     let detail = format!("{doing}: {e}");
     match e {
-        Error::Io(_) | Error::ConnectionLost => ProviderError::Connect {
-            protocol: Protocol::Imap,
-            detail,
-        },
+        Error::Io(_) | Error::ConnectionLost => MailError::unreachable(Protocol::Imap, detail),
         // RFC 5530 codes that say "later" rather than "never".
         Error::No(ref text)
             if ["[OVERQUOTA]", "[LIMIT]", "[INUSE]", "[UNAVAILABLE]"]
                 .iter()
                 .any(|c| text.to_ascii_uppercase().contains(c)) =>
         {
-            ProviderError::Quota {
-                protocol: Protocol::Imap,
-                detail,
-            }
+            MailError::throttling(Protocol::Imap, detail)
         }
-        _ => ProviderError::Protocol {
-            protocol: Protocol::Imap,
-            detail,
-        },
+        _ => MailError::protocol_error(Protocol::Imap, detail),
     }
 }
 
@@ -63,7 +54,7 @@ impl Folder {
     }
 }
 
-async fn folders(session: &mut ImapSession) -> Result<Vec<Folder>, ProviderError> {
+async fn folders(session: &mut ImapSession) -> Result<Vec<Folder>, MailError> {
     let names: Vec<_> = session
         .list(Some(""), Some("*"))
         .await
@@ -105,20 +96,21 @@ fn pick<'a>(
 }
 
 /// The account's Sent folder: SPECIAL-USE `\Sent` (RFC 6154), else a well-known name.
-pub async fn sent_folder(session: &mut ImapSession) -> Result<String, ProviderError> {
+pub async fn sent_folder(session: &mut ImapSession) -> Result<String, MailError> {
     let all = folders(session).await?;
     pick(&all, &NameAttribute::Sent, SENT_NAMES)
         .map(str::to_owned)
-        .ok_or_else(|| ProviderError::Protocol {
-            protocol: Protocol::Imap,
-            detail: "the account has no Sent folder (no \\Sent mailbox and none named Sent, \
-                     Sent Items or Sent Messages)"
-                .into(),
+        .ok_or_else(|| {
+            MailError::protocol_error(
+                Protocol::Imap,
+                "the account has no Sent folder (no \\Sent mailbox and none named Sent, \
+                 Sent Items or Sent Messages)",
+            )
         })
 }
 
 /// APPENDs `bytes`, unchanged, to the Sent folder, flagged `\Seen`.
-pub async fn append_sent(session: &mut ImapSession, bytes: &[u8]) -> Result<(), ProviderError> {
+pub async fn append_sent(session: &mut ImapSession, bytes: &[u8]) -> Result<(), MailError> {
     let folder = sent_folder(session).await?;
     session
         .append(&folder, Some("(\\Seen)"), None, bytes)
@@ -147,7 +139,7 @@ fn searchable_id(message_id: &str) -> Option<String> {
 pub async fn find_by_message_id(
     session: &mut ImapSession,
     message_id: &str,
-) -> Result<Option<ReplyParent>, ProviderError> {
+) -> Result<Option<ReplyParent>, MailError> {
     let Some(id) = searchable_id(message_id) else {
         return Ok(None);
     };
@@ -173,7 +165,7 @@ async fn search_folder(
     session: &mut ImapSession,
     folder: &str,
     id: &str,
-) -> Result<Option<ReplyParent>, ProviderError> {
+) -> Result<Option<ReplyParent>, MailError> {
     // EXAMINE: read-only, so looking never changes \Recent or flags.
     session
         .examine(folder)

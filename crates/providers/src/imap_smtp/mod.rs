@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::error::{Protocol, ProviderError};
+use crate::failure::{MailError, Protocol};
 
 /// Connects to the first reachable of `addrs` within `timeout`.
 pub(crate) async fn connect_tcp(
@@ -18,7 +18,7 @@ pub(crate) async fn connect_tcp(
     host: &str,
     addrs: &[SocketAddr],
     timeout: Duration,
-) -> Result<TcpStream, ProviderError> {
+) -> Result<TcpStream, MailError> {
     let attempt = async {
         let mut last = None;
         for addr in addrs {
@@ -34,16 +34,16 @@ pub(crate) async fn connect_tcp(
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(ProviderError::Connect {
+        Ok(Err(e)) => Err(MailError::unreachable(
             protocol,
-            detail: format!("cannot connect to {host} ({e})"),
-        }),
-        Err(_) => Err(ProviderError::Connect {
+            format!("cannot connect to {host} ({e})"),
+        )),
+        Err(_) => Err(MailError::unreachable(
             protocol,
-            detail: format!(
+            format!(
                 "connecting to {host} timed out after {}s",
                 timeout.as_secs()
             ),
-        }),
+        )),
     }
 }

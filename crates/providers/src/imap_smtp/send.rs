@@ -21,7 +21,7 @@
 //! its `Extension` enum knows (8BITMIME, SMTPUTF8, STARTTLS, AUTH) and the raw EHLO reply is
 //! dropped. So the first connection of an account sends our own `EHLO` (after TLS, before
 //! AUTH) and reads `SIZE n` from the reply; a message longer than `n` fails as
-//! [`SendErrorKind::TooLarge`] before any `MAIL FROM` (before even AUTH on that first
+//! [`FailureKind::TooLarge`] before any `MAIL FROM` (before even AUTH on that first
 //! connection), so a 30 MB upload is never wasted on a 10 MB server. Servers that do not
 //! advertise a limit (or lie) still answer `552` / `5.3.4` after DATA, which maps to
 //! `TooLarge` too.
@@ -49,7 +49,8 @@ use tokio::task::JoinHandle;
 
 use super::smtp::{self, SmtpLogin};
 use crate::NetPolicy;
-use crate::error::ProviderError;
+use crate::failure::{FailureKind, MailError, Protocol};
+use mailroom_core::ErrorKind;
 use mailroom_core::account::TlsMode;
 
 /// How long an idle connection is kept (lettre's pool kept them as long); servers close idle
@@ -70,106 +71,26 @@ pub struct SmtpSent {
     pub response: String,
 }
 
-/// Why a send failed, as the outbox acts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendErrorKind {
-    /// 4xx, connection, TLS, timeout: try again later.
-    Transient,
-    /// The server refused the credentials (530 / 534 / 535): the account needs a reconnect.
-    Auth,
-    /// A recipient does not exist or is refused (5.1.1, 5.1.2, 5.1.3, 5.1.10, mailbox full).
-    RecipientRejected,
-    /// The user may not send as this address (5.1.7, 5.1.8, "not owned", "send as").
-    SenderRejected,
-    /// Over the server's size limit (SIZE, 552, 5.3.4).
-    TooLarge,
-    /// Any other permanent refusal.
-    Rejected,
+const TRANSIENT: FailureKind = FailureKind::Transient { retry_after: None };
+
+/// A failed send, with what went wrong in `detail`.
+fn failure(kind: FailureKind, detail: impl Into<String>) -> MailError {
+    MailError::new(Protocol::Smtp, kind, detail)
 }
 
-impl fmt::Display for SendErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SendErrorKind::Transient => "temporary SMTP failure",
-            SendErrorKind::Auth => "SMTP authentication failed",
-            SendErrorKind::RecipientRejected => "recipient rejected",
-            SendErrorKind::SenderRejected => "sender rejected",
-            SendErrorKind::TooLarge => "message too large",
-            SendErrorKind::Rejected => "message rejected",
-        })
+/// A failure to open a connection of the pool. The egress guard's refusal fails the send as
+/// a refused message (`CantSendMessage`), as it always did here.
+fn opening(mut e: MailError) -> MailError {
+    if let FailureKind::Rejected(_) = e.kind {
+        e.kind = FailureKind::Rejected(ErrorKind::CantSendMessage);
     }
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{kind}: {detail}")]
-pub struct SendError {
-    kind: SendErrorKind,
-    code: Option<String>,
-    detail: String,
-    quota: bool,
-}
-
-impl SendError {
-    fn new(kind: SendErrorKind, detail: impl Into<String>) -> Self {
-        Self {
-            kind,
-            code: None,
-            detail: detail.into(),
-            quota: false,
-        }
-    }
-
-    pub fn kind(&self) -> SendErrorKind {
-        self.kind
-    }
-
-    /// The server's reply code with its enhanced status code when it gave one
-    /// (`550 5.1.1`, `451`); `None` when the failure was not a reply.
-    pub fn code(&self) -> Option<&str> {
-        self.code.as_deref()
-    }
-
-    /// The server's reply (`550 5.1.1 <bob@example.com>: Recipient address rejected: …`), or
-    /// what went wrong when there was no reply; fit for the API's `detail`.
-    pub fn detail(&self) -> &str {
-        &self.detail
-    }
-
-    pub fn is_transient(&self) -> bool {
-        self.kind == SendErrorKind::Transient
-    }
-
-    pub fn is_auth(&self) -> bool {
-        self.kind == SendErrorKind::Auth
-    }
-
-    /// The server throttles us (a 4xx that speaks of rates or too many of something).
-    pub fn is_quota(&self) -> bool {
-        self.quota
-    }
-}
-
-impl From<ProviderError> for SendError {
-    fn from(e: ProviderError) -> Self {
-        let kind = match &e {
-            ProviderError::Connect { .. } | ProviderError::Quota { .. } => SendErrorKind::Transient,
-            ProviderError::Auth { .. } => SendErrorKind::Auth,
-            // The egress guard's verdict does not change by retrying.
-            ProviderError::Forbidden { .. } | ProviderError::Protocol { .. } => {
-                SendErrorKind::Rejected
-            }
-        };
-        SendError {
-            quota: e.is_quota(),
-            ..SendError::new(kind, e.to_string())
-        }
-    }
+    e
 }
 
 /// Classifies a lettre error: a server reply by its codes and text, anything else by what
 /// failed. Unknown failures are transient: retrying a permanent one only delays the verdict,
 /// while giving up on a transient one loses the mail.
-pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
+pub fn classify(e: &lettre::transport::smtp::Error) -> MailError {
     let text = std::error::Error::source(e)
         .map(|s| s.to_string())
         .unwrap_or_default();
@@ -183,41 +104,54 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
         // No shared mechanism is the server's configuration, not a wrong password: refuse
         // the send without marking the account's credentials bad.
         if lower.contains("authentication mechanism") {
-            return SendError::new(SendErrorKind::Rejected, format!("SMTP: {text}"));
+            return MailError::rejected(
+                Protocol::Smtp,
+                ErrorKind::CantSendMessage,
+                format!("SMTP: {text}"),
+            );
         }
         if lower.contains("8bitmime") || lower.contains("smtputf8") {
-            return SendError::new(SendErrorKind::Rejected, format!("SMTP: {text}"));
+            return MailError::rejected(
+                Protocol::Smtp,
+                ErrorKind::CantSendMessage,
+                format!("SMTP: {text}"),
+            );
         }
     }
-    SendError::new(SendErrorKind::Transient, format!("SMTP: {e}"))
+    failure(TRANSIENT, format!("SMTP: {e}"))
 }
 
-/// Classifies a negative reply (`code` 4xx or 5xx, `text` the reply lines joined).
-pub fn classify_reply(code: u16, text: &str) -> SendError {
+/// Classifies a negative reply (`code` 4xx or 5xx, `text` the reply lines joined). `code`
+/// of the failure is the reply code with its enhanced status code when it gave one
+/// (`550 5.1.1`, `451`); `detail` the server's reply (`550 5.1.1 <bob@example.com>: Recipient
+/// address rejected: …`).
+pub fn classify_reply(code: u16, text: &str) -> MailError {
     let enhanced = enhanced_code(code, text);
     let lower = text.to_ascii_lowercase();
-    let kind = reply_kind(code, enhanced, &lower);
-    SendError {
-        kind,
-        code: Some(match enhanced {
-            Some(x) => format!("{code} {x}"),
-            None => code.to_string(),
-        }),
-        detail: if text.is_empty() {
-            code.to_string()
-        } else {
-            format!("{code} {text}")
-        },
-        quota: kind == SendErrorKind::Transient
-            && matches!(code, 421 | 450 | 451 | 452)
-            && speaks_of_throttling(&lower),
+    let mut kind = reply_kind(code, enhanced, &lower);
+    // The server throttles us: a 4xx that speaks of rates or too many of something.
+    if kind == TRANSIENT && matches!(code, 421 | 450 | 451 | 452) && speaks_of_throttling(&lower) {
+        kind = FailureKind::Quota { retry_after: None };
     }
+    let detail = if text.is_empty() {
+        code.to_string()
+    } else {
+        format!("{code} {text}")
+    };
+    failure(kind, detail).with_code(match enhanced {
+        Some(x) => format!("{code} {x}"),
+        None => code.to_string(),
+    })
 }
 
-fn reply_kind(code: u16, enhanced: Option<&str>, lower: &str) -> SendErrorKind {
-    use SendErrorKind::*;
+fn reply_kind(code: u16, enhanced: Option<&str>, lower: &str) -> FailureKind {
+    const AUTH: FailureKind = FailureKind::Auth;
+    const RECIPIENT_REJECTED: FailureKind = FailureKind::Rejected(ErrorKind::RecipientRejected);
+    const SENDER_REJECTED: FailureKind = FailureKind::Rejected(ErrorKind::SendAsDenied);
+    const TOO_LARGE: FailureKind = FailureKind::TooLarge;
+    const REJECTED: FailureKind = FailureKind::Rejected(ErrorKind::CantSendMessage);
     if code < 500 {
-        return Transient;
+        return TRANSIENT;
     }
     // RFC 4954: 530 authentication required, 534 mechanism too weak, 535 bad credentials;
     // 5.7.8 / 5.7.9 say the same in enhanced codes, and Microsoft answers 5.7.30 / 5.7.139
@@ -225,17 +159,17 @@ fn reply_kind(code: u16, enhanced: Option<&str>, lower: &str) -> SendErrorKind {
     if matches!(code, 530 | 534 | 535)
         || matches!(enhanced, Some("5.7.8" | "5.7.9" | "5.7.30" | "5.7.139"))
     {
-        return Auth;
+        return AUTH;
     }
     // RFC 3463 address statuses name the side that is wrong without any doubt.
     match enhanced {
-        Some("5.1.1" | "5.1.2" | "5.1.3" | "5.1.10" | "5.1.6") => return RecipientRejected,
-        Some("5.1.7" | "5.1.8") => return SenderRejected,
+        Some("5.1.1" | "5.1.2" | "5.1.3" | "5.1.10" | "5.1.6") => return RECIPIENT_REJECTED,
+        Some("5.1.7" | "5.1.8") => return SENDER_REJECTED,
         // Microsoft's "SendAsDenied".
-        Some("5.7.60") => return SenderRejected,
+        Some("5.7.60") => return SENDER_REJECTED,
         // 552 5.2.2 is a full mailbox: the recipient cannot take it, the message is fine.
-        Some("5.2.2") => return RecipientRejected,
-        Some("5.3.4" | "5.2.3") => return TooLarge,
+        Some("5.2.2") => return RECIPIENT_REJECTED,
+        Some("5.3.4" | "5.2.3") => return TOO_LARGE,
         _ => {}
     }
     if code == 552
@@ -243,7 +177,7 @@ fn reply_kind(code: u16, enhanced: Option<&str>, lower: &str) -> SendErrorKind {
         || lower.contains("too large")
         || lower.contains("too big")
     {
-        return TooLarge;
+        return TOO_LARGE;
     }
     // The text decides; whichever side it names first wins, because Postfix evaluates sender
     // restrictions at RCPT time ("<bob@x>: Sender address rejected: not owned by user …").
@@ -258,10 +192,10 @@ fn reply_kind(code: u16, enhanced: Option<&str>, lower: &str) -> SendErrorKind {
     ];
     let first = |words: &[&str]| words.iter().filter_map(|w| lower.find(w)).min();
     match (first(SENDER), first(RECIPIENT)) {
-        (Some(s), Some(r)) if s < r => SenderRejected,
-        (Some(_), None) => SenderRejected,
-        (_, Some(_)) => RecipientRejected,
-        (None, None) => Rejected,
+        (Some(s), Some(r)) if s < r => SENDER_REJECTED,
+        (Some(_), None) => SENDER_REJECTED,
+        (_, Some(_)) => RECIPIENT_REJECTED,
+        (None, None) => REJECTED,
     }
 }
 
@@ -354,11 +288,11 @@ impl Account {
         }
     }
 
-    fn too_large(&self, len: usize, host: &str) -> Option<SendError> {
+    fn too_large(&self, len: usize, host: &str) -> Option<MailError> {
         let limit = (*self.size_limit.get()?)?;
         (len as u64 > limit).then(|| {
-            SendError::new(
-                SendErrorKind::TooLarge,
+            failure(
+                FailureKind::TooLarge,
                 format!("the message is {len} bytes and {host} accepts at most {limit} (SIZE)"),
             )
         })
@@ -401,10 +335,10 @@ impl Account {
         envelope: &Envelope,
         bytes: &[u8],
         open: F,
-    ) -> Result<Response, SendError>
+    ) -> Result<Response, MailError>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<AsyncSmtpConnection, SendError>>,
+        Fut: Future<Output = Result<AsyncSmtpConnection, MailError>>,
     {
         let _permit = self
             .in_flight
@@ -458,10 +392,10 @@ impl Account {
         login: &SmtpLogin<'_>,
         policy: &NetPolicy,
         open: &F,
-    ) -> Result<Conn, SendError>
+    ) -> Result<Conn, MailError>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<AsyncSmtpConnection, SendError>>,
+        Fut: Future<Output = Result<AsyncSmtpConnection, MailError>>,
     {
         let work = async {
             let mut smtp = open().await?;
@@ -480,8 +414,8 @@ impl Account {
         };
         match tokio::time::timeout(policy.connect_timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(SendError::new(
-                SendErrorKind::Transient,
+            Err(_) => Err(failure(
+                TRANSIENT,
                 format!(
                     "{}:{} did not complete the SMTP handshake within {}s",
                     login.host,
@@ -517,9 +451,9 @@ fn quit_all(conns: Vec<Conn>) {
 /// Why a send's exchange failed.
 enum Failure {
     /// A parked connection failed before the server could have taken anything of the message.
-    Stale(SendError),
+    Stale(MailError),
     /// The send fails; `quit` when the server answered, so the session can still be closed.
-    Failed { error: SendError, quit: bool },
+    Failed { error: MailError, quit: bool },
 }
 
 /// A connection that is gone answers without a reply, or with 421 (closing).
@@ -550,8 +484,8 @@ async fn transact(
         }
     };
     let silent = |command: &str| {
-        let error = SendError::new(
-            SendErrorKind::Transient,
+        let error = failure(
+            TRANSIENT,
             format!(
                 "SMTP: {} did not answer {command} within {}s",
                 login.host,
@@ -610,7 +544,7 @@ fn mail_options(
     smtp: &AsyncSmtpConnection,
     envelope: &Envelope,
     payload: &[u8],
-) -> Result<Vec<MailParameter>, SendError> {
+) -> Result<Vec<MailParameter>, MailError> {
     let info = smtp.server_info();
     let mut options = Vec::new();
     let non_ascii_address = envelope
@@ -620,8 +554,9 @@ fn mail_options(
         .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
     if non_ascii_address {
         if !info.supports_feature(Extension::SmtpUtfEight) {
-            return Err(SendError::new(
-                SendErrorKind::Rejected,
+            return Err(MailError::rejected(
+                Protocol::Smtp,
+                ErrorKind::CantSendMessage,
                 "SMTP: Envelope contains non-ascii chars but server does not support SMTPUTF8",
             ));
         }
@@ -629,8 +564,9 @@ fn mail_options(
     }
     if !payload.is_ascii() {
         if !info.supports_feature(Extension::EightBitMime) {
-            return Err(SendError::new(
-                SendErrorKind::Rejected,
+            return Err(MailError::rejected(
+                Protocol::Smtp,
+                ErrorKind::CantSendMessage,
                 "SMTP: Message contains non-ascii chars but server does not support 8BITMIME",
             ));
         }
@@ -754,7 +690,7 @@ impl SmtpPool {
         envelope_from: &str,
         envelope_to: &[String],
         bytes: &[u8],
-    ) -> Result<SmtpSent, SendError> {
+    ) -> Result<SmtpSent, MailError> {
         let envelope = envelope(envelope_from, envelope_to)?;
         let account = self.account(key, login);
         if let Some(e) = account.too_large(bytes.len(), login.host) {
@@ -790,38 +726,36 @@ async fn reap(pool: Weak<Inner>) {
     }
 }
 
-fn envelope(from: &str, to: &[String]) -> Result<Envelope, SendError> {
+fn envelope(from: &str, to: &[String]) -> Result<Envelope, MailError> {
+    let recipient_rejected =
+        |detail: String| MailError::rejected(Protocol::Smtp, ErrorKind::RecipientRejected, detail);
     let from: Address = from.parse().map_err(|e| {
-        SendError::new(
-            SendErrorKind::SenderRejected,
+        MailError::rejected(
+            Protocol::Smtp,
+            ErrorKind::SendAsDenied,
             format!("invalid envelope sender {from:?}: {e}"),
         )
     })?;
     let to = to
         .iter()
         .map(|a| {
-            a.parse::<Address>().map_err(|e| {
-                SendError::new(
-                    SendErrorKind::RecipientRejected,
-                    format!("invalid recipient {a:?}: {e}"),
-                )
-            })
+            a.parse::<Address>()
+                .map_err(|e| recipient_rejected(format!("invalid recipient {a:?}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Envelope::new(Some(from), to)
-        .map_err(|e| SendError::new(SendErrorKind::RecipientRejected, format!("envelope: {e}")))
+    Envelope::new(Some(from), to).map_err(|e| recipient_rejected(format!("envelope: {e}")))
 }
 
 /// Opens a connection of the pool: our own TCP stream (TCP_NODELAY), TLS, greeting and EHLO.
 async fn open_connection(
     login: &SmtpLogin<'_>,
     policy: &NetPolicy,
-) -> Result<AsyncSmtpConnection, SendError> {
-    let tcp = smtp::open_stream(login, policy).await?;
+) -> Result<AsyncSmtpConnection, MailError> {
+    let tcp = smtp::open_stream(login, policy).await.map_err(opening)?;
     let hello = ClientId::default();
     match login.tls {
         TlsMode::Starttls => {
-            let params = smtp::tls_parameters(login.host, policy)?;
+            let params = smtp::tls_parameters(login.host, policy).map_err(opening)?;
             let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
                 .await
                 .map_err(|e| classify(&e))?;
@@ -831,7 +765,9 @@ async fn open_connection(
             Ok(conn)
         }
         TlsMode::Implicit => {
-            let tls = smtp::implicit_tls(tcp, login.host, policy).await?;
+            let tls = smtp::implicit_tls(tcp, login.host, policy)
+                .await
+                .map_err(opening)?;
             AsyncSmtpConnection::connect_with_transport(Box::new(tls), &hello)
                 .await
                 .map_err(|e| classify(&e))
@@ -855,73 +791,82 @@ fn size_from_ehlo<'a>(lines: impl Iterator<Item = &'a str>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use SendErrorKind::*;
 
-    fn kind(code: u16, text: &str) -> SendErrorKind {
-        classify_reply(code, text).kind()
+    const AUTH: FailureKind = FailureKind::Auth;
+    const QUOTA: FailureKind = FailureKind::Quota { retry_after: None };
+    const RECIPIENT_REJECTED: FailureKind = FailureKind::Rejected(ErrorKind::RecipientRejected);
+    const SENDER_REJECTED: FailureKind = FailureKind::Rejected(ErrorKind::SendAsDenied);
+    const TOO_LARGE: FailureKind = FailureKind::TooLarge;
+    const REJECTED: FailureKind = FailureKind::Rejected(ErrorKind::CantSendMessage);
+
+    fn kind(code: u16, text: &str) -> FailureKind {
+        classify_reply(code, text).kind
     }
 
     #[test]
     fn replies_are_classified() {
-        assert_eq!(kind(451, "4.3.0 Error: queue file write error"), Transient);
-        assert_eq!(kind(421, "4.7.0 Too many connections"), Transient);
-        assert_eq!(kind(535, "5.7.8 Error: authentication failed"), Auth);
-        assert_eq!(kind(530, "5.7.0 Authentication required"), Auth);
+        assert_eq!(kind(451, "4.3.0 Error: queue file write error"), TRANSIENT);
+        assert_eq!(kind(421, "4.7.0 Too many connections"), QUOTA);
+        assert_eq!(kind(535, "5.7.8 Error: authentication failed"), AUTH);
+        assert_eq!(kind(530, "5.7.0 Authentication required"), AUTH);
         assert_eq!(
             kind(
                 550,
                 "5.7.139 Authentication unsuccessful, basic auth disabled"
             ),
-            Auth
+            AUTH
         );
         assert_eq!(
             kind(
                 550,
                 "5.1.1 <bob@example.test>: Recipient address rejected: User unknown in virtual mailbox table"
             ),
-            RecipientRejected
+            RECIPIENT_REJECTED
         );
-        assert_eq!(kind(550, "No such user here"), RecipientRejected);
+        assert_eq!(kind(550, "No such user here"), RECIPIENT_REJECTED);
         assert_eq!(
             kind(550, "5.1.10 RESOLVER.ADR.RecipientNotFound"),
-            RecipientRejected
+            RECIPIENT_REJECTED
         );
         assert_eq!(
             kind(
                 553,
                 "5.7.1 <eve@example.test>: Sender address rejected: not owned by user u@example.test"
             ),
-            SenderRejected
+            SENDER_REJECTED
         );
         assert_eq!(
             kind(
                 550,
                 "5.7.60 SMTP; Client does not have permissions to send as this sender"
             ),
-            SenderRejected
+            SENDER_REJECTED
         );
         assert_eq!(
             kind(553, "5.1.8 Domain of sender address does not exist"),
-            SenderRejected
+            SENDER_REJECTED
         );
         assert_eq!(
             kind(552, "5.3.4 Message size exceeds fixed maximum message size"),
-            TooLarge
+            TOO_LARGE
         );
-        assert_eq!(kind(552, "Too much mail data"), TooLarge);
-        assert_eq!(kind(552, "5.2.2 Mailbox full"), RecipientRejected);
-        assert_eq!(kind(554, "5.7.1 Message rejected as spam"), Rejected);
-        assert_eq!(kind(550, ""), Rejected);
+        assert_eq!(kind(552, "Too much mail data"), TOO_LARGE);
+        assert_eq!(kind(552, "5.2.2 Mailbox full"), RECIPIENT_REJECTED);
+        assert_eq!(kind(554, "5.7.1 Message rejected as spam"), REJECTED);
+        assert_eq!(kind(550, ""), REJECTED);
     }
 
     #[test]
     fn codes_details_and_quota() {
         let e = classify_reply(550, "5.1.1 <bob@example.test>: User unknown");
-        assert_eq!(e.code(), Some("550 5.1.1"));
+        assert_eq!(e.code.as_deref(), Some("550 5.1.1"));
         assert_eq!(e.detail(), "550 5.1.1 <bob@example.test>: User unknown");
         assert!(!e.is_transient() && !e.is_quota());
         // An enhanced code of another class is not taken as the reply's.
-        assert_eq!(classify_reply(550, "4.1.1 odd").code(), Some("550"));
+        assert_eq!(
+            classify_reply(550, "4.1.1 odd").code.as_deref(),
+            Some("550")
+        );
         let q = classify_reply(421, "4.7.0 Too many connections from your host");
         assert!(q.is_transient() && q.is_quota(), "{q}");
         let r = classify_reply(450, "4.7.1 Rate limit exceeded, try later");
@@ -952,11 +897,11 @@ mod tests {
     #[test]
     fn envelope_addresses_are_checked() {
         let e = envelope("not an address", &["a@example.test".into()]).unwrap_err();
-        assert_eq!(e.kind(), SenderRejected);
+        assert_eq!(e.kind, SENDER_REJECTED);
         let e = envelope("a@example.test", &["bad".into()]).unwrap_err();
-        assert_eq!(e.kind(), RecipientRejected);
+        assert_eq!(e.kind, RECIPIENT_REJECTED);
         let e = envelope("a@example.test", &[]).unwrap_err();
-        assert_eq!(e.kind(), RecipientRejected);
+        assert_eq!(e.kind, RECIPIENT_REJECTED);
         assert!(envelope("a@example.test", &["b@example.test".into()]).is_ok());
     }
 
@@ -1114,7 +1059,7 @@ mod tests {
         account: &Account,
         addr: SocketAddr,
         bytes: &[u8],
-    ) -> Result<Response, SendError> {
+    ) -> Result<Response, MailError> {
         let password = SecretString::from("pw".to_owned());
         let env = envelope("u@example.test", &["bob@example.test".into()]).unwrap();
         let open = || async move {
@@ -1151,7 +1096,7 @@ mod tests {
         let account = Account::new(3);
         let big = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(2_000));
         let e = deliver(&account, addr, big.as_bytes()).await.unwrap_err();
-        assert_eq!(e.kind(), TooLarge, "{e}");
+        assert_eq!(e.kind, TOO_LARGE, "{e}");
         assert!(e.detail().contains("1000"), "{e}");
         assert_eq!(s.auths.load(Ordering::SeqCst), 0);
         assert_eq!(s.mails.load(Ordering::SeqCst), 0);
@@ -1208,7 +1153,7 @@ mod tests {
             .deliver(&login(addr.port(), &password), &net(), &env, SMALL, open)
             .await
             .unwrap_err();
-        assert_eq!(e.kind(), Rejected, "{e}");
+        assert_eq!(e.kind, REJECTED, "{e}");
         assert!(e.detail().contains("SMTPUTF8"), "{e}");
         assert_eq!(s.mails.load(Ordering::SeqCst), 0);
         assert!(lock(&account.idle).is_empty());

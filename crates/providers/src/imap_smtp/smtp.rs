@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::error::{Protocol, ProviderError};
+use crate::failure::{MailError, Protocol};
 use crate::{NetPolicy, egress, tls};
 use mailroom_core::account::TlsMode;
 
@@ -37,7 +37,7 @@ pub async fn transport(
     login: &SmtpLogin<'_>,
     policy: &NetPolicy,
     pool_size: u32,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, ProviderError> {
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
     let addrs = egress::resolve(
         Protocol::Smtp,
         login.host,
@@ -67,10 +67,7 @@ pub async fn transport(
 }
 
 /// lettre's TLS settings for `host` (STARTTLS upgrades go through lettre).
-pub(crate) fn tls_parameters(
-    host: &str,
-    policy: &NetPolicy,
-) -> Result<TlsParameters, ProviderError> {
+pub(crate) fn tls_parameters(host: &str, policy: &NetPolicy) -> Result<TlsParameters, MailError> {
     TlsParameters::builder(host.to_owned())
         .dangerous_accept_invalid_certs(policy.tls_insecure_skip_verify)
         .build_rustls()
@@ -84,7 +81,7 @@ pub(crate) fn tls_parameters(
 pub(crate) async fn open_stream(
     login: &SmtpLogin<'_>,
     policy: &NetPolicy,
-) -> Result<TcpStream, ProviderError> {
+) -> Result<TcpStream, MailError> {
     let addrs = egress::resolve(
         Protocol::Smtp,
         login.host,
@@ -102,7 +99,7 @@ pub(crate) async fn implicit_tls(
     tcp: TcpStream,
     host: &str,
     policy: &NetPolicy,
-) -> Result<TlsTcpStream, ProviderError> {
+) -> Result<TlsTcpStream, MailError> {
     let server_name = ServerName::try_from(host.to_owned())
         .map_err(|_| connect_err(format!("{host} is not a valid TLS server name")))?;
     let connector = TlsConnector::from(tls::client_config(policy.tls_insecure_skip_verify));
@@ -165,7 +162,7 @@ impl AsyncTokioStream for TlsTcpStream {
 }
 
 /// Connects, authenticates and quits: proves the settings and credentials work.
-pub async fn verify(login: &SmtpLogin<'_>, policy: &NetPolicy) -> Result<(), ProviderError> {
+pub async fn verify(login: &SmtpLogin<'_>, policy: &NetPolicy) -> Result<(), MailError> {
     let deadline = policy.connect_timeout;
     let work = async {
         let transport = transport(login, policy, 1).await?;
@@ -186,39 +183,24 @@ pub async fn verify(login: &SmtpLogin<'_>, policy: &NetPolicy) -> Result<(), Pro
     }
 }
 
-fn connect_err(detail: String) -> ProviderError {
-    ProviderError::Connect {
-        protocol: Protocol::Smtp,
-        detail,
-    }
+fn connect_err(detail: String) -> MailError {
+    MailError::unreachable(Protocol::Smtp, detail)
 }
 
 /// Classifies a lettre error by the server's reply code (RFC 5321 / 4954).
-pub fn classify(e: &lettre::transport::smtp::Error, host: &str) -> ProviderError {
+pub fn classify(e: &lettre::transport::smtp::Error, host: &str) -> MailError {
     let code = e.status().map(|c| c.to_string());
     let detail = format!("{host}: {e}");
     match code.as_deref() {
         // 535 bad credentials, 534 mechanism too weak, 530 auth required, 454 temp auth failure
-        Some("535") | Some("534") | Some("530") => ProviderError::Auth {
-            protocol: Protocol::Smtp,
-            detail,
-        },
+        Some("535") | Some("534") | Some("530") => MailError::auth_failed(Protocol::Smtp, detail),
         Some("421") | Some("450") | Some("451") | Some("452") | Some("454") => {
-            ProviderError::Quota {
-                protocol: Protocol::Smtp,
-                detail,
-            }
+            MailError::throttling(Protocol::Smtp, detail)
         }
-        Some(_) if e.is_permanent() => ProviderError::Protocol {
-            protocol: Protocol::Smtp,
-            detail,
-        },
+        Some(_) if e.is_permanent() => MailError::protocol_error(Protocol::Smtp, detail),
         _ if e.is_tls() || e.is_timeout() || e.is_transport_shutdown() || e.status().is_none() => {
             connect_err(detail)
         }
-        _ => ProviderError::Protocol {
-            protocol: Protocol::Smtp,
-            detail,
-        },
+        _ => MailError::protocol_error(Protocol::Smtp, detail),
     }
 }

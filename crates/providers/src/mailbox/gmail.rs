@@ -9,7 +9,7 @@ use mailroom_core::account::AccountMode;
 use mailroom_core::email::ReplyParent;
 
 use super::{Delivered, Outgoing, TokenSource, bcc_of, with_token};
-use crate::failure::{MailError, Protocol};
+use crate::failure::MailError;
 use crate::gmail::GmailClient;
 
 pub struct GmailMailbox {
@@ -17,10 +17,6 @@ pub struct GmailMailbox {
     tokens: Arc<dyn TokenSource>,
     mode: AccountMode,
     slots: Arc<Semaphore>,
-}
-
-fn err(e: crate::http_api::HttpApiError) -> MailError {
-    MailError::from_http(Protocol::Gmail, e)
 }
 
 impl GmailMailbox {
@@ -55,15 +51,13 @@ impl GmailMailbox {
                     Some(p) => self
                         .client
                         .find_by_message_id(&token, &p.bracketed())
-                        .await
-                        .map_err(err)?
+                        .await?
                         .map(|r| r.thread_id),
                     None => None,
                 };
                 self.client
                     .send(&token, msg.raw, bcc, thread.as_deref())
                     .await
-                    .map_err(err)
             }
         })
         .await?;
@@ -89,7 +83,6 @@ impl GmailMailbox {
             self.client
                 .find_by_message_id(&token, &id.bracketed())
                 .await
-                .map_err(err)
         })
         .await?;
         Ok(found.and_then(|r| r.reply_parent()))

@@ -9,7 +9,7 @@ use mailroom_core::account::AccountMode;
 use mailroom_core::email::ReplyParent;
 
 use super::{Delivered, Outgoing, TokenSource, bcc_of, with_token};
-use crate::failure::{MailError, Protocol};
+use crate::failure::MailError;
 use crate::graph::GraphClient;
 
 pub struct GraphMailbox {
@@ -17,10 +17,6 @@ pub struct GraphMailbox {
     tokens: Arc<dyn TokenSource>,
     mode: AccountMode,
     slots: Arc<Semaphore>,
-}
-
-fn err(e: crate::http_api::HttpApiError) -> MailError {
-    MailError::from_http(Protocol::Graph, e)
 }
 
 impl GraphMailbox {
@@ -49,12 +45,7 @@ impl GraphMailbox {
         let parent = msg.parent.map(MessageId::bracketed);
         with_token(self.tokens.as_ref(), |token| {
             let (bcc, parent) = (&bcc, parent.as_deref());
-            async move {
-                self.client
-                    .send_mime(&token, msg.raw, bcc, parent)
-                    .await
-                    .map_err(err)
-            }
+            async move { self.client.send_mime(&token, msg.raw, bcc, parent).await }
         })
         .await?;
         // Graph's sendMail answers no id; the Message-ID names the message.
@@ -83,7 +74,6 @@ impl GraphMailbox {
             self.client
                 .find_by_internet_message_id(&token, &id.bracketed())
                 .await
-                .map_err(err)
         })
         .await?;
         Ok(found.map(|_| bare))

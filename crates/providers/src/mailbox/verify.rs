@@ -62,7 +62,7 @@ impl Providers {
                     smtp::verify(&smtp_login, net)
                 );
                 // IMAP is reported first: it is what people most often get wrong.
-                i.and(s).map_err(MailError::from)?;
+                i.and(s)?;
                 Ok(Verified {
                     account_type: AccountType::Mail,
                     name: settings.imap_user.clone(),
@@ -128,15 +128,13 @@ impl Providers {
             (IdP::Google, AccountMode::Full) => {
                 let p = GmailClient::new(http, app.api_base.clone())
                     .profile(&tokens.access_token)
-                    .await
-                    .map_err(|e| MailError::from_http(Protocol::Gmail, e))?;
+                    .await?;
                 (p.email_address.clone(), p.email_address)
             }
             (IdP::Microsoft, _) => {
                 let me = GraphClient::new(http, app.api_base.clone())
                     .me(&tokens.access_token)
-                    .await
-                    .map_err(|e| MailError::from_http(Protocol::Graph, e))?;
+                    .await?;
                 let email = me
                     .mail
                     .clone()

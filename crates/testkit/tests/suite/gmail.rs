@@ -9,8 +9,9 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
+use mailroom_core::ErrorKind;
+use mailroom_providers::FailureKind;
 use mailroom_providers::gmail::{self, GmailClient, SEND_MAX_SIZE};
-use mailroom_providers::http_api::HttpErrorKind;
 use mailroom_providers::oauth::{self, IdP, OAuthApp, OAuthErrorKind, Pkce};
 use mailroom_testkit::fakes::Fault;
 use mailroom_testkit::fakes::google::{
@@ -114,7 +115,7 @@ async fn profile_needs_a_scope_that_allows_it() {
     let send_only = SecretString::from(g.issue_tokens(&[SEND]).access_token);
     let e = client.profile(&send_only).await.unwrap_err();
     assert_eq!(e.status, Some(403));
-    assert_eq!(e.kind, HttpErrorKind::Rejected);
+    assert_eq!(e.kind, FailureKind::Rejected(ErrorKind::CantSendMessage));
     assert_eq!(e.code.as_deref(), Some("insufficientPermissions"));
 }
 
@@ -166,7 +167,7 @@ async fn over_35_mib_is_refused_locally_and_by_the_fake() {
     assert!(raw.len() > SEND_MAX_SIZE, "{}", raw.len());
     let before = g.gmail_request_count();
     let e = client.send(&t, &raw, &[], None).await.unwrap_err();
-    assert_eq!(e.kind, HttpErrorKind::TooLarge);
+    assert_eq!(e.kind, FailureKind::TooLarge);
     assert_eq!(e.status, None);
     assert_eq!(g.gmail_request_count(), before, "nothing may be sent");
     // One byte under the limit after a Bcc header is added still counts the header.
@@ -175,7 +176,7 @@ async fn over_35_mib_is_refused_locally_and_by_the_fake() {
         .send(&t, &exact, &["someone@example.org".into()], None)
         .await
         .unwrap_err();
-    assert_eq!(e.kind, HttpErrorKind::TooLarge);
+    assert_eq!(e.kind, FailureKind::TooLarge);
 
     // Sent anyway, the fake refuses it like Google: 413 on the media upload…
     let mut upload = g
@@ -198,7 +199,7 @@ async fn over_35_mib_is_refused_locally_and_by_the_fake() {
     assert_eq!(v["error"]["errors"][0]["reason"], "uploadTooLarge");
     assert_eq!(
         gmail::classify(status, &headers, &body).kind,
-        HttpErrorKind::TooLarge
+        FailureKind::TooLarge
     );
     // …413 when a resumable session announces it…
     let mut start = g
@@ -232,7 +233,7 @@ async fn over_35_mib_is_refused_locally_and_by_the_fake() {
     assert!(String::from_utf8_lossy(&body).contains("Request payload size exceeds the limit"));
     assert_eq!(
         gmail::classify(status, &headers, &body).kind,
-        HttpErrorKind::TooLarge
+        FailureKind::TooLarge
     );
     assert!(g.sent_messages().is_empty());
 }
@@ -425,20 +426,20 @@ async fn refused_and_expired_tokens_are_auth_errors() {
     let (_, raw) = message("bob@example.org", "Auth", "");
     let bogus = SecretString::from("ya29.not-a-token".to_owned());
     let e = client.send(&bogus, &raw, &[], None).await.unwrap_err();
-    assert_eq!(e.kind, HttpErrorKind::Auth);
+    assert_eq!(e.kind, FailureKind::Auth);
     assert_eq!(e.status, Some(401));
     assert_eq!(e.code.as_deref(), Some("authError"));
     client.profile(&t).await.unwrap();
     g.expire_access_tokens();
     assert_eq!(
         client.profile(&t).await.unwrap_err().kind,
-        HttpErrorKind::Auth
+        FailureKind::Auth
     );
     // A 6 MB upload is refused at the session start, before any bytes move.
     let (_, big) = with_attachment("bob@example.org", "Big", 4_600_000);
     assert_eq!(
         client.send(&t, &big, &[], None).await.unwrap_err().kind,
-        HttpErrorKind::Auth
+        FailureKind::Auth
     );
     assert!(g.sent_messages().is_empty());
 }
@@ -454,20 +455,22 @@ async fn throttling_and_server_errors_are_retryable() {
         1,
     );
     let e = client.send(&t, &raw, &[], None).await.unwrap_err();
-    assert_eq!(e.kind, HttpErrorKind::Throttled);
+    assert!(matches!(e.kind, FailureKind::Quota { .. }));
     assert_eq!(e.status, Some(429));
-    assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
     assert!(e.is_transient() && e.is_quota());
 
     g.inject(Fault::RateLimit403, 1);
     let e = client.send(&t, &raw, &[], None).await.unwrap_err();
-    assert_eq!((e.kind, e.status), (HttpErrorKind::Throttled, Some(403)));
+    assert!(e.is_quota(), "{e}");
+    assert_eq!(e.status, Some(403));
     assert_eq!(e.code.as_deref(), Some("rateLimitExceeded"));
 
     g.inject(Fault::ServerError, 2);
     for _ in 0..2 {
         let e = client.send(&t, &raw, &[], None).await.unwrap_err();
-        assert_eq!((e.kind, e.status), (HttpErrorKind::Transient, Some(500)));
+        assert!(matches!(e.kind, FailureKind::Transient { .. }), "{e}");
+        assert_eq!(e.status, Some(500));
         assert_eq!(e.code.as_deref(), Some("backendError"));
     }
     assert!(g.sent_messages().is_empty());
@@ -479,7 +482,7 @@ async fn throttling_and_server_errors_are_retryable() {
     let impatient = GmailClient::new(http(), g.base_url()).with_timeout(Duration::from_millis(300));
     g.inject(Fault::Latency(Duration::from_secs(5)), 1);
     let e = impatient.profile(&t).await.unwrap_err();
-    assert_eq!(e.kind, HttpErrorKind::Transient);
+    assert!(matches!(e.kind, FailureKind::Transient { .. }));
     assert_eq!(e.status, None);
     // Latency alone is not an error.
     g.inject(Fault::Latency(Duration::from_millis(50)), 1);
@@ -491,7 +494,7 @@ async fn invalid_or_missing_recipients_are_recipient_errors() {
     let (g, client, t) = setup().await;
     let (_, raw) = message("not-an-address", "Bad", "");
     let e = client.send(&t, &raw, &[], None).await.unwrap_err();
-    assert_eq!(e.kind, HttpErrorKind::RecipientRejected);
+    assert_eq!(e.kind, FailureKind::Rejected(ErrorKind::RecipientRejected));
     assert_eq!(
         (e.status, e.detail.as_str()),
         (Some(400), "Invalid To header")
@@ -501,14 +504,17 @@ async fn invalid_or_missing_recipients_are_recipient_errors() {
     let e = client.send(&t, &raw, &[], None).await.unwrap_err();
     assert_eq!(
         (e.kind, e.detail.as_str()),
-        (HttpErrorKind::RecipientRejected, "Invalid Cc header")
+        (
+            FailureKind::Rejected(ErrorKind::RecipientRejected),
+            "Invalid Cc header"
+        )
     );
     let none = b"From: owner@gmail.test\r\nSubject: nobody\r\n\r\nhi\r\n";
     let e = client.send(&t, none, &[], None).await.unwrap_err();
     assert_eq!(
         (e.kind, e.detail.as_str()),
         (
-            HttpErrorKind::RecipientRejected,
+            FailureKind::Rejected(ErrorKind::RecipientRejected),
             "Recipient address required"
         )
     );
@@ -518,7 +524,10 @@ async fn invalid_or_missing_recipients_are_recipient_errors() {
         .send(&t, &raw, &["x@y.org\r\nSubject: injected".into()], None)
         .await
         .unwrap_err();
-    assert_eq!((e.kind, e.status), (HttpErrorKind::RecipientRejected, None));
+    assert_eq!(
+        (e.kind, e.status),
+        (FailureKind::Rejected(ErrorKind::RecipientRejected), None)
+    );
     assert!(g.sent_messages().is_empty());
 }
 
@@ -825,7 +834,7 @@ async fn code_exchange_with_pkce_refresh_without_rotation_and_revocation() {
         .send(&r2.access_token, &raw, &[], None)
         .await
         .unwrap_err();
-    assert_eq!(e.kind, HttpErrorKind::Auth);
+    assert_eq!(e.kind, FailureKind::Auth);
 
     // A new consent restores access with a new refresh token.
     let pkce = Pkce::new();

@@ -13,10 +13,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use mailroom_core::ErrorKind;
 use mailroom_core::email::{Attendee, OutgoingAttachment, OutgoingEmail, ReplyParent};
 use mailroom_mime::{BuiltMessage, build_message};
+use mailroom_providers::FailureKind;
 use mailroom_providers::graph::{GraphClient, GraphRoute, UPLOAD_CHUNK};
-use mailroom_providers::http_api::HttpErrorKind;
 use mailroom_providers::oauth::{self, IdP, OAuthApp, OAuthErrorKind, Pkce};
 use mailroom_testkit::fakes::Fault;
 use mailroom_testkit::fakes::microsoft::{
@@ -401,7 +402,11 @@ async fn a_send_only_token_cannot_take_the_draft_route() {
         .send_mime(&token(&fake, &["Mail.Send"]), &built.bytes, &[], None)
         .await
         .unwrap_err();
-    assert_eq!(err.kind, HttpErrorKind::Rejected, "{err:?}");
+    assert_eq!(
+        err.kind,
+        FailureKind::Rejected(ErrorKind::CantSendMessage),
+        "{err:?}"
+    );
     assert_eq!(
         (err.status, err.code.as_deref()),
         (Some(403), Some("ErrorAccessDenied"))
@@ -442,7 +447,7 @@ async fn a_refused_or_expired_token_is_auth() {
         .me(&SecretString::from("not-a-token".to_owned()))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, HttpErrorKind::Auth);
+    assert_eq!(err.kind, FailureKind::Auth);
     assert_eq!(
         (err.status, err.code.as_deref()),
         (Some(401), Some("InvalidAuthenticationToken"))
@@ -453,7 +458,7 @@ async fn a_refused_or_expired_token_is_auth() {
     c.me(&t).await.unwrap();
     fake.expire_access_tokens();
     let err = c.me(&t).await.unwrap_err();
-    assert_eq!(err.kind, HttpErrorKind::Auth);
+    assert_eq!(err.kind, FailureKind::Auth);
     assert!(err.detail.contains("expired"), "{}", err.detail);
 }
 
@@ -471,10 +476,10 @@ async fn application_throttled_is_throttled_with_retry_after() {
     let e = email(&fake, "t");
     let built = build(&e);
     let err = c.send_mime(&t, &built.bytes, &[], None).await.unwrap_err();
-    assert_eq!(err.kind, HttpErrorKind::Throttled);
+    assert!(matches!(err.kind, FailureKind::Quota { .. }));
     assert_eq!(err.status, Some(429));
     assert_eq!(err.code.as_deref(), Some("ApplicationThrottled"));
-    assert_eq!(err.retry_after, Some(Duration::from_secs(7)));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     assert!(err.is_quota() && err.is_transient());
     assert!(fake.sent_items().is_empty());
     // The fault is spent: the retry goes through.
@@ -517,10 +522,10 @@ async fn more_than_four_concurrent_requests_per_mailbox_are_throttled() {
     assert_eq!(ok, 4);
     assert_eq!(throttled.len(), 2);
     for e in throttled {
-        assert_eq!(e.kind, HttpErrorKind::Throttled);
+        assert!(matches!(e.kind, FailureKind::Quota { .. }));
         assert_eq!(e.code.as_deref(), Some("ApplicationThrottled"));
         assert!(e.detail.contains("MailboxConcurrency"), "{}", e.detail);
-        assert!(e.retry_after.is_some());
+        assert!(e.retry_after().is_some());
     }
 }
 
@@ -530,18 +535,18 @@ async fn service_unavailable_is_transient_and_slow_answers_time_out() {
     let t = token(&fake, FULL);
     fake.inject(Fault::ServerError, 1);
     let err = client(&fake).me(&t).await.unwrap_err();
-    assert_eq!(err.kind, HttpErrorKind::Transient);
+    assert!(matches!(err.kind, FailureKind::Transient { .. }));
     assert_eq!(
         (err.status, err.code.as_deref()),
         (Some(503), Some("ServiceUnavailable"))
     );
-    assert_eq!(err.retry_after, Some(Duration::from_secs(1)));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
 
     fake.inject(Fault::Latency(Duration::from_secs(5)), 1);
     let impatient =
         client(&fake).with_timeouts(Duration::from_millis(200), Duration::from_millis(200));
     let err = impatient.me(&t).await.unwrap_err();
-    assert_eq!(err.kind, HttpErrorKind::Transient);
+    assert!(matches!(err.kind, FailureKind::Transient { .. }));
     assert_eq!(err.status, None);
     client(&fake).me(&t).await.unwrap();
 }
@@ -559,7 +564,11 @@ async fn an_unresolvable_recipient_is_recipient_rejected_on_both_routes() {
         .send_mime(&t, raw.as_bytes(), &[], None)
         .await
         .unwrap_err();
-    assert_eq!(err.kind, HttpErrorKind::RecipientRejected, "{err:?}");
+    assert_eq!(
+        err.kind,
+        FailureKind::Rejected(ErrorKind::RecipientRejected),
+        "{err:?}"
+    );
     assert_eq!(err.code.as_deref(), Some("ErrorInvalidRecipients"));
 
     // The draft route learns it at /send; the draft is not left behind.
@@ -572,7 +581,11 @@ async fn an_unresolvable_recipient_is_recipient_rejected_on_both_routes() {
         .send_mime(&t, raw.as_bytes(), &[], None)
         .await
         .unwrap_err();
-    assert_eq!(err.kind, HttpErrorKind::RecipientRejected, "{err:?}");
+    assert_eq!(
+        err.kind,
+        FailureKind::Rejected(ErrorKind::RecipientRejected),
+        "{err:?}"
+    );
     assert!(fake.messages("drafts").is_empty());
     assert!(fake.sent_items().is_empty());
 }
@@ -596,7 +609,7 @@ async fn a_message_over_the_tenant_limit_is_too_large() {
         .send_mime(&token(&fake, FULL), &built.bytes, &[], None)
         .await
         .unwrap_err();
-    assert_eq!(err.kind, HttpErrorKind::TooLarge, "{err:?}");
+    assert_eq!(err.kind, FailureKind::TooLarge, "{err:?}");
     assert_eq!(err.code.as_deref(), Some("ErrorMessageSizeExceeded"));
     assert!(
         fake.messages("drafts").is_empty(),
@@ -1078,7 +1091,7 @@ async fn refresh_rotates_the_refresh_token_and_revocation_is_50173() {
     );
     assert_eq!(fake.refresh_count(), 5);
     let e = client(&fake).me(&t2.access_token).await.unwrap_err();
-    assert_eq!(e.kind, HttpErrorKind::Auth);
+    assert_eq!(e.kind, FailureKind::Auth);
 
     // A new consent works again.
     let pkce = Pkce::new();

@@ -98,8 +98,9 @@ async fn smtp_is_guarded_against_private_hosts_and_checks_certificates() {
         ..policy()
     };
     let e = smtp::verify(&login, &strict).await.unwrap_err();
-    assert!(
-        matches!(e, mailroom_providers::ProviderError::Forbidden { .. }),
+    assert_eq!(
+        e.kind,
+        mailroom_providers::FailureKind::Rejected(mailroom_core::ErrorKind::InvalidAccount),
         "{e}"
     );
     assert!(!e.is_transient() && e.detail().contains("MAILROOM_MAIL_ALLOW_PRIVATE"));

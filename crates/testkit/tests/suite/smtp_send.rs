@@ -6,11 +6,13 @@ use std::time::Duration;
 use futures_util::TryStreamExt as _;
 use secrecy::SecretString;
 
+use mailroom_core::ErrorKind;
 use mailroom_core::account::TlsMode;
 use mailroom_providers::NetPolicy;
 use mailroom_providers::imap_smtp::mailbox;
-use mailroom_providers::imap_smtp::send::{SendError, SendErrorKind, SmtpPool, SmtpSent};
+use mailroom_providers::imap_smtp::send::{SmtpPool, SmtpSent};
 use mailroom_providers::imap_smtp::smtp::{PASSWORD_MECHANISMS, SmtpLogin};
+use mailroom_providers::{FailureKind, MailError};
 use mailroom_testkit::smtp_fault::{FaultSmtp, Mode, Stage};
 use mailroom_testkit::{MailRig, MailUser, token, wait};
 
@@ -74,7 +76,7 @@ impl Sender {
 }
 
 /// Sends one message through FaultSmtp (STARTTLS) and returns the error.
-async fn fault_error(fault: &FaultSmtp, sender: &Sender, to: &str) -> SendError {
+async fn fault_error(fault: &FaultSmtp, sender: &Sender, to: &str) -> MailError {
     let pool = SmtpPool::default();
     let login = sender.login("127.0.0.1", fault.port(), TlsMode::Starttls);
     let (_, raw) = message(&sender.user.address, to, "fault", "");
@@ -96,7 +98,7 @@ async fn send_to_self(
     pool: &SmtpPool,
     key: &str,
     sender: &Sender,
-) -> Result<SmtpSent, SendError> {
+) -> Result<SmtpSent, MailError> {
     let me = &sender.user.address;
     let (_, raw) = message(me, me, key, "");
     let login = sender.login(&rig.host, rig.smtps_port, TlsMode::Implicit);
@@ -189,9 +191,9 @@ async fn wrong_password_is_auth() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), SendErrorKind::Auth, "{e}");
+    assert_eq!(e.kind, FailureKind::Auth, "{e}");
     assert!(e.is_auth() && !e.is_transient(), "{e}");
-    assert_eq!(e.code(), Some("535 5.7.8"), "{e}");
+    assert_eq!(e.code.as_deref(), Some("535 5.7.8"), "{e}");
 }
 
 #[tokio::test]
@@ -207,9 +209,9 @@ async fn fault_4xx_is_transient_and_rates_are_quota() {
         text: "4.3.0 Error: queue file write error".into(),
     });
     let e = fault_error(&fault, &sender, "bob@example.test").await;
-    assert_eq!(e.kind(), SendErrorKind::Transient, "{e}");
+    assert!(matches!(e.kind, FailureKind::Transient { .. }), "{e}");
     assert!(e.is_transient() && !e.is_quota(), "{e}");
-    assert_eq!(e.code(), Some("451 4.3.0"));
+    assert_eq!(e.code.as_deref(), Some("451 4.3.0"));
     assert_eq!(fault.received_count(), 1);
     assert_eq!(fault.forwarded_count(), 0);
     // The client's credentials reached the server as given.
@@ -241,8 +243,12 @@ async fn fault_550_at_rcpt_is_recipient_rejected() {
         text: text.into(),
     });
     let e = fault_error(&fault, &sender, "nobody@example.test").await;
-    assert_eq!(e.kind(), SendErrorKind::RecipientRejected, "{e}");
-    assert_eq!(e.code(), Some("550 5.1.1"));
+    assert_eq!(
+        e.kind,
+        FailureKind::Rejected(ErrorKind::RecipientRejected),
+        "{e}"
+    );
+    assert_eq!(e.code.as_deref(), Some("550 5.1.1"));
     assert_eq!(e.detail(), format!("550 {text}"));
     assert!(!e.is_transient());
     assert_eq!(fault.received_count(), 0, "DATA never started");
@@ -266,8 +272,12 @@ async fn fault_553_sender_not_owned_is_sender_rejected() {
         text: text.clone(),
     });
     let e = fault_error(&fault, &sender, "bob@example.test").await;
-    assert_eq!(e.kind(), SendErrorKind::SenderRejected, "{e}");
-    assert_eq!(e.code(), Some("553 5.7.1"));
+    assert_eq!(
+        e.kind,
+        FailureKind::Rejected(ErrorKind::SendAsDenied),
+        "{e}"
+    );
+    assert_eq!(e.code.as_deref(), Some("553 5.7.1"));
     assert!(e.detail().contains("not owned by user"), "{e}");
 }
 
@@ -295,7 +305,7 @@ async fn size_limit_fails_before_data_and_smaller_mail_is_forwarded() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), SendErrorKind::TooLarge, "{e}");
+    assert_eq!(e.kind, FailureKind::TooLarge, "{e}");
     assert!(e.detail().contains("2000"), "{e}");
     // lettre cannot see SIZE; our own EHLO probe did, so not even MAIL FROM was sent.
     assert_eq!(fault.received_count(), 0);
@@ -326,7 +336,7 @@ async fn size_limit_fails_before_data_and_smaller_mail_is_forwarded() {
         text: "5.3.4 Message size exceeds fixed maximum message size".into(),
     });
     let e = fault_error(&fault, &sender, &rcpt.address).await;
-    assert_eq!(e.kind(), SendErrorKind::TooLarge, "{e}");
+    assert_eq!(e.kind, FailureKind::TooLarge, "{e}");
 }
 
 #[tokio::test]
