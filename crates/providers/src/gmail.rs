@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mailroom_core::MessageId;
 use mailroom_core::email::ReplyParent;
 use mailroom_mime::insert_bcc;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION};
@@ -259,21 +260,15 @@ impl GmailClient {
         sent(read(resp).await?)
     }
 
-    /// Finds the message whose Message-ID is `message_id` (brackets optional): its Gmail id,
+    /// Finds the message whose Message-ID is `message_id`: its Gmail id,
     /// thread and threading headers. `Ok(None)` when the mailbox has none. Needs a read scope
     /// (`gmail.readonly`, `gmail.modify`, …): with `gmail.send` alone Gmail answers 403.
     pub async fn find_by_message_id(
         &self,
         token: &SecretString,
-        message_id: &str,
+        message_id: &MessageId,
     ) -> Result<Option<GmailRef>, MailError> {
-        let id = message_id
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>');
-        if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Ok(None);
-        }
+        let id = message_id.bare();
         #[derive(Deserialize)]
         struct Listed {
             id: String,

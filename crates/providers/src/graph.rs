@@ -34,7 +34,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use mailroom_core::ErrorKind;
+use mailroom_core::{ErrorKind, MessageId};
 
 use crate::failure::{FailureKind, MailError, Protocol};
 use crate::http_api::{refused, retry_after};
@@ -148,22 +148,15 @@ impl GraphClient {
         read_json(resp).await
     }
 
-    /// The message whose RFC Message-ID is `internet_message_id` (brackets optional), if the
+    /// The message whose RFC Message-ID is `internet_message_id`, if the
     /// mailbox has it. Needs `Mail.Read` or `Mail.ReadWrite` (403 `ErrorAccessDenied` with
     /// `Mail.Send` alone).
     pub async fn find_by_internet_message_id(
         &self,
         token: &SecretString,
-        internet_message_id: &str,
+        internet_message_id: &MessageId,
     ) -> Result<Option<GraphMessageRef>, MailError> {
-        let id = internet_message_id
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>');
-        if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Ok(None);
-        }
-        let internet_message_id = format!("<{id}>");
+        let internet_message_id = internet_message_id.bracketed();
         let mut url = self.url(&["me", "messages"]);
         url.query_pairs_mut()
             .append_pair(
@@ -186,13 +179,13 @@ impl GraphClient {
     }
 
     /// Sends `raw` (RFC 5322, without a Bcc header) to its To/Cc recipients and `bcc`.
-    /// `reply_to_internet_message_id` names the parent of a reply (`<…>`).
+    /// `reply_to_internet_message_id` names the parent of a reply (a [`MessageId`]).
     pub async fn send_mime(
         &self,
         token: &SecretString,
         raw: &[u8],
         bcc: &[String],
-        reply_to_internet_message_id: Option<&str>,
+        reply_to_internet_message_id: Option<&MessageId>,
     ) -> Result<GraphSent, MailError> {
         // Checks the Bcc addresses before anything goes over the network.
         let with_bcc = insert_bcc(raw, bcc).map_err(|e| refused(Protocol::Graph, e))?;

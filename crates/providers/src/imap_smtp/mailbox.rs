@@ -6,6 +6,7 @@ use futures_util::TryStreamExt as _;
 
 use super::imap::ImapSession;
 use crate::failure::{MailError, Protocol};
+use mailroom_core::MessageId;
 use mailroom_core::email::ReplyParent;
 
 /// Names tried, in order, when no mailbox carries the SPECIAL-USE `\Sent` attribute.
@@ -118,27 +119,18 @@ pub async fn append_sent(session: &mut ImapSession, bytes: &[u8]) -> Result<(), 
         .map_err(|e| imap_err(&format!("APPEND to {folder}"), e))
 }
 
-/// `message_id` with angle brackets, or `None` when it cannot be a Message-ID we could search
-/// for safely inside a quoted string (quotes, backslashes, CR/LF, controls, non-ASCII).
-fn searchable_id(message_id: &str) -> Option<String> {
-    let core = message_id
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>');
-    let ok = !core.is_empty()
-        && core
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'<' | b'>'));
-    ok.then(|| format!("<{core}>"))
+/// `id` as an IMAP quoted string may carry it: [`MessageId::parse`] already refused quotes,
+/// backslashes, brackets, spaces and controls; a SEARCH without CHARSET also needs ASCII.
+fn searchable_id(id: &MessageId) -> Option<String> {
+    id.bare().is_ascii().then(|| id.bracketed())
 }
 
-/// The mail whose Message-ID is `message_id` (with or without brackets), searched in INBOX,
-/// the Sent folder, then the archive (`\All` or `\Archive`); `None` when no folder has it.
-/// An id that no mail can carry (quotes, backslashes, CR/LF, spaces) is never sent to the
-/// server and finds nothing.
+/// The mail whose Message-ID is `message_id`, searched in INBOX, the Sent folder, then the
+/// archive (`\All` or `\Archive`); `None` when no folder has it. A non-ASCII id is never sent
+/// to the server and finds nothing.
 pub async fn find_by_message_id(
     session: &mut ImapSession,
-    message_id: &str,
+    message_id: &MessageId,
 ) -> Result<Option<ReplyParent>, MailError> {
     let Some(id) = searchable_id(message_id) else {
         return Ok(None);
@@ -209,24 +201,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_bracketed_and_unsafe_ones_refused() {
-        assert_eq!(searchable_id("abc@x.test").as_deref(), Some("<abc@x.test>"));
-        assert_eq!(
-            searchable_id(" <abc@x.test> ").as_deref(),
-            Some("<abc@x.test>")
-        );
-        for bad in [
-            "",
-            "<>",
-            "a\"b@x",
-            "a\\b@x",
-            "a\r\nb@x",
-            "a b@x",
-            "caf\u{e9}@x",
-            "a>b@x",
-        ] {
-            assert_eq!(searchable_id(bad), None, "{bad:?}");
-        }
+    fn ids_are_searched_bracketed_and_ascii_only() {
+        let id = MessageId::parse(" <abc@x.test> ").unwrap();
+        assert_eq!(searchable_id(&id).as_deref(), Some("<abc@x.test>"));
+        let accented = MessageId::parse("caf\u{e9}@x").unwrap();
+        assert_eq!(searchable_id(&accented), None);
     }
 
     fn folder(name: &str, attributes: Vec<NameAttribute<'static>>) -> Folder {

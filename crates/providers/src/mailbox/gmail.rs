@@ -50,7 +50,7 @@ impl GmailMailbox {
                 let thread = match parent {
                     Some(p) => self
                         .client
-                        .find_by_message_id(&token, &p.bracketed())
+                        .find_by_message_id(&token, p)
                         .await?
                         .map(|r| r.thread_id),
                     None => None,
@@ -80,9 +80,7 @@ impl GmailMailbox {
         }
         let _slot = self.slots.acquire().await.expect("never closed");
         let found = with_token(self.tokens.as_ref(), |token| async move {
-            self.client
-                .find_by_message_id(&token, &id.bracketed())
-                .await
+            self.client.find_by_message_id(&token, id).await
         })
         .await?;
         Ok(found.and_then(|r| r.reply_parent()))

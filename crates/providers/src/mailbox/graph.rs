@@ -42,9 +42,9 @@ impl GraphMailbox {
     pub(super) async fn send(&self, msg: &Outgoing<'_>) -> Result<Delivered, MailError> {
         let _slot = self.slots.acquire().await.expect("never closed");
         let bcc = bcc_of(msg.raw, msg.recipients);
-        let parent = msg.parent.map(MessageId::bracketed);
+        let parent = msg.parent;
         with_token(self.tokens.as_ref(), |token| {
-            let (bcc, parent) = (&bcc, parent.as_deref());
+            let bcc = &bcc;
             async move { self.client.send_mime(&token, msg.raw, bcc, parent).await }
         })
         .await?;
@@ -71,9 +71,7 @@ impl GraphMailbox {
         }
         let _slot = self.slots.acquire().await.expect("never closed");
         let found = with_token(self.tokens.as_ref(), |token| async move {
-            self.client
-                .find_by_internet_message_id(&token, &id.bracketed())
-                .await
+            self.client.find_by_internet_message_id(&token, id).await
         })
         .await?;
         Ok(found.map(|_| bare))

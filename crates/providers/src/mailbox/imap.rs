@@ -74,7 +74,7 @@ impl ImapMailbox {
             .imap
             .checkout(&self.pool_key, &self.imap_login())
             .await?;
-        let found = mailbox::find_by_message_id(session.session(), &id.bracketed()).await?;
+        let found = mailbox::find_by_message_id(session.session(), id).await?;
         session.release();
         Ok(found)
     }

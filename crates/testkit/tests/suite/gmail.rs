@@ -19,6 +19,11 @@ use mailroom_testkit::fakes::google::{
 };
 use mailroom_testkit::token;
 
+/// A Message-ID the tests know to be valid.
+fn mid(s: &str) -> mailroom_core::MessageId {
+    mailroom_core::MessageId::parse(s).expect("a Message-ID")
+}
+
 const EMAIL: &str = "owner@gmail.test";
 const CALLBACK: &str = "http://127.0.0.1:9/oauth/google/callback";
 const MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
@@ -156,7 +161,11 @@ async fn a_6_mb_message_goes_through_a_resumable_upload() {
     assert_eq!(all[0].upload_type, UploadType::Resumable);
     assert_eq!(all[0].raw.len(), raw.len());
     assert!(all[0].raw == raw, "the uploaded bytes differ");
-    let found = client.find_by_message_id(&t, &id).await.unwrap().unwrap();
+    let found = client
+        .find_by_message_id(&t, &mid(&id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, sent.id);
 }
 
@@ -303,7 +312,7 @@ async fn replies_stay_in_the_thread_only_when_gmail_would_keep_them() {
         ["INBOX", "UNREAD", "CATEGORY_PERSONAL"]
     );
     let parent = client
-        .find_by_message_id(&t, "<orig-1@example.org>")
+        .find_by_message_id(&t, &mid("<orig-1@example.org>"))
         .await
         .unwrap()
         .expect("found by Message-ID");
@@ -398,15 +407,15 @@ async fn find_by_message_id_answers_none_for_unknown_ids() {
     g.deliver_inbound(b"From: a@example.org\r\nTo: owner@gmail.test\r\nSubject: s\r\nMessage-ID: <known@x.org>\r\n\r\nhi\r\n");
     assert!(
         client
-            .find_by_message_id(&t, "<unknown@x.org>")
+            .find_by_message_id(&t, &mid("<unknown@x.org>"))
             .await
             .unwrap()
             .is_none()
     );
-    assert!(client.find_by_message_id(&t, "<>").await.unwrap().is_none());
+    assert!(mailroom_core::MessageId::parse("<>").is_none());
     assert!(
         client
-            .find_by_message_id(&t, "known@x.org")
+            .find_by_message_id(&t, &mid("known@x.org"))
             .await
             .unwrap()
             .is_some()
@@ -414,7 +423,7 @@ async fn find_by_message_id_answers_none_for_unknown_ids() {
     // With `gmail.send` only, Gmail refuses to search.
     let send_only = SecretString::from(g.issue_tokens(&[SEND]).access_token);
     let e = client
-        .find_by_message_id(&send_only, "<known@x.org>")
+        .find_by_message_id(&send_only, &mid("<known@x.org>"))
         .await
         .unwrap_err();
     assert_eq!(e.code.as_deref(), Some("insufficientPermissions"));

@@ -25,6 +25,11 @@ use mailroom_testkit::fakes::microsoft::{
 };
 use mailroom_testkit::wait;
 
+/// A Message-ID the tests know to be valid.
+fn mid(s: &str) -> mailroom_core::MessageId {
+    mailroom_core::MessageId::parse(s).expect("a Message-ID")
+}
+
 const FULL: &[&str] = &["Mail.ReadWrite", "Mail.Send"];
 const MIB: usize = 1024 * 1024;
 
@@ -328,7 +333,7 @@ async fn a_reply_lands_in_the_parents_conversation() {
             &token(&fake, FULL),
             &built.bytes,
             &bcc_of(&e),
-            Some(&parent.internet_message_id),
+            Some(&mid(&parent.internet_message_id)),
         )
         .await
         .unwrap();
@@ -375,7 +380,7 @@ async fn a_reply_to_a_parent_the_mailbox_lacks_keeps_its_threading_headers_via_m
             &token(&fake, FULL),
             &built.bytes,
             &[],
-            Some("<gone@example.org>"),
+            Some(&mid("<gone@example.org>")),
         )
         .await
         .unwrap();
@@ -428,7 +433,7 @@ async fn a_send_only_token_cannot_take_the_draft_route() {
             &token(&fake, &["Mail.Send"]),
             &build(&e).bytes,
             &[],
-            Some(&parent.internet_message_id),
+            Some(&mid(&parent.internet_message_id)),
         )
         .await
         .unwrap();
@@ -1619,7 +1624,7 @@ async fn contract_every_emitted_property_is_declared_in_the_graph_types() {
         &t,
         &build(&e).bytes,
         &bcc_of(&e),
-        Some(&parent.internet_message_id),
+        Some(&mid(&parent.internet_message_id)),
     )
     .await
     .unwrap();

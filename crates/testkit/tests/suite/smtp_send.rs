@@ -16,6 +16,11 @@ use mailroom_providers::{FailureKind, MailError};
 use mailroom_testkit::smtp_fault::{FaultSmtp, Mode, Stage};
 use mailroom_testkit::{MailRig, MailUser, token, wait};
 
+/// A Message-ID the tests know to be valid.
+fn mid(s: &str) -> mailroom_core::MessageId {
+    mailroom_core::MessageId::parse(s).expect("a Message-ID")
+}
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn policy() -> NetPolicy {
@@ -451,7 +456,7 @@ async fn find_by_message_id_reads_references_and_subject() {
     delivered(&rig, &rcpt, "INBOX", &id).await;
 
     let mut s = rig.imap(&rcpt).await;
-    let parent = mailbox::find_by_message_id(&mut s, &id)
+    let parent = mailbox::find_by_message_id(&mut s, &mid(&id))
         .await
         .unwrap()
         .expect("found in INBOX");
@@ -463,32 +468,33 @@ async fn find_by_message_id_reads_references_and_subject() {
     assert_eq!(parent.subject.as_deref(), Some("Réunion lundi"));
     // Without brackets too.
     let bare = id.trim_start_matches('<').trim_end_matches('>');
-    let again = mailbox::find_by_message_id(&mut s, bare).await.unwrap();
+    let again = mailbox::find_by_message_id(&mut s, &mid(bare))
+        .await
+        .unwrap();
     assert_eq!(again.as_ref(), Some(&parent));
     // A shorter id is another id.
     let prefix = &id[..id.len() - 6];
     assert_eq!(
-        mailbox::find_by_message_id(&mut s, prefix).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        mailbox::find_by_message_id(&mut s, "<unknown@mailroom.test>")
+        mailbox::find_by_message_id(&mut s, &mid(prefix))
             .await
             .unwrap(),
         None
     );
-    // Unsafe ids are never sent to the server.
     assert_eq!(
-        mailbox::find_by_message_id(&mut s, "<a\"b@x>\r\nA1 LOGOUT")
+        mailbox::find_by_message_id(&mut s, &mid("<unknown@mailroom.test>"))
             .await
             .unwrap(),
         None
     );
+    // Unsafe ids never become a MessageId, so they can never reach the server.
+    assert!(mailroom_core::MessageId::parse("<a\"b@x>\r\nA1 LOGOUT").is_none());
 
     // The sender's own copy is found in Sent.
     let mut own = rig.imap(&sender.user).await;
     mailbox::append_sent(&mut own, &raw).await.unwrap();
-    let mine = mailbox::find_by_message_id(&mut own, &id).await.unwrap();
+    let mine = mailbox::find_by_message_id(&mut own, &mid(&id))
+        .await
+        .unwrap();
     assert_eq!(mine.map(|p| p.message_id), Some(id));
     let _ = own.logout().await;
     let _ = s.logout().await;
