@@ -15,7 +15,6 @@ use crate::notify;
 use mailroom_core::account::{AccountMode, MailSettings};
 use mailroom_core::id::random_bytes;
 use mailroom_core::{ApiError, ErrorKind};
-use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::hosted_links::{self, HostedLink};
 
@@ -48,6 +47,107 @@ fn verifier_aad(link_id: &str) -> String {
 fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "{what}");
     Refusal::Internal
+}
+
+/// The longest a link may live.
+pub const MAX_LINK_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// A hosted link to make, as the API parsed it.
+pub struct NewLinkRequest {
+    /// `Some(account id)` for a reconnect link.
+    pub reconnect_account: Option<String>,
+    /// The providers offered (`GOOGLE`, `OUTLOOK`, `MAIL`); a reconnect offers the account's.
+    pub providers: Option<Vec<String>>,
+    /// Unix ms; clamped to [`MAX_LINK_LIFETIME_MS`] ahead.
+    pub expires_at: i64,
+    /// The access asked for; a reconnect keeps the account's when none is given.
+    pub mode: Option<AccountMode>,
+    pub name: Option<String>,
+    pub success_redirect_url: Option<String>,
+    pub failure_redirect_url: Option<String>,
+    pub notify_url: Option<String>,
+}
+
+/// Makes a hosted link for `workspace`; answers its token (the page is `hosted/{token}`).
+pub async fn create_link(
+    engine: &Engine,
+    workspace: &str,
+    req: NewLinkRequest,
+) -> Result<String, ApiError> {
+    let now = engine.clock.now_ms();
+    let reconnect = match &req.reconnect_account {
+        None => None,
+        Some(id) => {
+            let not_found = || {
+                ApiError::new(
+                    ErrorKind::ResourceNotFound,
+                    format!("account {id} not found"),
+                )
+            };
+            if !mailroom_core::id::looks_like_id(id) {
+                return Err(not_found());
+            }
+            Some(
+                accounts::get(&engine.store, workspace, id)
+                    .await
+                    .map_err(|e| store_failure("reconnect lookup", e))?
+                    .ok_or_else(not_found)?,
+            )
+        }
+    };
+    let providers = match (&reconnect, req.providers) {
+        (Some(a), _) => vec![a.account_type.source_name().to_owned()],
+        (None, Some(p)) => p,
+        (None, None) => {
+            return Err(ApiError::new(
+                ErrorKind::MissingParameters,
+                "providers is required",
+            ));
+        }
+    };
+    if req.expires_at <= now {
+        return Err(ApiError::new(
+            ErrorKind::InvalidParameters,
+            "expiresOn is in the past",
+        ));
+    }
+    let expires_at = req.expires_at.min(now + MAX_LINK_LIFETIME_MS);
+    let mode = req.mode.unwrap_or_else(|| match &reconnect {
+        // A reconnect keeps the account's mode.
+        Some(a) => a.settings.mode(),
+        None => AccountMode::Full,
+    });
+    let token = random_token();
+    hosted_links::insert(
+        &engine.store,
+        hosted_links::NewLink {
+            id: &mailroom_core::new_id(),
+            token: &token,
+            workspace_id: workspace,
+            kind: if reconnect.is_some() {
+                "reconnect"
+            } else {
+                "create"
+            },
+            mode: mode.as_str(),
+            providers: &providers,
+            reconnect_account: reconnect.as_ref().map(|a| a.id.as_str()),
+            name: req.name.as_deref(),
+            success_redirect_url: req.success_redirect_url.as_deref(),
+            failure_redirect_url: req.failure_redirect_url.as_deref(),
+            notify_url: req.notify_url.as_deref(),
+            expires_at,
+            now_ms: now,
+        },
+    )
+    .await
+    .map_err(|e| store_failure("cannot store the hosted link", e))?;
+    Ok(token)
+}
+
+fn store_failure(what: &str, e: mailroom_store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "{what}");
+    ApiError::unexpected("an internal error occurred; it has been logged")
 }
 
 /// What access the link asks for.
@@ -145,7 +245,6 @@ pub async fn finish_oauth(
         ));
     }
     let code = query.get("code").ok_or((None, Refusal::Invalid))?;
-    let app = engine.apps.get(idp).ok_or((None, Refusal::Invalid))?;
     let verifier = match engine
         .vault
         .open_blob(&verifier_aad(&link.id), &sealed)
@@ -155,7 +254,11 @@ pub async fn finish_oauth(
         Err(_) => return Err((None, Refusal::Invalid)),
     };
     let now = engine.clock.now_ms();
-    let tokens = match apps::exchange_code(&engine.http, app, idp, code, &verifier, now).await {
+    let tokens = match engine
+        .providers
+        .exchange_code(idp, link_mode(&link), code, &verifier, now)
+        .await
+    {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(link = %link.id, error = %e, "code exchange failed");
@@ -254,9 +357,12 @@ pub async fn linked(
     link: &HostedLink,
     linked: &Linked,
     allow_private: bool,
-) -> Result<&'static str, StoreError> {
+) -> &'static str {
     let account = &linked.account;
-    hosted_links::set_account(&engine.store, &link.id, &account.id).await?;
+    // The mailbox is linked whatever happens here: the integrator must still hear of it.
+    if let Err(e) = hosted_links::set_account(&engine.store, &link.id, &account.id).await {
+        tracing::warn!(link = %link.id, error = %e, "cannot record the linked account on its link");
+    }
     let status = if linked.reconnected {
         "RECONNECTED"
     } else {
@@ -270,5 +376,5 @@ pub async fn linked(
         let body = json!({"status": status, "account_id": account.id, "name": link.name.clone().unwrap_or_default()});
         notify::post_json_later(u, body, allow_private);
     }
-    Ok(status)
+    status
 }

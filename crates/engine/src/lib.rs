@@ -51,14 +51,13 @@ impl Engine {
     ) -> Self {
         let apps = Arc::new(apps);
         let http = provider_http_client();
+        let providers = Providers::new(net.clone(), http.clone(), apps.clone());
         let tokens = Arc::new(tokens::Tokens::new(
             store.clone(),
             vault.clone(),
             clock.clone(),
-            apps.clone(),
-            http.clone(),
+            providers.clone(),
         ));
-        let providers = Providers::new(net.clone(), http.clone(), apps.clone());
         let mailboxes = Mailboxes {
             store: store.clone(),
             vault: vault.clone(),

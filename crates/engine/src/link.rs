@@ -10,9 +10,8 @@ use mailroom_core::account::{
     AccountMode, AccountSettings, AccountType, ImapEncryption, MailSettings, SourceStatus, TlsMode,
 };
 use mailroom_core::{ApiError, ErrorKind, new_id};
-use mailroom_providers::Provider;
+use mailroom_providers::apps::{IdP, TokenSet};
 use mailroom_providers::mailbox::{Prospect, Verified};
-use mailroom_providers::oauth::{IdP, TokenSet};
 use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
 
@@ -162,23 +161,24 @@ fn missing(field: &str) -> ApiError {
 
 /// The identity provider of an OAuth account type, with its app configured on this server.
 fn oauth_idp(engine: &Engine, t: AccountType) -> Result<IdP, ApiError> {
-    let idp = Provider::of(t).idp().ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::InvalidParameters,
-            format!("{} accounts link with passwords, not tokens", t.as_str()),
-        )
-    })?;
-    if engine.apps.get(idp).is_none() {
-        return Err(ApiError::new(
-            ErrorKind::InvalidParameters,
-            format!(
-                "provider {} needs the operator's app, which is not configured on this server ({})",
-                t.as_str(),
-                idp.client_id_var()
-            ),
-        ));
+    engine
+        .providers
+        .oauth_provider(t)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidParameters, e.detail))
+}
+
+/// Unlinks an account: its row, sealed credentials and pending sends go; what this process
+/// pooled for it (connections, sessions, a copy of its password) is dropped.
+pub async fn delete(engine: &Engine, workspace: &str, account: &Account) -> Result<(), ApiError> {
+    if !accounts::delete(&engine.store, workspace, &account.id)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::not_found("account"));
     }
-    Ok(idp)
+    engine.providers.forget(&account.id);
+    tracing::info!(account_id = %account.id, "account deleted");
+    Ok(())
 }
 
 /// Saves a verified account: a new one, or new settings and credentials for `reconnect`.
@@ -344,32 +344,22 @@ pub async fn link_with_tokens(
     refresh_token: SecretString,
     reconnect: Option<&Account>,
 ) -> Result<Linked, ApiError> {
-    let app = engine.apps.get(idp).ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::InvalidParameters,
-            "the provider's app is not configured on this server",
-        )
-    })?;
     let now = engine.clock.now_ms();
-    let fresh = mailroom_providers::oauth::refresh(
-        &engine.http,
-        &app.oauth,
-        &refresh_token,
-        crate::apps::scopes(idp),
-        now,
-    )
-    .await
-    .map_err(|e| {
-        let kind = if e.is_transient() {
-            ErrorKind::ServiceUnavailable
-        } else {
-            ErrorKind::InvalidCredentials
-        };
-        ApiError::new(
-            kind,
-            format!("the refresh token does not work for this server's app: {e}"),
-        )
-    })?;
+    let fresh = engine
+        .providers
+        .refresh_grant(idp.account_type(), AccountMode::Full, &refresh_token, now)
+        .await
+        .map_err(|e| {
+            let kind = if e.is_transient() {
+                ErrorKind::ServiceUnavailable
+            } else {
+                ErrorKind::InvalidCredentials
+            };
+            ApiError::new(
+                kind,
+                format!("the refresh token does not work for this server's app: {e}"),
+            )
+        })?;
     let tokens = TokenSet {
         refresh_token: fresh.refresh_token.or(Some(refresh_token)),
         ..fresh

@@ -7,7 +7,7 @@ use mailroom_core::MessageId;
 use mailroom_core::email::ReplyParent;
 use mailroom_core::id::looks_like_id;
 use mailroom_core::{ApiError, ErrorKind};
-use mailroom_providers::MailError;
+use mailroom_providers::{FailureKind, MailError};
 use mailroom_store::accounts::Account;
 use mailroom_store::outbox::{self, Job};
 
@@ -94,12 +94,12 @@ pub async fn resolve_parent(
 }
 
 /// An outage is temporary (503: try again); refused credentials mean the account needs a
-/// reconnect.
+/// reconnect; a refusal for good keeps its slug (an unconfigured app: 422 `invalid_account`).
 fn unreachable(e: MailError) -> ApiError {
-    let kind = if e.is_auth() {
-        ErrorKind::DisconnectedAccount
-    } else {
-        ErrorKind::ServiceUnavailable
+    let kind = match e.kind {
+        FailureKind::Auth => ErrorKind::DisconnectedAccount,
+        FailureKind::Rejected(kind) => kind,
+        _ => ErrorKind::ServiceUnavailable,
     };
     ApiError::new(
         kind,

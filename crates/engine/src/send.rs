@@ -15,7 +15,6 @@ use mailroom_core::id::looks_like_id;
 use mailroom_core::time_fmt::format_ms;
 use mailroom_core::{ApiError, ErrorKind, TrackingId};
 use mailroom_mime::{MimeError, build_message, derive_text, looks_like_html, reply_subject};
-use mailroom_providers::Provider;
 use mailroom_store::accounts;
 use mailroom_store::outbox::{self, Job, JobStatus, NewJob};
 
@@ -139,7 +138,7 @@ pub async fn accept(
     };
     let now = engine.clock.now_ms();
     let built = build_message(&email, &message_id, now).map_err(mime_error)?;
-    if let Some(max) = Provider::of(account.account_type).max_message_bytes()
+    if let Some(max) = engine.providers.max_message_bytes(account.account_type)
         && built.bytes.len() > max
     {
         return Err(ApiError::new(

@@ -13,12 +13,10 @@ use serde_json::json;
 
 use futures_util::future::BoxFuture;
 
-use crate::apps::ProviderApps;
 use mailroom_core::Clock;
 use mailroom_core::ErrorKind;
 use mailroom_core::account::SourceStatus;
-use mailroom_providers::oauth::{self, OAuthErrorKind};
-use mailroom_providers::{MailError, Protocol, Provider, TokenSource};
+use mailroom_providers::{FailureKind, MailError, Protocol, Providers, TokenSource};
 use mailroom_store::accounts::{self, Account, Credentials};
 use mailroom_store::events::{self, NewEvent, event_id};
 use mailroom_store::{Store, StoreError, Vault};
@@ -48,7 +46,7 @@ impl From<TokenError> for MailError {
         match e {
             TokenError::Revoked(d) => MailError::auth(
                 Protocol::OAuth,
-                format!("the provider refused the account's grant; reconnect it: {d}"),
+                format!("the provider refused the account's grant: {d}"),
             ),
             TokenError::Transient(d) => MailError::transient(Protocol::OAuth, d),
             TokenError::NotConfigured(d) => {
@@ -92,26 +90,18 @@ pub struct Tokens {
     store: Store,
     vault: Vault,
     clock: Arc<dyn Clock>,
-    apps: Arc<ProviderApps>,
-    http: reqwest::Client,
+    providers: Providers,
     node: String,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Tokens {
-    pub fn new(
-        store: Store,
-        vault: Vault,
-        clock: Arc<dyn Clock>,
-        apps: Arc<ProviderApps>,
-        http: reqwest::Client,
-    ) -> Self {
+    pub fn new(store: Store, vault: Vault, clock: Arc<dyn Clock>, providers: Providers) -> Self {
         Self {
             store,
             vault,
             clock,
-            apps,
-            http,
+            providers,
             node: mailroom_core::new_id(),
             locks: Mutex::new(HashMap::new()),
         }
@@ -194,23 +184,18 @@ impl Tokens {
         account: &Account,
         refresh_token: &SecretString,
     ) -> Result<SecretString, TokenError> {
-        let idp = Provider::of(account.account_type).idp().ok_or_else(|| {
-            TokenError::NotConfigured(format!("account {} does not use OAuth", account.id))
-        })?;
-        let app = self.apps.get(idp).ok_or_else(|| {
-            TokenError::NotConfigured(format!(
-                "the {} app is not configured ({})",
-                idp.display_name(),
-                idp.client_id_var()
-            ))
-        })?;
-        // Microsoft wants the scopes on every refresh, `offline_access` included (the granted
-        // scope list it reports omits it); Google ignores them.
-        let mode = account.settings.mode();
-        let scopes: Vec<&str> = crate::apps::scopes_for(idp, mode).to_vec();
         let now = self.clock.now_ms();
         metrics::counter!("mailroom_token_refreshes_total").increment(1);
-        match oauth::refresh(&self.http, &app.oauth, refresh_token, &scopes, now).await {
+        let refreshed = self
+            .providers
+            .refresh_grant(
+                account.account_type,
+                account.settings.mode(),
+                refresh_token,
+                now,
+            )
+            .await;
+        match refreshed {
             Ok(set) => {
                 let creds = Credentials::OAuth {
                     access_token: set.access_token.clone(),
@@ -232,19 +217,23 @@ impl Tokens {
                 tracing::info!(account_id = %account.id, "access token refreshed");
                 Ok(set.access_token)
             }
-            Err(e) if e.kind == OAuthErrorKind::Revoked => {
+            Err(e) if e.is_auth() => {
                 self.mark_credentials(account).await?;
-                Err(TokenError::Revoked(e.to_string()))
+                Err(TokenError::Revoked(e.detail().to_owned()))
             }
-            Err(e) if e.kind == OAuthErrorKind::Client => {
+            Err(e) if e.kind == FailureKind::Rejected(ErrorKind::InvalidAccount) => {
                 tracing::error!(account_id = %account.id, error = %e, "the OAuth app is misconfigured");
-                Err(TokenError::NotConfigured(e.to_string()))
+                Err(TokenError::NotConfigured(e.detail().to_owned()))
             }
-            Err(e) if e.kind == OAuthErrorKind::Refused => {
-                tracing::error!(account_id = %account.id, error = %e, "the token endpoint refused the refresh request");
-                Err(TokenError::Transient(e.to_string()))
+            Err(e) if e.kind == FailureKind::Rejected(ErrorKind::InvalidParameters) => {
+                Err(TokenError::NotConfigured(e.detail().to_owned()))
             }
-            Err(e) => Err(TokenError::Transient(e.to_string())),
+            Err(e) => {
+                if !e.is_transient() {
+                    tracing::error!(account_id = %account.id, error = %e, "the token endpoint refused the refresh request");
+                }
+                Err(TokenError::Transient(e.detail().to_owned()))
+            }
         }
     }
 

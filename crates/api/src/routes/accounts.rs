@@ -413,13 +413,7 @@ pub async fn delete_account(
     Path(account_id): Path<String>,
 ) -> Result<Json<AccountDeleted>> {
     let account = find(&state, &caller, &account_id).await?;
-    if !accounts::delete(state.store(), caller.workspace(), &account.id).await? {
-        return Err(err(
-            ErrorKind::ResourceNotFound,
-            format!("account {account_id} not found"),
-        ));
-    }
-    tracing::info!(account_id = %account.id, "account deleted");
+    link::delete(&state.engine, caller.workspace(), &account).await?;
     Ok(Json(AccountDeleted {
         object: "AccountDeleted",
     }))

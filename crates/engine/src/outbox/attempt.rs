@@ -146,10 +146,7 @@ impl Outbox {
                 self.retry(
                     job,
                     ErrorKind::DisconnectedAccount,
-                    format!(
-                        "the {} server refused the account's credentials; reconnect it to send: {detail}",
-                        e.protocol
-                    ),
+                    format!("{}: reconnect the account to send: {detail}", e.protocol),
                     true,
                     None,
                 )

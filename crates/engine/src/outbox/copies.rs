@@ -22,43 +22,73 @@ impl Outbox {
             Ok(m) => m,
             Err(e) => return self.copies_failed(&ids, &e.to_string()).await,
         };
-        // The first copy may log in; each copy then gets a second on top.
-        let deadline = self.inner.config.send_timeout + Duration::from_secs(ids.len() as u64);
+        let timeout = self.inner.config.send_timeout;
+        // One session for the batch: a server that refuses the login is asked once.
+        let mut copier = match tokio::time::timeout(timeout, mailbox.sent_copier()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                if e.is_auth()
+                    && let Err(se) =
+                        crate::tokens::mark_credentials(store, &account, self.inner.clock.now_ms())
+                            .await
+                {
+                    tracing::warn!(error = %se, "cannot record the refused credentials");
+                }
+                return self.copies_failed(&ids, &e.to_string()).await;
+            }
+            Err(_) => {
+                return self
+                    .copies_failed(&ids, "the IMAP login for the Sent copies timed out")
+                    .await;
+            }
+        };
+        // Each copy then gets the send timeout; the batch as a whole a second per copy more.
+        let deadline = timeout + Duration::from_secs(ids.len() as u64);
+        let mut done = 0;
         let work = async {
             for id in &ids {
                 let raw = match outbox::raw(store, id).await {
                     Ok(Some(raw)) => raw,
-                    _ => continue,
+                    _ => {
+                        done += 1;
+                        continue;
+                    }
                 };
-                let appended =
-                    tokio::time::timeout(self.inner.config.send_timeout, mailbox.append_sent(&raw))
-                        .await;
+                let appended = tokio::time::timeout(timeout, copier.append(&raw)).await;
+                done += 1;
                 let now = self.inner.clock.now_ms();
-                let recorded = match appended {
+                let failure = match appended {
                     Ok(Ok(())) => {
-                        outbox::mark_copy(store, id, self.node(), "done", now, None).await
-                    }
-                    Ok(Err(e)) => {
-                        self.copies_failed(std::slice::from_ref(id), &e.to_string())
-                            .await;
+                        if let Err(e) =
+                            outbox::mark_copy(store, id, self.node(), "done", now, None).await
+                        {
+                            tracing::warn!(job = %id, error = %e, "cannot record the Sent copy");
+                        }
                         continue;
                     }
-                    Err(_) => {
-                        self.copies_failed(
-                            std::slice::from_ref(id),
-                            "the IMAP server did not take the Sent copy in time",
-                        )
-                        .await;
-                        continue;
-                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => mailroom_providers::MailError::transient(
+                        mailroom_providers::Protocol::Imap,
+                        "the IMAP server did not take the Sent copy in time",
+                    ),
                 };
-                if let Err(e) = recorded {
-                    tracing::warn!(job = %id, error = %e, "cannot record the Sent copy");
+                self.copies_failed(std::slice::from_ref(id), &failure.to_string())
+                    .await;
+                // A refused message does not stop the batch; a lost server or login does
+                // (the rest wait for the next sweep instead of logging in once each).
+                if failure.is_transient() || failure.is_auth() {
+                    return;
                 }
             }
         };
-        if tokio::time::timeout(deadline, work).await.is_err() {
-            tracing::warn!(account_id = %account_id, "Sent copies timed out; the rest are retried");
+        let finished = tokio::time::timeout(deadline, work).await.is_ok();
+        if finished {
+            copier.finish();
+        }
+        if done < ids.len() {
+            tracing::warn!(account_id = %account_id, "Sent copies interrupted; the rest are retried");
+            self.copies_failed(&ids[done..], "interrupted with the batch; retried")
+                .await;
         }
     }
 

@@ -26,13 +26,20 @@ impl Outbox {
                 )
             })?;
         let mailbox = self.inner.mailboxes.open(account).await?;
+        let message_id = MessageId::parse(&job.message_id).ok_or_else(|| {
+            MailError::rejected(
+                Protocol::Smtp,
+                ErrorKind::UnexpectedError,
+                format!("the job's Message-ID {} is not one", job.message_id),
+            )
+        })?;
         let parent = job.thread_refs.last().and_then(|r| MessageId::parse(r));
         let delivered = mailbox
             .send(&Outgoing {
                 raw: &raw,
                 envelope_from: &job.envelope_from,
                 recipients: &job.recipients,
-                message_id: &job.message_id,
+                message_id: &message_id,
                 parent: parent.as_ref(),
             })
             .await?;

@@ -50,7 +50,7 @@ impl GraphMailbox {
         .await?;
         // Graph's sendMail answers no id; the Message-ID names the message.
         Ok(Delivered {
-            provider_id: msg.message_id.to_owned(),
+            provider_id: msg.message_id.bracketed(),
             needs_sent_copy: false,
         })
     }

@@ -7,13 +7,13 @@ use mailroom_core::MessageId;
 use mailroom_core::account::MailSettings;
 use mailroom_core::email::ReplyParent;
 
+use super::session_pool::PooledSession;
 use super::{Delivered, Outgoing, Providers};
 use crate::failure::MailError;
 use crate::imap_smtp::{imap, mailbox, smtp};
 
 pub struct ImapMailbox {
     providers: Providers,
-    account_id: String,
     /// `account:version`: a reconnect changes the version and so replaces pooled connections.
     pool_key: String,
     settings: MailSettings,
@@ -32,7 +32,6 @@ impl ImapMailbox {
     ) -> Self {
         Self {
             providers,
-            account_id: account_id.to_owned(),
             pool_key: format!("{account_id}:{version}"),
             settings,
             imap_password,
@@ -59,7 +58,7 @@ impl ImapMailbox {
             )
             .await?;
         Ok(Delivered {
-            provider_id: msg.message_id.to_owned(),
+            provider_id: msg.message_id.bracketed(),
             needs_sent_copy: true,
         })
     }
@@ -68,32 +67,55 @@ impl ImapMailbox {
         &self,
         id: &MessageId,
     ) -> Result<Option<ReplyParent>, MailError> {
-        let mut session = self
-            .providers
-            .inner
-            .imap
-            .checkout(&self.pool_key, &self.imap_login())
-            .await?;
+        let mut session = self.checkout().await?;
         let found = mailbox::find_by_message_id(session.session(), id).await?;
         session.release();
         Ok(found)
     }
 
-    pub(super) async fn append_sent(&self, raw: &[u8]) -> Result<(), MailError> {
-        let mut session = self
-            .providers
+    pub(super) async fn sent_copier(&self) -> Result<ImapSentCopier<'_>, MailError> {
+        let session = self.checkout().await?;
+        Ok(ImapSentCopier {
+            mailbox: self,
+            session: Some(session),
+        })
+    }
+
+    async fn checkout(&self) -> Result<PooledSession, MailError> {
+        self.providers
             .inner
             .imap
             .checkout(&self.pool_key, &self.imap_login())
-            .await?;
-        mailbox::append_sent(session.session(), raw).await?;
-        session.release();
-        Ok(())
+            .await
+    }
+}
+
+/// Sent copies over one pooled session; a session that failed a command is dropped, not
+/// reused.
+pub struct ImapSentCopier<'a> {
+    mailbox: &'a ImapMailbox,
+    session: Option<PooledSession>,
+}
+
+impl ImapSentCopier<'_> {
+    pub(super) async fn append(&mut self, raw: &[u8]) -> Result<(), MailError> {
+        let session = match self.session.as_mut() {
+            Some(s) => s,
+            None => self.session.insert(self.mailbox.checkout().await?),
+        };
+        match mailbox::append_sent(session.session(), raw).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.session = None;
+                Err(e)
+            }
+        }
     }
 
-    #[allow(dead_code)]
-    pub(super) fn account_id(&self) -> &str {
-        &self.account_id
+    pub(super) fn finish(self) {
+        if let Some(s) = self.session {
+            s.release();
+        }
     }
 }
 

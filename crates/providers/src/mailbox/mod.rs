@@ -14,6 +14,7 @@
 //! of the provider APIs and the per-mailbox request slots of Gmail and Graph.
 
 mod gmail;
+mod grants;
 mod graph;
 mod imap;
 pub mod session_pool;
@@ -32,7 +33,7 @@ use mailroom_core::account::{AccountMode, AccountSettings, AccountType};
 use mailroom_core::email::ReplyParent;
 
 use crate::NetPolicy;
-use crate::apps::ProviderApps;
+use crate::apps::{IdP, ProviderApps};
 use crate::failure::{MailError, Protocol};
 use crate::imap_smtp::send::SmtpPool;
 use crate::provider::Provider;
@@ -82,8 +83,8 @@ pub struct Outgoing<'a> {
     pub envelope_from: &'a str,
     /// Every recipient, Bcc included.
     pub recipients: &'a [String],
-    /// The message's Message-ID, with brackets.
-    pub message_id: &'a str,
+    /// The message's Message-ID.
+    pub message_id: &'a MessageId,
     /// The mail answered, when this is a reply.
     pub parent: Option<&'a MessageId>,
 }
@@ -169,9 +170,14 @@ impl Providers {
     /// The account's mailbox. Cheap: connections are made (or reused) by the calls.
     pub fn open(&self, o: Opening<'_>) -> Result<Mailbox, MailError> {
         let provider = Provider::of(o.account_type);
+        let protocol = match provider {
+            Provider::Imap => Protocol::Imap,
+            Provider::Gmail => Protocol::Gmail,
+            Provider::Graph => Protocol::Graph,
+        };
         let mismatch = || {
             MailError::rejected(
-                Protocol::Imap,
+                protocol,
                 ErrorKind::InvalidAccount,
                 format!(
                     "account {} has settings or credentials of another kind of account",
@@ -191,7 +197,7 @@ impl Providers {
                 )))
             }
             (Provider::Gmail, AccountSettings::OAuth(s), Secrets::Tokens(tokens)) => {
-                let app = self.app(provider)?;
+                let app = self.configured(IdP::Google)?;
                 Ok(Mailbox::Gmail(gmail::GmailMailbox::new(
                     crate::gmail::GmailClient::new(self.inner.http.clone(), app.api_base.clone()),
                     tokens,
@@ -200,7 +206,7 @@ impl Providers {
                 )))
             }
             (Provider::Graph, AccountSettings::OAuth(s), Secrets::Tokens(tokens)) => {
-                let app = self.app(provider)?;
+                let app = self.configured(IdP::Microsoft)?;
                 Ok(Mailbox::Graph(graph::GraphMailbox::new(
                     crate::graph::GraphClient::new(self.inner.http.clone(), app.api_base.clone()),
                     tokens,
@@ -210,23 +216,6 @@ impl Providers {
             }
             _ => Err(mismatch()),
         }
-    }
-
-    fn app(&self, provider: Provider) -> Result<&crate::apps::ProviderApp, MailError> {
-        let idp = provider
-            .idp()
-            .expect("OAuth providers have an identity provider");
-        self.inner.apps.get(idp).ok_or_else(|| {
-            MailError::rejected(
-                Protocol::OAuth,
-                ErrorKind::InvalidAccount,
-                format!(
-                    "the {} app is not configured on this server ({})",
-                    idp.display_name(),
-                    idp.client_id_var()
-                ),
-            )
-        })
     }
 }
 
@@ -260,14 +249,24 @@ impl Mailbox {
     }
 
     /// Files the exact bytes of a sent message in the Sent folder, flagged seen, when
-    /// [`Delivered::needs_sent_copy`] asked for it. Consecutive calls share the account's
-    /// pooled IMAP session.
+    /// [`Delivered::needs_sent_copy`] asked for it, over one pooled session of the account.
     pub async fn append_sent(&self, raw: &[u8]) -> Result<(), MailError> {
-        match self {
-            Mailbox::Imap(m) => m.append_sent(raw).await,
-            // Gmail and Graph file their own copy of what they send.
-            Mailbox::Gmail(_) | Mailbox::Graph(_) => Ok(()),
-        }
+        let mut copier = self.sent_copier().await?;
+        let done = copier.append(raw).await;
+        copier.finish();
+        done
+    }
+
+    /// A batch of Sent copies over one session: the login (or the pooled session) is taken
+    /// once, so a server that refuses it is asked once for the whole batch, not per copy.
+    pub async fn sent_copier(&self) -> Result<SentCopier<'_>, MailError> {
+        Ok(SentCopier {
+            inner: match self {
+                Mailbox::Imap(m) => Some(m.sent_copier().await?),
+                // Gmail and Graph file their own copy of what they send.
+                Mailbox::Gmail(_) | Mailbox::Graph(_) => None,
+            },
+        })
     }
 
     /// What the account may do.
@@ -276,6 +275,29 @@ impl Mailbox {
             Mailbox::Imap(_) => AccountMode::Full,
             Mailbox::Gmail(m) => m.mode(),
             Mailbox::Graph(m) => m.mode(),
+        }
+    }
+}
+
+/// Sent copies of one batch (see [`Mailbox::sent_copier`]).
+pub struct SentCopier<'a> {
+    inner: Option<imap::ImapSentCopier<'a>>,
+}
+
+impl SentCopier<'_> {
+    /// APPENDs `raw` to the Sent folder. After a failed APPEND the session is not reused; the
+    /// next copy takes another (a failure to get one ends the batch for the caller).
+    pub async fn append(&mut self, raw: &[u8]) -> Result<(), MailError> {
+        match &mut self.inner {
+            Some(c) => c.append(raw).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Gives the session back to the account's pool.
+    pub fn finish(self) {
+        if let Some(c) = self.inner {
+            c.finish();
         }
     }
 }

@@ -71,8 +71,8 @@ async fn sent_copies_and_parent_lookups_share_the_accounts_imap_sessions() {
     let mailbox = open(&providers, &rig, &user, 1);
     let run = mailroom_testkit::token();
 
-    // Six copies and three lookups at once: no more sessions than the budget, so no more
-    // logins than that either.
+    // Six concurrent copies, then three concurrent lookups: never more sessions than the
+    // budget, so no more logins than that either.
     let ids: Vec<String> = (0..6).map(|i| format!("{run}.{i}")).collect();
     let raws: Vec<Vec<u8>> = ids
         .iter()
@@ -140,7 +140,7 @@ async fn an_imap_account_sends_through_the_seam() {
             raw: &raw,
             envelope_from: &sender.address,
             recipients: std::slice::from_ref(&recipient.address),
-            message_id: &format!("<{id}>"),
+            message_id: &MessageId::parse(&id).unwrap(),
             parent: None,
         })
         .await

@@ -23,17 +23,14 @@ use crate::error::{ErrorBody, Result, err};
 use crate::extract::JsonObject;
 use crate::state::AppState;
 use mailroom_core::account::{AccountMode, ImapEncryption, MailSettings};
-use mailroom_core::id::{looks_like_id, new_id};
 use mailroom_core::time_fmt::parse_ms;
 use mailroom_core::{ApiError, ErrorKind};
 use mailroom_engine::apps::IdP;
 use mailroom_engine::hosted::{self, Refusal};
 use mailroom_engine::link::Linked;
-use mailroom_store::accounts;
-use mailroom_store::hosted_links::{self, HostedLink, NewLink};
+use mailroom_store::hosted_links::{self, HostedLink};
 
 /// The longest a link may live.
-const MAX_LINK_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HostedAuthUrl {
@@ -136,27 +133,9 @@ pub async fn create_link(
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<HostedAuthUrl>)> {
     let f = Fields(&body);
-    let kind = f.str_req("type")?;
-    let now = state.clock().now_ms();
-    let reconnect = match kind.as_str() {
+    let reconnect_account = match f.str_req("type")?.as_str() {
         "create" => None,
-        "reconnect" => {
-            let id = f.str_req("reconnect_account")?;
-            let not_found = || {
-                err(
-                    ErrorKind::ResourceNotFound,
-                    format!("account {id} not found"),
-                )
-            };
-            if !looks_like_id(&id) {
-                return Err(not_found());
-            }
-            Some(
-                accounts::get(state.store(), caller.workspace(), &id)
-                    .await?
-                    .ok_or_else(not_found)?,
-            )
-        }
+        "reconnect" => Some(f.str_req("reconnect_account")?),
         other => {
             return Err(err(
                 ErrorKind::InvalidParameters,
@@ -164,9 +143,9 @@ pub async fn create_link(
             ));
         }
     };
-    let providers = match &reconnect {
-        Some(a) => vec![a.account_type.source_name().to_owned()],
-        None => parse_providers(body.get("providers"))?,
+    let providers = match reconnect_account {
+        Some(_) => None,
+        None => Some(parse_providers(body.get("providers"))?),
     };
     let expires_on = f.str_req("expiresOn")?;
     let expires_at = parse_ms(&expires_on).ok_or_else(|| {
@@ -175,27 +154,16 @@ pub async fn create_link(
             format!("expiresOn must be a date like 2030-01-01T00:00:00.000Z, got `{expires_on}`"),
         )
     })?;
-    if expires_at <= now {
-        return Err(err(
-            ErrorKind::InvalidParameters,
-            "expiresOn is in the past",
-        ));
-    }
-    let expires_at = expires_at.min(now + MAX_LINK_LIFETIME_MS);
     http_url(&f, "api_url")?
         .ok_or_else(|| err(ErrorKind::MissingParameters, "api_url is required"))?;
     let mode = match f.str_opt("mode")? {
-        None => match &reconnect {
-            // A reconnect keeps the account's mode.
-            Some(a) => a.settings.mode(),
-            None => AccountMode::Full,
-        },
-        Some(m) => AccountMode::parse(&m).ok_or_else(|| {
+        None => None,
+        Some(m) => Some(AccountMode::parse(&m).ok_or_else(|| {
             err(
                 ErrorKind::InvalidParameters,
                 format!("mode must be full or send, got `{m}`"),
             )
-        })?,
+        })?),
     };
     let name = f.str_opt("name")?;
     if name.as_ref().is_some_and(|n| n.len() > 255) {
@@ -204,28 +172,18 @@ pub async fn create_link(
             "name is longer than 255 bytes",
         ));
     }
-    let success = http_url(&f, "success_redirect_url")?;
-    let failure = http_url(&f, "failure_redirect_url")?;
-    let notify_url = http_url(&f, "notify_url")?;
-
-    let token = hosted::random_token();
-    let id = new_id();
-    hosted_links::insert(
-        state.store(),
-        NewLink {
-            id: &id,
-            token: &token,
-            workspace_id: caller.workspace(),
-            kind: &kind,
-            mode: mode.as_str(),
-            providers: &providers,
-            reconnect_account: reconnect.as_ref().map(|a| a.id.as_str()),
-            name: name.as_deref(),
-            success_redirect_url: success.as_deref(),
-            failure_redirect_url: failure.as_deref(),
-            notify_url: notify_url.as_deref(),
+    let token = hosted::create_link(
+        &state.engine,
+        caller.workspace(),
+        hosted::NewLinkRequest {
+            reconnect_account,
+            providers,
             expires_at,
-            now_ms: now,
+            mode,
+            name,
+            success_redirect_url: http_url(&f, "success_redirect_url")?,
+            failure_redirect_url: http_url(&f, "failure_redirect_url")?,
+            notify_url: http_url(&f, "notify_url")?,
         },
     )
     .await?;
@@ -447,20 +405,13 @@ fn fail(link: &HostedLink, reason: &str, text: &str) -> Response {
 /// The mailbox is linked: tell the integrator (`notify_url`) and send the user on.
 async fn finish(state: &AppState, link: &HostedLink, linked: Linked) -> Response {
     let account = &linked.account;
-    let status = match hosted::linked(
+    let status = hosted::linked(
         &state.engine,
         link,
         &linked,
         state.config.webhook_allow_private,
     )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot record the linked account on its link");
-            return something_went_wrong();
-        }
-    };
+    .await;
     match link
         .success_redirect_url
         .as_deref()
