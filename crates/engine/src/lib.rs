@@ -37,6 +37,7 @@ pub struct Engine {
     pub http: reqwest::Client,
     /// The mailbox seam's shared state (connection pools, clients).
     pub providers: Providers,
+    mailboxes: Mailboxes,
     pub outbox: outbox::Outbox,
 }
 
@@ -58,13 +59,13 @@ impl Engine {
             clock.clone(),
             providers.clone(),
         ));
-        let mailboxes = Mailboxes {
-            store: store.clone(),
-            vault: vault.clone(),
-            tokens: tokens.clone(),
-            providers: providers.clone(),
-        };
-        let outbox = outbox::Outbox::new(store.clone(), clock.clone(), mailboxes, outbox);
+        let mailboxes = Mailboxes::new(
+            store.clone(),
+            vault.clone(),
+            tokens.clone(),
+            providers.clone(),
+        );
+        let outbox = outbox::Outbox::new(store.clone(), clock.clone(), mailboxes.clone(), outbox);
         Self {
             store,
             vault,
@@ -74,18 +75,14 @@ impl Engine {
             tokens,
             http,
             providers,
+            mailboxes,
             outbox,
         }
     }
 
-    /// Opens accounts' mailboxes.
-    pub fn mailboxes(&self) -> Mailboxes {
-        Mailboxes {
-            store: self.store.clone(),
-            vault: self.vault.clone(),
-            tokens: self.tokens.clone(),
-            providers: self.providers.clone(),
-        }
+    /// Opens accounts' mailboxes (and keeps them open).
+    pub fn mailboxes(&self) -> &Mailboxes {
+        &self.mailboxes
     }
 
     /// Runs every background worker of this process until `shutdown` resolves, then waits for

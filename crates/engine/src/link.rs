@@ -176,7 +176,7 @@ pub async fn delete(engine: &Engine, workspace: &str, account: &Account) -> Resu
     {
         return Err(ApiError::not_found("account"));
     }
-    engine.providers.forget(&account.id);
+    engine.mailboxes().forget(&account.id);
     tracing::info!(account_id = %account.id, "account deleted");
     Ok(())
 }
@@ -233,8 +233,8 @@ async fn save(
             if !updated {
                 return Err(ApiError::not_found("account"));
             }
-            // Pooled connections still hold the old login.
-            engine.providers.forget(&existing.id);
+            // Open mailboxes and pooled connections still hold the old login.
+            engine.mailboxes().forget(&existing.id);
             let account = accounts::get(&engine.store, workspace, &existing.id)
                 .await
                 .map_err(store_error)?

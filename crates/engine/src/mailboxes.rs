@@ -1,6 +1,7 @@
 //! Opening an account's mailbox: its secrets from the vault, its token source, the seam.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use mailroom_core::ErrorKind;
 use mailroom_providers::{MailError, Mailbox, Opening, Protocol, Providers, Secrets};
@@ -18,17 +19,60 @@ pub enum OpenError {
     Mail(#[from] MailError),
 }
 
-/// What opening a mailbox needs; cheap to clone.
+/// Open mailboxes by account id, with the account version they were opened at.
+type OpenMailboxes = HashMap<String, (i64, Arc<Mailbox>)>;
+
+/// Opens accounts' mailboxes and keeps them open: a mailbox is cheap to hold (its connections
+/// live in the shared pools) and opening one reads and unseals the account's credentials, which
+/// a burst of sends should not do per message. A reconnect changes the account's `updated_at`,
+/// which opens it afresh. Cheap to clone; clones share what is open.
 #[derive(Clone)]
 pub struct Mailboxes {
-    pub store: Store,
-    pub vault: Vault,
-    pub tokens: Arc<Tokens>,
-    pub providers: Providers,
+    store: Store,
+    vault: Vault,
+    tokens: Arc<Tokens>,
+    providers: Providers,
+    open: Arc<Mutex<OpenMailboxes>>,
 }
 
 impl Mailboxes {
-    pub async fn open(&self, account: &Account) -> Result<Mailbox, OpenError> {
+    pub fn new(store: Store, vault: Vault, tokens: Arc<Tokens>, providers: Providers) -> Self {
+        Self {
+            store,
+            vault,
+            tokens,
+            providers,
+            open: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The account's mailbox, opened at its current version.
+    pub async fn open(&self, account: &Account) -> Result<Arc<Mailbox>, OpenError> {
+        if let Some((version, mailbox)) = self.lock().get(account.id.as_str())
+            && *version == account.updated_at
+        {
+            return Ok(mailbox.clone());
+        }
+        let mailbox = Arc::new(self.open_new(account).await?);
+        self.lock().insert(
+            account.id.to_string(),
+            (account.updated_at, mailbox.clone()),
+        );
+        Ok(mailbox)
+    }
+
+    /// Forgets an account's open mailbox and what the pools hold for it (deleted or
+    /// reconnected).
+    pub fn forget(&self, account_id: &str) {
+        self.lock().remove(account_id);
+        self.providers.forget(account_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenMailboxes> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn open_new(&self, account: &Account) -> Result<Mailbox, OpenError> {
         let credentials = accounts::credentials(&self.store, &self.vault, &account.id)
             .await?
             .ok_or_else(|| {

@@ -74,15 +74,23 @@ impl Outbox {
                 .await;
         }
         // Large messages get longer: uploads to Gmail or Graph run at the network's pace.
-        let size = outbox::raw_len(&self.inner.store, &job.id).await?;
-        let deadline = self.deadline_for(size);
+        let Some(raw) = outbox::raw(&self.inner.store, &job.id).await? else {
+            return self
+                .fail(
+                    &job,
+                    ErrorKind::UnexpectedError,
+                    "the job lost its message".into(),
+                )
+                .await;
+        };
+        let deadline = self.deadline_for(raw.len() as i64);
         if deadline > self.inner.config.send_timeout {
             let until = self.inner.clock.now_ms() + ms(deadline) + LEASE_MARGIN_MS;
             if !outbox::renew_lease(&self.inner.store, &job.id, claim(&job), until).await? {
                 return Ok(Outcome::NotOurs);
             }
         }
-        match tokio::time::timeout(deadline, self.transmit(&job, &account)).await {
+        match tokio::time::timeout(deadline, self.transmit(&job, &account, &raw)).await {
             Ok(Ok(delivered)) => self.sent(&job, delivered).await,
             Ok(Err(OpenError::Store(e))) => Err(e),
             Ok(Err(OpenError::Mail(e))) => self.on_failure(&job, &account, e).await,

@@ -3,7 +3,7 @@
 use mailroom_core::{ErrorKind, MessageId};
 use mailroom_providers::{Delivered, MailError, Outgoing, Protocol};
 use mailroom_store::accounts::Account;
-use mailroom_store::outbox::{self, Job};
+use mailroom_store::outbox::Job;
 
 use super::Outbox;
 use crate::mailboxes::OpenError;
@@ -15,16 +15,8 @@ impl Outbox {
         &self,
         job: &Job,
         account: &Account,
+        raw: &[u8],
     ) -> Result<Delivered, OpenError> {
-        let raw = outbox::raw(&self.inner.store, &job.id)
-            .await?
-            .ok_or_else(|| {
-                MailError::rejected(
-                    Protocol::Smtp,
-                    ErrorKind::UnexpectedError,
-                    "the job lost its message",
-                )
-            })?;
         let mailbox = self.inner.mailboxes.open(account).await?;
         let message_id = MessageId::parse(&job.message_id).ok_or_else(|| {
             MailError::rejected(
@@ -36,7 +28,7 @@ impl Outbox {
         let parent = job.thread_refs.last().and_then(|r| MessageId::parse(r));
         let delivered = mailbox
             .send(&Outgoing {
-                raw: &raw,
+                raw,
                 envelope_from: &job.envelope_from,
                 recipients: &job.recipients,
                 message_id: &message_id,
