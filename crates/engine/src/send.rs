@@ -194,8 +194,8 @@ pub async fn accept(
         },
     )
     .await;
-    match inserted {
-        Ok(()) => {}
+    let job = match inserted {
+        Ok(job) => job,
         // The same key raced in from another request: answer as its duplicate.
         Err(e) if e.is_unique_violation() && key.is_some() => {
             let key = key.as_deref().unwrap_or_default();
@@ -208,7 +208,7 @@ pub async fn accept(
             return Err(store_error(e));
         }
         Err(e) => return Err(store_error(e)),
-    }
+    };
     tracing::info!(tracking_id = %id, account_id = %account.id, scheduled = scheduled.is_some(), "email accepted");
 
     let answer = match scheduled {
@@ -217,7 +217,7 @@ pub async fn accept(
             body: sent_body(&id, &message_id, "scheduled", None, Some(at), None),
         },
         // A tracked task of its own: a client that disconnects does not cancel it.
-        None => match outbox.spawn_attempt(id.to_string(), claim.clone()).await {
+        None => match outbox.spawn_first_attempt(job, account, built.bytes).await {
             Ok(Ok(outcome)) => answer_of(&id, &message_id, &outcome),
             // The message is stored: whatever went wrong here, the worker sends it. Never
             // answer 500 for an accepted send (a client would send it again).

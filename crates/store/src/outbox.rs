@@ -156,9 +156,9 @@ where
     })
 }
 
-/// Stores a new job. A duplicate idempotency key is a unique violation
-/// ([`StoreError::is_unique_violation`]).
-pub async fn insert(store: &Store, j: NewJob<'_>) -> Result<()> {
+/// Stores a new job and answers it as stored. A duplicate idempotency key is a unique
+/// violation ([`StoreError::is_unique_violation`]).
+pub async fn insert(store: &Store, j: NewJob<'_>) -> Result<Job> {
     let (status, run_after, locked_by, locked_until, attempts) = match j.send_at {
         Some(at) => (JobStatus::Scheduled, at, None, None, 0i64),
         None => (
@@ -200,7 +200,32 @@ pub async fn insert(store: &Store, j: NewJob<'_>) -> Result<()> {
         .execute(pool)
         .await?;
     });
-    Ok(())
+    Ok(Job {
+        id: TrackingId::from(j.id),
+        workspace_id: j.workspace_id.to_owned(),
+        account_id: AccountId::from(j.account_id),
+        idempotency_key: j.idempotency_key.map(str::to_owned),
+        request_hash: j.request_hash.to_vec(),
+        status,
+        message_id: j.message_id.to_owned(),
+        thread_refs: j.thread_refs.to_vec(),
+        subject: j.subject.to_owned(),
+        recipients: j.recipients.to_vec(),
+        envelope_from: j.envelope_from.to_owned(),
+        attempts,
+        max_attempts: j.max_attempts,
+        run_after,
+        give_up_at: j.give_up_at,
+        last_error: None,
+        last_error_type: None,
+        provider_id: None,
+        sent_copy: "none".to_owned(),
+        response: None,
+        created_at: j.now_ms,
+        updated_at: j.now_ms,
+        sent_at: None,
+        locked_by: locked_by.map(str::to_owned),
+    })
 }
 
 pub async fn get(store: &Store, workspace_id: &str, id: &str) -> Result<Option<Job>> {

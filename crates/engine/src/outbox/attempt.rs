@@ -83,20 +83,63 @@ impl Outbox {
                 )
                 .await;
         };
-        let deadline = self.deadline_for(raw.len() as i64);
-        if deadline > self.inner.config.send_timeout {
-            let until = self.inner.clock.now_ms() + ms(deadline) + LEASE_MARGIN_MS;
-            if !outbox::renew_lease(&self.inner.store, &job.id, claim(&job), until).await? {
+        self.attempt_loaded(&job, &account, &raw).await
+    }
+
+    /// The first attempt of a job just stored, with its claim taken by the insert: what the
+    /// worker's path reads back (the job, the account, the bytes) is already in hand. Only a
+    /// wait for a free slot longer than a second renews the lease first.
+    pub(super) async fn first_attempt(
+        &self,
+        job: &Job,
+        account: &Account,
+        raw: &[u8],
+    ) -> Result<Outcome, StoreError> {
+        let waiting = std::time::Instant::now();
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        if waiting.elapsed() > std::time::Duration::from_secs(1) {
+            let now = self.inner.clock.now_ms();
+            if !outbox::renew_lease(
+                &self.inner.store,
+                &job.id,
+                claim(job),
+                self.lease_until(now),
+            )
+            .await?
+            {
                 return Ok(Outcome::NotOurs);
             }
         }
-        match tokio::time::timeout(deadline, self.transmit(&job, &account, &raw)).await {
-            Ok(Ok(delivered)) => self.sent(&job, delivered).await,
+        self.attempt_loaded(job, account, raw).await
+    }
+
+    /// Transmits under the claim held, bounded by the message's deadline, and records the outcome.
+    async fn attempt_loaded(
+        &self,
+        job: &Job,
+        account: &Account,
+        raw: &[u8],
+    ) -> Result<Outcome, StoreError> {
+        let (job, account, raw) = (job, account, raw);
+        let deadline = self.deadline_for(raw.len() as i64);
+        if deadline > self.inner.config.send_timeout {
+            let until = self.inner.clock.now_ms() + ms(deadline) + LEASE_MARGIN_MS;
+            if !outbox::renew_lease(&self.inner.store, &job.id, claim(job), until).await? {
+                return Ok(Outcome::NotOurs);
+            }
+        }
+        match tokio::time::timeout(deadline, self.transmit(job, account, raw)).await {
+            Ok(Ok(delivered)) => self.sent(job, delivered).await,
             Ok(Err(OpenError::Store(e))) => Err(e),
-            Ok(Err(OpenError::Mail(e))) => self.on_failure(&job, &account, e).await,
+            Ok(Err(OpenError::Mail(e))) => self.on_failure(job, account, e).await,
             Err(_) => {
                 let detail = format!("the attempt did not finish within {}s", deadline.as_secs());
-                self.retry(&job, ErrorKind::RequestTimeout, detail, false, None)
+                self.retry(job, ErrorKind::RequestTimeout, detail, false, None)
                     .await
             }
         }

@@ -160,6 +160,21 @@ impl Outbox {
         outbox::claim_token(self.node(), id, attempt)
     }
 
+    /// Runs the first attempt of a job just stored (`job` as the insert answered it, its
+    /// `account`, its bytes) as a tracked task: shutdown waits for it, and a client that hangs
+    /// up does not cancel it.
+    pub fn spawn_first_attempt(
+        &self,
+        job: Job,
+        account: mailroom_store::accounts::Account,
+        raw: Vec<u8>,
+    ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
+        let me = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { me.first_attempt(&job, &account, &raw).await })
+    }
+
     /// Runs an attempt as a tracked task: shutdown waits for it (so an SMTP transaction that
     /// completes is always recorded), and a client that hangs up does not cancel it.
     pub fn spawn_attempt(

@@ -161,3 +161,41 @@ async fn a_stale_claim_records_nothing(backend: Backend) {
     );
 }
 both_backends!(a_stale_claim_records_nothing);
+
+/// The first attempt works from the job the insert answers instead of reading it back: it must
+/// be exactly the stored row, for an immediate and for a scheduled job.
+async fn the_inserted_job_is_the_stored_row(backend: Backend) {
+    let Some((_db, store)) = open(backend).await else {
+        return;
+    };
+    for send_at in [None, Some(5_000)] {
+        let id = mailroom_core::new_id();
+        let refs = vec!["<root@example.test>".to_owned()];
+        let inserted = outbox::insert(
+            &store,
+            NewJob {
+                id: &id,
+                workspace_id: "w",
+                account_id: "acc",
+                idempotency_key: Some(&id),
+                request_hash: b"hash",
+                message_id: &format!("<{id}@example.test>"),
+                thread_refs: &refs,
+                subject: "s",
+                recipients: &["a@example.test".to_owned(), "b@example.test".to_owned()],
+                envelope_from: "me@example.test",
+                raw: b"Subject: s\r\n\r\nb\r\n",
+                max_attempts: 3,
+                give_up_at: 1_000_000,
+                now_ms: 1_000,
+                send_at,
+                lease: ("node:claim:1", 40_000),
+            },
+        )
+        .await
+        .unwrap();
+        let stored = outbox::get_any(&store, &id).await.unwrap().unwrap();
+        assert_eq!(inserted, stored, "send_at {send_at:?}");
+    }
+}
+both_backends!(the_inserted_job_is_the_stored_row);
