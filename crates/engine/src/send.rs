@@ -227,7 +227,10 @@ pub async fn accept(
             }
         },
     };
-    if let Err(e) = outbox::set_response(store, &id, answer.status, &answer.body).await {
+    // A sent message's answer was recorded with the outcome; the others are recorded here.
+    if answer.status != 201
+        && let Err(e) = outbox::set_response(store, &id, answer.status, &answer.body).await
+    {
         tracing::warn!(tracking_id = %id, error = %e, "cannot record the answer for idempotent replays");
     }
     Ok(answer)

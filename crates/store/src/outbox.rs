@@ -370,7 +370,9 @@ pub async fn renew_lease(store: &Store, id: &str, token: &str, until: i64) -> Re
     Ok(n == 1)
 }
 
-/// The attempt succeeded: the job is sent and its Sent copy is due.
+/// The attempt succeeded: the job is sent and its Sent copy is due. `answer` is recorded as
+/// the request's answer for idempotent replays when none was yet (one statement for both).
+#[allow(clippy::too_many_arguments)]
 pub async fn mark_sent(
     store: &Store,
     id: &str,
@@ -378,15 +380,21 @@ pub async fn mark_sent(
     now_ms: i64,
     provider_id: &str,
     copy: bool,
+    answer: Option<(u16, &serde_json::Value)>,
 ) -> Result<bool> {
     let copy_state = if copy { "pending" } else { "none" };
+    let (status, body) = match answer {
+        Some((status, body)) => (Some(i64::from(status)), Some(body.to_string())),
+        None => (None, None),
+    };
     let n = with_pool!(store, pool => {
         sqlx::query(
             "UPDATE outbox SET status = 'sent', provider_id = $1, sent_at = $2, updated_at = $2, locked_by = NULL, \
-             locked_until = NULL, last_error = NULL, last_error_type = NULL, sent_copy = $3, run_after = $2 \
+             locked_until = NULL, last_error = NULL, last_error_type = NULL, sent_copy = $3, run_after = $2, \
+             response_status = COALESCE(response_status, $6), response_body = COALESCE(response_body, $7) \
              WHERE id = $4 AND locked_by = $5 AND status = 'sending'",
         )
-        .bind(provider_id).bind(now_ms).bind(copy_state).bind(id).bind(node)
+        .bind(provider_id).bind(now_ms).bind(copy_state).bind(id).bind(node).bind(status).bind(body)
         .execute(pool).await?.rows_affected()
     });
     Ok(n == 1)

@@ -150,6 +150,15 @@ impl Outbox {
             provider_id,
             needs_sent_copy,
         } = delivered;
+        // The answer a replay gets, recorded with the outcome (unless the first request's
+        // answer is already stored).
+        let answer = crate::send::answer_of(
+            &job.id,
+            &job.message_id,
+            &Outcome::Sent {
+                provider_id: provider_id.clone(),
+            },
+        );
         if !outbox::mark_sent(
             &self.inner.store,
             &job.id,
@@ -157,6 +166,9 @@ impl Outbox {
             self.inner.clock.now_ms(),
             &provider_id,
             needs_sent_copy,
+            job.response
+                .is_none()
+                .then_some((answer.status, &answer.body)),
         )
         .await?
         {

@@ -123,7 +123,7 @@ async fn a_stale_claim_records_nothing(backend: Backend) {
         "the stale claim cannot renew"
     );
     assert!(
-        !outbox::mark_sent(&store, &id, &old, 2_000, "p", false)
+        !outbox::mark_sent(&store, &id, &old, 2_000, "p", false, None)
             .await
             .unwrap(),
         "nor record a result"
@@ -150,7 +150,7 @@ async fn a_stale_claim_records_nothing(backend: Backend) {
             .unwrap()
     );
     assert!(
-        outbox::mark_sent(&store, &id, &new, 2_000, "p", false)
+        outbox::mark_sent(&store, &id, &new, 2_000, "p", false, None)
             .await
             .unwrap()
     );
@@ -199,3 +199,32 @@ async fn the_inserted_job_is_the_stored_row(backend: Backend) {
     }
 }
 both_backends!(the_inserted_job_is_the_stored_row);
+
+/// A send's answer is recorded with its outcome in one statement, and never replaces an answer
+/// already given (a replay gets the first answer).
+async fn the_answer_is_recorded_with_the_outcome_once(backend: Backend) {
+    let Some((_db, store)) = open(backend).await else {
+        return;
+    };
+    let id = scheduled(&store, 10).await;
+    let claims = outbox::claim_due(&store, "n", 100, 10_000, 10)
+        .await
+        .unwrap();
+    let (_, token) = claims.into_iter().find(|(j, _)| *j == id).unwrap();
+    let first = serde_json::json!({"status": "sent", "n": 1});
+    assert!(
+        outbox::mark_sent(&store, &id, &token, 200, "p", false, Some((201, &first)))
+            .await
+            .unwrap()
+    );
+    let job = outbox::get_any(&store, &id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Sent);
+    assert_eq!(job.response, Some((201, first.clone())));
+    // A later answer does not replace it.
+    outbox::set_response(&store, &id, 202, &serde_json::json!({"n": 2}))
+        .await
+        .unwrap();
+    let job = outbox::get_any(&store, &id).await.unwrap().unwrap();
+    assert_eq!(job.response, Some((201, first)));
+}
+both_backends!(the_answer_is_recorded_with_the_outcome_once);
