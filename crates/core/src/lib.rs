@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod email;
 pub mod error;
 pub mod id;
+pub mod mail;
 pub mod time_fmt;
 
 pub use clock::{Clock, SystemClock};

@@ -6,10 +6,12 @@
 
 pub mod accounts;
 pub mod api_keys;
+mod blob;
 mod db;
 pub mod error;
 pub mod events;
 pub mod hosted_links;
+pub mod index;
 pub mod outbox;
 pub mod vault;
 pub mod workspaces;

@@ -1,0 +1,859 @@
+//! The mail index: each account's folders with their sync state, its messages (headers,
+//! flags, addresses, compressed bodies, attachment metadata) and which folders each message
+//! is in (many-to-many, so a Gmail label or an IMAP copy is one more link, not one more
+//! message). Lists are served from here; the sync keeps it current.
+//!
+//! Functions taking a workspace answer only that workspace's rows (the API's view); the
+//! others take ids the engine already resolved. Full-text search is not here yet.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::Row;
+
+use crate::blob::{pack, pack_str, unpack_string};
+use crate::error::{Result, StoreError};
+use crate::{Store, with_pool};
+use mailroom_core::AccountId;
+use mailroom_core::cursor::Position;
+use mailroom_core::email::Attendee;
+use mailroom_core::mail::{AttachmentMeta, FolderRole, FolderSyncStatus, Header, MailOrigin};
+
+/// The statement opening a transaction that writes. On SQLite it takes the write lock at
+/// once, so a transaction that reads first is never refused the upgrade (`database is
+/// locked`); PostgreSQL's row locks need nothing special.
+fn begin_write(store: &Store) -> &'static str {
+    match store {
+        Store::Sqlite(_) => "BEGIN IMMEDIATE",
+        Store::Postgres(_) => "BEGIN",
+    }
+}
+
+fn json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("index values serialize")
+}
+
+fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Folders
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FolderRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub account_id: AccountId,
+    pub name: String,
+    pub role: FolderRole,
+    /// The provider's name for it: IMAP mailbox name, Gmail label id, Graph folder id.
+    pub provider_id: String,
+    pub uidvalidity: Option<i64>,
+    pub uidnext: Option<i64>,
+    pub highest_modseq: Option<i64>,
+    /// Gmail `historyId` or Graph `deltaLink`.
+    pub cursor: Option<String>,
+    /// The provider's count of messages in it.
+    pub nb_mails: i64,
+    pub sync_status: FolderSyncStatus,
+    pub last_synced_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub struct NewFolder<'a> {
+    /// Used when the folder is new; an existing folder keeps its id.
+    pub id: &'a str,
+    pub workspace_id: &'a str,
+    pub account_id: &'a str,
+    pub name: &'a str,
+    pub role: FolderRole,
+    pub provider_id: &'a str,
+    pub now_ms: i64,
+}
+
+/// Where a folder's sync stands, written as a whole by [`set_folder_sync_state`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FolderSyncState<'a> {
+    pub uidvalidity: Option<i64>,
+    pub uidnext: Option<i64>,
+    pub highest_modseq: Option<i64>,
+    pub cursor: Option<&'a str>,
+    pub nb_mails: i64,
+    pub status: FolderSyncStatus,
+    pub last_synced_at: Option<i64>,
+}
+
+const FOLDER_COLUMNS: &str = "id, workspace_id, account_id, name, role, provider_id, uidvalidity, uidnext, \
+     highest_modseq, cursor, nb_mails, sync_status, last_synced_at, created_at, updated_at";
+
+fn decode_folder<R: Row>(r: &R) -> Result<FolderRow>
+where
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let role: String = r.try_get(4)?;
+    let status: String = r.try_get(11)?;
+    Ok(FolderRow {
+        id: r.try_get(0)?,
+        workspace_id: r.try_get(1)?,
+        account_id: AccountId::from(r.try_get::<String, _>(2)?),
+        name: r.try_get(3)?,
+        role: FolderRole::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("folder role {role}")))?,
+        provider_id: r.try_get(5)?,
+        uidvalidity: r.try_get(6)?,
+        uidnext: r.try_get(7)?,
+        highest_modseq: r.try_get(8)?,
+        cursor: r.try_get(9)?,
+        nb_mails: r.try_get(10)?,
+        sync_status: FolderSyncStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("folder sync status {status}")))?,
+        last_synced_at: r.try_get(12)?,
+        created_at: r.try_get(13)?,
+        updated_at: r.try_get(14)?,
+    })
+}
+
+/// Inserts the folder, or updates the name and role of the account's folder with the same
+/// provider id; answers the stored row (with its sync state).
+pub async fn upsert_folder(store: &Store, f: NewFolder<'_>) -> Result<FolderRow> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "INSERT INTO folders (id, workspace_id, account_id, name, role, provider_id, nb_mails, sync_status, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 'never', $7, $7) \
+         ON CONFLICT (account_id, provider_id) DO UPDATE SET name = excluded.name, role = excluded.role, \
+         updated_at = excluded.updated_at \
+         RETURNING {FOLDER_COLUMNS}"
+    ));
+    with_pool!(store, pool => {
+        let row = sqlx::query(sql)
+            .bind(f.id)
+            .bind(f.workspace_id)
+            .bind(f.account_id)
+            .bind(f.name)
+            .bind(f.role.as_str())
+            .bind(f.provider_id)
+            .bind(f.now_ms)
+            .fetch_one(pool)
+            .await?;
+        decode_folder(&row)
+    })
+}
+
+/// The workspace's folders, or one account's, by account then name.
+pub async fn list_folders(
+    store: &Store,
+    workspace_id: &str,
+    account_id: Option<&str>,
+) -> Result<Vec<FolderRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {FOLDER_COLUMNS} FROM folders WHERE workspace_id = $1 \
+         AND ($2 IS NULL OR account_id = $2) ORDER BY account_id, name, id"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql).bind(workspace_id).bind(account_id)
+            .fetch_all(pool).await?.iter().map(decode_folder).collect()
+    })
+}
+
+pub async fn get_folder(store: &Store, workspace_id: &str, id: &str) -> Result<Option<FolderRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {FOLDER_COLUMNS} FROM folders WHERE workspace_id = $1 AND id = $2"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql).bind(workspace_id).bind(id)
+            .fetch_optional(pool).await?.as_ref().map(decode_folder).transpose()
+    })
+}
+
+pub async fn get_folder_by_provider_id(
+    store: &Store,
+    workspace_id: &str,
+    account_id: &str,
+    provider_id: &str,
+) -> Result<Option<FolderRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {FOLDER_COLUMNS} FROM folders WHERE workspace_id = $1 AND account_id = $2 AND provider_id = $3"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql).bind(workspace_id).bind(account_id).bind(provider_id)
+            .fetch_optional(pool).await?.as_ref().map(decode_folder).transpose()
+    })
+}
+
+/// Records where the folder's sync stands; false when there is no such folder.
+pub async fn set_folder_sync_state(
+    store: &Store,
+    folder_id: &str,
+    s: &FolderSyncState<'_>,
+    now_ms: i64,
+) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE folders SET uidvalidity = $1, uidnext = $2, highest_modseq = $3, cursor = $4, nb_mails = $5, \
+             sync_status = $6, last_synced_at = $7, updated_at = $8 WHERE id = $9",
+        )
+        .bind(s.uidvalidity)
+        .bind(s.uidnext)
+        .bind(s.highest_modseq)
+        .bind(s.cursor)
+        .bind(s.nb_mails)
+        .bind(s.status.as_str())
+        .bind(s.last_synced_at)
+        .bind(now_ms)
+        .bind(folder_id)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// How many indexed messages are in the folder.
+pub async fn count_in_folder(store: &Store, folder_id: &str) -> Result<i64> {
+    Ok(with_pool!(store, pool => {
+        sqlx::query("SELECT COUNT(*) FROM message_folders WHERE folder = $1")
+            .bind(folder_id).fetch_one(pool).await?.try_get::<i64, _>(0)?
+    }))
+}
+
+/// Every folder of the account with the number of indexed messages in it, by folder id.
+pub async fn folder_counts(store: &Store, account_id: &str) -> Result<Vec<(String, i64)>> {
+    Ok(with_pool!(store, pool => {
+        sqlx::query(
+            "SELECT f.id, COUNT(mf.message) FROM folders f LEFT JOIN message_folders mf ON mf.folder = f.id \
+             WHERE f.account_id = $1 GROUP BY f.id ORDER BY f.id",
+        )
+        .bind(account_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| -> Result<(String, i64)> { Ok((r.try_get(0)?, r.try_get(1)?)) })
+        .collect::<Result<Vec<_>>>()?
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages
+
+/// A message's place in one folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderLink {
+    pub folder_id: String,
+    /// Its IMAP UID in that folder (none for API providers).
+    pub uid: Option<i64>,
+}
+
+/// The bodies and headers of a message, decompressed; read by [`get_message`], never by
+/// [`list_messages`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageContent {
+    pub body_html: Option<String>,
+    pub body_text: Option<String>,
+    pub headers: Option<Vec<Header>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub account_id: AccountId,
+    pub provider_id: String,
+    /// The RFC 5322 Message-ID, bracketed.
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub thread_id: String,
+    pub subject: String,
+    pub from: Option<Attendee>,
+    pub to: Vec<Attendee>,
+    pub cc: Vec<Attendee>,
+    pub bcc: Vec<Attendee>,
+    pub reply_to: Vec<Attendee>,
+    pub date: i64,
+    pub read: bool,
+    pub size: i64,
+    pub has_attachments: bool,
+    pub attachments: Vec<AttachmentMeta>,
+    pub origin: MailOrigin,
+    pub tracking_id: Option<String>,
+    /// The folders it is in, by folder id.
+    pub folders: Vec<FolderLink>,
+    /// Only on a single read.
+    pub content: Option<MessageContent>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub struct NewMessage<'a> {
+    /// Used when the message is new; a known message keeps its id.
+    pub id: &'a str,
+    pub workspace_id: &'a str,
+    pub account_id: &'a str,
+    /// Unique within the account.
+    pub provider_id: &'a str,
+    pub message_id: Option<&'a str>,
+    pub in_reply_to: Option<&'a str>,
+    pub references: &'a [String],
+    pub thread_id: &'a str,
+    pub subject: &'a str,
+    pub from: Option<&'a Attendee>,
+    pub to: &'a [Attendee],
+    pub cc: &'a [Attendee],
+    pub bcc: &'a [Attendee],
+    pub reply_to: &'a [Attendee],
+    pub date: i64,
+    pub read: bool,
+    pub size: i64,
+    pub has_attachments: bool,
+    pub attachments: &'a [AttachmentMeta],
+    pub body_html: Option<&'a str>,
+    pub body_text: Option<&'a str>,
+    pub headers: Option<&'a [Header]>,
+    pub origin: MailOrigin,
+    pub tracking_id: Option<&'a str>,
+    /// The folder it was seen in (folder id, IMAP UID there), linked in the same transaction.
+    pub folder: Option<(&'a str, Option<i64>)>,
+    pub now_ms: i64,
+}
+
+/// What [`upsert_message`] did: the events the sync announces follow from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upserted {
+    /// The message's id (the existing one when it was known).
+    pub id: String,
+    /// The message was new to the index.
+    pub created: bool,
+    /// It was not in the given folder before.
+    pub linked: bool,
+    /// It was known and its read flag changed.
+    pub read_changed: bool,
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.workspace_id, m.account_id, m.provider_id, m.message_id, m.in_reply_to, \
+     m.references_, m.thread_id, m.subject, m.from_addr, m.to_addrs, m.cc_addrs, m.bcc_addrs, m.reply_to_addrs, \
+     m.date, m.read, m.size, m.has_attachments, m.attachments, m.origin, m.tracking_id, m.created_at, m.updated_at";
+const CONTENT_COLUMNS: &str = "m.body_html, m.body_text, m.headers";
+
+fn decode_message<R: Row>(r: &R, with_content: bool) -> Result<MessageRow>
+where
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<Vec<u8>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let attendees = |i: usize| -> Result<Vec<Attendee>> {
+        from_json(&r.try_get::<String, _>(i)?, "message attendees")
+    };
+    let from: Option<String> = r.try_get(9)?;
+    let origin: String = r.try_get(19)?;
+    let content = if with_content {
+        let text = |i: usize| -> Result<Option<String>> {
+            r.try_get::<Option<Vec<u8>>, _>(i)?
+                .map(|b| unpack_string(&b))
+                .transpose()
+        };
+        let headers = match r.try_get::<Option<Vec<u8>>, _>(25)? {
+            Some(b) => Some(from_json(&unpack_string(&b)?, "message headers")?),
+            None => None,
+        };
+        Some(MessageContent {
+            body_html: text(23)?,
+            body_text: text(24)?,
+            headers,
+        })
+    } else {
+        None
+    };
+    Ok(MessageRow {
+        id: r.try_get(0)?,
+        workspace_id: r.try_get(1)?,
+        account_id: AccountId::from(r.try_get::<String, _>(2)?),
+        provider_id: r.try_get(3)?,
+        message_id: r.try_get(4)?,
+        in_reply_to: r.try_get(5)?,
+        references: from_json(&r.try_get::<String, _>(6)?, "message references")?,
+        thread_id: r.try_get(7)?,
+        subject: r.try_get(8)?,
+        from: from.map(|s| from_json(&s, "message sender")).transpose()?,
+        to: attendees(10)?,
+        cc: attendees(11)?,
+        bcc: attendees(12)?,
+        reply_to: attendees(13)?,
+        date: r.try_get(14)?,
+        read: r.try_get(15)?,
+        size: r.try_get(16)?,
+        has_attachments: r.try_get(17)?,
+        attachments: from_json(&r.try_get::<String, _>(18)?, "message attachments")?,
+        origin: MailOrigin::parse(&origin)
+            .ok_or_else(|| StoreError::Corrupt(format!("message origin {origin}")))?,
+        tracking_id: r.try_get(20)?,
+        folders: vec![],
+        content,
+        created_at: r.try_get(21)?,
+        updated_at: r.try_get(22)?,
+    })
+}
+
+/// Indexes a message seen at the provider, in ONE transaction: inserts it when the account
+/// has no message with its provider id; otherwise updates its flags (the rest of a message
+/// does not change). Either way it is linked to `m.folder` (the UID updated if it moved).
+pub async fn upsert_message(store: &Store, m: NewMessage<'_>) -> Result<Upserted> {
+    let begin = begin_write(store);
+    let references = json(m.references);
+    let from = m.from.map(json);
+    let (to, cc, bcc, reply_to) = (json(m.to), json(m.cc), json(m.bcc), json(m.reply_to));
+    let attachments = json(m.attachments);
+    let body_html = m.body_html.map(pack_str);
+    let body_text = m.body_text.map(pack_str);
+    let headers = m.headers.map(|h| pack(json(h).as_bytes()));
+    with_pool!(store, pool => {
+        let mut tx = pool.begin_with(begin).await?;
+        let find = "SELECT id, read FROM messages WHERE account_id = $1 AND provider_id = $2";
+        let mut known: Option<(String, bool)> = sqlx::query(find)
+            .bind(m.account_id)
+            .bind(m.provider_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?;
+        let mut created = false;
+        if known.is_none() {
+            let n = sqlx::query(
+                "INSERT INTO messages (id, workspace_id, account_id, provider_id, message_id, in_reply_to, \
+                 references_, thread_id, subject, from_addr, to_addrs, cc_addrs, bcc_addrs, reply_to_addrs, date, \
+                 read, size, has_attachments, attachments, body_html, body_text, headers, origin, tracking_id, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25) \
+                 ON CONFLICT (account_id, provider_id) DO NOTHING",
+            )
+            .bind(m.id)
+            .bind(m.workspace_id)
+            .bind(m.account_id)
+            .bind(m.provider_id)
+            .bind(m.message_id)
+            .bind(m.in_reply_to)
+            .bind(&references)
+            .bind(m.thread_id)
+            .bind(m.subject)
+            .bind(from.as_deref())
+            .bind(&to)
+            .bind(&cc)
+            .bind(&bcc)
+            .bind(&reply_to)
+            .bind(m.date)
+            .bind(m.read)
+            .bind(m.size)
+            .bind(m.has_attachments)
+            .bind(&attachments)
+            .bind(body_html.as_deref())
+            .bind(body_text.as_deref())
+            .bind(headers.as_deref())
+            .bind(m.origin.as_str())
+            .bind(m.tracking_id)
+            .bind(m.now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                created = true;
+            } else {
+                // Inserted by someone else since the read (PostgreSQL): update it instead.
+                known = sqlx::query(find)
+                    .bind(m.account_id)
+                    .bind(m.provider_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+                    .transpose()?;
+            }
+        }
+        let (id, read_changed) = match known {
+            Some((id, read)) => {
+                let changed = read != m.read;
+                if changed {
+                    sqlx::query("UPDATE messages SET read = $1, updated_at = $2 WHERE id = $3")
+                        .bind(m.read)
+                        .bind(m.now_ms)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (id, changed)
+            }
+            None if created => (m.id.to_owned(), false),
+            None => return Err(StoreError::Corrupt(format!(
+                "message {} neither inserted nor found", m.provider_id
+            ))),
+        };
+        let mut linked = false;
+        if let Some((folder, uid)) = m.folder {
+            let before: Option<Option<i64>> = sqlx::query(
+                "SELECT uid FROM message_folders WHERE message = $1 AND folder = $2",
+            )
+            .bind(&id)
+            .bind(folder)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+            match before {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO message_folders (message, folder, uid) VALUES ($1, $2, $3) \
+                         ON CONFLICT (message, folder) DO UPDATE SET uid = excluded.uid",
+                    )
+                    .bind(&id)
+                    .bind(folder)
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await?;
+                    linked = true;
+                }
+                Some(old) if old != uid => {
+                    sqlx::query("UPDATE message_folders SET uid = $1 WHERE message = $2 AND folder = $3")
+                        .bind(uid)
+                        .bind(&id)
+                        .bind(folder)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(_) => {}
+            }
+        }
+        tx.commit().await?;
+        Ok(Upserted { id, created, linked, read_changed })
+    })
+}
+
+/// The folder links of the given messages.
+async fn links_of(store: &Store, ids: &[&str]) -> Result<Vec<(String, FolderLink)>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT message, folder, uid FROM message_folders WHERE message IN ({}) ORDER BY message, folder",
+        marks.join(", ")
+    ));
+    with_pool!(store, pool => {
+        let mut q = sqlx::query(sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| -> Result<(String, FolderLink)> {
+                Ok((
+                    r.try_get(0)?,
+                    FolderLink { folder_id: r.try_get(1)?, uid: r.try_get(2)? },
+                ))
+            })
+            .collect()
+    })
+}
+
+async fn with_links(store: &Store, mut rows: Vec<MessageRow>) -> Result<Vec<MessageRow>> {
+    let ids: Vec<&str> = rows.iter().map(|m| m.id.as_str()).collect();
+    let links = links_of(store, &ids).await?;
+    for (message, link) in links {
+        if let Some(row) = rows.iter_mut().find(|m| m.id == message) {
+            row.folders.push(link);
+        }
+    }
+    Ok(rows)
+}
+
+/// The message with its bodies and headers decompressed, if it belongs to the workspace.
+pub async fn get_message(
+    store: &Store,
+    workspace_id: &str,
+    id: &str,
+) -> Result<Option<MessageRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS}, {CONTENT_COLUMNS} FROM messages m WHERE m.workspace_id = $1 AND m.id = $2"
+    ));
+    let row = with_pool!(store, pool => {
+        sqlx::query(sql).bind(workspace_id).bind(id)
+            .fetch_optional(pool).await?.as_ref().map(|r| decode_message(r, true)).transpose()?
+    });
+    Ok(with_links(store, row.into_iter().collect()).await?.pop())
+}
+
+/// The message the account's provider knows as `provider_id`, with its content.
+pub async fn get_message_by_provider_id(
+    store: &Store,
+    workspace_id: &str,
+    account_id: &str,
+    provider_id: &str,
+) -> Result<Option<MessageRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS}, {CONTENT_COLUMNS} FROM messages m \
+         WHERE m.workspace_id = $1 AND m.account_id = $2 AND m.provider_id = $3"
+    ));
+    let row = with_pool!(store, pool => {
+        sqlx::query(sql).bind(workspace_id).bind(account_id).bind(provider_id)
+            .fetch_optional(pool).await?.as_ref().map(|r| decode_message(r, true)).transpose()?
+    });
+    Ok(with_links(store, row.into_iter().collect()).await?.pop())
+}
+
+/// The filters of `GET /emails`; each one given narrows the list.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter<'a> {
+    pub account_id: Option<&'a str>,
+    /// Our folder id (the API resolves the provider id it is given).
+    pub folder_id: Option<&'a str>,
+    /// In a folder with this role.
+    pub role: Option<FolderRole>,
+    /// The sender's address.
+    pub from: Option<&'a str>,
+    /// An address among the `To` recipients.
+    pub to: Option<&'a str>,
+    /// Any of these addresses as sender or among To, Cc and Bcc.
+    pub any_email: &'a [&'a str],
+    /// Strictly before this date (Unix ms).
+    pub before: Option<i64>,
+    /// Strictly after this date (Unix ms).
+    pub after: Option<i64>,
+    pub thread_id: Option<&'a str>,
+    /// The RFC Message-ID, bracketed.
+    pub message_id: Option<&'a str>,
+}
+
+enum Arg<'a> {
+    Text(&'a str),
+    Owned(String),
+    Int(i64),
+}
+
+/// Adds a bound argument; answers its placeholder.
+fn push<'a>(args: &mut Vec<Arg<'a>>, a: Arg<'a>) -> String {
+    args.push(a);
+    format!("${}", args.len())
+}
+
+/// A LIKE pattern matching a stored attendee JSON (one, or a list) that holds `address` as
+/// its `identifier`. Address filters match the JSON text for now (compared lowercased on
+/// both sides); a normalised address table can replace this when it shows in profiles.
+fn address_pattern(address: &str) -> String {
+    let quoted = json(address.trim());
+    let mut escaped = String::with_capacity(quoted.len() + 8);
+    for c in quoted.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    format!("%\"identifier\":{escaped}%")
+}
+
+/// One page of the workspace's messages matching `filter`, newest first (`date` then `id`,
+/// both descending), starting after `after`. Bodies are not read.
+pub async fn list_messages(
+    store: &Store,
+    workspace_id: &str,
+    filter: &MessageFilter<'_>,
+    after: Option<&Position>,
+    limit: u32,
+) -> Result<Vec<MessageRow>> {
+    let mut args: Vec<Arg> = vec![Arg::Text(workspace_id)];
+    let mut conds: Vec<String> = vec!["m.workspace_id = $1".into()];
+    if let Some(a) = filter.account_id {
+        conds.push(format!("m.account_id = {}", push(&mut args, Arg::Text(a))));
+    }
+    if let Some(f) = filter.folder_id {
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM message_folders mf WHERE mf.message = m.id AND mf.folder = {})",
+            push(&mut args, Arg::Text(f))
+        ));
+    }
+    if let Some(r) = filter.role {
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM message_folders mf JOIN folders f ON f.id = mf.folder \
+             WHERE mf.message = m.id AND f.role = {})",
+            push(&mut args, Arg::Text(r.as_str()))
+        ));
+    }
+    let like = |col: &str, p: &str| format!("lower({col}) LIKE lower({p}) ESCAPE '\\'");
+    if let Some(a) = filter.from {
+        let p = push(&mut args, Arg::Owned(address_pattern(a)));
+        conds.push(like("m.from_addr", &p));
+    }
+    if let Some(a) = filter.to {
+        let p = push(&mut args, Arg::Owned(address_pattern(a)));
+        conds.push(like("m.to_addrs", &p));
+    }
+    if !filter.any_email.is_empty() {
+        let mut any = vec![];
+        for a in filter.any_email {
+            let p = push(&mut args, Arg::Owned(address_pattern(a)));
+            for col in ["m.from_addr", "m.to_addrs", "m.cc_addrs", "m.bcc_addrs"] {
+                any.push(like(col, &p));
+            }
+        }
+        conds.push(format!("({})", any.join(" OR ")));
+    }
+    if let Some(b) = filter.before {
+        conds.push(format!("m.date < {}", push(&mut args, Arg::Int(b))));
+    }
+    if let Some(a) = filter.after {
+        conds.push(format!("m.date > {}", push(&mut args, Arg::Int(a))));
+    }
+    if let Some(t) = filter.thread_id {
+        conds.push(format!("m.thread_id = {}", push(&mut args, Arg::Text(t))));
+    }
+    if let Some(mid) = filter.message_id {
+        conds.push(format!(
+            "m.message_id = {}",
+            push(&mut args, Arg::Text(mid))
+        ));
+    }
+    if let Some(p) = after {
+        let d = push(&mut args, Arg::Int(p.last_date));
+        let i = push(&mut args, Arg::Text(&p.last_id));
+        conds.push(format!("(m.date < {d} OR (m.date = {d} AND m.id < {i}))"));
+    }
+    let lim = push(&mut args, Arg::Int(i64::from(limit)));
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {} ORDER BY m.date DESC, m.id DESC LIMIT {lim}",
+        conds.join(" AND ")
+    ));
+    let rows = with_pool!(store, pool => {
+        let mut q = sqlx::query(sql);
+        for a in &args {
+            q = match a {
+                Arg::Text(s) => q.bind(*s),
+                Arg::Owned(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q.fetch_all(pool).await?.iter().map(|r| decode_message(r, false)).collect::<Result<Vec<_>>>()?
+    });
+    with_links(store, rows).await
+}
+
+/// Sets the read flag; true when it changed (false also when there is no such message).
+pub async fn set_read(store: &Store, message_id: &str, read: bool, now_ms: i64) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query("UPDATE messages SET read = $1, updated_at = $2 WHERE id = $3 AND read <> $1")
+            .bind(read).bind(now_ms).bind(message_id)
+            .execute(pool).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// A message taken out of a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unlinked {
+    pub message_id: String,
+    /// How many folders it is still in (0: gone from the mailbox, unless it reappears in
+    /// another folder; the caller decides when to [`delete_message`]).
+    pub remaining: i64,
+}
+
+/// Takes the message with IMAP UID `uid` out of the folder (it was expunged or moved).
+pub async fn remove_message_from_folder(
+    store: &Store,
+    folder_id: &str,
+    uid: i64,
+) -> Result<Option<Unlinked>> {
+    let begin = begin_write(store);
+    with_pool!(store, pool => {
+        let mut tx = pool.begin_with(begin).await?;
+        let gone: Option<String> = sqlx::query(
+            "DELETE FROM message_folders WHERE folder = $1 AND uid = $2 RETURNING message",
+        )
+        .bind(folder_id)
+        .bind(uid)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+        let out = match gone {
+            Some(message_id) => {
+                let remaining: i64 = sqlx::query("SELECT COUNT(*) FROM message_folders WHERE message = $1")
+                    .bind(&message_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+                Some(Unlinked { message_id, remaining })
+            }
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(out)
+    })
+}
+
+/// Takes the message out of the folder, whatever its UID; true when it was in it.
+pub async fn unlink_message(store: &Store, message_id: &str, folder_id: &str) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query("DELETE FROM message_folders WHERE message = $1 AND folder = $2")
+            .bind(message_id).bind(folder_id)
+            .execute(pool).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Removes a message from the index (its folder links go with it).
+pub async fn delete_message(store: &Store, message_id: &str) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query("DELETE FROM messages WHERE id = $1")
+            .bind(message_id).execute(pool).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The UIDs known in a folder with their message ids, by UID (for a UID diff against the
+/// server).
+pub async fn messages_in_folder_uids(store: &Store, folder_id: &str) -> Result<Vec<(i64, String)>> {
+    with_pool!(store, pool => {
+        sqlx::query(
+            "SELECT uid, message FROM message_folders WHERE folder = $1 AND uid IS NOT NULL ORDER BY uid",
+        )
+        .bind(folder_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| -> Result<(i64, String)> { Ok((r.try_get(0)?, r.try_get(1)?)) })
+        .collect()
+    })
+}
+
+/// Empties the account's index (a full resync). Deleting the account does the same through
+/// the foreign keys.
+pub async fn delete_account_index(store: &Store, account_id: &str) -> Result<()> {
+    let begin = begin_write(store);
+    with_pool!(store, pool => {
+        let mut tx = pool.begin_with(begin).await?;
+        sqlx::query("DELETE FROM messages WHERE account_id = $1")
+            .bind(account_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM folders WHERE account_id = $1")
+            .bind(account_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_patterns_match_only_the_identifier() {
+        assert_eq!(
+            address_pattern(" a_b@x.test "),
+            "%\"identifier\":\"a\\_b@x.test\"%"
+        );
+        assert_eq!(address_pattern("100%@x"), "%\"identifier\":\"100\\%@x\"%");
+        // A quote is escaped by JSON, then the backslash for LIKE.
+        assert_eq!(address_pattern("a\"b"), "%\"identifier\":\"a\\\\\"b\"%");
+    }
+}
