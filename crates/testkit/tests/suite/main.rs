@@ -10,6 +10,7 @@ mod hosted;
 mod hosted_outlook;
 mod layout;
 mod mail_providers;
+mod mailbox_read;
 mod mailbox_seam;
 mod outbox_store;
 mod sending;
