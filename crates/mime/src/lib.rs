@@ -5,6 +5,8 @@
 //! - [`guard`]: header-injection and address checks the API runs before storing anything.
 //! - [`derive_text`] and [`looks_like_html`]: the plain alternative of an HTML body.
 //! - [`parent`]: the threading facts of a mail being answered.
+//! - [`parse`]: a fetched message's ids, people, bodies and attachment metadata
+//!   ([`parse_mail`]), and one attachment's bytes ([`attachment_bytes`]).
 //! - [`recipients`]: the visible (To/Cc) recipients of a built message.
 //! - [`insert_bcc`]: the `Bcc:` header the HTTP APIs (Gmail, Microsoft Graph `sendMail`) need,
 //!   added on top of a built message.
@@ -17,6 +19,7 @@ mod graph_message;
 pub mod guard;
 mod message;
 pub mod parent;
+pub mod parse;
 pub mod recipients;
 mod text;
 
@@ -24,4 +27,5 @@ pub use bcc::insert_bcc;
 pub use error::MimeError;
 pub use graph_message::{BodyKind, GraphAttachment, GraphMessage, GraphRecipient, graph_message};
 pub use message::{BuiltMessage, build_message, reply_subject};
+pub use parse::{AttachmentMeta, ParsedMail, attachment_bytes, parse_mail};
 pub use text::{TEXT_WIDTH, derive_text, looks_like_html};

@@ -10,20 +10,40 @@ use mailroom_core::MessageId;
 use mailroom_core::email::ReplyParent;
 
 /// Names tried, in order, when no mailbox carries the SPECIAL-USE `\Sent` attribute.
-const SENT_NAMES: &[&str] = &[
+pub(crate) const SENT_NAMES: &[&str] = &[
     "Sent",
     "Sent Items",
     "Sent Messages",
     "INBOX.Sent",
     "[Gmail]/Sent Mail",
 ];
-const ARCHIVE_NAMES: &[&str] = &["Archive", "INBOX.Archive", "[Gmail]/All Mail"];
+pub(crate) const ARCHIVE_NAMES: &[&str] = &["Archive", "INBOX.Archive", "[Gmail]/All Mail"];
+/// The same for `\Drafts`, `\Trash` and `\Junk` (names of Dovecot, Courier, Exchange,
+/// Gmail and the usual clients' defaults).
+pub(crate) const DRAFTS_NAMES: &[&str] = &["Drafts", "INBOX.Drafts", "[Gmail]/Drafts"];
+pub(crate) const TRASH_NAMES: &[&str] = &[
+    "Trash",
+    "Deleted Items",
+    "Deleted Messages",
+    "INBOX.Trash",
+    "[Gmail]/Trash",
+    "[Gmail]/Bin",
+];
+pub(crate) const JUNK_NAMES: &[&str] = &[
+    "Junk",
+    "Spam",
+    "Junk E-mail",
+    "Junk Email",
+    "INBOX.Junk",
+    "INBOX.Spam",
+    "[Gmail]/Spam",
+];
 
 /// Hits examined per folder: a Message-ID is unique in practice, but a substring search can
 /// also match a longer id, so the exact id is checked on the fetched headers.
 const MAX_HITS: usize = 5;
 
-fn imap_err(doing: &str, e: async_imap::error::Error) -> MailError {
+pub(crate) fn imap_err(doing: &str, e: async_imap::error::Error) -> MailError {
     use async_imap::error::Error;
     let detail = format!("{doing}: {e}");
     match e {
@@ -40,22 +60,30 @@ fn imap_err(doing: &str, e: async_imap::error::Error) -> MailError {
     }
 }
 
-struct Folder {
-    name: String,
-    attributes: Vec<NameAttribute<'static>>,
+pub(crate) struct Folder {
+    pub(crate) name: String,
+    pub(crate) delimiter: Option<String>,
+    pub(crate) attributes: Vec<NameAttribute<'static>>,
 }
 
 impl Folder {
-    fn has(&self, a: &NameAttribute<'_>) -> bool {
+    pub(crate) fn has(&self, a: &NameAttribute<'_>) -> bool {
         self.attributes.iter().any(|x| x == a)
     }
 
-    fn selectable(&self) -> bool {
-        !self.has(&NameAttribute::NoSelect)
+    /// An attribute the parser does not model (`\\NonExistent`, `\\Important`), by name.
+    pub(crate) fn has_extension(&self, name: &str) -> bool {
+        self.attributes
+            .iter()
+            .any(|a| matches!(a, NameAttribute::Extension(x) if x.eq_ignore_ascii_case(name)))
+    }
+
+    pub(crate) fn selectable(&self) -> bool {
+        !self.has(&NameAttribute::NoSelect) && !self.has_extension("\\NonExistent")
     }
 }
 
-async fn folders(session: &mut ImapSession) -> Result<Vec<Folder>, MailError> {
+pub(crate) async fn folders(session: &mut ImapSession) -> Result<Vec<Folder>, MailError> {
     let names: Vec<_> = session
         .list(Some(""), Some("*"))
         .await
@@ -69,6 +97,7 @@ async fn folders(session: &mut ImapSession) -> Result<Vec<Folder>, MailError> {
             // Kept as the server spells it (modified UTF-7 included): that is what SELECT and
             // APPEND expect back.
             name: n.name().to_owned(),
+            delimiter: n.delimiter().map(str::to_owned),
             attributes: n
                 .attributes()
                 .iter()
@@ -80,7 +109,7 @@ async fn folders(session: &mut ImapSession) -> Result<Vec<Folder>, MailError> {
 }
 
 /// The folder with `attribute`, else the first existing of `names` (case-insensitive).
-fn pick<'a>(
+pub(crate) fn pick<'a>(
     folders: &'a [Folder],
     attribute: &NameAttribute<'_>,
     names: &[&str],
@@ -211,6 +240,7 @@ mod tests {
     fn folder(name: &str, attributes: Vec<NameAttribute<'static>>) -> Folder {
         Folder {
             name: name.into(),
+            delimiter: Some("/".into()),
             attributes,
         }
     }

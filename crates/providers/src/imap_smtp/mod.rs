@@ -2,6 +2,7 @@
 
 pub mod imap;
 pub mod mailbox;
+pub mod read;
 pub mod send;
 pub mod smtp;
 

@@ -1,5 +1,6 @@
 //! IMAP/SMTP accounts: send by SMTP submission through the shared connection pool; find
-//! parents and file Sent copies over the account's pooled IMAP sessions.
+//! parents, file Sent copies and read folders and messages over the account's pooled IMAP
+//! sessions.
 
 use secrecy::SecretString;
 
@@ -7,10 +8,11 @@ use mailroom_core::MessageId;
 use mailroom_core::account::MailSettings;
 use mailroom_core::email::ReplyParent;
 
+use super::reading::{FetchedMessage, FlagChange, FolderState, RemoteFolder};
 use super::session_pool::PooledSession;
 use super::{Delivered, Outgoing, Providers};
 use crate::failure::MailError;
-use crate::imap_smtp::{imap, mailbox, smtp};
+use crate::imap_smtp::{imap, mailbox, read, smtp};
 
 pub struct ImapMailbox {
     providers: Providers,
@@ -81,6 +83,56 @@ impl ImapMailbox {
         })
     }
 
+    pub(super) async fn list_folders(&self) -> Result<Vec<RemoteFolder>, MailError> {
+        let mut pooled = self.checkout().await?;
+        let (session, _) = pooled.parts();
+        let r = read::list_folders(session).await;
+        settle(pooled, r)
+    }
+
+    pub(super) async fn folder_state(&self, folder: &str) -> Result<FolderState, MailError> {
+        let mut pooled = self.checkout().await?;
+        let (session, facts) = pooled.parts();
+        let r = read::examine(session, facts, folder).await;
+        settle(pooled, r)
+    }
+
+    pub(super) async fn fetch_new(
+        &self,
+        folder: &str,
+        uid_validity: u32,
+        after_uid: u32,
+        limit: usize,
+    ) -> Result<Vec<FetchedMessage>, MailError> {
+        let mut pooled = self.checkout().await?;
+        let (session, facts) = pooled.parts();
+        let r = read::fetch_new(session, facts, folder, uid_validity, after_uid, limit).await;
+        settle(pooled, r)
+    }
+
+    pub(super) async fn fetch_flags_changed(
+        &self,
+        folder: &str,
+        uid_validity: u32,
+        since_modseq: u64,
+    ) -> Result<Option<Vec<FlagChange>>, MailError> {
+        let mut pooled = self.checkout().await?;
+        let (session, facts) = pooled.parts();
+        let r = read::fetch_flags_changed(session, facts, folder, uid_validity, since_modseq).await;
+        settle(pooled, r)
+    }
+
+    pub(super) async fn uids(
+        &self,
+        folder: &str,
+        uid_validity: u32,
+    ) -> Result<Vec<u32>, MailError> {
+        let mut pooled = self.checkout().await?;
+        let (session, facts) = pooled.parts();
+        let r = read::uids(session, facts, folder, uid_validity).await;
+        settle(pooled, r)
+    }
+
     async fn checkout(&self) -> Result<PooledSession, MailError> {
         self.providers
             .inner
@@ -117,6 +169,18 @@ impl ImapSentCopier<'_> {
             s.release();
         }
     }
+}
+
+/// Gives the session back after a read that completed, or that failed on our own check
+/// (a changed UIDVALIDITY: every command succeeded); a session that failed a command is
+/// dropped.
+fn settle<T>(pooled: PooledSession, r: Result<T, MailError>) -> Result<T, MailError> {
+    match &r {
+        Ok(_) => pooled.release(),
+        Err(e) if e.is_cursor_expired() => pooled.release(),
+        Err(_) => drop(pooled),
+    }
+    r
 }
 
 pub(super) fn imap_login<'a>(

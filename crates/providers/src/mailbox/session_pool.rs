@@ -29,7 +29,16 @@ const CHECK_AFTER: Duration = Duration::from_secs(5);
 
 struct Idle {
     session: ImapSession,
+    facts: SessionFacts,
     since: Instant,
+}
+
+/// What was learnt about a session once (its server's capabilities, what it enabled), kept
+/// with the session while it is pooled so it is not asked again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFacts {
+    /// `None` until asked; then whether CONDSTORE is enabled on this session.
+    pub condstore: Option<bool>,
 }
 
 struct Account {
@@ -54,6 +63,7 @@ struct Inner {
 /// A logged-in session of one account, holding a permit of its budget.
 pub struct PooledSession {
     session: Option<ImapSession>,
+    facts: SessionFacts,
     home: Arc<Account>,
     _permit: OwnedSemaphorePermit,
 }
@@ -63,11 +73,20 @@ impl PooledSession {
         self.session.as_mut().expect("present until released")
     }
 
+    /// The session and what is known of it.
+    pub fn parts(&mut self) -> (&mut ImapSession, &mut SessionFacts) {
+        (
+            self.session.as_mut().expect("present until released"),
+            &mut self.facts,
+        )
+    }
+
     /// Gives the session back for reuse: call only after its last command completed.
     pub fn release(mut self) {
         if let Some(session) = self.session.take() {
             lock(&self.home.idle).push(Idle {
                 session,
+                facts: self.facts,
                 since: Instant::now(),
             });
         }
@@ -158,11 +177,20 @@ impl ImapPool {
             .expect("the budget is never closed");
         loop {
             let idle = lock(&home.idle).pop();
-            let Some(Idle { mut session, since }) = idle else {
+            let Some(Idle {
+                mut session,
+                facts,
+                since,
+            }) = idle
+            else {
                 break;
             };
             if since.elapsed() > IDLE_TTL {
-                logout_later(vec![Idle { session, since }]);
+                logout_later(vec![Idle {
+                    session,
+                    facts,
+                    since,
+                }]);
                 continue;
             }
             if since.elapsed() > CHECK_AFTER
@@ -174,6 +202,7 @@ impl ImapPool {
             }
             return Ok(PooledSession {
                 session: Some(session),
+                facts,
                 home,
                 _permit: permit,
             });
@@ -182,6 +211,7 @@ impl ImapPool {
         self.inner.logins.fetch_add(1, Ordering::Relaxed);
         Ok(PooledSession {
             session: Some(session),
+            facts: SessionFacts::default(),
             home,
             _permit: permit,
         })

@@ -11,6 +11,7 @@ mod hosted_outlook;
 mod index_store;
 mod layout;
 mod mail_providers;
+mod mailbox_read;
 mod mailbox_seam;
 mod outbox_store;
 mod sending;
