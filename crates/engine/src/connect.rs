@@ -32,17 +32,21 @@ pub fn to_api_error(e: &MailError, settings: &MailSettings) -> ApiError {
 }
 
 /// Maps a failed OAuth grant verification (access, identity) to the catalogue.
+/// Our own refusals of a grant (missing access, no refresh token) keep their slug; the
+/// provider refusing to identify the mailbox is `invalid_credentials` when the token is
+/// refused, else `provider_unreachable`.
 pub fn grant_error(e: &MailError) -> ApiError {
-    let kind = match e.kind {
-        FailureKind::Rejected(kind) => kind,
-        FailureKind::Auth => ErrorKind::InvalidCredentials,
-        _ => ErrorKind::ProviderUnreachable,
-    };
-    let detail = match e.kind {
-        FailureKind::Rejected(_) => e.detail().to_owned(),
-        _ => format!("the provider refused to identify the mailbox: {e}"),
-    };
-    ApiError::new(kind, detail)
+    match (e.kind, e.protocol) {
+        (FailureKind::Rejected(kind), Protocol::OAuth) => ApiError::new(kind, e.detail()),
+        (kind, _) => ApiError::new(
+            if kind == FailureKind::Auth {
+                ErrorKind::InvalidCredentials
+            } else {
+                ErrorKind::ProviderUnreachable
+            },
+            format!("the provider refused to identify the mailbox: {e}"),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -121,5 +125,9 @@ mod tests {
             grant_error(&MailError::transient(Protocol::Graph, "503")).kind,
             ErrorKind::ProviderUnreachable
         );
+        // Gmail refusing the profile (403) is the provider's refusal, not ours.
+        let forbidden = MailError::rejected(Protocol::Gmail, ErrorKind::CantSendMessage, "403")
+            .with_status(403);
+        assert_eq!(grant_error(&forbidden).kind, ErrorKind::ProviderUnreachable);
     }
 }

@@ -187,20 +187,10 @@ fn connect_err(detail: String) -> MailError {
     MailError::unreachable(Protocol::Smtp, detail)
 }
 
-/// Classifies a lettre error by the server's reply code (RFC 5321 / 4954).
+/// Classifies a lettre error during verification with the one SMTP classification
+/// ([`super::send::classify`]: reply codes, enhanced codes and texts), naming the host.
 pub fn classify(e: &lettre::transport::smtp::Error, host: &str) -> MailError {
-    let code = e.status().map(|c| c.to_string());
-    let detail = format!("{host}: {e}");
-    match code.as_deref() {
-        // 535 bad credentials, 534 mechanism too weak, 530 auth required, 454 temp auth failure
-        Some("535") | Some("534") | Some("530") => MailError::auth_failed(Protocol::Smtp, detail),
-        Some("421") | Some("450") | Some("451") | Some("452") | Some("454") => {
-            MailError::throttling(Protocol::Smtp, detail)
-        }
-        Some(_) if e.is_permanent() => MailError::protocol_error(Protocol::Smtp, detail),
-        _ if e.is_tls() || e.is_timeout() || e.is_transport_shutdown() || e.status().is_none() => {
-            connect_err(detail)
-        }
-        _ => MailError::protocol_error(Protocol::Smtp, detail),
-    }
+    let mut m = super::send::classify(e);
+    m.detail = format!("{host}: {}", m.detail);
+    m
 }
