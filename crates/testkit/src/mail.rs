@@ -9,9 +9,10 @@ use futures_util::TryStreamExt as _;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use mailroom_core::account::TlsMode;
-use mailroom_providers::NetPolicy;
+use mailroom_core::account::{AccountSettings, AccountType, ImapEncryption, MailSettings, TlsMode};
+use mailroom_providers::apps::ProviderApps;
 use mailroom_providers::imap_smtp::imap::{self, ImapLogin, ImapSession};
+use mailroom_providers::{Mailbox, NetPolicy, Opening, Providers, Secrets};
 
 #[derive(Debug, Clone)]
 pub struct MailRig {
@@ -126,6 +127,43 @@ impl MailRig {
         })
     }
 
+    /// The settings of an IMAP/SMTP account of `user` on the rig (STARTTLS both ways).
+    pub fn account_settings(&self, user: &MailUser) -> AccountSettings {
+        AccountSettings::Mail(MailSettings {
+            imap_host: self.host.clone(),
+            imap_port: self.imap_port,
+            imap_user: user.address.clone(),
+            imap_encryption: ImapEncryption::Starttls,
+            smtp_host: self.host.clone(),
+            smtp_port: self.smtp_port,
+            smtp_user: user.address.clone(),
+            smtp_encryption: None,
+        })
+    }
+
+    /// `user`'s mailbox opened through the seam as account `account_id` at `version`.
+    pub fn open_mailbox(
+        &self,
+        providers: &Providers,
+        user: &MailUser,
+        account_id: &str,
+        version: i64,
+    ) -> Mailbox {
+        let pw = || SecretString::from(user.password.clone());
+        providers
+            .open(Opening {
+                account_id,
+                version,
+                account_type: AccountType::Mail,
+                settings: &self.account_settings(user),
+                secrets: Secrets::Passwords {
+                    imap: pw(),
+                    smtp: pw(),
+                },
+            })
+            .expect("an IMAP account opens")
+    }
+
     /// Logs `user` in over IMAPS (certificates are self-signed).
     pub async fn imap(&self, user: &MailUser) -> ImapSession {
         let password = SecretString::from(user.password.clone());
@@ -166,4 +204,19 @@ impl MailRig {
         let _ = s.logout().await;
         out
     }
+}
+
+/// The providers' shared state as tests use it: loopback allowed, self-signed certificates
+/// accepted, no OAuth apps.
+pub fn test_providers() -> Providers {
+    let net = NetPolicy {
+        allow_private: true,
+        tls_insecure_skip_verify: true,
+        connect_timeout: Duration::from_secs(10),
+    };
+    Providers::new(
+        net,
+        reqwest::Client::new(),
+        std::sync::Arc::new(ProviderApps::default()),
+    )
 }

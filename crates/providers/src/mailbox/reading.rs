@@ -3,39 +3,9 @@
 
 pub use mailroom_mime::ParsedMail;
 
-/// A folder's role, as the Unipile API names them (`role` of `GET /folders`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RemoteRole {
-    Inbox,
-    Sent,
-    Archive,
-    Drafts,
-    Trash,
-    Spam,
-    All,
-    Important,
-    Starred,
-    Unknown,
-}
-
-impl RemoteRole {
-    /// The API's spelling: `inbox`, `sent`, `archive`, `drafts`, `trash`, `spam`, `all`,
-    /// `important`, `starred`, `unknown`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RemoteRole::Inbox => "inbox",
-            RemoteRole::Sent => "sent",
-            RemoteRole::Archive => "archive",
-            RemoteRole::Drafts => "drafts",
-            RemoteRole::Trash => "trash",
-            RemoteRole::Spam => "spam",
-            RemoteRole::All => "all",
-            RemoteRole::Important => "important",
-            RemoteRole::Starred => "starred",
-            RemoteRole::Unknown => "unknown",
-        }
-    }
-}
+/// A folder's role: the index's and the API's one enum (`role` of `GET /folders`), under the
+/// name the read side has used.
+pub use mailroom_core::mail::FolderRole as RemoteRole;
 
 /// A folder of the mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,59 +3,22 @@
 //! seen), flag changes by modseq and the UID set after an expunge, all over the account's
 //! pooled IMAP sessions.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use futures_util::TryStreamExt as _;
-use secrecy::SecretString;
 
 use mailroom_core::ErrorKind;
-use mailroom_core::account::{AccountSettings, AccountType, ImapEncryption, MailSettings};
-use mailroom_providers::apps::ProviderApps;
 use mailroom_providers::imap_smtp::imap::ImapSession;
 use mailroom_providers::mailbox::RemoteRole;
-use mailroom_providers::{FailureKind, Mailbox, NetPolicy, Opening, Providers, Secrets};
+use mailroom_providers::{FailureKind, Mailbox, Providers};
 use mailroom_testkit::{MailRig, MailUser};
 
 const RICH: &[u8] = include_bytes!("../../../mime/tests/fixtures/rich.eml");
 
 fn providers() -> Providers {
-    let net = NetPolicy {
-        allow_private: true,
-        tls_insecure_skip_verify: true,
-        connect_timeout: Duration::from_secs(10),
-    };
-    Providers::new(
-        net,
-        reqwest::Client::new(),
-        Arc::new(ProviderApps::default()),
-    )
+    mailroom_testkit::mail::test_providers()
 }
 
 fn open(providers: &Providers, rig: &MailRig, user: &MailUser) -> Mailbox {
-    let settings = AccountSettings::Mail(MailSettings {
-        imap_host: rig.host.clone(),
-        imap_port: rig.imap_port,
-        imap_user: user.address.clone(),
-        imap_encryption: ImapEncryption::Starttls,
-        smtp_host: rig.host.clone(),
-        smtp_port: rig.smtp_port,
-        smtp_user: user.address.clone(),
-        smtp_encryption: None,
-    });
-    let pw = || SecretString::from(user.password.clone());
-    providers
-        .open(Opening {
-            account_id: "reader",
-            version: 1,
-            account_type: AccountType::Mail,
-            settings: &settings,
-            secrets: Secrets::Passwords {
-                imap: pw(),
-                smtp: pw(),
-            },
-        })
-        .expect("an IMAP account opens")
+    rig.open_mailbox(providers, user, "reader", 1)
 }
 
 fn message(n: u32) -> Vec<u8> {

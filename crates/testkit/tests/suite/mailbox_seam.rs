@@ -2,55 +2,19 @@
 //! `Providers::open` sends, files Sent copies and finds reply parents, every IMAP use of the
 //! account sharing one connection budget and reusing its logged-in sessions.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
-
 use mailroom_core::MessageId;
-use mailroom_core::account::{AccountSettings, AccountType, ImapEncryption, MailSettings};
-use mailroom_providers::apps::ProviderApps;
 use mailroom_providers::mailbox::session_pool::SESSIONS_PER_ACCOUNT;
-use mailroom_providers::{Mailbox, NetPolicy, Opening, Outgoing, Providers, Secrets};
+use mailroom_providers::{Mailbox, Outgoing, Providers};
 use mailroom_testkit::{MailRig, MailUser};
 
 fn providers() -> Providers {
-    let net = NetPolicy {
-        allow_private: true,
-        tls_insecure_skip_verify: true,
-        connect_timeout: Duration::from_secs(10),
-    };
-    Providers::new(
-        net,
-        reqwest::Client::new(),
-        Arc::new(ProviderApps::default()),
-    )
+    mailroom_testkit::mail::test_providers()
 }
 
 fn open(providers: &Providers, rig: &MailRig, user: &MailUser, version: i64) -> Mailbox {
-    let settings = AccountSettings::Mail(MailSettings {
-        imap_host: rig.host.clone(),
-        imap_port: rig.imap_port,
-        imap_user: user.address.clone(),
-        imap_encryption: ImapEncryption::Starttls,
-        smtp_host: rig.host.clone(),
-        smtp_port: rig.smtp_port,
-        smtp_user: user.address.clone(),
-        smtp_encryption: None,
-    });
-    let pw = || SecretString::from(user.password.clone());
-    providers
-        .open(Opening {
-            account_id: "acct",
-            version,
-            account_type: AccountType::Mail,
-            settings: &settings,
-            secrets: Secrets::Passwords {
-                imap: pw(),
-                smtp: pw(),
-            },
-        })
-        .expect("an IMAP account opens")
+    rig.open_mailbox(providers, user, "acct", version)
 }
 
 fn message(from: &str, to: &str, id: &str) -> Vec<u8> {
