@@ -14,6 +14,7 @@ pub mod notify;
 pub mod outbox;
 pub mod replies;
 pub mod send;
+pub mod sync;
 pub mod tokens;
 
 use std::sync::Arc;

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Store,
     pub vault: mailroom_store::Vault,
+    /// The app's engine (for library calls no route exposes yet, e.g. a sync pass).
+    pub engine: mailroom_engine::Engine,
     pub db: TestDb,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -42,6 +44,7 @@ pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp
     let addr = app.local_addr();
     let store = app.engine().store.clone();
     let vault = app.engine().vault.clone();
+    let engine = app.engine().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -64,6 +67,7 @@ pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp
             .expect("client"),
         store,
         vault,
+        engine,
         db,
         shutdown: Some(tx),
         server: Some(server),
