@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 
 use mailroom_core::mail::{AttachmentMeta, FolderRole, FolderSyncStatus, MailOrigin};
 use mailroom_core::{new_id, time_fmt};
-use mailroom_providers::mailbox::{FetchedMessage, RemoteRole};
+use mailroom_providers::mailbox::FetchedMessage;
 use mailroom_providers::{MailError, Mailbox};
 use mailroom_store::accounts::Account;
 use mailroom_store::events::{self, NewEvent};
@@ -98,21 +98,6 @@ pub async fn sync_account_once(
     pass.run().await
 }
 
-fn role_of(r: RemoteRole) -> FolderRole {
-    match r {
-        RemoteRole::Inbox => FolderRole::Inbox,
-        RemoteRole::Sent => FolderRole::Sent,
-        RemoteRole::Archive => FolderRole::Archive,
-        RemoteRole::Drafts => FolderRole::Drafts,
-        RemoteRole::Trash => FolderRole::Trash,
-        RemoteRole::Spam => FolderRole::Spam,
-        RemoteRole::All => FolderRole::All,
-        RemoteRole::Important => FolderRole::Important,
-        RemoteRole::Starred => FolderRole::Starred,
-        RemoteRole::Unknown => FolderRole::Unknown,
-    }
-}
-
 /// The event new mail in a folder of this role announces, if any.
 fn arrival_event(role: FolderRole) -> Option<&'static str> {
     match role {
@@ -158,7 +143,7 @@ impl Pass<'_> {
                     workspace_id: self.workspace_id(),
                     account_id: self.account_id(),
                     name: &rf.name,
-                    role: role_of(rf.role),
+                    role: rf.role,
                     provider_id: &rf.name,
                     now_ms: self.now_ms,
                 },
