@@ -151,7 +151,7 @@ impl Tokens {
         let _guard = lock.lock().await;
         let deadline = Instant::now() + Duration::from_millis(LEASE_MS as u64 + 5_000);
         loop {
-            let (token, refresh_token, expires) = self.current(&account.id).await?;
+            let (token, _, expires) = self.current(&account.id).await?;
             let now = self.clock.now_ms();
             if is_fresh(&token, expires, now) {
                 return Ok(token);
@@ -165,7 +165,14 @@ impl Tokens {
             )
             .await?
             {
-                let result = self.refresh(account, &refresh_token).await;
+                // Another node may have refreshed and released the lease between our read and
+                // our taking it: read again under the lease, so one expiry makes one refresh.
+                let (token, refresh_token, expires) = self.current(&account.id).await?;
+                let result = if is_fresh(&token, expires, self.clock.now_ms()) {
+                    Ok(token)
+                } else {
+                    self.refresh(account, &refresh_token).await
+                };
                 accounts::release_refresh_lease(&self.store, &account.id, &self.node).await?;
                 return result;
             }
