@@ -531,15 +531,3 @@ pub async fn copy_attempts(store: &Store, id: &str) -> Result<i64> {
         sqlx::query("SELECT copy_attempts FROM outbox WHERE id = $1").bind(id).fetch_one(pool).await?.get(0)
     }))
 }
-
-/// The size of a job's message in bytes (its deadline grows with it).
-pub async fn raw_len(store: &Store, id: &str) -> Result<i64> {
-    Ok(with_pool!(store, pool => {
-        sqlx::query("SELECT CAST(length(raw) AS BIGINT) FROM outbox WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
-            .map(|r| r.get::<i64, _>(0))
-            .unwrap_or(0)
-    }))
-}

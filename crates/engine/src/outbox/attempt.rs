@@ -19,12 +19,7 @@ impl Outbox {
     /// once a slot is free, so time spent waiting for a slot never eats into the attempt, and a
     /// claim that went stale meanwhile (the job was claimed again) does nothing.
     pub async fn attempt(&self, id: &str, token: &str) -> Result<Outcome, StoreError> {
-        let _slot = self
-            .inner
-            .slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let _slot = self.slot().await;
         let now = self.inner.clock.now_ms();
         if !outbox::renew_lease(&self.inner.store, id, token, self.lease_until(now)).await? {
             return Ok(Outcome::NotOurs);
@@ -96,12 +91,7 @@ impl Outbox {
         raw: &[u8],
     ) -> Result<Outcome, StoreError> {
         let waiting = std::time::Instant::now();
-        let _slot = self
-            .inner
-            .slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let _slot = self.slot().await;
         if waiting.elapsed() > std::time::Duration::from_secs(1) {
             let now = self.inner.clock.now_ms();
             if !outbox::renew_lease(
@@ -143,6 +133,15 @@ impl Outbox {
                     .await
             }
         }
+    }
+
+    /// One of this node's sending slots ([`super::CONCURRENCY`]).
+    async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     async fn sent(&self, job: &Job, delivered: Delivered) -> Result<Outcome, StoreError> {

@@ -174,19 +174,6 @@ impl Outbox {
             .tasks
             .spawn(async move { me.first_attempt(&job, &account, &raw).await })
     }
-
-    /// Runs an attempt as a tracked task: shutdown waits for it (so an SMTP transaction that
-    /// completes is always recorded), and a client that hangs up does not cancel it.
-    pub fn spawn_attempt(
-        &self,
-        id: String,
-        token: String,
-    ) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
-        let me = self.clone();
-        self.inner
-            .tasks
-            .spawn(async move { me.attempt(&id, &token).await })
-    }
 }
 
 /// Exponential backoff from `retry_base`, doubling per attempt, capped at `retry_cap`, with

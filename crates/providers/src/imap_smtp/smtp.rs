@@ -38,14 +38,7 @@ pub async fn transport(
     policy: &NetPolicy,
     pool_size: u32,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
-    let addrs = egress::resolve(
-        Protocol::Smtp,
-        login.host,
-        login.port,
-        policy.allow_private,
-        policy.connect_timeout,
-    )
-    .await?;
+    let addrs = vetted_addrs(login, policy).await?;
     let params = tls_parameters(login.host, policy)?;
     let tls = match login.tls {
         TlsMode::Implicit => Tls::Wrapper(params),
@@ -66,6 +59,21 @@ pub async fn transport(
     )
 }
 
+/// The server's addresses, each checked by the egress guard.
+async fn vetted_addrs(
+    login: &SmtpLogin<'_>,
+    policy: &NetPolicy,
+) -> Result<Vec<std::net::SocketAddr>, MailError> {
+    egress::resolve(
+        Protocol::Smtp,
+        login.host,
+        login.port,
+        policy.allow_private,
+        policy.connect_timeout,
+    )
+    .await
+}
+
 /// lettre's TLS settings for `host` (STARTTLS upgrades go through lettre).
 pub(crate) fn tls_parameters(host: &str, policy: &NetPolicy) -> Result<TlsParameters, MailError> {
     TlsParameters::builder(host.to_owned())
@@ -82,14 +90,7 @@ pub(crate) async fn open_stream(
     login: &SmtpLogin<'_>,
     policy: &NetPolicy,
 ) -> Result<TcpStream, MailError> {
-    let addrs = egress::resolve(
-        Protocol::Smtp,
-        login.host,
-        login.port,
-        policy.allow_private,
-        policy.connect_timeout,
-    )
-    .await?;
+    let addrs = vetted_addrs(login, policy).await?;
     super::connect_tcp(Protocol::Smtp, login.host, &addrs, policy.connect_timeout).await
 }
 
