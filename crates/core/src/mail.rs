@@ -152,3 +152,18 @@ mod tests {
         assert_eq!(MailOrigin::parse("unipile"), Some(MailOrigin::Unipile));
     }
 }
+
+/// `sync_limit` on account creation: how much of the mail already in the mailbox its first
+/// sync indexes (mail that arrives after linking is always indexed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncLimit {
+    /// The last 30 days.
+    #[default]
+    Default,
+    /// Nothing that is already there (Unipile's `NO_HISTORY_SYNC`).
+    NoHistory,
+    /// What arrived at or after this time (Unix ms).
+    Since(i64),
+    /// The newest this many messages of each folder.
+    Count(u32),
+}

@@ -286,6 +286,7 @@ pub async fn finish_oauth(
         tokens,
         asked,
         reconnect.as_ref(),
+        None,
     )
     .await
     {
@@ -342,6 +343,7 @@ pub async fn link_imap(
         password.clone(),
         password,
         reconnect.as_ref(),
+        None,
     )
     .await;
     if linked.is_err() {

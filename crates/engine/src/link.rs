@@ -9,11 +9,13 @@ use crate::connect::{grant_error, to_api_error};
 use mailroom_core::account::{
     AccountMode, AccountSettings, AccountType, ImapEncryption, MailSettings, SourceStatus, TlsMode,
 };
+use mailroom_core::mail::SyncLimit;
 use mailroom_core::{ApiError, ErrorKind, new_id};
 use mailroom_providers::apps::{IdP, TokenSet};
 use mailroom_providers::mailbox::{Prospect, Verified};
 use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
+use mailroom_store::sync_window::SyncWindow;
 
 /// The account a linking produced.
 pub struct Linked {
@@ -65,7 +67,13 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
 }
 
 /// Links a new mailbox (`POST /accounts`).
-pub async fn link(engine: &Engine, workspace: &str, req: LinkRequest) -> Result<Linked, ApiError> {
+pub async fn link(
+    engine: &Engine,
+    workspace: &str,
+    req: LinkRequest,
+    limit: SyncLimit,
+) -> Result<Linked, ApiError> {
+    let window = Some(window_of(limit, engine.clock.now_ms()));
     match req {
         LinkRequest::Mail {
             settings,
@@ -79,6 +87,7 @@ pub async fn link(engine: &Engine, workspace: &str, req: LinkRequest) -> Result<
                 imap_password,
                 smtp_password,
                 None,
+                window,
             )
             .await
         }
@@ -90,7 +99,7 @@ pub async fn link(engine: &Engine, workspace: &str, req: LinkRequest) -> Result<
             let idp = oauth_idp(engine, account_type)?;
             access_token.ok_or_else(|| missing("access_token"))?;
             let refresh_token = refresh_token.ok_or_else(|| missing("refresh_token"))?;
-            link_with_tokens(engine, workspace, idp, refresh_token, None).await
+            link_with_tokens(engine, workspace, idp, refresh_token, None, window).await
         }
     }
 }
@@ -114,7 +123,7 @@ pub async fn reconnect(
             let idp = oauth_idp(engine, account.account_type)?;
             let refresh = req.refresh_token.ok_or_else(|| missing("refresh_token"))?;
             req.access_token.ok_or_else(|| missing("access_token"))?;
-            return link_with_tokens(engine, workspace, idp, refresh, Some(account)).await;
+            return link_with_tokens(engine, workspace, idp, refresh, Some(account), None).await;
         }
         AccountSettings::Mail(stored) => stored.clone(),
     };
@@ -151,8 +160,28 @@ pub async fn reconnect(
         req.imap_password.unwrap_or(old_imap),
         req.smtp_password.unwrap_or(old_smtp),
         Some(account),
+        None,
     )
     .await
+}
+
+/// The window of existing mail a first sync indexes, fixed at link time `now_ms`.
+fn window_of(limit: SyncLimit, now_ms: i64) -> SyncWindow {
+    match limit {
+        SyncLimit::Default => SyncWindow::default_at(now_ms),
+        SyncLimit::NoHistory => SyncWindow {
+            since_ms: Some(now_ms),
+            max_per_folder: None,
+        },
+        SyncLimit::Since(ms) => SyncWindow {
+            since_ms: Some(ms),
+            max_per_folder: None,
+        },
+        SyncLimit::Count(n) => SyncWindow {
+            since_ms: None,
+            max_per_folder: Some(i64::from(n)),
+        },
+    }
 }
 
 fn missing(field: &str) -> ApiError {
@@ -188,6 +217,7 @@ async fn save(
     verified: Verified,
     credentials: Credentials,
     reconnect: Option<&Account>,
+    window: Option<SyncWindow>,
 ) -> Result<Linked, ApiError> {
     let now = engine.clock.now_ms();
     let Verified {
@@ -258,6 +288,7 @@ async fn save(
                     status: SourceStatus::Ok,
                     settings: &settings,
                     credentials: &credentials,
+                    window,
                     now_ms: now,
                 },
             )
@@ -280,6 +311,7 @@ pub async fn link_mail(
     imap_password: SecretString,
     smtp_password: SecretString,
     reconnect: Option<&Account>,
+    window: Option<SyncWindow>,
 ) -> Result<Linked, ApiError> {
     let verified = engine
         .providers
@@ -299,6 +331,7 @@ pub async fn link_mail(
             smtp_password,
         },
         reconnect,
+        window,
     )
     .await
 }
@@ -313,6 +346,7 @@ pub async fn link_oauth(
     tokens: TokenSet,
     asked: Option<AccountMode>,
     reconnect: Option<&Account>,
+    window: Option<SyncWindow>,
 ) -> Result<Linked, ApiError> {
     let verified = engine
         .providers
@@ -331,7 +365,7 @@ pub async fn link_oauth(
         refresh_token,
         expires_at_ms: tokens.expires_at_ms,
     };
-    save(engine, workspace, verified, credentials, reconnect).await
+    save(engine, workspace, verified, credentials, reconnect, window).await
 }
 
 /// Links a mailbox from tokens the integrator obtained itself. The refresh token is what
@@ -343,6 +377,7 @@ pub async fn link_with_tokens(
     idp: IdP,
     refresh_token: SecretString,
     reconnect: Option<&Account>,
+    window: Option<SyncWindow>,
 ) -> Result<Linked, ApiError> {
     let now = engine.clock.now_ms();
     let fresh = engine
@@ -364,5 +399,5 @@ pub async fn link_with_tokens(
         refresh_token: fresh.refresh_token.or(Some(refresh_token)),
         ..fresh
     };
-    link_oauth(engine, workspace, idp, tokens, None, reconnect).await
+    link_oauth(engine, workspace, idp, tokens, None, reconnect, window).await
 }

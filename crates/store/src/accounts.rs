@@ -7,6 +7,7 @@ use sqlx::Row;
 use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
+use crate::sync_window::SyncWindow;
 use crate::vault::Vault;
 use crate::{Store, with_pool};
 use mailroom_core::AccountId;
@@ -133,6 +134,8 @@ pub struct NewAccount<'a> {
     pub status: SourceStatus,
     pub settings: &'a AccountSettings,
     pub credentials: &'a Credentials,
+    /// How much existing mail the first sync indexes; `None`: the default window.
+    pub window: Option<SyncWindow>,
     pub now_ms: i64,
 }
 
@@ -169,7 +172,9 @@ pub async fn create(store: &Store, vault: &Vault, new: NewAccount<'_>) -> Result
         .seal(&credentials_aad(new.id), &new.credentials.to_bytes())
         .await?;
     let settings = new.settings.to_json();
+    // The account and its sync window, together or not at all.
     with_pool!(store, pool => {
+        let mut tx = pool.begin().await?;
         sqlx::query(
             "INSERT INTO accounts (id, workspace_id, type, name, status, settings, credentials, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -182,8 +187,21 @@ pub async fn create(store: &Store, vault: &Vault, new: NewAccount<'_>) -> Result
         .bind(&settings)
         .bind(&sealed)
         .bind(new.now_ms)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(w) = new.window {
+            sqlx::query(
+                "INSERT INTO sync_windows (account_id, since_ms, max_per_folder, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(new.id)
+            .bind(w.since_ms)
+            .bind(w.max_per_folder)
+            .bind(new.now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
     });
     Ok(Account {
         id: AccountId::from(new.id),

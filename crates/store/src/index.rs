@@ -842,6 +842,100 @@ pub async fn delete_account_index(store: &Store, account_id: &str) -> Result<()>
     Ok(())
 }
 
+/// The account's messages that are in no folder any more: what a sync pass leaves when mail
+/// is expunged or moved away, until the pass has seen every folder (a move shows up there as
+/// the same message in another folder).
+pub async fn orphans(store: &Store, account_id: &str) -> Result<Vec<String>> {
+    let ids: Vec<(String,)> = with_pool!(store, pool => {
+        sqlx::query_as(
+            "SELECT m.id FROM messages m WHERE m.account_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM message_folders mf WHERE mf.message = m.id)",
+        )
+        .bind(account_id)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(ids.into_iter().map(|(id,)| id).collect())
+}
+
+/// The indexed messages of a folder with their UID there, read state and last change time,
+/// by UID: what a sync compares the server's flags with.
+pub async fn read_states_in_folder(
+    store: &Store,
+    folder_id: &str,
+) -> Result<Vec<(i64, String, bool, i64)>> {
+    with_pool!(store, pool => {
+        sqlx::query_as(
+            "SELECT mf.uid, m.id, m.read, m.updated_at FROM message_folders mf \
+             JOIN messages m ON m.id = mf.message WHERE mf.folder = $1 AND mf.uid IS NOT NULL",
+        )
+        .bind(folder_id)
+        .fetch_all(pool)
+        .await
+        .map_err(Into::into)
+    })
+}
+
+/// A message that a header-less reply may belong to (the subject fallback of threading).
+#[derive(Debug, Clone)]
+pub struct SubjectMatch {
+    pub thread_id: String,
+    pub subject: String,
+    /// Lower-cased addresses of its sender and recipients.
+    pub participants: Vec<String>,
+}
+
+/// The account's newest messages (at most `limit`, since `since_ms`) whose subject ends with
+/// `tail`, compared case-insensitively; the caller normalises and compares exactly.
+pub async fn recent_by_subject_tail(
+    store: &Store,
+    account_id: &str,
+    tail: &str,
+    since_ms: i64,
+    limit: i64,
+) -> Result<Vec<SubjectMatch>> {
+    let mut pattern = String::from("%");
+    for c in tail.to_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    let rows: Vec<(String, String, Option<String>, String, String)> = with_pool!(store, pool => {
+        sqlx::query_as(
+            "SELECT thread_id, subject, from_addr, to_addrs, cc_addrs FROM messages \
+             WHERE account_id = $1 AND date >= $2 AND LOWER(subject) LIKE $3 ESCAPE '\\' \
+             ORDER BY date DESC LIMIT $4",
+        )
+        .bind(account_id)
+        .bind(since_ms)
+        .bind(&pattern)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(thread_id, subject, from, to, cc)| {
+            let mut participants: Vec<String> = Vec::new();
+            let mut add = |a: Attendee| participants.push(a.identifier.to_lowercase());
+            if let Some(f) = from.and_then(|f| serde_json::from_str::<Attendee>(&f).ok()) {
+                add(f);
+            }
+            for list in [to, cc] {
+                for a in serde_json::from_str::<Vec<Attendee>>(&list).unwrap_or_default() {
+                    add(a);
+                }
+            }
+            SubjectMatch {
+                thread_id,
+                subject,
+                participants,
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

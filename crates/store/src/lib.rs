@@ -13,6 +13,7 @@ pub mod events;
 pub mod hosted_links;
 pub mod index;
 pub mod outbox;
+pub mod sync_window;
 pub mod vault;
 pub mod workspaces;
 

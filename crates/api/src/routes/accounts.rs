@@ -19,7 +19,8 @@ use mailroom_core::account::{
 };
 use mailroom_core::cursor::Position;
 use mailroom_core::id::looks_like_id;
-use mailroom_core::time_fmt::format_ms;
+use mailroom_core::mail::SyncLimit;
+use mailroom_core::time_fmt::{format_ms, parse_ms};
 use mailroom_engine::link::{self, LinkRequest, ReconnectRequest};
 use mailroom_store::accounts::{self, Account};
 
@@ -123,6 +124,12 @@ pub struct ConnectMailAccount {
     smtp_password: String,
     /// Optional override of the SMTP TLS mode: `implicit` or `starttls`.
     smtp_encryption: Option<String>,
+    /// How much mail already in the mailbox the first sync indexes (mail that arrives later
+    /// always is): `"NO_HISTORY_SYNC"` (none), an RFC 3339 date (what arrived since), a whole
+    /// number (the newest N of each folder), or `{"MAILING": <one of those>}`. Default: the
+    /// last 30 days. Also accepted with the `GOOGLE_OAUTH` and `OUTLOOK` token bodies.
+    #[schema(value_type = Option<Object>, example = "NO_HISTORY_SYNC")]
+    sync_limit: Option<serde_json::Value>,
 }
 
 /// Body of `POST /accounts/{id}`: new passwords (and optionally changed settings); fields
@@ -323,7 +330,8 @@ pub async fn create_account(
         },
         None => return Err(err(ErrorKind::MissingParameters, "provider is required")),
     };
-    let linked = link::link(&state.engine, caller.workspace(), request).await?;
+    let limit = sync_limit(body.get("sync_limit"))?;
+    let linked = link::link(&state.engine, caller.workspace(), request, limit).await?;
     let id = linked.account.id.into();
     Ok((
         StatusCode::CREATED,
@@ -417,4 +425,68 @@ pub async fn delete_account(
     Ok(Json(AccountDeleted {
         object: "AccountDeleted",
     }))
+}
+
+/// `sync_limit`: `"NO_HISTORY_SYNC"` (Unipile's one value), an RFC 3339 date, a message count
+/// per folder, or Unipile's hosted form `{"MAILING": <one of those>}`; absent: the last 30 days.
+fn sync_limit(v: Option<&serde_json::Value>) -> Result<SyncLimit> {
+    use serde_json::Value;
+    let bad = || {
+        err(
+            ErrorKind::InvalidParameters,
+            "sync_limit must be \"NO_HISTORY_SYNC\", an RFC 3339 date (index mail that arrived \
+             since then), a whole number of messages per folder, or {\"MAILING\": one of those}",
+        )
+    };
+    match v {
+        None | Some(Value::Null) => Ok(SyncLimit::Default),
+        Some(Value::String(s)) if s == "NO_HISTORY_SYNC" => Ok(SyncLimit::NoHistory),
+        Some(Value::String(s)) => parse_ms(s.trim()).map(SyncLimit::Since).ok_or_else(bad),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(SyncLimit::Count)
+            .ok_or_else(bad),
+        Some(Value::Object(o)) if o.len() == 1 && o.contains_key("MAILING") => {
+            match o.get("MAILING") {
+                Some(Value::Object(_)) => Err(bad()),
+                inner => sync_limit(inner),
+            }
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sync_limits_parse_every_accepted_form() {
+        let p = |v: serde_json::Value| sync_limit(Some(&v)).map_err(|_| ());
+        assert_eq!(sync_limit(None).ok(), Some(SyncLimit::Default));
+        assert_eq!(p(json!(null)), Ok(SyncLimit::Default));
+        assert_eq!(p(json!("NO_HISTORY_SYNC")), Ok(SyncLimit::NoHistory));
+        assert_eq!(
+            p(json!({"MAILING": "NO_HISTORY_SYNC"})),
+            Ok(SyncLimit::NoHistory)
+        );
+        assert_eq!(
+            p(json!("2026-11-01T00:00:00Z")),
+            Ok(SyncLimit::Since(1_793_491_200_000))
+        );
+        assert_eq!(p(json!(500)), Ok(SyncLimit::Count(500)));
+        for bad in [
+            json!("yesterday"),
+            json!(-1),
+            json!(1.5),
+            json!(true),
+            json!([]),
+            json!({"MESSAGING": 1}),
+            json!({"MAILING": {"MAILING": 1}}),
+        ] {
+            assert_eq!(p(bad.clone()), Err(()), "{bad}");
+        }
+    }
 }

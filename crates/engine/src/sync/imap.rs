@@ -1,49 +1,64 @@
 //! One pass of IMAP folder sync into the index, through the mailbox seam.
 //!
 //! For every folder of the mailbox: upsert it with its role; then, for a selectable one,
-//! compare the server's UIDVALIDITY with the stored one.
+//! compare the server's state with the stored one.
 //!
-//! - **Same UIDVALIDITY**: fetch what is above the highest indexed UID (in batches of
-//!   [`BATCH`]), apply the flag changes since the stored modseq (CONDSTORE), and diff the
-//!   server's UID set with the indexed one: what is missing was expunged (or moved away).
-//! - **No stored UIDVALIDITY, or another one**: the folder's UIDs are void. Everything is
-//!   fetched again from UID 0; a fetched message that is already indexed (same Message-ID,
-//!   same RFC822.SIZE and same date) is linked again under its new UID and announced again
-//!   never; what was in the folder and is not found again is taken out of it.
+//! - **Unchanged** (same UIDVALIDITY, UIDNEXT, message count and, with CONDSTORE, highest
+//!   modseq): nothing more is asked.
+//! - **Same UIDVALIDITY**: fetch what is above what was seen (in batches of [`BATCH`]), apply
+//!   read-flag changes (CONDSTORE since the stored modseq; without it, every message's flags
+//!   compared with the index), and diff the server's UID set with the indexed one: what is
+//!   missing was expunged or moved away.
+//! - **First fetch**: only the account's sync window ([`SyncWindow`]: by default mail that
+//!   arrived in the last 30 days; `sync_limit` on linking sets another date, none, or the newest
+//!   N per folder). The UIDVALIDITY and the UIDNEXT at the start are stored first, so an
+//!   interrupted fetch resumes where it stopped and mail that arrived meanwhile is announced.
+//! - **Another UIDVALIDITY**: the folder's UIDs are void. It is read again from UID 0; a
+//!   fetched message that is already indexed (same Message-ID, same RFC822.SIZE and same date)
+//!   is linked again under its new UID and announced again never; what was in the folder and
+//!   is not found again is taken out of it. Interrupted, the rebuild starts over.
 //!
 //! Then the folder's state is stored (UIDVALIDITY, UIDNEXT and highest modseq as read *before*
 //! fetching, so nothing that changes during the pass is missed next time).
 //!
+//! Once every folder is seen, a known message that left one folder and appeared in another
+//! has **moved**; one that is in no folder any more is **deleted** from the index (unless a
+//! folder failed this pass: it may be there).
+//!
 //! **Provider ids.** A message's provider id is `"<uidvalidity>:<uid>@<folder>"` of the
 //! folder it was first indexed from: stable (UIDs never change within one UIDVALIDITY), unique
-//! within the account, and readable. The same message seen in another folder (an IMAP copy)
-//! or again after a UIDVALIDITY change keeps the id it was indexed under and gets one more
-//! folder link (with its UID there).
+//! within the account, and readable. The same message seen in another folder (an IMAP copy or
+//! move) or again after a UIDVALIDITY change keeps the id it was indexed under.
 //!
 //! **Events** (deterministic ids, so a pass run twice, a restart or a rebuild never records
-//! one change twice): nothing is announced for a folder's first fetch unless the folder
-//! appeared after the account's first completed sync; after that, `mail_received` for new mail
-//! in any folder but Sent, Drafts, Trash and Spam, `mail_sent` for new mail in Sent,
-//! `mail_read` when a known message becomes `\Seen` (CONDSTORE servers only, for now), and
-//! `mail_deleted` when a message is gone from every folder (it is then removed from the index).
+//! one change twice): nothing is announced for mail that was there before the account's
+//! first sync of a folder (unless the folder appeared after the account's first completed
+//! sync), nor for mail that arrived more than 30 days ago; otherwise `mail_received` for new
+//! mail in any folder but Sent, Drafts, Trash and Spam (keyed by Message-ID), `mail_sent` for
+//! new mail in Sent, `mail_read` when a known message becomes `\Seen` (keyed by the change's
+//! modseq), `mail_moved` (keyed by the destination folder and UID) and `mail_deleted`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
 use mailroom_core::mail::{AttachmentMeta, FolderRole, FolderSyncStatus, MailOrigin};
 use mailroom_core::{new_id, time_fmt};
-use mailroom_providers::mailbox::FetchedMessage;
+use mailroom_providers::mailbox::reading::ParsedMail;
+use mailroom_providers::mailbox::{FetchedMessage, FolderState};
 use mailroom_providers::{MailError, Mailbox};
 use mailroom_store::accounts::Account;
 use mailroom_store::events::{self, NewEvent};
 use mailroom_store::index::{
     self, FolderRow, FolderSyncState, MessageFilter, MessageRow, NewFolder, NewMessage,
 };
+use mailroom_store::sync_window::{self, SyncWindow};
 use mailroom_store::{Store, StoreError};
 
 use crate::Engine;
 use crate::mailboxes::OpenError;
+use crate::sync::threading;
 
 /// Messages fetched per round trip.
 pub const BATCH: usize = 100;
@@ -77,6 +92,8 @@ pub struct SyncReport {
     pub removed: usize,
     /// Messages gone from every folder, removed from the index.
     pub deleted: usize,
+    /// Known messages that moved from one folder to another.
+    pub moved: usize,
     /// Events recorded (an event already recorded is not recorded again, but counts here).
     pub events: usize,
     /// Folders that failed, with the provider's error.
@@ -89,11 +106,16 @@ pub async fn sync_account_once(
     account: &Account,
 ) -> Result<SyncReport, SyncError> {
     let mailbox = engine.mailboxes().open(account).await?;
+    let window = sync_window::get(&engine.store, account.id.as_str())
+        .await?
+        .unwrap_or_else(|| SyncWindow::default_at(account.created_at));
     let pass = Pass {
         store: &engine.store,
         mailbox: &mailbox,
         account,
+        window,
         now_ms: engine.clock.now_ms(),
+        moves: Mutex::default(),
     };
     pass.run().await
 }
@@ -116,8 +138,25 @@ struct Pass<'a> {
     store: &'a Store,
     mailbox: &'a Mailbox,
     account: &'a Account,
+    window: SyncWindow,
     now_ms: i64,
+    /// What moved during the pass; settled once every folder has been seen.
+    moves: Mutex<Moves>,
 }
+
+/// Messages that left a folder and messages that joined one during a pass: a message that
+/// did both moved; one that only left and is in no folder any more was deleted.
+#[derive(Default)]
+struct Moves {
+    /// message → the folder it left (provider id).
+    left: HashMap<String, String>,
+    /// message → (folder id, folder provider id, role, UID there, announce).
+    joined: HashMap<String, (String, String, FolderRole, u32, bool)>,
+}
+
+/// Mail whose arrival is older than this is never announced (an old message moved into a
+/// folder where it was not indexed, say), whatever the sync window.
+const ANNOUNCE_MAX_AGE_MS: i64 = 30 * 86_400_000;
 
 impl Pass<'_> {
     fn account_id(&self) -> &str {
@@ -128,12 +167,17 @@ impl Pass<'_> {
         &self.account.workspace_id
     }
 
+    fn moves(&self) -> std::sync::MutexGuard<'_, Moves> {
+        self.moves.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn run(&self) -> Result<SyncReport, SyncError> {
         let remote = self.mailbox.list_folders().await?;
         let known =
             index::list_folders(self.store, self.workspace_id(), Some(self.account_id())).await?;
         let account_synced = known.iter().any(|f| f.last_synced_at.is_some());
         let mut report = SyncReport::default();
+        let mut announcing = HashMap::new();
         for rf in &remote {
             let is_new = !known.iter().any(|f| f.provider_id == rf.name);
             let folder = index::upsert_folder(
@@ -156,6 +200,7 @@ impl Pass<'_> {
             // created since (or one whose first fetch was interrupted before the account's
             // first complete sync) is judged by the same rule.
             let announce = folder.last_synced_at.is_some() || (account_synced && is_new);
+            announcing.insert(folder.provider_id.clone(), announce || account_synced);
             match self.sync_folder(&folder, announce, &mut report).await {
                 Ok(()) => report.folders += 1,
                 Err(SyncError::Mail(e)) if !e.is_auth() => {
@@ -180,7 +225,75 @@ impl Pass<'_> {
                 Err(e) => return Err(e),
             }
         }
+        self.settle_moves(&announcing, &mut report).await?;
         Ok(report)
+    }
+
+    /// Once every folder has been seen: a message that left one folder and joined another
+    /// moved (`mail_moved`); one in no folder at all is gone (`mail_deleted`, and out of the
+    /// index). Left for the next pass when a folder failed: the message may be in that one.
+    async fn settle_moves(
+        &self,
+        announcing: &HashMap<String, bool>,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let moves = std::mem::take(&mut *self.moves());
+        for (message, (folder_id, folder, role, uid, announce)) in &moves.joined {
+            let Some(from) = moves.left.get(message) else {
+                continue; // a copy, not a move
+            };
+            report.moved += 1;
+            if !announce {
+                continue;
+            }
+            let Some(row) = index::get_message(self.store, self.workspace_id(), message).await?
+            else {
+                continue;
+            };
+            let payload = json!({
+                "event": "mail_moved",
+                "account_id": self.account_id(),
+                "email_id": message,
+                "provider_id": row.provider_id,
+                "message_id": row.message_id,
+                "from_folder": from,
+                "folder": folder,
+                "role": role.as_str(),
+            });
+            // The destination UID is new with every move, so moving back and forth is
+            // announced each time, and one move once.
+            let key = format!("{message}:{folder_id}:{uid}");
+            self.event("mail_moved", &key, payload, report).await?;
+        }
+        if !report.failed.is_empty() {
+            return Ok(());
+        }
+        for message in index::orphans(self.store, self.account_id()).await? {
+            let Some(row) = index::get_message(self.store, self.workspace_id(), &message).await?
+            else {
+                continue;
+            };
+            index::delete_message(self.store, &message).await?;
+            report.deleted += 1;
+            let from = moves.left.get(&message);
+            let announce = from
+                .and_then(|f| announcing.get(f))
+                .copied()
+                .unwrap_or(true);
+            if announce {
+                let payload = json!({
+                    "event": "mail_deleted",
+                    "account_id": self.account_id(),
+                    "email_id": row.id,
+                    "provider_id": row.provider_id,
+                    "message_id": row.message_id,
+                    "folder": from,
+                });
+                self.event("mail_deleted", &message, payload, report)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn sync_folder(
@@ -191,23 +304,76 @@ impl Pass<'_> {
     ) -> Result<(), SyncError> {
         let state = self.mailbox.folder_state(&f.provider_id).await?;
         let uv = state.uid_validity;
-        let rebuild = f.uidvalidity != Some(i64::from(uv));
+        let rebuild = f.uidvalidity.is_some_and(|v| v != i64::from(uv));
+        let first = f.uidvalidity.is_none();
+        let synced = f.sync_status == FolderSyncStatus::Synced && !rebuild;
+        // Nothing arrived, left or changed flags since the last pass (CONDSTORE: any change
+        // moves the modseq): nothing to ask.
+        if synced
+            && f.uidnext == state.uid_next.map(i64::from)
+            && f.nb_mails == i64::from(state.exists)
+            && state.highest_modseq.is_some()
+            && f.highest_modseq == state.highest_modseq.and_then(|m| i64::try_from(m).ok())
+        {
+            return Ok(());
+        }
         // Indexed (uid, message) of the folder before this pass.
         let before = index::messages_in_folder_uids(self.store, &f.id).await?;
         if rebuild {
             report.rebuilt.push(f.provider_id.clone());
         }
-        let after_uid = if rebuild {
-            0
+        if first {
+            // The fetch may take long and be interrupted: remember the UIDVALIDITY and where
+            // new mail starts (UIDNEXT now), so a resumed pass continues and still announces
+            // what arrived meanwhile. (A rebuild keeps the old UIDVALIDITY until it is done:
+            // interrupted, it starts over, finding known mail again.)
+            index::set_folder_sync_state(
+                self.store,
+                &f.id,
+                &FolderSyncState {
+                    uidvalidity: Some(i64::from(uv)),
+                    uidnext: state.uid_next.map(i64::from),
+                    highest_modseq: None,
+                    cursor: None,
+                    nb_mails: i64::from(state.exists),
+                    status: FolderSyncStatus::Fetching,
+                    last_synced_at: f.last_synced_at,
+                },
+                self.now_ms,
+            )
+            .await?;
+        }
+        // Mail with a UID from here on arrived after this folder's first fetch began.
+        let arrivals_from: u32 = if first || rebuild {
+            state.uid_next.unwrap_or(u32::MAX)
+        } else if !synced {
+            f.uidnext
+                .and_then(|u| u32::try_from(u).ok())
+                .unwrap_or(u32::MAX)
         } else {
-            before
-                .last()
-                .and_then(|(uid, _)| u32::try_from(*uid).ok())
-                .unwrap_or(0)
+            0
         };
+        let highest_indexed = before
+            .last()
+            .and_then(|(uid, _)| u32::try_from(*uid).ok())
+            .unwrap_or(0);
+        let after_uid = if rebuild {
+            // Every UID is void: read the folder again to find known mail under its new UID.
+            0
+        } else if synced {
+            let seen_to = f
+                .uidnext
+                .and_then(|u| u32::try_from(u).ok())
+                .map_or(0, |u| u.saturating_sub(1));
+            highest_indexed.max(seen_to)
+        } else {
+            highest_indexed.max(self.window_start(f, uv).await?)
+        };
+        let window_since = if synced { None } else { self.window.since_ms };
 
         // New mail (everything, on a rebuild).
         let mut seen: HashSet<String> = HashSet::new();
+        let was_here: HashSet<&str> = before.iter().map(|(_, m)| m.as_str()).collect();
         let mut cursor = after_uid;
         loop {
             let batch = self
@@ -216,9 +382,24 @@ impl Pass<'_> {
                 .await?;
             for m in &batch {
                 cursor = cursor.max(m.uid);
+                let arrived = m.internal_date_ms.unwrap_or(self.now_ms);
+                let fresh = m.uid >= arrivals_from;
+                // Existing mail from before the window is not indexed (IMAP searched whole
+                // days; this is the exact cut), unless a rebuild finds it already indexed.
+                if !fresh
+                    && window_since.is_some_and(|since| arrived < since)
+                    && !(rebuild && self.is_known(m).await?)
+                {
+                    continue;
+                }
+                let announce_this =
+                    (announce || fresh) && arrived >= self.now_ms - ANNOUNCE_MAX_AGE_MS;
                 let id = self
-                    .index_one(f, uv, m, rebuild, announce, &seen, report)
+                    .index_one(f, uv, m, rebuild, announce_this, &seen, report)
                     .await?;
+                if !was_here.contains(id.as_str()) && !rebuild {
+                    self.note_joined(&id, f, m.uid, announce || fresh);
+                }
                 seen.insert(id);
             }
             if batch.len() < BATCH {
@@ -232,37 +413,11 @@ impl Pass<'_> {
                 if !seen.contains(message) {
                     index::unlink_message(self.store, message, &f.id).await?;
                     report.removed += 1;
-                    self.forget_if_gone(message, f, announce, report).await?;
+                    self.note_left(message, f);
                 }
             }
-        } else {
-            let by_uid: HashMap<i64, &str> = before.iter().map(|(u, m)| (*u, m.as_str())).collect();
-            // Flags (read / unread) of known mail, by CONDSTORE.
-            if let Some(since) = f.highest_modseq.and_then(|m| u64::try_from(m).ok())
-                && let Some(changes) = self
-                    .mailbox
-                    .fetch_flags_changed(&f.provider_id, uv, since)
-                    .await?
-            {
-                for c in changes {
-                    let Some(message) = by_uid.get(&i64::from(c.uid)) else {
-                        continue;
-                    };
-                    if index::set_read(self.store, message, c.flags.seen, self.now_ms).await? {
-                        report.read_changed += 1;
-                        if c.flags.seen && announce {
-                            let payload = json!({
-                                "event": "mail_read",
-                                "account_id": self.account_id(),
-                                "email_id": message,
-                                "folder": f.provider_id,
-                                "role": f.role.as_str(),
-                            });
-                            self.event("mail_read", message, payload, report).await?;
-                        }
-                    }
-                }
-            }
+        } else if !first {
+            self.sync_flags(f, uv, &state, announce, report).await?;
         }
 
         // Expunges: indexed UIDs the server no longer has.
@@ -276,10 +431,7 @@ impl Pass<'_> {
                         index::remove_message_from_folder(self.store, &f.id, *uid).await?
                 {
                     report.removed += 1;
-                    if unlinked.remaining == 0 {
-                        self.forget_if_gone(&unlinked.message_id, f, announce, report)
-                            .await?;
-                    }
+                    self.note_left(&unlinked.message_id, f);
                 }
             }
         }
@@ -300,6 +452,135 @@ impl Pass<'_> {
         )
         .await?;
         Ok(())
+    }
+
+    /// The UID after which a first fetch of `f` starts: the account's window (arrival date,
+    /// newest N per folder), or 0 for all.
+    async fn window_start(&self, f: &FolderRow, uv: u32) -> Result<u32, SyncError> {
+        let mut after = 0u32;
+        if let Some(since) = self.window.since_ms {
+            let found = self.mailbox.uids_since(&f.provider_id, uv, since).await?;
+            after = match found.first() {
+                Some(first) => first.saturating_sub(1),
+                // Nothing that recent: only what arrives from now on.
+                None => self
+                    .mailbox
+                    .uids(&f.provider_id, uv)
+                    .await?
+                    .last()
+                    .copied()
+                    .unwrap_or(0),
+            };
+        }
+        if let Some(n) = self
+            .window
+            .max_per_folder
+            .and_then(|n| usize::try_from(n).ok())
+        {
+            let all = self.mailbox.uids(&f.provider_id, uv).await?;
+            if all.len() > n {
+                after = after.max(all[all.len() - n - 1]);
+            }
+        }
+        Ok(after)
+    }
+
+    /// Whether a message is already indexed (same Message-ID, size and date): on a rebuild,
+    /// known mail is found again even when it is older than the window.
+    async fn is_known(&self, m: &FetchedMessage) -> Result<bool, SyncError> {
+        let Some(mid) = m.parsed.as_ref().and_then(|p| p.message_id.as_deref()) else {
+            return Ok(false);
+        };
+        let rows = index::list_messages(
+            self.store,
+            self.workspace_id(),
+            &MessageFilter {
+                account_id: Some(self.account_id()),
+                message_id: Some(mid),
+                ..Default::default()
+            },
+            None,
+            20,
+        )
+        .await?;
+        Ok(rows.iter().any(|r| r.size == i64::from(m.size)))
+    }
+
+    /// Read flags of the folder's known mail: by CONDSTORE since the stored modseq, else (a
+    /// server without modseqs) every message's flags compared with the index.
+    async fn sync_flags(
+        &self,
+        f: &FolderRow,
+        uv: u32,
+        state: &FolderState,
+        announce: bool,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let since = f.highest_modseq.and_then(|m| u64::try_from(m).ok());
+        let changes = match (since, state.highest_modseq) {
+            (Some(since), Some(_)) => {
+                match self
+                    .mailbox
+                    .fetch_flags_changed(&f.provider_id, uv, since)
+                    .await?
+                {
+                    Some(c) => c,
+                    None => self.mailbox.all_flags(&f.provider_id, uv).await?,
+                }
+            }
+            _ => self.mailbox.all_flags(&f.provider_id, uv).await?,
+        };
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let known: HashMap<i64, (String, bool, i64)> =
+            index::read_states_in_folder(self.store, &f.id)
+                .await?
+                .into_iter()
+                .map(|(uid, m, read, at)| (uid, (m, read, at)))
+                .collect();
+        for c in changes {
+            let Some((message, read, at)) = known.get(&i64::from(c.uid)) else {
+                continue;
+            };
+            if *read == c.flags.seen {
+                continue;
+            }
+            // Announced before the index changes, under an id fixed by the change (its modseq,
+            // or the row's last change on servers without), so a pass interrupted between
+            // the two announces it once.
+            if c.flags.seen && announce {
+                let payload = json!({
+                    "event": "mail_read",
+                    "account_id": self.account_id(),
+                    "email_id": message,
+                    "folder": f.provider_id,
+                    "role": f.role.as_str(),
+                });
+                let key = match c.modseq {
+                    Some(m) => format!("{message}:m{m}"),
+                    None => format!("{message}:t{at}"),
+                };
+                self.event("mail_read", &key, payload, report).await?;
+            }
+            if index::set_read(self.store, message, c.flags.seen, self.now_ms).await? {
+                report.read_changed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn note_left(&self, message: &str, f: &FolderRow) {
+        self.moves()
+            .left
+            .insert(message.to_owned(), f.provider_id.clone());
+    }
+
+    fn note_joined(&self, message: &str, f: &FolderRow, uid: u32, announce: bool) {
+        self.moves().joined.insert(
+            message.to_owned(),
+            (f.id.clone(), f.provider_id.clone(), f.role, uid, announce),
+        );
     }
 
     /// Indexes one fetched message into folder `f`; answers its id in the index.
@@ -332,13 +613,11 @@ impl Pass<'_> {
         let new = new_id();
         let thread = match &matched {
             Some(r) => r.thread_id.clone(),
-            None => self
-                .thread_of(
-                    p.and_then(|p| p.in_reply_to.as_deref()),
-                    p.map(|p| p.references.as_slice()).unwrap_or(&[]),
-                )
-                .await?
-                .unwrap_or_else(|| new.clone()),
+            None => match p {
+                Some(p) => self.thread_of(p, date).await?,
+                None => None,
+            }
+            .unwrap_or_else(|| new.clone()),
         };
         let pid = matched.as_ref().map_or(own, |r| r.provider_id.clone());
         let attachments: Vec<AttachmentMeta> = p
@@ -434,7 +713,9 @@ impl Pass<'_> {
                     "folder": f.provider_id,
                     "role": f.role.as_str(),
                 });
-                self.event("mail_read", &done.id, payload, report).await?;
+                // Keyed by the new link (folder and UID), which no later change repeats.
+                let key = format!("{}:u{}:{}", done.id, f.id, m.uid);
+                self.event("mail_read", &key, payload, report).await?;
             }
         }
         Ok(done.id)
@@ -476,14 +757,15 @@ impl Pass<'_> {
     }
 
     /// The thread of the nearest known ancestor (In-Reply-To, then References newest first).
-    async fn thread_of(
-        &self,
-        in_reply_to: Option<&str>,
-        references: &[String],
-    ) -> Result<Option<String>, SyncError> {
-        let ancestors = in_reply_to
+    /// Only for a message with neither header, and a subject that says it is a reply or a
+    /// forward (`Re:`, `Fwd:`, `AW:` …): the newest thread of the last 30 days with the same
+    /// subject and someone in common.
+    async fn thread_of(&self, p: &ParsedMail, date: i64) -> Result<Option<String>, SyncError> {
+        let ancestors = p
+            .in_reply_to
+            .as_deref()
             .into_iter()
-            .chain(references.iter().rev().map(String::as_str));
+            .chain(p.references.iter().rev().map(String::as_str));
         for id in ancestors {
             let found = index::list_messages(
                 self.store,
@@ -501,38 +783,28 @@ impl Pass<'_> {
                 return Ok(Some(r.thread_id));
             }
         }
-        Ok(None)
-    }
-
-    /// Removes `message` from the index if it is in no folder any more, announcing it.
-    async fn forget_if_gone(
-        &self,
-        message: &str,
-        f: &FolderRow,
-        announce: bool,
-        report: &mut SyncReport,
-    ) -> Result<(), SyncError> {
-        let Some(row) = index::get_message(self.store, self.workspace_id(), message).await? else {
-            return Ok(());
+        if p.in_reply_to.is_some() || !p.references.is_empty() {
+            return Ok(None);
+        }
+        let Some(base) = p.subject.as_deref().and_then(threading::reply_base) else {
+            return Ok(None);
         };
-        if !row.folders.is_empty() {
-            return Ok(());
-        }
-        index::delete_message(self.store, message).await?;
-        report.deleted += 1;
-        if announce {
-            let payload = json!({
-                "event": "mail_deleted",
-                "account_id": self.account_id(),
-                "email_id": row.id,
-                "provider_id": row.provider_id,
-                "message_id": row.message_id,
-                "folder": f.provider_id,
-                "role": f.role.as_str(),
-            });
-            self.event("mail_deleted", message, payload, report).await?;
-        }
-        Ok(())
+        let people = threading::participants(p);
+        let candidates = index::recent_by_subject_tail(
+            self.store,
+            self.account_id(),
+            base,
+            date - ANNOUNCE_MAX_AGE_MS,
+            20,
+        )
+        .await?;
+        Ok(candidates
+            .into_iter()
+            .find(|c| {
+                threading::base_subject(&c.subject).eq_ignore_ascii_case(base)
+                    && c.participants.iter().any(|a| people.contains(a))
+            })
+            .map(|c| c.thread_id))
     }
 
     /// Records an event with the id `["<kind>", account, key]`.

@@ -310,6 +310,65 @@ pub async fn uids(
     Ok(all)
 }
 
+/// The UIDs of `folder` whose INTERNALDATE falls on or after the day of `since_ms` (UTC),
+/// ascending (`UID SEARCH SINCE d-Mon-yyyy`: IMAP compares whole days, so the caller filters
+/// the fetched messages by their exact INTERNALDATE).
+pub async fn uids_since(
+    session: &mut ImapSession,
+    facts: &mut SessionFacts,
+    folder: &str,
+    uid_validity: u32,
+    since_ms: i64,
+) -> Result<Vec<u32>, MailError> {
+    let state = examine_valid(session, facts, folder, uid_validity).await?;
+    if state.exists == 0 {
+        return Ok(vec![]);
+    }
+    let day = imap_date(since_ms);
+    let mut found: Vec<u32> = session
+        .uid_search(format!("SINCE {day}"))
+        .await
+        .map_err(|e| read_err(&format!("UID SEARCH SINCE in {folder}"), e))?
+        .into_iter()
+        .collect();
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// The flags of every message of `folder` (`UID FETCH 1:* (UID FLAGS)`): how a server without
+/// CONDSTORE tells what changed (the caller compares with what it stored).
+pub async fn all_flags(
+    session: &mut ImapSession,
+    facts: &mut SessionFacts,
+    folder: &str,
+    uid_validity: u32,
+) -> Result<Vec<FlagChange>, MailError> {
+    let state = examine_valid(session, facts, folder, uid_validity).await?;
+    if state.exists == 0 {
+        return Ok(vec![]);
+    }
+    let fetches: Vec<Fetch> = session
+        .uid_fetch("1:*", "(UID FLAGS)")
+        .await
+        .map_err(|e| read_err(&format!("UID FETCH FLAGS in {folder}"), e))?
+        .try_collect()
+        .await
+        .map_err(|e| read_err(&format!("UID FETCH FLAGS in {folder}"), e))?;
+    let mut all: Vec<FlagChange> = fetches
+        .iter()
+        .filter_map(|f| {
+            Some(FlagChange {
+                uid: f.uid?,
+                flags: flags_of(f),
+                modseq: None,
+            })
+        })
+        .collect();
+    all.sort_by_key(|c| c.uid);
+    all.dedup_by_key(|c| c.uid);
+    Ok(all)
+}
+
 fn flags_of(f: &Fetch) -> MessageFlags {
     let mut flags = MessageFlags::default();
     for flag in f.flags() {
@@ -323,6 +382,20 @@ fn flags_of(f: &Fetch) -> MessageFlags {
         }
     }
     flags
+}
+
+/// An IMAP `date` (RFC 3501 §9: `1-Dec-2026`) of the UTC day of `ms`.
+fn imap_date(ms: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = mailroom_core::time_fmt::from_ms(ms);
+    format!(
+        "{}-{}-{}",
+        t.day(),
+        MONTHS[usize::from(u8::from(t.month())) - 1],
+        t.year()
+    )
 }
 
 /// `1:3,7,9:10` for sorted `uids`.
@@ -352,6 +425,14 @@ fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imap_dates_name_the_utc_day() {
+        // 2026-12-01T23:59:59.999Z and the next millisecond.
+        assert_eq!(imap_date(1_796_169_599_999), "1-Dec-2026");
+        assert_eq!(imap_date(1_796_169_600_000), "2-Dec-2026");
+        assert_eq!(imap_date(0), "1-Jan-1970");
+    }
 
     fn folder(name: &str, attributes: Vec<NameAttribute<'static>>) -> Folder {
         Folder {

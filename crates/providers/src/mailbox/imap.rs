@@ -133,6 +133,29 @@ impl ImapMailbox {
         settle(pooled, r)
     }
 
+    pub(super) async fn uids_since(
+        &self,
+        folder: &str,
+        uid_validity: u32,
+        since_ms: i64,
+    ) -> Result<Vec<u32>, MailError> {
+        let mut pooled = self.checkout().await?;
+        let (session, facts) = pooled.parts();
+        let r = read::uids_since(session, facts, folder, uid_validity, since_ms).await;
+        settle(pooled, r)
+    }
+
+    pub(super) async fn all_flags(
+        &self,
+        folder: &str,
+        uid_validity: u32,
+    ) -> Result<Vec<FlagChange>, MailError> {
+        let mut pooled = self.checkout().await?;
+        let (session, facts) = pooled.parts();
+        let r = read::all_flags(session, facts, folder, uid_validity).await;
+        settle(pooled, r)
+    }
+
     async fn checkout(&self) -> Result<PooledSession, MailError> {
         self.providers
             .inner

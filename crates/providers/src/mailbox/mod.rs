@@ -340,6 +340,36 @@ impl Mailbox {
         }
     }
 
+    /// The UIDs of `folder` that arrived on or after the day of `since_ms` (UTC), ascending:
+    /// where a sync window starts. Whole days, as IMAP searches; the caller compares the exact
+    /// arrival time ([`FetchedMessage::internal_date_ms`]).
+    pub async fn uids_since(
+        &self,
+        folder: &str,
+        uid_validity: u32,
+        since_ms: i64,
+    ) -> Result<Vec<u32>, MailError> {
+        match self {
+            Mailbox::Imap(m) => m.uids_since(folder, uid_validity, since_ms).await,
+            Mailbox::Gmail(_) => Err(reading_not_built(Protocol::Gmail)),
+            Mailbox::Graph(_) => Err(reading_not_built(Protocol::Graph)),
+        }
+    }
+
+    /// The flags of every message of `folder`: how a sync learns what changed on a server that
+    /// keeps no modseqs (no CONDSTORE), by comparing them with what it stored.
+    pub async fn all_flags(
+        &self,
+        folder: &str,
+        uid_validity: u32,
+    ) -> Result<Vec<FlagChange>, MailError> {
+        match self {
+            Mailbox::Imap(m) => m.all_flags(folder, uid_validity).await,
+            Mailbox::Gmail(_) => Err(reading_not_built(Protocol::Gmail)),
+            Mailbox::Graph(_) => Err(reading_not_built(Protocol::Graph)),
+        }
+    }
+
     /// What the account may do.
     pub fn mode(&self) -> AccountMode {
         match self {

@@ -53,6 +53,7 @@ pub async fn seed_account(
             status: SourceStatus::Ok,
             settings: &settings,
             credentials: &creds,
+            window: None,
             now_ms: created_at,
         },
     )

@@ -1,0 +1,9 @@
+-- How much of an account's existing mail its first sync indexes (`sync_limit` on account
+-- creation). Fixed when the account is linked, so a restart or a resync never widens or
+-- narrows it. Mail that arrives after linking is always indexed.
+CREATE TABLE sync_windows (
+    account_id      TEXT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    since_ms        BIGINT,           -- index existing mail that arrived at or after this time
+    max_per_folder  BIGINT,           -- and at most this many of the newest per folder
+    created_at      BIGINT NOT NULL
+);

@@ -1,0 +1,418 @@
+//! What a sync pass makes of changes beyond arrivals (both backends, real Dovecot): a move is
+//! one `mail_moved` (never a delete plus a new mail), each read is announced once, the sync
+//! window (`sync_limit`) keeps old mail out and unannounced, an interrupted first fetch resumes
+//! and still announces what arrived meanwhile, and header-less replies thread by subject only
+//! when they say they are replies.
+
+use futures_util::TryStreamExt as _;
+use serde_json::{Value, json};
+
+use mailroom_core::mail::FolderSyncStatus;
+use mailroom_engine::sync::imap::{SyncReport, sync_account_once};
+use mailroom_providers::imap_smtp::imap::ImapSession;
+use mailroom_store::accounts::{self, Account};
+use mailroom_store::events;
+use mailroom_store::index::{self, FolderSyncState, MessageFilter, MessageRow};
+use mailroom_testkit::app::TestApp;
+use mailroom_testkit::mail::MailUser;
+use mailroom_testkit::{Backend, MailRig, both_backends, spawn_app};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn mail(run: &str, n: u32, from: &str, to: &str, subject: &str, headers: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{run}.{n}@example.test>\r\n\
+         {headers}Date: Tue, 1 Dec 2026 12:00:00 +0000\r\n\r\nbody {n}\r\n"
+    )
+    .into_bytes()
+}
+
+fn plain(run: &str, n: u32) -> Vec<u8> {
+    mail(
+        run,
+        n,
+        "s@example.test",
+        "r@example.test",
+        &format!("m {n}"),
+        "",
+    )
+}
+
+/// An IMAP INTERNALDATE `days` days before now, quoted for APPEND.
+fn days_ago(days: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::days(days);
+    let f = time::macros::format_description!(
+        "[day]-[month repr:short]-[year] [hour]:[minute]:[second] +0000"
+    );
+    format!("\"{}\"", t.format(&f).unwrap())
+}
+
+struct Linked {
+    app: TestApp,
+    account: Account,
+    acc: String,
+    session: ImapSession,
+}
+
+async fn link(backend: Backend, extra: Value) -> Option<(MailRig, MailUser, Linked)> {
+    let rig = MailRig::from_env()?;
+    let app = spawn_app(backend).await?;
+    let user = rig.create_user();
+    let mut body = rig.account_body(&user);
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (s, created) = app.post_json("/api/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{created}");
+    let acc = created["account_id"].as_str().unwrap().to_owned();
+    let account = accounts::get_any(&app.store, &acc).await.unwrap().unwrap();
+    let session = rig.imap(&user).await;
+    Some((
+        rig,
+        user,
+        Linked {
+            app,
+            account,
+            acc,
+            session,
+        },
+    ))
+}
+
+async fn pass(l: &Linked) -> SyncReport {
+    let r = sync_account_once(&l.app.engine, &l.account)
+        .await
+        .expect("sync pass");
+    assert!(r.failed.is_empty(), "{r:?}");
+    r
+}
+
+async fn events_of(l: &Linked, kind: &str) -> Vec<Value> {
+    events::of_type(&l.app.store, &l.app.workspace, kind)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
+async fn by_mid(l: &Linked, run: &str, n: u32) -> Option<MessageRow> {
+    let mid = format!("<{run}.{n}@example.test>");
+    index::list_messages(
+        &l.app.store,
+        &l.app.workspace,
+        &MessageFilter {
+            account_id: Some(&l.acc),
+            message_id: Some(&mid),
+            ..Default::default()
+        },
+        None,
+        10,
+    )
+    .await
+    .unwrap()
+    .pop()
+}
+
+async fn append(s: &mut ImapSession, folder: &str, date: Option<&str>, raw: &[u8]) {
+    s.append(folder, None, date, raw).await.expect("APPEND");
+}
+
+async fn uid_move(s: &mut ImapSession, from: &str, uid: &str, to: &str) {
+    s.select(from).await.expect("SELECT");
+    s.uid_mv(uid, to).await.expect("UID MOVE");
+}
+
+async fn store_flags(s: &mut ImapSession, folder: &str, uid: &str, change: &str) {
+    s.select(folder).await.expect("SELECT");
+    let _: Vec<_> = s
+        .uid_store(uid, change)
+        .await
+        .expect("UID STORE")
+        .try_collect()
+        .await
+        .expect("UID STORE stream");
+}
+
+async fn a_move_is_one_mail_moved_and_each_read_is_announced(backend: Backend) {
+    let Some((_rig, _user, mut l)) = link(backend, json!({})).await else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    l.session.create("Projects").await.expect("CREATE");
+    for n in [1, 2] {
+        append(&mut l.session, "INBOX", None, &plain(&run, n)).await;
+    }
+    let r = pass(&l).await;
+    assert_eq!((r.indexed, r.events), (2, 0), "{r:?}");
+    let before = by_mid(&l, &run, 1).await.expect("indexed");
+
+    // INBOX → Projects: the same message, now in Projects, one mail_moved.
+    uid_move(&mut l.session, "INBOX", "1", "Projects").await;
+    let r = pass(&l).await;
+    assert_eq!((r.moved, r.deleted, r.indexed), (1, 0, 0), "{r:?}");
+    let moved = events_of(&l, "mail_moved").await;
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0]["email_id"], before.id.as_str());
+    assert_eq!(moved[0]["from_folder"], "INBOX");
+    assert_eq!(moved[0]["folder"], "Projects");
+    assert!(events_of(&l, "mail_deleted").await.is_empty());
+    assert!(events_of(&l, "mail_received").await.is_empty());
+    let after = by_mid(&l, &run, 1).await.expect("still indexed");
+    assert_eq!(after.id, before.id, "a move keeps the message's id");
+    assert_eq!(after.folders.len(), 1);
+
+    // Quiet again, then back: a second move is a second event.
+    let r = pass(&l).await;
+    assert_eq!((r.moved, r.events), (0, 0), "{r:?}");
+    uid_move(&mut l.session, "Projects", "1", "INBOX").await;
+    pass(&l).await;
+    assert_eq!(events_of(&l, "mail_moved").await.len(), 2);
+
+    // Read, unread, read: two reads, each announced once.
+    store_flags(&mut l.session, "INBOX", "2", "+FLAGS (\\Seen)").await;
+    pass(&l).await;
+    pass(&l).await;
+    assert_eq!(events_of(&l, "mail_read").await.len(), 1);
+    store_flags(&mut l.session, "INBOX", "2", "-FLAGS (\\Seen)").await;
+    pass(&l).await;
+    assert!(!by_mid(&l, &run, 2).await.unwrap().read);
+    store_flags(&mut l.session, "INBOX", "2", "+FLAGS (\\Seen)").await;
+    pass(&l).await;
+    pass(&l).await;
+    assert_eq!(events_of(&l, "mail_read").await.len(), 2);
+
+    // Expunged from its only folder: deleted once.
+    store_flags(&mut l.session, "INBOX", "2", "+FLAGS (\\Deleted)").await;
+    let _: Vec<_> = l
+        .session
+        .expunge()
+        .await
+        .expect("EXPUNGE")
+        .try_collect()
+        .await
+        .expect("EXPUNGE stream");
+    let r = pass(&l).await;
+    assert_eq!(r.deleted, 1, "{r:?}");
+    pass(&l).await;
+    assert_eq!(events_of(&l, "mail_deleted").await.len(), 1);
+    assert!(by_mid(&l, &run, 2).await.is_none());
+}
+both_backends!(a_move_is_one_mail_moved_and_each_read_is_announced);
+
+async fn the_default_window_is_thirty_days_and_old_mail_is_never_announced(backend: Backend) {
+    let Some((_rig, _user, mut l)) = link(backend, json!({})).await else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    l.session.create("Projects").await.expect("CREATE");
+    append(
+        &mut l.session,
+        "INBOX",
+        Some(&days_ago(45)),
+        &plain(&run, 1),
+    )
+    .await;
+    append(
+        &mut l.session,
+        "INBOX",
+        Some(&days_ago(10)),
+        &plain(&run, 2),
+    )
+    .await;
+    append(&mut l.session, "INBOX", None, &plain(&run, 3)).await;
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 2, "{r:?}");
+    assert!(by_mid(&l, &run, 1).await.is_none(), "older than 30 days");
+    assert!(by_mid(&l, &run, 2).await.is_some());
+
+    // The old message moved into another folder is indexed there, and announced never.
+    uid_move(&mut l.session, "INBOX", "1", "Projects").await;
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 1, "{r:?}");
+    assert!(by_mid(&l, &run, 1).await.is_some());
+    assert!(events_of(&l, "mail_received").await.is_empty());
+    // Old mail left out stays out on later passes; new mail is announced.
+    append(&mut l.session, "INBOX", None, &plain(&run, 4)).await;
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 1, "{r:?}");
+    assert_eq!(events_of(&l, "mail_received").await.len(), 1);
+}
+both_backends!(the_default_window_is_thirty_days_and_old_mail_is_never_announced);
+
+async fn sync_limit_no_history_a_date_or_a_count(backend: Backend) {
+    // NO_HISTORY_SYNC: nothing that is there; what arrives later is indexed and announced.
+    let Some((_rig, _user, mut l)) = link(backend, json!({"sync_limit": "NO_HISTORY_SYNC"})).await
+    else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    // Arrived before the account was linked (yesterday).
+    append(&mut l.session, "INBOX", Some(&days_ago(1)), &plain(&run, 1)).await;
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 0, "{r:?}");
+    append(&mut l.session, "INBOX", None, &plain(&run, 2)).await;
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 1, "{r:?}");
+    assert_eq!(events_of(&l, "mail_received").await.len(), 1);
+
+    // A date: what arrived since then.
+    let since = mailroom_core::time_fmt::format_ms(l.app.engine.clock.now_ms() - 15 * DAY_MS);
+    let (_rig, _user, mut l) = link(backend, json!({ "sync_limit": since })).await.unwrap();
+    append(
+        &mut l.session,
+        "INBOX",
+        Some(&days_ago(20)),
+        &plain(&run, 3),
+    )
+    .await;
+    append(&mut l.session, "INBOX", Some(&days_ago(5)), &plain(&run, 4)).await;
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 1, "{r:?}");
+    assert!(by_mid(&l, &run, 4).await.is_some());
+
+    // A count: the newest N of each folder, whatever their age.
+    let (_rig, _user, mut l) = link(backend, json!({"sync_limit": 2})).await.unwrap();
+    for (n, days) in [(5, 300), (6, 200), (7, 100)] {
+        append(
+            &mut l.session,
+            "INBOX",
+            Some(&days_ago(days)),
+            &plain(&run, n),
+        )
+        .await;
+    }
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 2, "{r:?}");
+    assert!(by_mid(&l, &run, 5).await.is_none());
+    assert!(by_mid(&l, &run, 7).await.is_some());
+
+    // A bad one is refused before anything is linked.
+    let rig = MailRig::from_env().unwrap();
+    let user = rig.create_user();
+    let mut body = rig.account_body(&user);
+    body["sync_limit"] = json!("last week");
+    let (s, e) = l.app.post_json("/api/v1/accounts", &body).await;
+    assert_eq!(s, 400, "{e}");
+    assert_eq!(e["type"], "errors/invalid_parameters");
+    assert!(e["detail"].as_str().unwrap().contains("sync_limit"), "{e}");
+}
+both_backends!(sync_limit_no_history_a_date_or_a_count);
+
+async fn an_interrupted_first_fetch_resumes_and_announces_what_arrived_meanwhile(backend: Backend) {
+    let Some((_rig, _user, mut l)) = link(backend, json!({})).await else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    for n in [1, 2] {
+        append(&mut l.session, "INBOX", None, &plain(&run, n)).await;
+    }
+    pass(&l).await;
+    // As if the first fetch had stopped after message 1: message 2 not yet fetched, the
+    // folder still fetching, new mail meant to start at UID 3.
+    let inbox = index::get_folder_by_provider_id(&l.app.store, &l.app.workspace, &l.acc, "INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    let second = by_mid(&l, &run, 2).await.unwrap();
+    index::delete_message(&l.app.store, &second.id)
+        .await
+        .unwrap();
+    for f in index::list_folders(&l.app.store, &l.app.workspace, Some(&l.acc))
+        .await
+        .unwrap()
+    {
+        let status = if f.id == inbox.id {
+            FolderSyncStatus::Fetching
+        } else {
+            f.sync_status
+        };
+        index::set_folder_sync_state(
+            &l.app.store,
+            &f.id,
+            &FolderSyncState {
+                uidvalidity: f.uidvalidity,
+                uidnext: f.uidnext,
+                highest_modseq: None,
+                cursor: None,
+                nb_mails: f.nb_mails,
+                status,
+                last_synced_at: None,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    }
+    append(&mut l.session, "INBOX", None, &plain(&run, 3)).await;
+    let r = pass(&l).await;
+    assert_eq!(
+        r.indexed, 2,
+        "message 2 fetched on resume, and message 3: {r:?}"
+    );
+    let received = events_of(&l, "mail_received").await;
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        received[0]["message_id"],
+        format!("<{run}.3@example.test>").as_str()
+    );
+}
+both_backends!(an_interrupted_first_fetch_resumes_and_announces_what_arrived_meanwhile);
+
+async fn header_less_replies_thread_by_subject_only_when_marked_as_replies(backend: Backend) {
+    let Some((_rig, _user, mut l)) = link(backend, json!({})).await else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    let a = "ann@example.test";
+    let b = "bob@example.test";
+    let msgs = [
+        (1, mail(&run, 1, a, b, "Quarterly plan", "")),
+        // A reply without In-Reply-To/References, from someone in the first message.
+        (2, mail(&run, 2, b, a, "RE: Quarterly plan", "")),
+        // Same subject, not marked as a reply: its own thread.
+        (3, mail(&run, 3, b, a, "Quarterly plan", "")),
+        // Marked, but between strangers: its own thread.
+        (
+            4,
+            mail(
+                &run,
+                4,
+                "x@example.test",
+                "y@example.test",
+                "Re: Quarterly plan",
+                "",
+            ),
+        ),
+        // Headers win: In-Reply-To names message 3.
+        (
+            5,
+            mail(
+                &run,
+                5,
+                a,
+                b,
+                "Re: Quarterly plan",
+                &format!("In-Reply-To: <{run}.3@example.test>\r\n"),
+            ),
+        ),
+    ];
+    for (_, raw) in &msgs {
+        append(&mut l.session, "INBOX", None, raw).await;
+        // One at a time, so each is threaded against the ones before it.
+        pass(&l).await;
+    }
+    let mut t = Vec::new();
+    for n in 1..=5 {
+        t.push(by_mid(&l, &run, n).await.unwrap().thread_id);
+    }
+    let [t1, t2, t3, t4, t5] = <[String; 5]>::try_from(t).unwrap();
+    assert_eq!(
+        t2, t1,
+        "a marked reply between the same people joins the thread"
+    );
+    assert_ne!(t3, t1, "an unmarked subject never joins");
+    assert_ne!(t4, t1, "strangers never join");
+    assert_eq!(t5, t3, "In-Reply-To decides where present");
+}
+both_backends!(header_less_replies_thread_by_subject_only_when_marked_as_replies);
