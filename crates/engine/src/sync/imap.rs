@@ -53,6 +53,7 @@ use mailroom_store::events::{self, NewEvent};
 use mailroom_store::index::{
     self, FolderRow, FolderSyncState, MessageFilter, MessageRow, NewFolder, NewMessage,
 };
+use mailroom_store::outbox;
 use mailroom_store::sync_window::{self, SyncWindow};
 use mailroom_store::{Store, StoreError};
 
@@ -636,6 +637,20 @@ impl Pass<'_> {
             })
             .unwrap_or_default();
         let subject = p.and_then(|p| p.subject.as_deref()).unwrap_or("");
+        // Mail this account sent through mailroom (its Sent copy, or a copy to itself) is
+        // `origin: unipile` with the send's tracking id, as Unipile marks it.
+        let sent_here = match (matched.is_none(), message_id) {
+            (true, Some(mid)) => outbox::get_by_message_id(self.store, self.workspace_id(), mid)
+                .await?
+                .filter(|job| job.account_id == self.account.id),
+            _ => None,
+        };
+        let origin = if sent_here.is_some() {
+            MailOrigin::Unipile
+        } else {
+            MailOrigin::External
+        };
+        let tracking_id = sent_here.as_ref().map(|job| job.id.to_string());
         let done = index::upsert_message(
             self.store,
             NewMessage {
@@ -661,9 +676,8 @@ impl Pass<'_> {
                 body_html: p.and_then(|p| p.html.as_deref()),
                 body_text: p.and_then(|p| p.text.as_deref()),
                 headers: None,
-                // Matching a Sent copy with mailroom's outbox (`unipile`) comes later.
-                origin: MailOrigin::External,
-                tracking_id: None,
+                origin,
+                tracking_id: tracking_id.as_deref(),
                 folder: Some((&f.id, Some(i64::from(m.uid)))),
                 now_ms: self.now_ms,
             },
@@ -693,7 +707,8 @@ impl Pass<'_> {
                     "role": f.role.as_str(),
                     "read_date": Value::Null,
                     "in_reply_to": p.and_then(|p| p.in_reply_to.as_deref()).map(|id| json!({"message_id": id})),
-                    "origin": MailOrigin::External.as_str(),
+                    "origin": origin.as_str(),
+                    "tracking_id": tracking_id,
                 });
                 // Keyed by the Message-ID where there is one, so a message indexed again
                 // under another provider id is still announced once.

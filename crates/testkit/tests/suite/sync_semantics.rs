@@ -416,3 +416,59 @@ async fn header_less_replies_thread_by_subject_only_when_marked_as_replies(backe
     assert_eq!(t5, t3, "In-Reply-To decides where present");
 }
 both_backends!(header_less_replies_thread_by_subject_only_when_marked_as_replies);
+
+async fn mail_sent_through_mailroom_is_origin_unipile_with_its_tracking_id(backend: Backend) {
+    let Some((_rig, user, l)) = link(backend, json!({})).await else {
+        return;
+    };
+    pass(&l).await;
+    let form = reqwest::multipart::Form::new()
+        .text("account_id", l.acc.clone())
+        .text("subject", "sent here")
+        .text("body", "<p>hello</p>")
+        .text(
+            "to",
+            json!([{"identifier": "someone@example.test"}]).to_string(),
+        );
+    let (s, sent) = l
+        .app
+        .call(
+            l.app
+                .request(reqwest::Method::POST, "/api/v1/emails")
+                .multipart(form),
+        )
+        .await;
+    assert_eq!(s, 201, "{sent}");
+    let tracking = sent["tracking_id"].as_str().unwrap().to_owned();
+    // The outbox files the Sent copy; a pass then indexes it as ours.
+    let row = mailroom_testkit::wait::until(
+        "the Sent copy indexed",
+        std::time::Duration::from_secs(20),
+        || async {
+            sync_account_once(&l.app.engine, &l.account).await.ok()?;
+            index::list_messages(
+                &l.app.store,
+                &l.app.workspace,
+                &MessageFilter {
+                    account_id: Some(&l.acc),
+                    ..Default::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.subject == "sent here")
+        },
+    )
+    .await;
+    assert_eq!(row.origin.as_str(), "unipile");
+    assert_eq!(row.tracking_id.as_deref(), Some(tracking.as_str()));
+    let sent_events = events_of(&l, "mail_sent").await;
+    assert_eq!(sent_events.len(), 1, "{sent_events:?}");
+    assert_eq!(sent_events[0]["origin"], "unipile");
+    assert_eq!(sent_events[0]["tracking_id"], tracking.as_str());
+    let _ = user;
+}
+both_backends!(mail_sent_through_mailroom_is_origin_unipile_with_its_tracking_id);
