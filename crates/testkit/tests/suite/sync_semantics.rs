@@ -472,3 +472,96 @@ async fn mail_sent_through_mailroom_is_origin_unipile_with_its_tracking_id(backe
     let _ = user;
 }
 both_backends!(mail_sent_through_mailroom_is_origin_unipile_with_its_tracking_id);
+
+/// Runs `doveadm -c <the rig's config> args…` and answers its stdout.
+fn doveadm(rig: &MailRig, args: &[&str]) -> String {
+    let conf = rig
+        .dovecot_conf
+        .as_ref()
+        .expect("MAILROOM_TEST_DOVECOT_CONF");
+    let out = std::process::Command::new("doveadm")
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .expect("doveadm runs");
+    assert!(
+        out.status.success(),
+        "doveadm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn a_uidvalidity_change_rebuilds_the_folder_without_announcing_known_mail(backend: Backend) {
+    let Some((rig, user, mut l)) = link(backend, json!({})).await else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    for n in 1..=3 {
+        append(&mut l.session, "INBOX", None, &plain(&run, n)).await;
+    }
+    pass(&l).await;
+    let known: Vec<String> = {
+        let mut ids = Vec::new();
+        for n in 1..=3 {
+            ids.push(by_mid(&l, &run, n).await.unwrap().id);
+        }
+        ids
+    };
+    // New mail, then the server renumbers the folder before the next pass.
+    append(&mut l.session, "INBOX", None, &plain(&run, 4)).await;
+    let status = doveadm(
+        &rig,
+        &[
+            "-f",
+            "flow",
+            "mailbox",
+            "status",
+            "-u",
+            &user.address,
+            "uidvalidity",
+            "INBOX",
+        ],
+    );
+    let old: u64 = status
+        .split("uidvalidity=")
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("uidvalidity in {status:?}"));
+    doveadm(
+        &rig,
+        &[
+            "mailbox",
+            "update",
+            "-u",
+            &user.address,
+            "--uid-validity",
+            &(old + 1000).to_string(),
+            "INBOX",
+        ],
+    );
+    let r = pass(&l).await;
+    assert_eq!(r.rebuilt, vec!["INBOX".to_owned()], "{r:?}");
+    assert_eq!((r.indexed, r.deleted), (1, 0), "{r:?}");
+    for (n, id) in (1..=3).zip(&known) {
+        let row = by_mid(&l, &run, n).await.unwrap();
+        assert_eq!(&row.id, id, "known mail keeps its id");
+        assert_eq!(row.folders.len(), 1);
+    }
+    let received = events_of(&l, "mail_received").await;
+    assert_eq!(received.len(), 1, "only the new mail: {received:?}");
+    assert_eq!(
+        received[0]["message_id"],
+        format!("<{run}.4@example.test>").as_str()
+    );
+    // Settled: the next pass is quiet.
+    let r = pass(&l).await;
+    assert_eq!((r.indexed, r.events, r.removed), (0, 0, 0), "{r:?}");
+    let inbox = index::get_folder_by_provider_id(&l.app.store, &l.app.workspace, &l.acc, "INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inbox.uidvalidity, Some(old as i64 + 1000));
+}
+both_backends!(a_uidvalidity_change_rebuilds_the_folder_without_announcing_known_mail);
