@@ -4,8 +4,10 @@
 //! compare the server's UIDVALIDITY with the stored one.
 //!
 //! - **Same UIDVALIDITY**: fetch what is above the highest indexed UID (in batches of
-//!   [`BATCH`]), apply the flag changes since the stored modseq (CONDSTORE), and diff the
-//!   server's UID set with the indexed one: what is missing was expunged (or moved away).
+//!   [`BATCH`]), then apply the flag changes and expunges since the stored modseq: in one
+//!   QRESYNC round trip (`VANISHED`) where the server has it, else the CONDSTORE flag changes
+//!   and a diff of the server's UID set with the indexed one (what is missing was expunged or
+//!   moved away).
 //! - **No stored UIDVALIDITY, or another one**: the folder's UIDs are void. Everything is
 //!   fetched again from UID 0; a fetched message that is already indexed (same Message-ID,
 //!   same RFC822.SIZE and same date) is linked again under its new UID and announced again
@@ -226,6 +228,17 @@ impl Pass<'_> {
             }
         }
 
+        // Flag changes and expunges since the stored modseq in one round trip where the server
+        // has QRESYNC; `None` falls back to CONDSTORE flags and the UID diff.
+        let since = f.highest_modseq.and_then(|m| u64::try_from(m).ok());
+        let delta = match since {
+            Some(since) if !rebuild => {
+                self.mailbox
+                    .changes_since(&f.provider_id, uv, since)
+                    .await?
+            }
+            _ => None,
+        };
         if rebuild {
             // What was in the folder and was not found again is gone from it.
             for (_, message) in &before {
@@ -237,13 +250,17 @@ impl Pass<'_> {
             }
         } else {
             let by_uid: HashMap<i64, &str> = before.iter().map(|(u, m)| (*u, m.as_str())).collect();
-            // Flags (read / unread) of known mail, by CONDSTORE.
-            if let Some(since) = f.highest_modseq.and_then(|m| u64::try_from(m).ok())
-                && let Some(changes) = self
-                    .mailbox
-                    .fetch_flags_changed(&f.provider_id, uv, since)
-                    .await?
-            {
+            // Flags (read / unread) of known mail: from the QRESYNC delta, else by CONDSTORE.
+            let flag_changes = match (&delta, since) {
+                (Some(d), _) => Some(d.flags.clone()),
+                (None, Some(since)) => {
+                    self.mailbox
+                        .fetch_flags_changed(&f.provider_id, uv, since)
+                        .await?
+                }
+                (None, None) => None,
+            };
+            if let Some(changes) = flag_changes {
                 for c in changes {
                     let Some(message) = by_uid.get(&i64::from(c.uid)) else {
                         continue;
@@ -265,13 +282,26 @@ impl Pass<'_> {
             }
         }
 
-        // Expunges: indexed UIDs the server no longer has.
-        let server: Vec<u32> = self.mailbox.uids(&f.provider_id, uv).await?;
+        // Expunges: the UIDs QRESYNC says vanished, else indexed UIDs the server no longer has.
+        let (gone, nb_mails): (HashSet<i64>, i64) = match delta {
+            Some(d) => (
+                d.vanished.into_iter().map(i64::from).collect(),
+                i64::from(d.exists),
+            ),
+            None => {
+                let server: Vec<u32> = self.mailbox.uids(&f.provider_id, uv).await?;
+                let live: HashSet<i64> = server.iter().copied().map(i64::from).collect();
+                let gone = before
+                    .iter()
+                    .map(|(uid, _)| *uid)
+                    .filter(|uid| !live.contains(uid))
+                    .collect();
+                (gone, server.len() as i64)
+            }
+        };
         if !rebuild {
-            let live: HashSet<u32> = server.iter().copied().collect();
             for (uid, _) in &before {
-                let gone = !u32::try_from(*uid).is_ok_and(|u| live.contains(&u));
-                if gone
+                if gone.contains(uid)
                     && let Some(unlinked) =
                         index::remove_message_from_folder(self.store, &f.id, *uid).await?
                 {
@@ -292,7 +322,7 @@ impl Pass<'_> {
                 uidnext: state.uid_next.map(i64::from),
                 highest_modseq: state.highest_modseq.and_then(|m| i64::try_from(m).ok()),
                 cursor: None,
-                nb_mails: server.len() as i64,
+                nb_mails,
                 status: FolderSyncStatus::Synced,
                 last_synced_at: Some(self.now_ms),
             },
