@@ -42,6 +42,8 @@ use crate::mailbox::session_pool::DedicatedSession;
 
 /// How often IDLE is ended and issued again: before the 29 minutes RFC 2177 allows, with room.
 pub const IDLE_REISSUE: Duration = Duration::from_secs(25 * 60);
+/// The longest re-issue period accepted (RFC 2177: "at least every 29 minutes").
+const MAX_REISSUE: Duration = Duration::from_secs(29 * 60);
 /// How long the server may take to answer the watch's own commands (setup, `DONE`, `IDLE`).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -173,15 +175,9 @@ impl ImapWatch {
                     ));
                 }
             };
-        tokio::spawn(run(
-            dedicated,
-            tag,
-            shared.clone(),
-            reissue_every.max(
-                // A zero period would spin.
-                Duration::from_millis(10),
-            ),
-        ));
+        // A zero period would spin; a longer one than RFC 2177 allows gets the watch logged off.
+        let period = reissue_every.clamp(Duration::from_millis(10), MAX_REISSUE);
+        tokio::spawn(run(dedicated, tag, shared.clone(), period));
         Ok(ImapWatch {
             all_folders,
             shared,
@@ -196,7 +192,10 @@ impl ImapWatch {
     /// The folders that changed since the last call, waiting at most `max_wait` for one.
     /// Cancel-safe: nothing is taken until it is returned.
     pub(crate) async fn next(&mut self, max_wait: Duration) -> Result<Changes, MailError> {
-        let deadline = Instant::now() + max_wait;
+        // A wait too long to add (`Duration::MAX`) is a wait of a year.
+        let deadline = Instant::now()
+            .checked_add(max_wait)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
         loop {
             if let Some(r) = self.shared.take() {
                 return r;

@@ -36,7 +36,8 @@ pub enum Changes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchOptions {
     /// How often IMAP IDLE is ended and issued again ([`IDLE_REISSUE`], 25 minutes: RFC 2177
-    /// servers may log off a client idle for 30). Tests shorten it.
+    /// servers may log off a client idle for 30; held between 10 ms and 29 minutes). Tests
+    /// shorten it.
     pub reissue_every: Duration,
 }
 

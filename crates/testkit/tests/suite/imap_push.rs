@@ -34,6 +34,8 @@ fn message(n: u32) -> Vec<u8> {
     .into_bytes()
 }
 
+fn assert_send<T: Send>(_: &T) {}
+
 /// Waits until the watch names `folder`; answers what that wake-up named.
 async fn woken_for(watch: &mut Watch, folder: &str) -> Vec<String> {
     let start = Instant::now();
@@ -84,7 +86,11 @@ async fn notify_reports_changes_in_every_folder() {
     let mailbox = rig.open_mailbox(&providers, &user, "pusher", 1);
     let mut s = rig.imap(&user).await;
 
-    let mut watch = mailbox.watch().await.expect("watch");
+    // The supervisor runs watches in spawned tasks.
+    let opening = mailbox.watch();
+    assert_send(&opening);
+    let mut watch = opening.await.expect("watch");
+    assert_send(&watch.next(Duration::ZERO));
     assert!(watch.covers_all_folders(), "Dovecot offers NOTIFY");
     // The watch holds one session of the account's budget; commands still get the other.
     assert_eq!(providers.imap_pool().in_use("pusher"), 1);
