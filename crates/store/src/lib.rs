@@ -12,7 +12,9 @@ pub mod error;
 pub mod events;
 pub mod hosted_links;
 pub mod index;
+pub mod index_query;
 pub mod outbox;
+pub mod search;
 pub mod vault;
 pub mod workspaces;
 

@@ -381,7 +381,7 @@ impl Pass<'_> {
                 attachments: &attachments,
                 body_html: p.and_then(|p| p.html.as_deref()),
                 body_text: p.and_then(|p| p.text.as_deref()),
-                headers: None,
+                headers: p.map(|p| p.headers.as_slice()),
                 // Matching a Sent copy with mailroom's outbox (`unipile`) comes later.
                 origin: MailOrigin::External,
                 tracking_id: None,
