@@ -58,7 +58,7 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
         );
         assert_eq!(s.len() % 4, 0);
-        assert_eq!(Cursor::decode(&s), Ok(c));
+        assert_eq!(Cursor::decode(&s), Ok(c.clone()));
         assert_eq!(Cursor::decode("not base64!"), Err(InvalidCursor));
         assert_eq!(Cursor::decode("e30="), Err(InvalidCursor)); // "{}"
         let with_query = Cursor {
