@@ -780,7 +780,9 @@ pub(crate) fn conditions<'a>(
     if let Some(p) = after {
         let d = push(args, Arg::Int(p.last_date));
         let i = push(args, Arg::Text(&p.last_id));
-        conds.push(format!("(m.date < {d} OR (m.date = {d} AND m.id < {i}))"));
+        // A row comparison, so both backends start the index range at the position instead
+        // of filtering every row before it.
+        conds.push(format!("(m.date, m.id) < ({d}, {i})"));
     }
     conds
 }

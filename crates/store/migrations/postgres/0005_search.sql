@@ -16,3 +16,7 @@ CREATE INDEX message_search_doc ON message_search USING GIN (doc);
 INSERT INTO message_search (message, doc)
     SELECT id, to_tsvector('simple', lower(subject)) FROM messages;
 
+
+-- Lists of one account (`account_id` given, always with its workspace): pages walk this
+-- index with both equalities, never another account's messages.
+CREATE INDEX messages_workspace_account_page ON messages (workspace_id, account_id, date DESC, id DESC);

@@ -29,3 +29,7 @@ INSERT INTO message_search (message) SELECT id FROM messages;
 INSERT INTO message_search_fts (rowid, subject, body, addresses)
     SELECT s.doc, lower(m.subject), '', '' FROM message_search s JOIN messages m ON m.id = s.message;
 
+
+-- Lists of one account (`account_id` given, always with its workspace): pages walk this
+-- index with both equalities, never another account's messages.
+CREATE INDEX messages_workspace_account_page ON messages (workspace_id, account_id, date DESC, id DESC);
