@@ -681,7 +681,7 @@ if (ENV_PROBLEMS.length > 0) {
 
 function defineSuite() {
   describe(`mailroom at ${BASE_URL} vs unipile-node-sdk (validation level "error")`, { timeout: 10 * STEP_TIMEOUT_MS }, () => {
-    const state = { user: null, accountId: null, user2: null, accountId2: null };
+    const state = { user: null, accountId: null, user2: null, accountId2: null, sender: null, senderId: null, sentMessageId: null };
     const leftovers = new Set();
 
     after(async () => {
@@ -817,6 +817,8 @@ function defineSuite() {
       assert.equal(connected.object, "AccountCreated", `connect; response: ${show(connected)}`);
       const accountId = connected.account_id;
       leftovers.add(accountId);
+      state.sender = sender;
+      state.senderId = accountId;
       await waitAccountOk("account.getOne (sender)", accountId);
 
       const textBytes = Buffer.from("hello attachment");
@@ -857,6 +859,7 @@ function defineSuite() {
       assert.equal(typeof item.message_id, "string", `outbox message_id; item: ${show(item)}`);
       assert.ok(item.message_id.length > 0, `outbox message_id must not be empty; item: ${show(item)}`);
       if (res.message_id !== undefined) assert.equal(res.message_id, item.message_id, "EmailSent.message_id vs the outbox");
+      state.sentMessageId = item.message_id;
 
       // Delivery: read the To recipient's INBOX over implicit-TLS IMAP; the Cc copy must arrive too.
       const raw = await findDelivered("IMAPS (To)", to, item.message_id, { fetchBody: true });
@@ -966,6 +969,170 @@ function defineSuite() {
         }),
         { status: 400, type: "errors/invalid_parameters" },
       );
+    });
+
+    // Steps 11-14 read the index. Nothing starts a sync pass in this server yet (the sync
+    // supervisor comes later), so the sender's index may be empty: every check holds for an
+    // empty list and, item by item, for indexed mail (the Sent copy of step 7 once synced).
+
+    function readAccount() {
+      assert.ok(state.senderId, "precondition: step 7 (email.send) did not produce a sender account");
+      return state.senderId;
+    }
+
+    function assertEmailList(label, list, { kind = "2_full", accountId } = {}) {
+      assert.equal(list.object, "EmailList", `${label}: object`);
+      assert.ok(Array.isArray(list.items), `${label}: items must be an array`);
+      assert.ok("cursor" in list, `${label}: the cursor key must be present (null on the last page)`);
+      if (list.cursor !== null) assertCursor(label, list.cursor);
+      for (const item of list.items) {
+        assert.equal(item.object, "Email", `${label}: item.object`);
+        assert.equal(item.kind, kind, `${label}: item.kind; item: ${show(item)}`);
+        if (accountId) assert.equal(item.account_id, accountId, `${label}: item.account_id`);
+        assert.match(item.date, UTC_MS_RE, `${label}: item.date`);
+        if (kind === "1_meta") {
+          assert.equal(item.body, "", `${label}: meta_only items have an empty body`);
+          assert.equal(item.body_plain, "", `${label}: meta_only items have an empty body_plain`);
+        }
+      }
+    }
+
+    it("11. email.getAll: EmailList of the account's indexed mail with filters, meta_only, cursors; bad filters 400, unknown account 404", { timeout: STEP_TIMEOUT_MS }, async () => {
+      const accountId = readAccount();
+      const list = await ok("email.getAll({account_id})", client.email.getAll({ account_id: accountId }));
+      assertEmailList("email.getAll({account_id})", list, { accountId });
+      const all = await ok("email.getAll()", client.email.getAll());
+      assertEmailList("email.getAll()", all);
+      const folders = await ok("email.getAllFolders({account_id})", client.email.getAllFolders({ account_id: accountId }));
+      const sent = folders.items.find((f) => f.role === "sent");
+
+      const now = Date.now();
+      const filtered = await ok(
+        "email.getAll (every filter)",
+        client.email.getAll(
+          {
+            account_id: accountId,
+            role: "sent",
+            ...(sent ? { folder: sent.provider_id } : {}),
+            from: state.sender.address,
+            any_email: `${state.sender.address},nobody@example.test`,
+            before: new Date(now + 3600_000).toISOString(),
+            after: new Date(now - 86400_000).toISOString(),
+            limit: 5,
+          },
+          { extra_params: { meta_only: "true", search: "compat send", exclude_folders: "Trash,Junk" } },
+        ),
+      );
+      assertEmailList("email.getAll (every filter)", filtered, { kind: "1_meta", accountId });
+      for (const item of filtered.items) {
+        assert.equal(item.role, "sent", `role filter; item: ${show(item)}`);
+        assert.equal(item.from_attendee.identifier, state.sender.address, `from filter; item: ${show(item)}`);
+      }
+      if (state.sentMessageId) {
+        const byMid = await ok(
+          "email.getAll (message_id)",
+          client.email.getAll({ account_id: accountId }, { extra_params: { message_id: state.sentMessageId, include_headers: "true" } }),
+        );
+        assertEmailList("email.getAll (message_id)", byMid, { accountId });
+        for (const item of byMid.items) {
+          assert.equal(item.message_id, state.sentMessageId);
+          assert.ok(Array.isArray(item.headers), `include_headers: headers; item: ${show(item)}`);
+        }
+      }
+
+      // Walk the account's mail one per page: every email once, cursors in standard base64.
+      const seen = [];
+      let page = await ok("email.getAll({limit:1})", client.email.getAll({ account_id: accountId, limit: 1 }));
+      for (let n = 1; ; n++) {
+        assertEmailList(`email.getAll({limit:1}) page ${n}`, page, { accountId });
+        assert.ok(page.items.length <= 1, `page ${n}: more than limit=1 items`);
+        seen.push(...page.items.map((i) => i.id));
+        if (page.cursor === null) break;
+        assert.ok(n < 1000, "the cursor does not advance");
+        page = await ok(`email.getAll({cursor}) page ${n + 1}`, client.email.getAll({ cursor: page.cursor }));
+      }
+      assert.deepEqual([...seen].sort(), list.items.map((i) => i.id).sort(), "walking limit=1 pages visits every email once");
+
+      await apiError("email.getAll (bad before)", client.email.getAll({ account_id: accountId, before: "yesterday" }), {
+        status: 400,
+        type: "errors/invalid_parameters",
+      });
+      await apiError("email.getAll (bad role)", client.email.getAll({ account_id: accountId, role: "INBOX" }), {
+        status: 400,
+        type: "errors/invalid_parameters",
+      });
+      await apiError(
+        "email.getAll (search without a word)",
+        client.email.getAll({ account_id: accountId }, { extra_params: { search: "\"*\"" } }),
+        { status: 400, type: "errors/invalid_parameters" },
+      );
+      await apiError("email.getAll (unknown account)", client.email.getAll({ account_id: randomBytes(16).toString("base64url") }), {
+        status: 404,
+        type: "errors/resource_not_found",
+      });
+      state.emails = list.items;
+    });
+
+    it("12. email.getOne (by id and byProviderId) answers the full Email; unknown ids are 404", { timeout: STEP_TIMEOUT_MS }, async () => {
+      const accountId = readAccount();
+      for (const item of (state.emails ?? []).slice(0, 3)) {
+        const one = await ok("email.getOne", client.email.getOne(item.id));
+        assert.equal(one.object, "Email");
+        assert.equal(one.id, item.id);
+        assert.equal(one.kind, "2_full");
+        const byPid = await ok("email.getOne.byProviderId", client.email.getOne.byProviderId(item.provider_id, accountId));
+        assert.equal(byPid.id, item.id, `byProviderId(${item.provider_id})`);
+        const withHeaders = await ok("email.getOne (include_headers)", client.email.getOne(item.id, { extra_params: { include_headers: "true" } }));
+        assert.ok(Array.isArray(withHeaders.headers), `include_headers: ${show(withHeaders)}`);
+      }
+      await apiError("email.getOne (unknown)", client.email.getOne(randomBytes(16).toString("base64url")), {
+        status: 404,
+        type: "errors/resource_not_found",
+      });
+      await apiError("email.getOne.byProviderId (unknown)", client.email.getOne.byProviderId("1:999999@INBOX", accountId), {
+        status: 404,
+        type: "errors/resource_not_found",
+      });
+    });
+
+    it("13. email.getAllFolders: FolderList (no cursor) of Folder items with roles and nb_mails", { timeout: STEP_TIMEOUT_MS }, async () => {
+      const accountId = readAccount();
+      for (const [label, input] of [
+        ["email.getAllFolders({account_id})", { account_id: accountId }],
+        ["email.getAllFolders()", {}],
+      ]) {
+        const list = await ok(label, client.email.getAllFolders(input));
+        assert.equal(list.object, "FolderList", `${label}: object`);
+        assert.ok(Array.isArray(list.items), `${label}: items`);
+        for (const f of list.items) {
+          assert.equal(f.object, "Folder", `${label}: item.object`);
+          assert.equal(typeof f.nb_mails, "number", `${label}: nb_mails; item: ${show(f)}`);
+          if (input.account_id) assert.equal(f.account_id, accountId, `${label}: account_id`);
+        }
+        if (input.account_id) state.folders = list.items;
+      }
+      await apiError("email.getAllFolders (unknown account)", client.email.getAllFolders({ account_id: randomBytes(16).toString("base64url") }), {
+        status: 404,
+        type: "errors/resource_not_found",
+      });
+    });
+
+    it("14. email.getOneFolder (by id and byProviderId); unknown folders are 404", { timeout: STEP_TIMEOUT_MS }, async () => {
+      const accountId = readAccount();
+      for (const f of state.folders ?? []) {
+        const one = await ok("email.getOneFolder", client.email.getOneFolder(f.id));
+        assert.deepEqual(one, f, "getOneFolder(id) answers the listed folder");
+        const byPid = await ok("email.getOneFolder.byProviderId", client.email.getOneFolder.byProviderId(f.provider_id, accountId));
+        assert.equal(byPid.id, f.id, `byProviderId(${f.provider_id})`);
+      }
+      await apiError("email.getOneFolder (unknown)", client.email.getOneFolder(randomBytes(16).toString("base64url")), {
+        status: 404,
+        type: "errors/resource_not_found",
+      });
+      await apiError("email.getOneFolder.byProviderId (unknown)", client.email.getOneFolder.byProviderId("No-Such-Folder", accountId), {
+        status: 404,
+        type: "errors/resource_not_found",
+      });
     });
   });
 }

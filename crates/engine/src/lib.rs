@@ -12,6 +12,7 @@ pub mod link;
 pub mod mailboxes;
 pub mod notify;
 pub mod outbox;
+pub mod read;
 pub mod replies;
 pub mod send;
 pub mod sync;

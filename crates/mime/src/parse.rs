@@ -10,6 +10,7 @@
 use mail_parser::{Address, MessageParser, MessagePart, MimeHeaders, PartType};
 use mailroom_core::MessageId;
 use mailroom_core::email::Attendee;
+use mailroom_core::mail::Header;
 
 /// A parsed message. Bodies are `None` when the message has no part of that kind: an HTML-only
 /// mail has no `text` ([`derive_text`](crate::derive_text) makes one).
@@ -33,6 +34,9 @@ pub struct ParsedMail {
     pub text: Option<String>,
     pub html: Option<String>,
     pub attachments: Vec<AttachmentMeta>,
+    /// The top-level header lines in order, values unfolded as written (not decoded): what
+    /// `include_headers=true` answers.
+    pub headers: Vec<Header>,
 }
 
 impl ParsedMail {
@@ -110,7 +114,30 @@ pub fn parse_mail(raw: &[u8]) -> Option<ParsedMail> {
         text: join(&message.text_body, false),
         html: join(&message.html_body, true),
         attachments,
+        headers: message
+            .headers_raw()
+            .map(|(name, value)| Header {
+                name: name.to_owned(),
+                value: unfold(value),
+            })
+            .collect(),
     })
+}
+
+/// A raw header value on one line: folding (a line break before white space) removed, the
+/// surrounding white space trimmed.
+fn unfold(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for (i, line) in raw.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if i > 0 && !line.is_empty() {
+            out.push(' ');
+            out.push_str(line.trim_start());
+        } else {
+            out.push_str(line);
+        }
+    }
+    out.trim().to_owned()
 }
 
 /// One attachment of `raw` by its part id: `(mime, name, decoded bytes)`; `None` when the
@@ -288,6 +315,32 @@ mod tests {
         assert_eq!(m.text.as_deref().map(str::trim), Some("Plain café menu."));
         assert!(m.html.as_deref().unwrap().contains("<b>café</b>"));
         assert!(m.has_attachments());
+    }
+
+    #[test]
+    fn keeps_the_top_level_headers_unfolded() {
+        let raw = b"Subject: a\r\n long one\r\nX-Tag:  v \r\nFrom: a@x.test\r\n\r\nbody\r\n";
+        let m = parse_mail(raw).unwrap();
+        let got: Vec<(&str, &str)> = m
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Subject", "a long one"),
+                ("X-Tag", "v"),
+                ("From", "a@x.test")
+            ]
+        );
+        assert!(
+            parse_mail(RICH)
+                .unwrap()
+                .headers
+                .iter()
+                .any(|h| h.name == "Message-ID")
+        );
     }
 
     #[test]

@@ -12,8 +12,10 @@ pub mod error;
 pub mod events;
 pub mod hosted_links;
 pub mod index;
+pub mod index_query;
 pub mod outbox;
 pub mod sync_window;
+pub mod search;
 pub mod vault;
 pub mod workspaces;
 

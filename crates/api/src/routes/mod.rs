@@ -3,6 +3,7 @@
 mod accounts;
 mod emails;
 mod fields;
+mod folders;
 mod hosted;
 mod ops;
 
@@ -38,6 +39,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(hosted::create_link))
         .routes(routes!(emails::list_outbox))
         .routes(routes!(emails::get_outbox))
+        .routes(routes!(emails::read::list_emails))
+        .routes(routes!(emails::read::get_email))
+        .routes(routes!(folders::list_folders))
+        .routes(routes!(folders::get_folder))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(emails::send_email))

@@ -715,7 +715,7 @@ impl Pass<'_> {
                 attachments: &attachments,
                 body_html: p.and_then(|p| p.html.as_deref()),
                 body_text: p.and_then(|p| p.text.as_deref()),
-                headers: None,
+                headers: p.map(|p| p.headers.as_slice()),
                 origin,
                 tracking_id: tracking_id.as_deref(),
                 folder: Some((&f.id, Some(i64::from(m.uid)))),

@@ -16,6 +16,7 @@ mod mail_providers;
 mod mailbox_read;
 mod mailbox_seam;
 mod outbox_store;
+mod read_api;
 mod sending;
 mod smtp_send;
 mod store;

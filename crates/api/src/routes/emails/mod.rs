@@ -6,6 +6,7 @@
 //! it will be retried (or was scheduled), 422 when the server refused it for good.
 
 mod decode;
+pub(crate) mod read;
 mod request;
 
 use axum::Json;
