@@ -38,9 +38,17 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(hosted::create_link))
         .routes(routes!(emails::list_outbox))
         .routes(routes!(emails::get_outbox))
+        // PUT/DELETE and GET of one email are one path: utoipa-axum wants them in one
+        // `routes!()`, axum merges the methods of the two registrations.
+        .routes(routes!(
+            emails::update::update_email,
+            emails::update::delete_email
+        ))
+        .routes(routes!(emails::attachments::get_attachment))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(emails::send_email))
+                .routes(routes!(emails::drafts::create_draft))
                 .layer(DefaultBodyLimit::max(state.config.send_body_limit())),
         )
         .route_layer(axum::middleware::from_fn_with_state(

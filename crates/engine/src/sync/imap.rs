@@ -98,6 +98,35 @@ pub async fn sync_account_once(
     pass.run().await
 }
 
+/// Indexes a message mailroom itself filed in `folder` (a draft) as the sync would have
+/// found it there, announcing nothing: the next pass sees it as known. Answers its id.
+pub(crate) async fn index_appended(
+    engine: &Engine,
+    mailbox: &Mailbox,
+    account: &Account,
+    folder: &FolderRow,
+    uid_validity: u32,
+    message: &FetchedMessage,
+) -> Result<String, SyncError> {
+    let pass = Pass {
+        store: &engine.store,
+        mailbox,
+        account,
+        now_ms: engine.clock.now_ms(),
+    };
+    let mut report = SyncReport::default();
+    pass.index_one(
+        folder,
+        uid_validity,
+        message,
+        false,
+        false,
+        &HashSet::new(),
+        &mut report,
+    )
+    .await
+}
+
 /// The event new mail in a folder of this role announces, if any.
 fn arrival_event(role: FolderRole) -> Option<&'static str> {
     match role {

@@ -25,7 +25,7 @@ use crate::mailbox::session_pool::SessionFacts;
 
 /// Failures of a read: a folder the server does not have is `ResourceNotFound`; other
 /// refusals are the provider's (`ProviderError`); network and throttling as everywhere.
-fn read_err(doing: &str, e: async_imap::error::Error) -> MailError {
+pub(crate) fn read_err(doing: &str, e: async_imap::error::Error) -> MailError {
     use async_imap::error::Error;
     let missing = match &e {
         Error::No(text) => {

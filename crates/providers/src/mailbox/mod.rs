@@ -18,6 +18,7 @@ mod gmail;
 mod grants;
 mod graph;
 mod imap;
+mod changing;
 pub mod reading;
 pub mod session_pool;
 mod verify;
@@ -43,6 +44,7 @@ use crate::provider::Provider;
 pub use self::reading::{
     FetchedMessage, FlagChange, FolderState, MessageFlags, RemoteFolder, RemoteRole,
 };
+pub use self::changing::{Appended, Trashed};
 pub use self::session_pool::ImapPool;
 pub use self::verify::{Prospect, Verified};
 
