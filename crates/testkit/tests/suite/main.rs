@@ -11,6 +11,7 @@ mod hosted_outlook;
 mod imap_sync;
 mod index_store;
 mod layout;
+mod mail_changes;
 mod mail_providers;
 mod mailbox_read;
 mod mailbox_seam;
