@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt as _;
 use mailroom_core::ErrorKind;
 
 use super::imap::ImapSession;
-use super::mailbox::{DRAFTS_NAMES, TRASH_NAMES, folders, pick};
+use super::mailbox::{DRAFTS_NAMES, Folder, TRASH_NAMES, folders, pick};
 use super::read::read_err;
 use crate::failure::{MailError, Protocol};
 
@@ -198,16 +198,24 @@ pub async fn expunge(session: &mut ImapSession, folder: &str, uid: u32) -> Resul
 /// it when there is none, or when it is in the Trash already.
 pub async fn trash(session: &mut ImapSession, folder: &str, uid: u32) -> Result<Trashed, MailError> {
     let all = folders(session).await?;
-    match pick(&all, &NameAttribute::Trash, TRASH_NAMES).map(str::to_owned) {
-        Some(trash) if trash != folder => {
+    match trash_for(&all, folder) {
+        Some(trash) => {
             let uid = move_message(session, folder, uid, &trash).await?;
             Ok(Trashed::Moved { folder: trash, uid })
         }
-        _ => {
+        None => {
             expunge(session, folder, uid).await?;
             Ok(Trashed::Expunged)
         }
     }
+}
+
+/// Where a message of `folder` goes when deleted: the Trash, unless there is none or it is
+/// the Trash (`None`: expunge).
+fn trash_for(all: &[Folder], folder: &str) -> Option<String> {
+    pick(all, &NameAttribute::Trash, TRASH_NAMES)
+        .filter(|trash| *trash != folder)
+        .map(str::to_owned)
 }
 
 /// The decoded bytes of MIME part `part` (`"2"`, `"1.2"`) of `uid` in `folder`, fetched alone
@@ -435,6 +443,31 @@ mod tests {
         assert_eq!(quoted("Trash").unwrap(), "\"Trash\"");
         assert_eq!(quoted("a\"b\\c").unwrap(), "\"a\\\"b\\\\c\"");
         assert!(quoted("a\r\nb").is_err());
+    }
+
+    fn folder(name: &str, attributes: Vec<NameAttribute<'static>>) -> Folder {
+        Folder {
+            name: name.into(),
+            delimiter: Some("/".into()),
+            attributes,
+        }
+    }
+
+    #[test]
+    fn deleted_mail_goes_to_the_trash_else_is_expunged() {
+        let with_trash = vec![
+            folder("INBOX", vec![]),
+            folder("Corbeille", vec![NameAttribute::Trash]),
+        ];
+        assert_eq!(trash_for(&with_trash, "INBOX").as_deref(), Some("Corbeille"));
+        // Deleting what is in the Trash already: expunged.
+        assert_eq!(trash_for(&with_trash, "Corbeille"), None);
+        // No \Trash and no well-known name: expunged.
+        let without = vec![folder("INBOX", vec![]), folder("Archive", vec![])];
+        assert_eq!(trash_for(&without, "INBOX"), None);
+        // A well-known name without SPECIAL-USE is the Trash.
+        let named = vec![folder("INBOX", vec![]), folder("Deleted Items", vec![])];
+        assert_eq!(trash_for(&named, "INBOX").as_deref(), Some("Deleted Items"));
     }
 
     #[test]
