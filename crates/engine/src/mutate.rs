@@ -121,20 +121,21 @@ async fn bounded<T>(
 }
 
 async fn open(engine: &Engine, account: &Account) -> Result<std::sync::Arc<Mailbox>, ApiError> {
-    engine
-        .mailboxes()
-        .open(account)
-        .await
-        .map_err(|e| match e {
-            OpenError::Store(e) => store_error(e),
-            OpenError::Mail(e) => provider_error(e),
-        })
+    engine.mailboxes().open(account).await.map_err(|e| match e {
+        OpenError::Store(e) => store_error(e),
+        OpenError::Mail(e) => provider_error(e),
+    })
 }
 
 /// The indexed message `r` names in `workspace`, with its account and folders.
 async fn locate(engine: &Engine, workspace: &str, r: EmailRef<'_>) -> Result<Located, ApiError> {
     let store = &engine.store;
-    let not_found = || ApiError::new(ErrorKind::ResourceNotFound, format!("email {} not found", r.id));
+    let not_found = || {
+        ApiError::new(
+            ErrorKind::ResourceNotFound,
+            format!("email {} not found", r.id),
+        )
+    };
     let mut message = None;
     if looks_like_id(r.id) {
         message = index::get_message(store, workspace, r.id)
@@ -297,9 +298,14 @@ async fn move_to(engine: &Engine, l: &Located, name: &str) -> Result<(), ApiErro
         mailbox.move_message(&from.provider_id, *uid, &to.provider_id),
     )
     .await?;
-    let moved = index::move_link(&engine.store, &l.message.id, &from.id, new_link(&to, copied))
-        .await
-        .map_err(store_error)?;
+    let moved = index::move_link(
+        &engine.store,
+        &l.message.id,
+        &from.id,
+        new_link(&to, copied),
+    )
+    .await
+    .map_err(store_error)?;
     if moved {
         let payload = json!({
             "event": "mail_moved",
@@ -333,7 +339,10 @@ pub async fn delete(engine: &Engine, workspace: &str, r: EmailRef<'_>) -> Result
     let outcome = bounded(engine, mailbox.trash(&from.provider_id, *uid)).await?;
     let store = &engine.store;
     let (changed, to) = match &outcome {
-        Trashed::Moved { folder, uid: copied } => {
+        Trashed::Moved {
+            folder,
+            uid: copied,
+        } => {
             let trash = index::get_folder_by_provider_id(
                 store,
                 &l.account.workspace_id,
@@ -551,8 +560,7 @@ pub async fn complete_from_draft(
     }
     if input.attachments.is_empty() {
         for a in &parsed.attachments {
-            if let Some((mime, name, content)) = mailroom_mime::attachment_bytes(&raw, &a.part_id)
-            {
+            if let Some((mime, name, content)) = mailroom_mime::attachment_bytes(&raw, &a.part_id) {
                 input.attachments.push(OutgoingAttachment {
                     filename: name,
                     content_type: Some(mime),

@@ -362,7 +362,8 @@ mod tests {
         let header = b"Content-Type: application/octet-stream\r\n\
                        Content-Transfer-Encoding: base64\r\n\r\n";
         assert_eq!(decode_part(header, b"AAH/\r\n"), b"\x00\x01\xff");
-        let qp = b"Content-Type: application/x-test\r\nContent-Transfer-Encoding: quoted-printable\r\n";
+        let qp =
+            b"Content-Type: application/x-test\r\nContent-Transfer-Encoding: quoted-printable\r\n";
         assert_eq!(decode_part(qp, b"a=3Db"), b"a=b");
         assert_eq!(decode_part(b"", b"plain"), b"plain");
     }

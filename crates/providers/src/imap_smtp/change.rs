@@ -196,7 +196,11 @@ pub async fn expunge(session: &mut ImapSession, folder: &str, uid: u32) -> Resul
 
 /// Moves `uid` to the Trash folder (SPECIAL-USE `\Trash`, else a well-known name); expunges
 /// it when there is none, or when it is in the Trash already.
-pub async fn trash(session: &mut ImapSession, folder: &str, uid: u32) -> Result<Trashed, MailError> {
+pub async fn trash(
+    session: &mut ImapSession,
+    folder: &str,
+    uid: u32,
+) -> Result<Trashed, MailError> {
     let all = folders(session).await?;
     match trash_for(&all, folder) {
         Some(trash) => {
@@ -375,10 +379,9 @@ fn code_of(code: Option<&ResponseCode<'_>>) -> Option<Code> {
 /// RFC 6851 §4.3) or of a COPY (tagged).
 fn copied_uid(codes: &[Code], uid: u32) -> Option<(u32, u32)> {
     codes.iter().find_map(|c| match c {
-        Code::CopyUid(v, src, dst) if src.len() == dst.len() => src
-            .iter()
-            .position(|s| *s == uid)
-            .map(|i| (*v, dst[i])),
+        Code::CopyUid(v, src, dst) if src.len() == dst.len() => {
+            src.iter().position(|s| *s == uid).map(|i| (*v, dst[i]))
+        }
         _ => None,
     })
 }
@@ -459,7 +462,10 @@ mod tests {
             folder("INBOX", vec![]),
             folder("Corbeille", vec![NameAttribute::Trash]),
         ];
-        assert_eq!(trash_for(&with_trash, "INBOX").as_deref(), Some("Corbeille"));
+        assert_eq!(
+            trash_for(&with_trash, "INBOX").as_deref(),
+            Some("Corbeille")
+        );
         // Deleting what is in the Trash already: expunged.
         assert_eq!(trash_for(&with_trash, "Corbeille"), None);
         // No \Trash and no well-known name: expunged.

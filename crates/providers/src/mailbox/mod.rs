@@ -14,11 +14,11 @@
 //! IMAP session pool (one connection budget per account for every IMAP use), the HTTP client
 //! of the provider APIs and the per-mailbox request slots of Gmail and Graph.
 
+mod changing;
 mod gmail;
 mod grants;
 mod graph;
 mod imap;
-mod changing;
 pub mod reading;
 pub mod session_pool;
 mod verify;
@@ -41,10 +41,10 @@ use crate::failure::{MailError, Protocol};
 use crate::imap_smtp::send::SmtpPool;
 use crate::provider::Provider;
 
+pub use self::changing::{Appended, Trashed};
 pub use self::reading::{
     FetchedMessage, FlagChange, FolderState, MessageFlags, RemoteFolder, RemoteRole,
 };
-pub use self::changing::{Appended, Trashed};
 pub use self::session_pool::ImapPool;
 pub use self::verify::{Prospect, Verified};
 

@@ -163,8 +163,17 @@ async fn read_state_reaches_the_server_and_the_index_once(backend: Backend) {
 
     // unread=false: \Seen on the server, read in the index, one mail_read.
     let (s, body) = ctx.put(&path, &json!({"unread": false})).await;
-    assert_eq!((s, &body["object"]), (200, &json!("EmailUpdated")), "{body}");
-    assert!(ctx.server_flags("INBOX", &mid).await.unwrap().contains("Seen"));
+    assert_eq!(
+        (s, &body["object"]),
+        (200, &json!("EmailUpdated")),
+        "{body}"
+    );
+    assert!(
+        ctx.server_flags("INBOX", &mid)
+            .await
+            .unwrap()
+            .contains("Seen")
+    );
     assert!(ctx.by_message_id(&mid).await.unwrap().read);
     let read = ctx.events("mail_read").await;
     assert_eq!(read.len(), 1, "{read:?}");
@@ -188,11 +197,20 @@ async fn read_state_reaches_the_server_and_the_index_once(backend: Backend) {
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    assert!(!ctx.server_flags("INBOX", &mid).await.unwrap().contains("Seen"));
+    assert!(
+        !ctx.server_flags("INBOX", &mid)
+            .await
+            .unwrap()
+            .contains("Seen")
+    );
     let now = ctx.by_message_id(&mid).await.unwrap();
     assert!(!now.read);
     assert_eq!(now.folders.len(), 1, "not moved: unread wins");
-    assert_eq!(ctx.events("mail_read").await.len(), 1, "unread is not announced");
+    assert_eq!(
+        ctx.events("mail_read").await.len(),
+        1,
+        "unread is not announced"
+    );
 
     // Read again, multipart, by provider id + account_id: a new change, one more event.
     let by_provider = format!(
@@ -206,7 +224,12 @@ async fn read_state_reaches_the_server_and_the_index_once(backend: Backend) {
         .call(ctx.app.request(Method::PUT, &by_provider).multipart(form))
         .await;
     assert_eq!(s, 200, "{body}");
-    assert!(ctx.server_flags("INBOX", &mid).await.unwrap().contains("Seen"));
+    assert!(
+        ctx.server_flags("INBOX", &mid)
+            .await
+            .unwrap()
+            .contains("Seen")
+    );
     assert_eq!(ctx.events("mail_read").await.len(), 2);
     let r = ctx.pass().await;
     assert_eq!(r.events, 0, "{r:?}");
@@ -240,8 +263,11 @@ async fn read_state_reaches_the_server_and_the_index_once(backend: Backend) {
     assert!(resp.1["detail"].as_str().unwrap().contains("Nowhere"));
     assert_error(&ctx.put(&path, &json!({})).await, 400, "missing_parameters");
     assert_error(
-        &ctx.put("/api/v1/emails/AAAAAAAAAAAAAAAAAAAAAA", &json!({"unread": true}))
-            .await,
+        &ctx.put(
+            "/api/v1/emails/AAAAAAAAAAAAAAAAAAAAAA",
+            &json!({"unread": true}),
+        )
+        .await,
         404,
         "resource_not_found",
     );
@@ -276,7 +302,11 @@ async fn moves_and_deletes_reach_the_server_and_the_index_once(backend: Backend)
 
     // Move to Projects: on the server, in the index under its new UID, one mail_moved.
     let (s, body) = ctx.put(&path, &json!({"folders": ["Projects"]})).await;
-    assert_eq!((s, &body["object"]), (200, &json!("EmailUpdated")), "{body}");
+    assert_eq!(
+        (s, &body["object"]),
+        (200, &json!("EmailUpdated")),
+        "{body}"
+    );
     assert!(ctx.server_flags("INBOX", &mid1).await.is_none());
     assert!(ctx.server_flags("Projects", &mid1).await.is_some());
     let moved = ctx.by_message_id(&mid1).await.unwrap();
@@ -306,7 +336,11 @@ async fn moves_and_deletes_reach_the_server_and_the_index_once(backend: Backend)
     let second = ctx.by_message_id(&mid2).await.expect("indexed");
     let del = format!("/api/v1/emails/{}", second.id);
     let (s, body) = ctx.app.delete(&del).await;
-    assert_eq!((s, &body["object"]), (200, &json!("EmailDeleted")), "{body}");
+    assert_eq!(
+        (s, &body["object"]),
+        (200, &json!("EmailDeleted")),
+        "{body}"
+    );
     assert!(ctx.server_flags("INBOX", &mid2).await.is_none());
     assert!(ctx.server_flags("Trash", &mid2).await.is_some());
     let trashed = ctx.by_message_id(&mid2).await.expect("still indexed");
@@ -323,12 +357,18 @@ async fn moves_and_deletes_reach_the_server_and_the_index_once(backend: Backend)
     assert!(ctx.by_message_id(&mid2).await.is_none());
     assert_eq!(ctx.events("mail_deleted").await.len(), 2);
     let r = ctx.pass().await;
-    assert_eq!((r.indexed, r.removed, r.deleted, r.events), (0, 0, 0, 0), "{r:?}");
+    assert_eq!(
+        (r.indexed, r.removed, r.deleted, r.events),
+        (0, 0, 0, 0),
+        "{r:?}"
+    );
 
     // Gone: 404.
     assert_error(&ctx.app.delete(&del).await, 404, "resource_not_found");
     assert_error(
-        &ctx.app.delete("/api/v1/emails/AAAAAAAAAAAAAAAAAAAAAA").await,
+        &ctx.app
+            .delete("/api/v1/emails/AAAAAAAAAAAAAAAAAAAAAA")
+            .await,
         404,
         "resource_not_found",
     );
@@ -399,16 +439,14 @@ async fn attachments_come_back_byte_for_byte(backend: Backend) {
         assert_eq!(resp.bytes().await.unwrap().to_vec(), binary());
     }
     assert_error(
-        &ctx
-            .app
+        &ctx.app
             .get(&format!("/api/v1/emails/{}/attachments/9", m.id))
             .await,
         404,
         "resource_not_found",
     );
     assert_error(
-        &ctx
-            .app
+        &ctx.app
             .get("/api/v1/emails/AAAAAAAAAAAAAAAAAAAAAA/attachments/2")
             .await,
         404,
@@ -437,9 +475,17 @@ async fn drafts_are_filed_then_sent_by_draft_id(backend: Backend) {
         );
     let (s, body) = ctx
         .app
-        .call(ctx.app.request(Method::POST, "/api/v1/drafts").multipart(form))
+        .call(
+            ctx.app
+                .request(Method::POST, "/api/v1/drafts")
+                .multipart(form),
+        )
         .await;
-    assert_eq!((s, &body["object"]), (200, &json!("DraftCreated")), "{body}");
+    assert_eq!(
+        (s, &body["object"]),
+        (200, &json!("DraftCreated")),
+        "{body}"
+    );
     let draft_id = body["draft_id"].as_str().unwrap().to_owned();
 
     // In Drafts on the server with \Draft, and in the index under the draft id.
@@ -451,7 +497,12 @@ async fn drafts_are_filed_then_sent_by_draft_id(backend: Backend) {
     let mid = mailroom_mime::parse_mail(filed)
         .and_then(|p| p.message_id)
         .unwrap();
-    assert!(ctx.server_flags("Drafts", &mid).await.unwrap().contains("Draft"));
+    assert!(
+        ctx.server_flags("Drafts", &mid)
+            .await
+            .unwrap()
+            .contains("Draft")
+    );
     let row = index::get_message(&ctx.app.store, &ctx.app.workspace, &draft_id)
         .await
         .unwrap()

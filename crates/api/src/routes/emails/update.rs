@@ -158,7 +158,9 @@ async fn read_update(req: Request) -> Result<Update> {
             )
         })?;
         let Value::Object(o) = value else {
-            return Err(invalid(format!("the body must be a JSON object; {HOW_TO_SEND}")));
+            return Err(invalid(format!(
+                "the body must be a JSON object; {HOW_TO_SEND}"
+            )));
         };
         let mut update = Update::default();
         if let Some(v) = o.get("unread").filter(|v| !v.is_null()) {
@@ -264,7 +266,9 @@ mod tests {
     use super::*;
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
