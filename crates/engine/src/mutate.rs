@@ -75,7 +75,8 @@ impl Located {
             ApiError::new(
                 ErrorKind::ResourceNotFound,
                 format!(
-                    "email {} is in no folder of its mailbox any more (the next sync removes it)",
+                    "email {} is in no folder the index knows right now (moved or removed elsewhere; \
+                     the next sync pass finds where it is)",
                     self.message.id
                 ),
             )
@@ -279,10 +280,44 @@ async fn folder_named(engine: &Engine, l: &Located, name: &str) -> Result<Folder
 }
 
 /// The link to put in `to` for a message the server filed there under `copied`
-/// (`(UIDVALIDITY, UID)`): only when the index holds that folder at the same UIDVALIDITY.
+/// (`(UIDVALIDITY, UID)`): when the index holds that folder at the same UIDVALIDITY, or has
+/// not synced it yet (its first pass fetches everything and keeps the links it finds again).
 fn new_link(to: &FolderRow, copied: Option<(u32, u32)>) -> Option<(&str, i64)> {
     let (validity, uid) = copied?;
-    (to.uidvalidity == Some(i64::from(validity))).then_some((to.id.as_str(), i64::from(uid)))
+    to.uidvalidity
+        .is_none_or(|v| v == i64::from(validity))
+        .then_some((to.id.as_str(), i64::from(uid)))
+}
+
+/// The account's folder `name` in the index, entered with `role` when no sync has seen it yet.
+async fn folder_row(
+    engine: &Engine,
+    account: &Account,
+    name: &str,
+    role: FolderRole,
+) -> Result<FolderRow, ApiError> {
+    let store = &engine.store;
+    let found =
+        index::get_folder_by_provider_id(store, &account.workspace_id, account.id.as_str(), name)
+            .await
+            .map_err(store_error)?;
+    match found {
+        Some(f) => Ok(f),
+        None => index::upsert_folder(
+            store,
+            NewFolder {
+                id: &new_id(),
+                workspace_id: &account.workspace_id,
+                account_id: account.id.as_str(),
+                name,
+                role,
+                provider_id: name,
+                now_ms: engine.clock.now_ms(),
+            },
+        )
+        .await
+        .map_err(store_error),
+    }
 }
 
 async fn move_to(engine: &Engine, l: &Located, name: &str) -> Result<(), ApiError> {
@@ -343,15 +378,8 @@ pub async fn delete(engine: &Engine, workspace: &str, r: EmailRef<'_>) -> Result
             folder,
             uid: copied,
         } => {
-            let trash = index::get_folder_by_provider_id(
-                store,
-                &l.account.workspace_id,
-                l.account.id.as_str(),
-                folder,
-            )
-            .await
-            .map_err(store_error)?;
-            let link = trash.as_ref().and_then(|t| new_link(t, *copied));
+            let trash = folder_row(engine, &l.account, folder, FolderRole::Trash).await?;
+            let link = new_link(&trash, *copied);
             let changed = index::move_link(store, &l.message.id, &from.id, link)
                 .await
                 .map_err(store_error)?;
@@ -445,32 +473,7 @@ pub async fn create_draft(
             ),
         ));
     };
-    let store = &engine.store;
-    let folder = match index::get_folder_by_provider_id(
-        store,
-        workspace,
-        account.id.as_str(),
-        &appended.folder,
-    )
-    .await
-    .map_err(store_error)?
-    {
-        Some(f) => f,
-        None => index::upsert_folder(
-            store,
-            NewFolder {
-                id: &new_id(),
-                workspace_id: workspace,
-                account_id: account.id.as_str(),
-                name: &appended.folder,
-                role: FolderRole::Drafts,
-                provider_id: &appended.folder,
-                now_ms: engine.clock.now_ms(),
-            },
-        )
-        .await
-        .map_err(store_error)?,
-    };
+    let folder = folder_row(engine, &account, &appended.folder, FolderRole::Drafts).await?;
     let fetched = FetchedMessage {
         uid,
         flags: MessageFlags {
