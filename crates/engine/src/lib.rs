@@ -10,6 +10,7 @@ pub mod connect;
 pub mod hosted;
 pub mod link;
 pub mod mailboxes;
+pub mod mutate;
 pub mod notify;
 pub mod outbox;
 pub mod read;

@@ -159,6 +159,26 @@ pub fn attachment_bytes(raw: &[u8], part_id: &str) -> Option<(String, String, Ve
     })
 }
 
+/// The decoded bytes of one MIME part fetched on its own (IMAP `BODY[<part>.MIME]` and
+/// `BODY[<part>]`): its header and its still transfer-encoded body, put back together as a
+/// one-part message so the same decoder as [`attachment_bytes`] undoes base64 or
+/// quoted-printable (a `text/*` part comes back as its UTF-8 text, as there).
+pub fn decode_part(mime_header: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut whole = Vec::with_capacity(mime_header.len() + body.len() + 2);
+    whole.extend_from_slice(mime_header);
+    if !mime_header.ends_with(b"\r\n\r\n") && !mime_header.ends_with(b"\n\n") {
+        whole.extend_from_slice(b"\r\n");
+    }
+    whole.extend_from_slice(body);
+    match MessageParser::default().parse(&whole) {
+        Some(m) => match m.parts.first() {
+            Some(p) => p.contents().to_vec(),
+            None => body.to_vec(),
+        },
+        None => body.to_vec(),
+    }
+}
+
 /// The section path of every part of `message` (indexed like `message.parts`; `None` for the
 /// root multipart, which has no path of its own).
 fn section_paths(message: &mail_parser::Message<'_>) -> Vec<Option<String>> {
@@ -388,6 +408,17 @@ mod tests {
         // Bodies are not attachments; unknown paths find nothing.
         assert!(attachment_bytes(RICH, "1.1.1").is_none());
         assert!(attachment_bytes(RICH, "9").is_none());
+    }
+
+    #[test]
+    fn parts_fetched_alone_are_decoded_from_their_transfer_encoding() {
+        let header = b"Content-Type: application/octet-stream\r\n\
+                       Content-Transfer-Encoding: base64\r\n\r\n";
+        assert_eq!(decode_part(header, b"AAH/\r\n"), b"\x00\x01\xff");
+        let qp =
+            b"Content-Type: application/x-test\r\nContent-Transfer-Encoding: quoted-printable\r\n";
+        assert_eq!(decode_part(qp, b"a=3Db"), b"a=b");
+        assert_eq!(decode_part(b"", b"plain"), b"plain");
     }
 
     #[test]

@@ -889,6 +889,40 @@ pub async fn unlink_message(store: &Store, message_id: &str, folder_id: &str) ->
     Ok(n == 1)
 }
 
+/// Moves the message's link from folder `from` to `to` (folder id, UID there) in one
+/// transaction; with no `to`, only takes it out of `from` (the sync links it where it went).
+/// True when the message was in `from` (false: someone already did it, nothing changed).
+pub async fn move_link(
+    store: &Store,
+    message_id: &str,
+    from: &str,
+    to: Option<(&str, i64)>,
+) -> Result<bool> {
+    let begin = begin_write(store);
+    with_pool!(store, pool => {
+        let mut tx = pool.begin_with(begin).await?;
+        let n = sqlx::query("DELETE FROM message_folders WHERE message = $1 AND folder = $2")
+            .bind(message_id)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 1 && let Some((folder, uid)) = to {
+            sqlx::query(
+                "INSERT INTO message_folders (message, folder, uid) VALUES ($1, $2, $3) \
+                 ON CONFLICT (message, folder) DO UPDATE SET uid = excluded.uid",
+            )
+            .bind(message_id)
+            .bind(folder)
+            .bind(uid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    })
+}
+
 /// Removes a message from the index (its folder links go with it).
 pub async fn delete_message(store: &Store, message_id: &str) -> Result<bool> {
     let n = with_pool!(store, pool => {

@@ -14,8 +14,8 @@ pub mod hosted_links;
 pub mod index;
 pub mod index_query;
 pub mod outbox;
-pub mod sync_window;
 pub mod search;
+pub mod sync_window;
 pub mod vault;
 pub mod workspaces;
 

@@ -122,6 +122,39 @@ pub async fn sync_account_once(
     pass.run().await
 }
 
+/// Indexes a message mailroom itself filed in `folder` (a draft) as the sync would have
+/// found it there, announcing nothing: the next pass sees it as known. Answers its id.
+pub(crate) async fn index_appended(
+    engine: &Engine,
+    mailbox: &Mailbox,
+    account: &Account,
+    folder: &FolderRow,
+    uid_validity: u32,
+    message: &FetchedMessage,
+) -> Result<String, SyncError> {
+    let now_ms = engine.clock.now_ms();
+    let pass = Pass {
+        store: &engine.store,
+        mailbox,
+        account,
+        // Indexing one message consults neither.
+        window: SyncWindow::default_at(now_ms),
+        now_ms,
+        moves: Mutex::default(),
+    };
+    let mut report = SyncReport::default();
+    pass.index_one(
+        folder,
+        uid_validity,
+        message,
+        false,
+        false,
+        &HashSet::new(),
+        &mut report,
+    )
+    .await
+}
+
 /// The event new mail in a folder of this role announces, if any.
 fn arrival_event(role: FolderRole) -> Option<&'static str> {
     match role {

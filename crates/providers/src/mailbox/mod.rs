@@ -14,6 +14,7 @@
 //! IMAP session pool (one connection budget per account for every IMAP use), the HTTP client
 //! of the provider APIs and the per-mailbox request slots of Gmail and Graph.
 
+mod changing;
 mod gmail;
 mod grants;
 mod graph;
@@ -41,6 +42,7 @@ use crate::failure::{MailError, Protocol};
 use crate::imap_smtp::send::SmtpPool;
 use crate::provider::Provider;
 
+pub use self::changing::{Appended, Trashed};
 pub use self::reading::{
     FetchedMessage, FlagChange, FolderChanges, FolderState, MessageFlags, RemoteFolder, RemoteRole,
 };

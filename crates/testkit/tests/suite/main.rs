@@ -12,6 +12,7 @@ mod imap_push;
 mod imap_sync;
 mod index_store;
 mod layout;
+mod mail_changes;
 mod mail_providers;
 mod mailbox_read;
 mod mailbox_seam;
