@@ -87,7 +87,11 @@ pub async fn accept(
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;
-    if account.status != SourceStatus::Ok {
+    // A sync status (CONNECTING, ERROR) says nothing about sending; a refused login does.
+    if matches!(
+        account.status,
+        SourceStatus::Credentials | SourceStatus::Permissions
+    ) {
         return Err(ApiError::new(
             ErrorKind::DisconnectedAccount,
             format!(

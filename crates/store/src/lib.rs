@@ -13,6 +13,7 @@ pub mod events;
 pub mod hosted_links;
 pub mod index;
 pub mod outbox;
+pub mod sync_leases;
 pub mod vault;
 pub mod workspaces;
 
