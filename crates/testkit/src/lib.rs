@@ -9,6 +9,7 @@
 pub mod app;
 pub mod db;
 pub mod fakes;
+pub mod imap_proxy;
 pub mod integrator;
 pub mod mail;
 pub mod smtp_fault;

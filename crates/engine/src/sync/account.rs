@@ -107,10 +107,17 @@ async fn heartbeat(
                 renewed = Instant::now();
                 // The first reading is the baseline: what was asked before we held the lease
                 // is served by the pass every loop starts with.
+                // A request this process passed on directly is not passed on again.
                 if let Some(before) = seen {
-                    if requests.restart_requested_at > before.restart_requested_at {
+                    if let Some(at) = requests.restart_requested_at
+                        && requests.restart_requested_at > before.restart_requested_at
+                        && !signals.already_restarted(at)
+                    {
                         signals.restart();
-                    } else if requests.resync_requested_at > before.resync_requested_at {
+                    } else if let Some(at) = requests.resync_requested_at
+                        && requests.resync_requested_at > before.resync_requested_at
+                        && !signals.already_resynced(at)
+                    {
                         signals.nudge();
                     }
                 }
@@ -195,8 +202,8 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
     let mut version: Option<i64> = None;
     // Set on CREDENTIALS: no attempt until a new version or a restart.
     let mut parked = false;
-    // When the last failed attempt started: the next one waits at least `backoff_min` after
-    // it, whatever woke the loop.
+    // When the last failed attempt ended: the next one starts at least `backoff_min` after
+    // it, whatever woke the loop (a restart included), so logins are that far apart.
     let mut last_failure: Option<Instant> = None;
     loop {
         let account = match accounts::get_any(&engine.store, account_id).await {
@@ -223,7 +230,6 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
             let earliest = at + config.backoff_min;
             tokio::time::sleep_until(earliest.into()).await;
         }
-        let started = Instant::now();
         match sync_account_once(engine, &account).await {
             Ok(report) => {
                 backoff.reset();
@@ -237,7 +243,7 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
                 }
             }
             Err(e) => {
-                last_failure = Some(started);
+                last_failure = Some(Instant::now());
                 match classify(&e) {
                     Failure::Auth(reason) => {
                         set_status(engine, &account, SourceStatus::Credentials, Some(&reason))

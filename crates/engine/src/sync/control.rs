@@ -4,7 +4,7 @@
 //! it; a loop of this process is also woken at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -22,6 +22,10 @@ use crate::link::store_error;
 pub struct AccountSignals {
     nudge: Notify,
     restart: AtomicBool,
+    /// The time stamps of the last requests this process passed on directly, so the
+    /// heartbeat does not pass them on a second time when it reads them from the lease.
+    resync_at: AtomicI64,
+    restart_at: AtomicI64,
 }
 
 impl AccountSignals {
@@ -34,6 +38,15 @@ impl AccountSignals {
     pub fn restart(&self) {
         self.restart.store(true, Ordering::SeqCst);
         self.nudge.notify_one();
+    }
+
+    /// Whether a request read from the lease (at `at`) was already passed on directly.
+    pub(crate) fn already_resynced(&self, at: i64) -> bool {
+        self.resync_at.load(Ordering::SeqCst) == at
+    }
+
+    pub(crate) fn already_restarted(&self, at: i64) -> bool {
+        self.restart_at.load(Ordering::SeqCst) == at
     }
 
     pub(crate) async fn nudged(&self) {
@@ -126,10 +139,12 @@ pub async fn resync(engine: &Engine, account: &Account) -> Result<(), ApiError> 
     if !engine.providers.syncs(account.account_type) {
         return Err(not_synced(account));
     }
-    sync_leases::request_resync(&engine.store, &account.id, engine.clock.now_ms())
+    let now = engine.clock.now_ms();
+    sync_leases::request_resync(&engine.store, &account.id, now)
         .await
         .map_err(store_error)?;
     if let Some(s) = engine.sync.local(&account.id) {
+        s.resync_at.store(now, Ordering::SeqCst);
         s.nudge();
     }
     Ok(())
@@ -148,8 +163,10 @@ pub(crate) async fn restart_loop(
     engine: &Engine,
     account_id: &str,
 ) -> Result<(), mailroom_store::StoreError> {
-    sync_leases::request_restart(&engine.store, account_id, engine.clock.now_ms()).await?;
+    let now = engine.clock.now_ms();
+    sync_leases::request_restart(&engine.store, account_id, now).await?;
     if let Some(s) = engine.sync.local(account_id) {
+        s.restart_at.store(now, Ordering::SeqCst);
         s.restart();
     }
     Ok(())

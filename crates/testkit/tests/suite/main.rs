@@ -18,6 +18,7 @@ mod outbox_store;
 mod sending;
 mod smtp_send;
 mod store;
+mod sync_supervisor;
 
 use mailroom_testkit::Backend;
 use mailroom_testkit::app::{TestApp, spawn_app};
