@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use crate::Engine;
 use crate::outbox::Outcome;
 use crate::replies;
-use mailroom_core::account::SourceStatus;
 use mailroom_core::email::{Attendee, OutgoingAttachment, OutgoingEmail};
 use mailroom_core::id::looks_like_id;
 use mailroom_core::time_fmt::format_ms;
@@ -88,10 +87,7 @@ pub async fn accept(
         .map_err(store_error)?
         .ok_or_else(not_found)?;
     // A sync status (CONNECTING, ERROR) says nothing about sending; a refused login does.
-    if matches!(
-        account.status,
-        SourceStatus::Credentials | SourceStatus::Permissions
-    ) {
+    if account.status.needs_reconnect() {
         return Err(ApiError::new(
             ErrorKind::DisconnectedAccount,
             format!(

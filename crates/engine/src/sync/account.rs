@@ -216,6 +216,15 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
             }
         };
         let restart = signals.take_restart();
+        // Refused credentials, whoever found them (this loop, the SMTP side, a token
+        // refresh): no attempt until a reconnect (which sets OK) or a restart. A loop that
+        // takes the account over from another process does not try the password either.
+        if account.status.needs_reconnect() && !restart {
+            version = Some(account.updated_at);
+            parked = true;
+            wait_for_change(signals, config.sweep).await;
+            continue;
+        }
         if restart || version != Some(account.updated_at) {
             version = Some(account.updated_at);
             parked = false;
