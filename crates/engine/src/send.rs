@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use crate::Engine;
 use crate::outbox::Outcome;
 use crate::replies;
-use mailroom_core::account::SourceStatus;
 use mailroom_core::email::{Attendee, OutgoingAttachment, OutgoingEmail, ReplyParent};
 use mailroom_core::id::looks_like_id;
 use mailroom_core::time_fmt::format_ms;
@@ -213,7 +212,8 @@ pub async fn compose(
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;
-    if account.status != SourceStatus::Ok {
+    // A sync status (CONNECTING, ERROR) says nothing about sending; a refused login does.
+    if account.status.needs_reconnect() {
         return Err(ApiError::new(
             ErrorKind::DisconnectedAccount,
             format!(

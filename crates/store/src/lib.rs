@@ -16,6 +16,7 @@ pub mod index_query;
 pub mod outbox;
 pub mod search;
 pub mod sync_window;
+pub mod sync_leases;
 pub mod vault;
 pub mod workspaces;
 

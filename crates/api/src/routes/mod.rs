@@ -36,6 +36,8 @@ pub fn router(state: AppState) -> Router {
             accounts::reconnect_account,
             accounts::delete_account
         ))
+        .routes(routes!(accounts::resync_account))
+        .routes(routes!(accounts::restart_account))
         .routes(routes!(hosted::create_link))
         .routes(routes!(emails::list_outbox))
         .routes(routes!(emails::get_outbox))

@@ -102,7 +102,7 @@ pub struct SyncReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// One pass over the account's mailbox (see the module docs). Not started by any worker yet.
+/// One pass over the account's mailbox (see the module docs); the sync supervisor runs it.
 pub async fn sync_account_once(
     engine: &Engine,
     account: &Account,

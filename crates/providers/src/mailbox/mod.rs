@@ -176,6 +176,12 @@ impl Providers {
             .clone()
     }
 
+    /// Whether accounts of type `t` can be synced (their mailboxes read): the sync supervisor
+    /// asks this instead of knowing the providers.
+    pub fn syncs(&self, t: AccountType) -> bool {
+        Provider::of(t).reads()
+    }
+
     /// Forgets what is pooled for an account (deleted or reconnected).
     pub fn forget(&self, account_id: &str) {
         self.inner.smtp.forget(account_id);

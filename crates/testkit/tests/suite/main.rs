@@ -22,6 +22,7 @@ mod sending;
 mod smtp_send;
 mod store;
 mod sync_semantics;
+mod sync_supervisor;
 
 use mailroom_testkit::Backend;
 use mailroom_testkit::app::{TestApp, spawn_app};
