@@ -15,8 +15,8 @@ use mailroom_providers::apps::{IdP, TokenSet};
 use mailroom_providers::mailbox::{Prospect, Verified};
 use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
-use mailroom_store::sync_window::SyncWindow;
 use mailroom_store::events;
+use mailroom_store::sync_window::SyncWindow;
 
 /// The account a linking produced.
 pub struct Linked {
