@@ -299,7 +299,13 @@ async fn save(
                     workspace_id: workspace,
                     account_type,
                     name: &name,
-                    status: SourceStatus::Ok,
+                    // A mailbox the sync will read starts CONNECTING, until its first pass.
+                    status: if engine.sync.config().enabled && engine.providers.syncs(account_type)
+                    {
+                        SourceStatus::Connecting
+                    } else {
+                        SourceStatus::Ok
+                    },
                     settings: &settings,
                     credentials: &credentials,
                     window,

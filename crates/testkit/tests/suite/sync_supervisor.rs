@@ -78,8 +78,8 @@ async fn source(app: &TestApp, account: &str) -> Value {
     a["sources"][0].clone()
 }
 
-/// Waits for the loop's first completed pass (a new account is `OK` from its link on, before
-/// its loop starts: the recorded status changes tell the loop's own `OK`).
+/// Waits for the loop's first completed pass (the recorded status changes tell the loop's own
+/// `OK` from an `OK` set by a reconnect).
 async fn wait_synced(app: &TestApp, account: &str) {
     wait::until("the first pass", DEADLINE, || async {
         statuses(app, account)
@@ -619,3 +619,21 @@ async fn credentials_refused_elsewhere_park_the_loop_until_a_restart(backend: Ba
     wait_status(&app, &acc, "OK").await;
 }
 both_backends!(credentials_refused_elsewhere_park_the_loop_until_a_restart);
+
+/// A new IMAP account is `CONNECTING` from its link until its first pass, then `OK`.
+async fn a_new_account_is_connecting_until_its_first_pass(backend: Backend) {
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let Some(app) = syncing_app(backend, Duration::from_secs(600)).await else {
+        return;
+    };
+    // Slow logins keep the first pass from finishing before we look.
+    let proxy = ImapProxy::start(&rig).await;
+    proxy.set_login_delay(Duration::from_secs(3));
+    let user = rig.create_user();
+    let acc = link(&app, &proxy.account_body(&user)).await;
+    assert_eq!(source(&app, &acc).await["status"], "CONNECTING");
+    wait_status(&app, &acc, "OK").await;
+}
+both_backends!(a_new_account_is_connecting_until_its_first_pass);
