@@ -997,6 +997,29 @@ pub async fn read_states_in_folder(
     })
 }
 
+/// Moves the threads of the account's messages that answer `message_id` (In-Reply-To) into
+/// `thread_id`: a parent indexed after its replies gathers them. Answers the messages moved.
+pub async fn adopt_replies(
+    store: &Store,
+    account_id: &str,
+    message_id: &str,
+    thread_id: &str,
+) -> Result<u64> {
+    let n = with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE messages SET thread_id = $1 WHERE account_id = $2 AND thread_id <> $1 \
+             AND thread_id IN (SELECT thread_id FROM messages WHERE account_id = $2 AND in_reply_to = $3)",
+        )
+        .bind(thread_id)
+        .bind(account_id)
+        .bind(message_id)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(n)
+}
+
 /// A message that a header-less reply may belong to (the subject fallback of threading).
 #[derive(Debug, Clone)]
 pub struct SubjectMatch {

@@ -161,13 +161,53 @@ struct Push {
     watch: Option<Watch>,
     /// The account version it was opened at: a reconnect opens it anew.
     version: i64,
+    /// Watches that failed (to open, or later) are opened again only after a backoff of their
+    /// own: a server that drops the watch's session right after its login (while passes go on
+    /// over a pooled session) sees no more than one watch login per backoff.
+    backoff: Backoff,
+    not_before: Option<Instant>,
+    /// When the current watch opened: one that lived longer than the longest backoff ends
+    /// the run of failures.
+    opened_at: Option<Instant>,
+    max_wait: Duration,
 }
 
 impl Push {
-    /// Opens the watch if there is none for this version. A failure is logged and leaves the
-    /// loop on sweeps; the next successful pass tries again.
+    fn new(config: &super::SyncConfig) -> Self {
+        Self {
+            watch: None,
+            version: 0,
+            backoff: Backoff::new(config.backoff_min, config.backoff_max),
+            not_before: None,
+            opened_at: None,
+            max_wait: config.backoff_max,
+        }
+    }
+
+    /// The watch failed: drop it and wait a backoff before the next one.
+    fn lost(&mut self) {
+        if self
+            .opened_at
+            .take()
+            .is_some_and(|t| t.elapsed() > self.max_wait)
+        {
+            self.backoff.reset();
+        }
+        self.watch = None;
+        self.not_before = Some(Instant::now() + self.backoff.next_wait());
+    }
+
+    /// Opens the watch if there is none for this version (and no backoff runs). A failure is
+    /// logged and leaves the loop on sweeps; a later successful pass tries again.
     async fn ensure(&mut self, engine: &Engine, account: &Account) {
         if self.watch.is_some() && self.version == account.updated_at {
+            return;
+        }
+        if self.version != account.updated_at {
+            self.backoff.reset();
+            self.not_before = None;
+        }
+        if self.not_before.is_some_and(|t| Instant::now() < t) {
             return;
         }
         // One watch per account: the old one (an older version) goes before the new one opens.
@@ -181,9 +221,12 @@ impl Push {
             Ok(w) => {
                 tracing::debug!(account_id = %account.id, all_folders = w.covers_all_folders(), "push watch open");
                 self.watch = Some(w);
+                self.not_before = None;
+                self.opened_at = Some(Instant::now());
             }
             Err(e) => {
                 tracing::debug!(account_id = %account.id, error = %e, "no push watch; sweeps only");
+                self.lost();
             }
         }
     }
@@ -215,7 +258,7 @@ async fn wait_for_change(signals: &AccountSignals, sweep: Duration, push: &mut P
                 // A lost watch: pass now (something may have changed meanwhile); the watch is
                 // opened again after that pass.
                 tracing::debug!(error = %e, "push watch lost");
-                push.watch = None;
+                push.lost();
                 Woken::Change
             }
         },
@@ -268,10 +311,7 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
     // When the last failed attempt ended: the next one starts at least `backoff_min` after
     // it, whatever woke the loop (a restart included), so logins are that far apart.
     let mut last_failure: Option<Instant> = None;
-    let mut push = Push {
-        watch: None,
-        version: 0,
-    };
+    let mut push = Push::new(&config);
     loop {
         let account = match accounts::get_any(&engine.store, account_id).await {
             Ok(Some(a)) => a,

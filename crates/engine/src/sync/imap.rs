@@ -187,11 +187,16 @@ struct Moves {
     left: HashMap<String, String>,
     /// message → (folder id, folder provider id, role, UID there, announce).
     joined: HashMap<String, (String, String, FolderRole, u32, bool)>,
+    /// Messages a rebuild did not find again: their removal is not announced.
+    quiet: HashSet<String>,
 }
 
 /// Mail whose arrival is older than this is never announced (an old message moved into a
 /// folder where it was not indexed, say), whatever the sync window.
 const ANNOUNCE_MAX_AGE_MS: i64 = 30 * 86_400_000;
+
+/// Allowance for the mail server's clock against ours when comparing arrival times.
+const CLOCK_SLACK_MS: i64 = 5 * 60_000;
 
 impl Pass<'_> {
     fn account_id(&self) -> &str {
@@ -311,10 +316,11 @@ impl Pass<'_> {
             index::delete_message(self.store, &message).await?;
             report.deleted += 1;
             let from = moves.left.get(&message);
-            let announce = from
-                .and_then(|f| announcing.get(f))
-                .copied()
-                .unwrap_or(true);
+            let announce = !moves.quiet.contains(&message)
+                && from
+                    .and_then(|f| announcing.get(f))
+                    .copied()
+                    .unwrap_or(true);
             if announce {
                 let payload = json!({
                     "event": "mail_deleted",
@@ -405,6 +411,25 @@ impl Pass<'_> {
             highest_indexed.max(self.window_start(f, uv).await?)
         };
         let window_since = if synced { None } else { self.window.since_ms };
+        // A rebuild reads the whole folder to find known mail again; mail it did not know is
+        // held to the window as a first fetch would be (the newest N, by UID).
+        let window_after = if rebuild {
+            self.window_start(f, uv).await?
+        } else {
+            0
+        };
+        // Mail that arrived before this is never announced: before the account was linked,
+        // more than 30 days ago, or (a rebuild, whose UIDs say nothing) before the folder's
+        // last pass. A few minutes of slack for the server's and our clocks.
+        let mut announce_after = self
+            .account
+            .created_at
+            .max(self.now_ms - ANNOUNCE_MAX_AGE_MS)
+            - CLOCK_SLACK_MS;
+        if rebuild {
+            announce_after =
+                announce_after.max(f.last_synced_at.map_or(i64::MAX, |t| t - CLOCK_SLACK_MS));
+        }
 
         // New mail (everything, on a rebuild).
         let mut seen: HashSet<String> = HashSet::new();
@@ -421,14 +446,12 @@ impl Pass<'_> {
                 let fresh = m.uid >= arrivals_from;
                 // Existing mail from before the window is not indexed (IMAP searched whole
                 // days; this is the exact cut), unless a rebuild finds it already indexed.
-                if !fresh
-                    && window_since.is_some_and(|since| arrived < since)
-                    && !(rebuild && self.is_known(m).await?)
-                {
+                let outside = window_since.is_some_and(|since| arrived < since)
+                    || (rebuild && m.uid <= window_after);
+                if !fresh && outside && !(rebuild && self.is_known(m).await?) {
                     continue;
                 }
-                let announce_this =
-                    (announce || fresh) && arrived >= self.now_ms - ANNOUNCE_MAX_AGE_MS;
+                let announce_this = (announce || fresh) && arrived >= announce_after;
                 let id = self
                     .index_one(f, uv, m, rebuild, announce_this, &seen, report)
                     .await?;
@@ -448,7 +471,10 @@ impl Pass<'_> {
                 if !seen.contains(message) {
                     index::unlink_message(self.store, message, &f.id).await?;
                     report.removed += 1;
+                    // Not found again under the new UIDs: gone, or (mail without a
+                    // Message-ID) not recognisable. Either way nothing to announce.
                     self.note_left(message, f);
+                    self.moves().quiet.insert(message.clone());
                 }
             }
         }
@@ -758,6 +784,9 @@ impl Pass<'_> {
         .await?;
         if done.created {
             report.indexed += 1;
+            if let Some(mid) = message_id {
+                index::adopt_replies(self.store, self.account_id(), mid, &thread).await?;
+            }
             if announce && let Some(kind) = arrival_event(f.role) {
                 // The Unipile new-email webhook's fields we know without another lookup
                 // (`unipile-api.md` §5.4); bodies are left out (the API serves them).

@@ -7,3 +7,7 @@ CREATE TABLE sync_windows (
     max_per_folder  BIGINT,           -- and at most this many of the newest per folder
     created_at      BIGINT NOT NULL
 );
+
+-- Replies indexed before their parent (a first sync reads INBOX before Sent) join the parent's
+-- thread when it is indexed: found by their In-Reply-To.
+CREATE INDEX messages_in_reply_to ON messages (account_id, in_reply_to);

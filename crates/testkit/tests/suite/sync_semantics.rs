@@ -565,3 +565,93 @@ async fn a_uidvalidity_change_rebuilds_the_folder_without_announcing_known_mail(
     assert_eq!(inbox.uidvalidity, Some(old as i64 + 1000));
 }
 both_backends!(a_uidvalidity_change_rebuilds_the_folder_without_announcing_known_mail);
+
+async fn a_parent_indexed_after_its_reply_gathers_it_into_one_thread(backend: Backend) {
+    let Some((_rig, _user, mut l)) = link(backend, json!({})).await else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    let a = "ann@example.test";
+    let b = "bob@example.test";
+    // The first pass reads INBOX before Sent: the reply comes first.
+    append(
+        &mut l.session,
+        "Sent",
+        None,
+        &mail(&run, 1, a, b, "Plan", ""),
+    )
+    .await;
+    let reply = format!("In-Reply-To: <{run}.1@example.test>\r\n");
+    append(
+        &mut l.session,
+        "INBOX",
+        None,
+        &mail(&run, 2, b, a, "Re: Plan", &reply),
+    )
+    .await;
+    pass(&l).await;
+    let parent = by_mid(&l, &run, 1).await.unwrap();
+    let child = by_mid(&l, &run, 2).await.unwrap();
+    assert_eq!(child.thread_id, parent.thread_id);
+}
+both_backends!(a_parent_indexed_after_its_reply_gathers_it_into_one_thread);
+
+async fn a_rebuild_keeps_to_the_window_and_mail_from_before_the_link_is_never_announced(
+    backend: Backend,
+) {
+    // A count window: a UIDVALIDITY change must not index (or announce) the older mail.
+    let Some((rig, user, mut l)) = link(backend, json!({"sync_limit": 2})).await else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    for n in 1..=4 {
+        append(&mut l.session, "INBOX", Some(&days_ago(2)), &plain(&run, n)).await;
+    }
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 2, "{r:?}");
+    let status = doveadm(
+        &rig,
+        &[
+            "-f",
+            "flow",
+            "mailbox",
+            "status",
+            "-u",
+            &user.address,
+            "uidvalidity",
+            "INBOX",
+        ],
+    );
+    let old: u64 = status
+        .split("uidvalidity=")
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    doveadm(
+        &rig,
+        &[
+            "mailbox",
+            "update",
+            "-u",
+            &user.address,
+            "--uid-validity",
+            &(old + 7).to_string(),
+            "INBOX",
+        ],
+    );
+    let r = pass(&l).await;
+    assert_eq!(r.rebuilt, vec!["INBOX".to_owned()], "{r:?}");
+    assert_eq!((r.indexed, r.events), (0, 0), "{r:?}");
+    assert!(by_mid(&l, &run, 1).await.is_none());
+
+    // Mail from before the link (arrived two days ago, never indexed), moved after it, is
+    // indexed where it lands and announced never.
+    l.session.create("Projects").await.expect("CREATE");
+    pass(&l).await;
+    uid_move(&mut l.session, "INBOX", "1", "Projects").await;
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 1, "{r:?}");
+    assert!(events_of(&l, "mail_received").await.is_empty());
+    assert!(events_of(&l, "mail_deleted").await.is_empty());
+}
+both_backends!(a_rebuild_keeps_to_the_window_and_mail_from_before_the_link_is_never_announced);
