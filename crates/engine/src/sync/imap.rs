@@ -576,24 +576,33 @@ impl Pass<'_> {
         Ok(after)
     }
 
+    /// The account's indexed messages with this Message-ID (at most `limit`).
+    async fn with_message_id(
+        &self,
+        message_id: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRow>, SyncError> {
+        Ok(index::list_messages(
+            self.store,
+            self.workspace_id(),
+            &MessageFilter {
+                account_id: Some(self.account_id()),
+                message_id: Some(message_id),
+                ..Default::default()
+            },
+            None,
+            limit,
+        )
+        .await?)
+    }
+
     /// Whether a message is already indexed (same Message-ID, size and date): on a rebuild,
     /// known mail is found again even when it is older than the window.
     async fn is_known(&self, m: &FetchedMessage) -> Result<bool, SyncError> {
         let Some(mid) = m.parsed.as_ref().and_then(|p| p.message_id.as_deref()) else {
             return Ok(false);
         };
-        let rows = index::list_messages(
-            self.store,
-            self.workspace_id(),
-            &MessageFilter {
-                account_id: Some(self.account_id()),
-                message_id: Some(mid),
-                ..Default::default()
-            },
-            None,
-            20,
-        )
-        .await?;
+        let rows = self.with_message_id(mid, 20).await?;
         Ok(rows.iter().any(|r| r.size == i64::from(m.size)))
     }
 
@@ -852,18 +861,7 @@ impl Pass<'_> {
         seen: &HashSet<String>,
         own: &str,
     ) -> Result<Option<MessageRow>, SyncError> {
-        let rows = index::list_messages(
-            self.store,
-            self.workspace_id(),
-            &MessageFilter {
-                account_id: Some(self.account_id()),
-                message_id: Some(message_id),
-                ..Default::default()
-            },
-            None,
-            20,
-        )
-        .await?;
+        let rows = self.with_message_id(message_id, 20).await?;
         Ok(rows.into_iter().find(|r| {
             r.provider_id == own
                 || (r.size == size
@@ -884,18 +882,7 @@ impl Pass<'_> {
             .into_iter()
             .chain(p.references.iter().rev().map(String::as_str));
         for id in ancestors {
-            let found = index::list_messages(
-                self.store,
-                self.workspace_id(),
-                &MessageFilter {
-                    account_id: Some(self.account_id()),
-                    message_id: Some(id),
-                    ..Default::default()
-                },
-                None,
-                1,
-            )
-            .await?;
+            let found = self.with_message_id(id, 1).await?;
             if let Some(r) = found.into_iter().next() {
                 return Ok(Some(r.thread_id));
             }

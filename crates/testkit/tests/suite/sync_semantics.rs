@@ -493,6 +493,42 @@ fn doveadm(rig: &MailRig, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Gives `user`'s INBOX another UIDVALIDITY (the old one + `by`) with doveadm, as a server
+/// that renumbers a folder does; answers the old one.
+fn bump_uidvalidity(rig: &MailRig, user: &MailUser, by: u64) -> u64 {
+    let status = doveadm(
+        rig,
+        &[
+            "-f",
+            "flow",
+            "mailbox",
+            "status",
+            "-u",
+            &user.address,
+            "uidvalidity",
+            "INBOX",
+        ],
+    );
+    let old: u64 = status
+        .split("uidvalidity=")
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("uidvalidity in {status:?}"));
+    doveadm(
+        rig,
+        &[
+            "mailbox",
+            "update",
+            "-u",
+            &user.address,
+            "--uid-validity",
+            &(old + by).to_string(),
+            "INBOX",
+        ],
+    );
+    old
+}
+
 async fn a_uidvalidity_change_rebuilds_the_folder_without_announcing_known_mail(backend: Backend) {
     let Some((rig, user, mut l)) = link(backend, json!({})).await else {
         return;
@@ -511,36 +547,7 @@ async fn a_uidvalidity_change_rebuilds_the_folder_without_announcing_known_mail(
     };
     // New mail, then the server renumbers the folder before the next pass.
     append(&mut l.session, "INBOX", None, &plain(&run, 4)).await;
-    let status = doveadm(
-        &rig,
-        &[
-            "-f",
-            "flow",
-            "mailbox",
-            "status",
-            "-u",
-            &user.address,
-            "uidvalidity",
-            "INBOX",
-        ],
-    );
-    let old: u64 = status
-        .split("uidvalidity=")
-        .nth(1)
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("uidvalidity in {status:?}"));
-    doveadm(
-        &rig,
-        &[
-            "mailbox",
-            "update",
-            "-u",
-            &user.address,
-            "--uid-validity",
-            &(old + 1000).to_string(),
-            "INBOX",
-        ],
-    );
+    let old = bump_uidvalidity(&rig, &user, 1000);
     let r = pass(&l).await;
     assert_eq!(r.rebuilt, vec!["INBOX".to_owned()], "{r:?}");
     assert_eq!((r.indexed, r.deleted), (1, 0), "{r:?}");
@@ -609,36 +616,7 @@ async fn a_rebuild_keeps_to_the_window_and_mail_from_before_the_link_is_never_an
     }
     let r = pass(&l).await;
     assert_eq!(r.indexed, 2, "{r:?}");
-    let status = doveadm(
-        &rig,
-        &[
-            "-f",
-            "flow",
-            "mailbox",
-            "status",
-            "-u",
-            &user.address,
-            "uidvalidity",
-            "INBOX",
-        ],
-    );
-    let old: u64 = status
-        .split("uidvalidity=")
-        .nth(1)
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
-    doveadm(
-        &rig,
-        &[
-            "mailbox",
-            "update",
-            "-u",
-            &user.address,
-            "--uid-validity",
-            &(old + 7).to_string(),
-            "INBOX",
-        ],
-    );
+    bump_uidvalidity(&rig, &user, 7);
     let r = pass(&l).await;
     assert_eq!(r.rebuilt, vec!["INBOX".to_owned()], "{r:?}");
     assert_eq!((r.indexed, r.events), (0, 0), "{r:?}");
