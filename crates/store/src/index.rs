@@ -815,8 +815,17 @@ pub async fn list_messages(
     let mut args: Vec<Arg> = vec![];
     let conds = conditions(store, workspace_id, filter, after, &mut args);
     let lim = push(&mut args, Arg::Int(i64::from(limit)));
+    // A Message-ID names a handful of rows: found by the `(account_id, message_id)` index and
+    // sorted after. Ordered by the bare column, both planners walk the account's page index
+    // instead and read every message of the account (the sync looks Message-IDs up for each
+    // message it indexes: that made a first sync quadratic).
+    let order = if filter.message_id.is_some() {
+        "(m.date + 0) DESC, m.id DESC"
+    } else {
+        "m.date DESC, m.id DESC"
+    };
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {} ORDER BY m.date DESC, m.id DESC LIMIT {lim}",
+        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {} ORDER BY {order} LIMIT {lim}",
         conds.join(" AND ")
     ));
     let rows = with_pool!(store, pool => {
