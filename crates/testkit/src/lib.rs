@@ -1,5 +1,6 @@
 //! Dev-only helpers: fresh databases on SQLite and PostgreSQL, the local Dovecot/Postfix
-//! rig started by `scripts/test`, an in-process mailroom on port 0, and waiting on
+//! rig started by `scripts/test` (and an IMAP proxy in front of it that hides capabilities,
+//! counts commands and injects failures), an in-process mailroom on port 0, and waiting on
 //! conditions with deadlines.
 //!
 //! Services are found through the `MAILROOM_TEST_*` variables of `docs/testing.md`. When
@@ -9,6 +10,7 @@
 pub mod app;
 pub mod db;
 pub mod fakes;
+pub mod imap_proxy;
 pub mod integrator;
 pub mod mail;
 pub mod smtp_fault;
@@ -16,6 +18,7 @@ pub mod wait;
 
 pub use app::{TestApp, spawn_app};
 pub use db::TestDb;
+pub use imap_proxy::{ImapProxy, ProxyCounts};
 pub use mail::{MailRig, MailUser};
 pub use mailroom_store::Backend;
 

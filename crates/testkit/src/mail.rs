@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use mailroom_core::account::{AccountSettings, AccountType, ImapEncryption, MailSettings, TlsMode};
 use mailroom_providers::apps::ProviderApps;
 use mailroom_providers::imap_smtp::imap::{self, ImapLogin, ImapSession};
+use mailroom_providers::mailbox::ImapLimits;
 use mailroom_providers::{Mailbox, NetPolicy, Opening, Providers, Secrets};
 
 #[derive(Debug, Clone)]
@@ -209,14 +210,20 @@ impl MailRig {
 /// The providers' shared state as tests use it: loopback allowed, self-signed certificates
 /// accepted, no OAuth apps.
 pub fn test_providers() -> Providers {
+    test_providers_with(ImapLimits::default())
+}
+
+/// [`test_providers`] with other IMAP limits (sessions per account, logins per host).
+pub fn test_providers_with(limits: ImapLimits) -> Providers {
     let net = NetPolicy {
         allow_private: true,
         tls_insecure_skip_verify: true,
         connect_timeout: Duration::from_secs(10),
     };
-    Providers::new(
+    Providers::with_limits(
         net,
         reqwest::Client::new(),
         std::sync::Arc::new(ProviderApps::default()),
+        limits,
     )
 }

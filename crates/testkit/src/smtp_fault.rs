@@ -174,7 +174,7 @@ impl FaultSmtp {
     }
 }
 
-fn tls_config() -> Arc<ServerConfig> {
+pub(crate) fn tls_config() -> Arc<ServerConfig> {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .expect("self-signed certificate");
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));

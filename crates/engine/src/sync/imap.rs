@@ -5,10 +5,11 @@
 //!
 //! - **Unchanged** (same UIDVALIDITY, UIDNEXT, message count and, with CONDSTORE, highest
 //!   modseq): nothing more is asked.
-//! - **Same UIDVALIDITY**: fetch what is above what was seen (in batches of [`BATCH`]), apply
-//!   read-flag changes (CONDSTORE since the stored modseq; without it, every message's flags
-//!   compared with the index), and diff the server's UID set with the indexed one: what is
-//!   missing was expunged or moved away.
+//! - **Same UIDVALIDITY**: fetch what is above what was seen (in batches of [`BATCH`]), then
+//!   the flag changes and expunges since the stored modseq: in one QRESYNC round trip
+//!   (`VANISHED`) where the server has it; else CONDSTORE flag changes (without CONDSTORE,
+//!   every message's flags compared with the index) and a diff of the server's UID set with
+//!   the indexed one (what is missing was expunged or moved away).
 //! - **First fetch**: only the account's sync window ([`SyncWindow`]: by default mail that
 //!   arrived in the last 30 days; `sync_limit` on linking sets another date, none, or the newest
 //!   N per folder). The UIDVALIDITY and the UIDNEXT at the start are stored first, so an
@@ -46,13 +47,14 @@ use serde_json::{Value, json};
 use mailroom_core::mail::{AttachmentMeta, FolderRole, FolderSyncStatus, MailOrigin};
 use mailroom_core::{new_id, time_fmt};
 use mailroom_providers::mailbox::reading::ParsedMail;
-use mailroom_providers::mailbox::{FetchedMessage, FolderState};
+use mailroom_providers::mailbox::{FetchedMessage, FlagChange, FolderState};
 use mailroom_providers::{MailError, Mailbox};
 use mailroom_store::accounts::Account;
 use mailroom_store::events::{self, NewEvent};
 use mailroom_store::index::{
     self, FolderRow, FolderSyncState, MessageFilter, MessageRow, NewFolder, NewMessage,
 };
+use mailroom_store::outbox;
 use mailroom_store::sync_window::{self, SyncWindow};
 use mailroom_store::{Store, StoreError};
 
@@ -416,17 +418,47 @@ impl Pass<'_> {
                     self.note_left(message, f);
                 }
             }
-        } else if !first {
-            self.sync_flags(f, uv, &state, announce, report).await?;
         }
 
-        // Expunges: indexed UIDs the server no longer has.
-        let server: Vec<u32> = self.mailbox.uids(&f.provider_id, uv).await?;
+        // Flag changes and expunges since the stored modseq in one round trip where the server
+        // has QRESYNC; `None` falls back to CONDSTORE flags (or all flags) and the UID diff.
+        let since = f.highest_modseq.and_then(|m| u64::try_from(m).ok());
+        let delta = match since {
+            Some(since) if !rebuild && !first => {
+                self.mailbox
+                    .changes_since(&f.provider_id, uv, since)
+                    .await?
+            }
+            _ => None,
+        };
+        if !rebuild && !first {
+            let changes = match &delta {
+                Some(d) => d.flags.clone(),
+                None => self.flag_changes(f, uv, &state).await?,
+            };
+            self.apply_flags(f, changes, announce, report).await?;
+        }
+
+        // Expunges: the UIDs QRESYNC says vanished, else indexed UIDs the server no longer has.
+        let (gone, nb_mails): (HashSet<i64>, i64) = match delta {
+            Some(d) => (
+                d.vanished.into_iter().map(i64::from).collect(),
+                i64::from(d.exists),
+            ),
+            None => {
+                let server: Vec<u32> = self.mailbox.uids(&f.provider_id, uv).await?;
+                let live: HashSet<i64> = server.iter().copied().map(i64::from).collect();
+                let gone = before
+                    .iter()
+                    .map(|(uid, _)| *uid)
+                    .filter(|uid| !live.contains(uid))
+                    .collect();
+                (gone, server.len() as i64)
+            }
+        };
         if !rebuild {
-            let live: HashSet<u32> = server.iter().copied().collect();
             for (uid, _) in &before {
-                let gone = !u32::try_from(*uid).is_ok_and(|u| live.contains(&u));
-                if gone
+                if gone.contains(uid)
                     && let Some(unlinked) =
                         index::remove_message_from_folder(self.store, &f.id, *uid).await?
                 {
@@ -444,7 +476,7 @@ impl Pass<'_> {
                 uidnext: state.uid_next.map(i64::from),
                 highest_modseq: state.highest_modseq.and_then(|m| i64::try_from(m).ok()),
                 cursor: None,
-                nb_mails: server.len() as i64,
+                nb_mails,
                 status: FolderSyncStatus::Synced,
                 last_synced_at: Some(self.now_ms),
             },
@@ -506,16 +538,14 @@ impl Pass<'_> {
         Ok(rows.iter().any(|r| r.size == i64::from(m.size)))
     }
 
-    /// Read flags of the folder's known mail: by CONDSTORE since the stored modseq, else (a
-    /// server without modseqs) every message's flags compared with the index.
-    async fn sync_flags(
+    /// The folder's flag changes without QRESYNC: by CONDSTORE since the stored modseq, else
+    /// (a server without modseqs) every message's flags, for [`Self::apply_flags`] to compare.
+    async fn flag_changes(
         &self,
         f: &FolderRow,
         uv: u32,
         state: &FolderState,
-        announce: bool,
-        report: &mut SyncReport,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Vec<FlagChange>, SyncError> {
         let since = f.highest_modseq.and_then(|m| u64::try_from(m).ok());
         let changes = match (since, state.highest_modseq) {
             (Some(since), Some(_)) => {
@@ -530,6 +560,17 @@ impl Pass<'_> {
             }
             _ => self.mailbox.all_flags(&f.provider_id, uv).await?,
         };
+        Ok(changes)
+    }
+
+    /// Applies read-flag changes of known mail to the index, announcing each read once.
+    async fn apply_flags(
+        &self,
+        f: &FolderRow,
+        changes: Vec<FlagChange>,
+        announce: bool,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -636,6 +677,20 @@ impl Pass<'_> {
             })
             .unwrap_or_default();
         let subject = p.and_then(|p| p.subject.as_deref()).unwrap_or("");
+        // Mail this account sent through mailroom (its Sent copy, or a copy to itself) is
+        // `origin: unipile` with the send's tracking id, as Unipile marks it.
+        let sent_here = match (matched.is_none(), message_id) {
+            (true, Some(mid)) => outbox::get_by_message_id(self.store, self.workspace_id(), mid)
+                .await?
+                .filter(|job| job.account_id == self.account.id),
+            _ => None,
+        };
+        let origin = if sent_here.is_some() {
+            MailOrigin::Unipile
+        } else {
+            MailOrigin::External
+        };
+        let tracking_id = sent_here.as_ref().map(|job| job.id.to_string());
         let done = index::upsert_message(
             self.store,
             NewMessage {
@@ -661,9 +716,8 @@ impl Pass<'_> {
                 body_html: p.and_then(|p| p.html.as_deref()),
                 body_text: p.and_then(|p| p.text.as_deref()),
                 headers: None,
-                // Matching a Sent copy with mailroom's outbox (`unipile`) comes later.
-                origin: MailOrigin::External,
-                tracking_id: None,
+                origin,
+                tracking_id: tracking_id.as_deref(),
                 folder: Some((&f.id, Some(i64::from(m.uid)))),
                 now_ms: self.now_ms,
             },
@@ -693,7 +747,8 @@ impl Pass<'_> {
                     "role": f.role.as_str(),
                     "read_date": Value::Null,
                     "in_reply_to": p.and_then(|p| p.in_reply_to.as_deref()).map(|id| json!({"message_id": id})),
-                    "origin": MailOrigin::External.as_str(),
+                    "origin": origin.as_str(),
+                    "tracking_id": tracking_id,
                 });
                 // Keyed by the Message-ID where there is one, so a message indexed again
                 // under another provider id is still announced once.

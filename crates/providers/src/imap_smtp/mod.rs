@@ -2,9 +2,12 @@
 
 pub mod imap;
 pub mod mailbox;
+pub mod qresync;
+mod raw;
 pub mod read;
 pub mod send;
 pub mod smtp;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::time::Duration;

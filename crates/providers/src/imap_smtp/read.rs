@@ -25,7 +25,7 @@ use crate::mailbox::session_pool::SessionFacts;
 
 /// Failures of a read: a folder the server does not have is `ResourceNotFound`; other
 /// refusals are the provider's (`ProviderError`); network and throttling as everywhere.
-fn read_err(doing: &str, e: async_imap::error::Error) -> MailError {
+pub(crate) fn read_err(doing: &str, e: async_imap::error::Error) -> MailError {
     use async_imap::error::Error;
     let missing = match &e {
         Error::No(text) => {
@@ -367,6 +367,28 @@ pub async fn all_flags(
     all.sort_by_key(|c| c.uid);
     all.dedup_by_key(|c| c.uid);
     Ok(all)
+}
+
+/// The system flags among flag names as the server wrote them (`\Seen`, …).
+pub(crate) fn flags_from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> MessageFlags {
+    let mut flags = MessageFlags::default();
+    for name in names {
+        let on = if name.eq_ignore_ascii_case("\\Seen") {
+            &mut flags.seen
+        } else if name.eq_ignore_ascii_case("\\Flagged") {
+            &mut flags.flagged
+        } else if name.eq_ignore_ascii_case("\\Answered") {
+            &mut flags.answered
+        } else if name.eq_ignore_ascii_case("\\Draft") {
+            &mut flags.draft
+        } else if name.eq_ignore_ascii_case("\\Deleted") {
+            &mut flags.deleted
+        } else {
+            continue;
+        };
+        *on = true;
+    }
+    flags
 }
 
 fn flags_of(f: &Fetch) -> MessageFlags {

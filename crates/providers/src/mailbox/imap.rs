@@ -8,11 +8,13 @@ use mailroom_core::MessageId;
 use mailroom_core::account::MailSettings;
 use mailroom_core::email::ReplyParent;
 
-use super::reading::{FetchedMessage, FlagChange, FolderState, RemoteFolder};
+use super::reading::{FetchedMessage, FlagChange, FolderChanges, FolderState, RemoteFolder};
 use super::session_pool::PooledSession;
+use super::watching::WatchOptions;
 use super::{Delivered, Outgoing, Providers};
 use crate::failure::MailError;
-use crate::imap_smtp::{imap, mailbox, read, smtp};
+use crate::imap_smtp::watch::ImapWatch;
+use crate::imap_smtp::{imap, mailbox, qresync, read, smtp};
 
 pub struct ImapMailbox {
     providers: Providers,
@@ -154,6 +156,29 @@ impl ImapMailbox {
         let (session, facts) = pooled.parts();
         let r = read::all_flags(session, facts, folder, uid_validity).await;
         settle(pooled, r)
+    }
+
+    pub(super) async fn changes_since(
+        &self,
+        folder: &str,
+        uid_validity: u32,
+        since_modseq: u64,
+    ) -> Result<Option<FolderChanges>, MailError> {
+        let mut pooled = self.checkout().await?;
+        let (session, facts) = pooled.parts();
+        let r = qresync::changes_since(session, facts, folder, uid_validity, since_modseq).await;
+        settle(pooled, r)
+    }
+
+    /// A watch over a session of its own, taken from the account's budget for its lifetime.
+    pub(super) async fn watch(&self, options: WatchOptions) -> Result<ImapWatch, MailError> {
+        let dedicated = self
+            .providers
+            .inner
+            .imap
+            .checkout_dedicated(&self.pool_key, &self.imap_login())
+            .await?;
+        ImapWatch::start(dedicated, options.reissue_every).await
     }
 
     async fn checkout(&self) -> Result<PooledSession, MailError> {

@@ -21,6 +21,7 @@ mod imap;
 pub mod reading;
 pub mod session_pool;
 mod verify;
+mod watching;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,10 +42,11 @@ use crate::imap_smtp::send::SmtpPool;
 use crate::provider::Provider;
 
 pub use self::reading::{
-    FetchedMessage, FlagChange, FolderState, MessageFlags, RemoteFolder, RemoteRole,
+    FetchedMessage, FlagChange, FolderChanges, FolderState, MessageFlags, RemoteFolder, RemoteRole,
 };
-pub use self::session_pool::ImapPool;
+pub use self::session_pool::{ImapLimits, ImapPool};
 pub use self::verify::{Prospect, Verified};
+pub use self::watching::{Changes, Watch, WatchOptions};
 
 /// Requests in flight per Gmail or Outlook mailbox (Graph answers 429 `ApplicationThrottled`
 /// past 4 concurrent requests per app and mailbox; Gmail is held to the same).
@@ -122,9 +124,20 @@ struct Shared {
 impl Providers {
     /// `http` is for provider APIs and token endpoints only (never for user-given URLs).
     pub fn new(net: NetPolicy, http: reqwest::Client, apps: Arc<ProviderApps>) -> Self {
+        Self::with_limits(net, http, apps, ImapLimits::default())
+    }
+
+    /// As [`Providers::new`], with other IMAP limits (connections per account, logins in
+    /// progress per server host; see [`session_pool`]).
+    pub fn with_limits(
+        net: NetPolicy,
+        http: reqwest::Client,
+        apps: Arc<ProviderApps>,
+        imap: ImapLimits,
+    ) -> Self {
         Self {
             inner: Arc::new(Shared {
-                imap: ImapPool::new(net.clone(), session_pool::SESSIONS_PER_ACCOUNT),
+                imap: ImapPool::new(net.clone(), imap),
                 net,
                 http,
                 apps,
@@ -325,6 +338,24 @@ impl Mailbox {
                 m.fetch_flags_changed(folder, uid_validity, since_modseq)
                     .await
             }
+            Mailbox::Gmail(_) => Err(reading_not_built(Protocol::Gmail)),
+            Mailbox::Graph(_) => Err(reading_not_built(Protocol::Graph)),
+        }
+    }
+
+    /// What changed in `folder` since `since_modseq` in one round trip (IMAP QRESYNC): flag
+    /// changes, the UIDs expunged (`VANISHED`), the highest modseq now. `None` when the server
+    /// has no QRESYNC or the folder keeps no modseqs: use [`Mailbox::fetch_flags_changed`]
+    /// and the [`Mailbox::uids`] diff instead. A changed UIDVALIDITY is
+    /// [`MailError::is_cursor_expired`].
+    pub async fn changes_since(
+        &self,
+        folder: &str,
+        uid_validity: u32,
+        since_modseq: u64,
+    ) -> Result<Option<FolderChanges>, MailError> {
+        match self {
+            Mailbox::Imap(m) => m.changes_since(folder, uid_validity, since_modseq).await,
             Mailbox::Gmail(_) => Err(reading_not_built(Protocol::Gmail)),
             Mailbox::Graph(_) => Err(reading_not_built(Protocol::Graph)),
         }

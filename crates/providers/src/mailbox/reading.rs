@@ -67,3 +67,21 @@ pub struct FlagChange {
     /// The message's modseq now.
     pub modseq: Option<u64>,
 }
+
+/// What changed in a folder since a modseq (QRESYNC, RFC 7162): what the sync applies instead of
+/// a CONDSTORE flag read plus a UID diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderChanges {
+    /// Messages whose flags changed (or that arrived) since the modseq, by UID, with their
+    /// flags now.
+    pub flags: Vec<FlagChange>,
+    /// UIDs expunged since the modseq, ascending. May name UIDs the caller never saw (a server
+    /// may answer a wider set than exact, RFC 7162 §3.2.5.1): ignore those.
+    pub vanished: Vec<u32>,
+    /// The folder's highest modseq now: the next call's `since`.
+    pub highest_modseq: u64,
+    /// Messages in the folder now.
+    pub exists: u32,
+    /// The UID the next message will get, when the server said.
+    pub uid_next: Option<u32>,
+}

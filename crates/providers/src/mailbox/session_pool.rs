@@ -1,6 +1,17 @@
 //! IMAP sessions per account: one connection budget for every IMAP use of an account (reply
-//! lookups, Sent copies, and the sync loops to come), and logged-in sessions kept for reuse so
-//! a burst of Sent copies or lookups costs one login, not one per message.
+//! lookups, Sent copies, the sync reads and the push watch), and logged-in sessions kept for
+//! reuse so a burst of Sent copies or lookups costs one login, not one per message.
+//!
+//! **The budget** is [`SESSIONS_PER_ACCOUNT`] (2) connections per account. The push watch
+//! ([`crate::Mailbox::watch`]) holds one of them for as long as it lives
+//! ([`ImapPool::checkout_dedicated`]); at most `budget - 1` watches hold one at a time, so the
+//! commands (sync reads, Sent copies, reply lookups, API calls) always keep at least one.
+//!
+//! **Logins per host**: at most [`LOGINS_PER_HOST`] (10 by default, [`ImapLimits`]) logins are
+//! in progress at once towards one server host, across every account of this process, so a
+//! thousand accounts starting together queue for the server instead of storming it (servers
+//! answer a storm with throttling or temporary bans). Only the login is capped; a logged-in
+//! session does not hold a place.
 //!
 //! A session is checked out with a permit of the account's budget and given back with
 //! [`PooledSession::release`] after a command succeeded. A session dropped without release (an
@@ -22,6 +33,8 @@ use crate::imap_smtp::imap::{self, ImapLogin, ImapSession};
 /// IMAP connections one account may hold at once (servers cap connections per user: Gmail 15,
 /// Dovecot 10 per user and IP by default; we stay far below).
 pub const SESSIONS_PER_ACCOUNT: usize = 2;
+/// IMAP logins in progress at once towards one server host (see the module docs).
+pub const LOGINS_PER_HOST: usize = 10;
 /// How long an unused session stays logged in.
 pub const IDLE_TTL: Duration = Duration::from_secs(30);
 /// A session unused for longer than this is checked with NOOP before it is reused.
@@ -39,12 +52,35 @@ struct Idle {
 pub struct SessionFacts {
     /// `None` until asked; then whether CONDSTORE is enabled on this session.
     pub condstore: Option<bool>,
+    /// `None` until asked; then whether QRESYNC is enabled on this session (expunges are then
+    /// reported as `VANISHED`, never as `EXPUNGE`).
+    pub qresync: Option<bool>,
 }
 
 struct Account {
     key: String,
     budget: Arc<Semaphore>,
+    /// Places for dedicated (watch) sessions: one less than the budget, so commands keep one.
+    dedicated: Arc<Semaphore>,
     idle: Mutex<Vec<Idle>>,
+}
+
+/// The pool's limits (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImapLimits {
+    /// Connections one account may hold at once.
+    pub sessions_per_account: usize,
+    /// Logins in progress at once towards one server host, across accounts.
+    pub logins_per_host: usize,
+}
+
+impl Default for ImapLimits {
+    fn default() -> Self {
+        Self {
+            sessions_per_account: SESSIONS_PER_ACCOUNT,
+            logins_per_host: LOGINS_PER_HOST,
+        }
+    }
 }
 
 /// The sessions of every account. Cheap to clone.
@@ -56,7 +92,10 @@ pub struct ImapPool {
 struct Inner {
     net: NetPolicy,
     per_account: usize,
+    logins_per_host: usize,
     accounts: Mutex<HashMap<String, Arc<Account>>>,
+    /// Login places per server host (lowercased), made on first use.
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     logins: AtomicU64,
 }
 
@@ -65,7 +104,7 @@ pub struct PooledSession {
     session: Option<ImapSession>,
     facts: SessionFacts,
     home: Arc<Account>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 }
 
 impl PooledSession {
@@ -81,6 +120,16 @@ impl PooledSession {
         )
     }
 
+    /// Takes the session out of the pool for good, keeping its place in the budget until the
+    /// returned session is dropped (it is never given back for reuse).
+    fn detach(mut self, dedicated: OwnedSemaphorePermit) -> DedicatedSession {
+        DedicatedSession {
+            session: self.session.take().expect("present until released"),
+            facts: self.facts,
+            _places: (self.permit, dedicated),
+        }
+    }
+
     /// Gives the session back for reuse: call only after its last command completed.
     pub fn release(mut self) {
         if let Some(session) = self.session.take() {
@@ -93,6 +142,14 @@ impl PooledSession {
     }
 }
 
+/// A session held outside the pool (by the push watch): it keeps one place of its account's
+/// budget until dropped, and is logged out (or just closed) by its holder, never reused.
+pub struct DedicatedSession {
+    pub session: ImapSession,
+    pub facts: SessionFacts,
+    _places: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -103,12 +160,14 @@ fn account_of(key: &str) -> &str {
 }
 
 impl ImapPool {
-    pub fn new(net: NetPolicy, per_account: usize) -> Self {
+    pub fn new(net: NetPolicy, limits: ImapLimits) -> Self {
         let pool = Self {
             inner: Arc::new(Inner {
                 net,
-                per_account: per_account.max(1),
+                per_account: limits.sessions_per_account.max(1),
+                logins_per_host: limits.logins_per_host.max(1),
                 accounts: Mutex::new(HashMap::new()),
+                hosts: Mutex::new(HashMap::new()),
                 logins: AtomicU64::new(0),
             }),
         };
@@ -152,6 +211,9 @@ impl ImapPool {
         let fresh = Arc::new(Account {
             key: key.to_owned(),
             budget: Arc::new(Semaphore::new(self.inner.per_account)),
+            dedicated: Arc::new(Semaphore::new(
+                self.inner.per_account.saturating_sub(1).max(1),
+            )),
             idle: Mutex::new(Vec::new()),
         });
         if let Some(old) = accounts.insert(id.to_owned(), fresh.clone()) {
@@ -204,17 +266,64 @@ impl ImapPool {
                 session: Some(session),
                 facts,
                 home,
-                _permit: permit,
+                permit,
             });
         }
-        let session = imap::login(login, &self.inner.net).await?;
-        self.inner.logins.fetch_add(1, Ordering::Relaxed);
+        let session = self.login(login).await?;
         Ok(PooledSession {
             session: Some(session),
             facts: SessionFacts::default(),
             home,
-            _permit: permit,
+            permit,
         })
+    }
+
+    /// A session of `key` taken out of the pool for a long-lived use (the push watch), holding
+    /// one place of the account's budget until dropped. Waits while the account's dedicated
+    /// places (`budget - 1`, at least one) are taken: commands always keep one place.
+    pub async fn checkout_dedicated(
+        &self,
+        key: &str,
+        login: &ImapLogin<'_>,
+    ) -> Result<DedicatedSession, MailError> {
+        let home = self.account(key);
+        let dedicated = home
+            .dedicated
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        Ok(self.checkout(key, login).await?.detach(dedicated))
+    }
+
+    /// Logs in for the pool (counted in [`ImapPool::logins`]) under the host's login cap.
+    async fn login(&self, login: &ImapLogin<'_>) -> Result<ImapSession, MailError> {
+        let session = self.capped_login(login).await?;
+        self.inner.logins.fetch_add(1, Ordering::Relaxed);
+        Ok(session)
+    }
+
+    /// Logs in and out (proving settings and credentials) under the host's login cap.
+    pub(crate) async fn verify(&self, login: &ImapLogin<'_>) -> Result<(), MailError> {
+        let mut session = self.capped_login(login).await?;
+        // A failed LOGOUT does not make the credentials wrong.
+        let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+        Ok(())
+    }
+
+    /// Logs in, holding one of the host's login places meanwhile (waiting for one first: the
+    /// wait is not part of the login's own deadline).
+    async fn capped_login(&self, login: &ImapLogin<'_>) -> Result<ImapSession, MailError> {
+        let host = self.host_places(login.host);
+        let _place = host.acquire_owned().await.expect("never closed");
+        imap::login(login, &self.inner.net).await
+    }
+
+    fn host_places(&self, host: &str) -> Arc<Semaphore> {
+        lock(&self.inner.hosts)
+            .entry(host.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.logins_per_host)))
+            .clone()
     }
 }
 

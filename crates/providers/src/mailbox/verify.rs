@@ -14,7 +14,7 @@ use crate::apps::{self, IdP, TokenSet};
 use crate::failure::{MailError, Protocol};
 use crate::gmail::GmailClient;
 use crate::graph::GraphClient;
-use crate::imap_smtp::{imap, smtp};
+use crate::imap_smtp::smtp;
 
 /// A mailbox about to be linked.
 pub enum Prospect<'a> {
@@ -58,7 +58,7 @@ impl Providers {
                 let smtp_login = smtp_login(settings, smtp_password);
                 let net = &self.inner.net;
                 let (i, s) = tokio::join!(
-                    imap::verify(&imap_login, net),
+                    self.inner.imap.verify(&imap_login),
                     smtp::verify(&smtp_login, net)
                 );
                 // IMAP is reported first: it is what people most often get wrong.

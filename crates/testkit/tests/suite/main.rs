@@ -8,6 +8,7 @@ mod gmail;
 mod graph;
 mod hosted;
 mod hosted_outlook;
+mod imap_push;
 mod imap_sync;
 mod index_store;
 mod layout;

@@ -416,3 +416,152 @@ async fn header_less_replies_thread_by_subject_only_when_marked_as_replies(backe
     assert_eq!(t5, t3, "In-Reply-To decides where present");
 }
 both_backends!(header_less_replies_thread_by_subject_only_when_marked_as_replies);
+
+async fn mail_sent_through_mailroom_is_origin_unipile_with_its_tracking_id(backend: Backend) {
+    let Some((_rig, user, l)) = link(backend, json!({})).await else {
+        return;
+    };
+    pass(&l).await;
+    let form = reqwest::multipart::Form::new()
+        .text("account_id", l.acc.clone())
+        .text("subject", "sent here")
+        .text("body", "<p>hello</p>")
+        .text(
+            "to",
+            json!([{"identifier": "someone@example.test"}]).to_string(),
+        );
+    let (s, sent) = l
+        .app
+        .call(
+            l.app
+                .request(reqwest::Method::POST, "/api/v1/emails")
+                .multipart(form),
+        )
+        .await;
+    assert_eq!(s, 201, "{sent}");
+    let tracking = sent["tracking_id"].as_str().unwrap().to_owned();
+    // The outbox files the Sent copy; a pass then indexes it as ours.
+    let row = mailroom_testkit::wait::until(
+        "the Sent copy indexed",
+        std::time::Duration::from_secs(20),
+        || async {
+            sync_account_once(&l.app.engine, &l.account).await.ok()?;
+            index::list_messages(
+                &l.app.store,
+                &l.app.workspace,
+                &MessageFilter {
+                    account_id: Some(&l.acc),
+                    ..Default::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.subject == "sent here")
+        },
+    )
+    .await;
+    assert_eq!(row.origin.as_str(), "unipile");
+    assert_eq!(row.tracking_id.as_deref(), Some(tracking.as_str()));
+    let sent_events = events_of(&l, "mail_sent").await;
+    assert_eq!(sent_events.len(), 1, "{sent_events:?}");
+    assert_eq!(sent_events[0]["origin"], "unipile");
+    assert_eq!(sent_events[0]["tracking_id"], tracking.as_str());
+    let _ = user;
+}
+both_backends!(mail_sent_through_mailroom_is_origin_unipile_with_its_tracking_id);
+
+/// Runs `doveadm -c <the rig's config> args…` and answers its stdout.
+fn doveadm(rig: &MailRig, args: &[&str]) -> String {
+    let conf = rig
+        .dovecot_conf
+        .as_ref()
+        .expect("MAILROOM_TEST_DOVECOT_CONF");
+    let out = std::process::Command::new("doveadm")
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .expect("doveadm runs");
+    assert!(
+        out.status.success(),
+        "doveadm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn a_uidvalidity_change_rebuilds_the_folder_without_announcing_known_mail(backend: Backend) {
+    let Some((rig, user, mut l)) = link(backend, json!({})).await else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    for n in 1..=3 {
+        append(&mut l.session, "INBOX", None, &plain(&run, n)).await;
+    }
+    pass(&l).await;
+    let known: Vec<String> = {
+        let mut ids = Vec::new();
+        for n in 1..=3 {
+            ids.push(by_mid(&l, &run, n).await.unwrap().id);
+        }
+        ids
+    };
+    // New mail, then the server renumbers the folder before the next pass.
+    append(&mut l.session, "INBOX", None, &plain(&run, 4)).await;
+    let status = doveadm(
+        &rig,
+        &[
+            "-f",
+            "flow",
+            "mailbox",
+            "status",
+            "-u",
+            &user.address,
+            "uidvalidity",
+            "INBOX",
+        ],
+    );
+    let old: u64 = status
+        .split("uidvalidity=")
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("uidvalidity in {status:?}"));
+    doveadm(
+        &rig,
+        &[
+            "mailbox",
+            "update",
+            "-u",
+            &user.address,
+            "--uid-validity",
+            &(old + 1000).to_string(),
+            "INBOX",
+        ],
+    );
+    let r = pass(&l).await;
+    assert_eq!(r.rebuilt, vec!["INBOX".to_owned()], "{r:?}");
+    assert_eq!((r.indexed, r.deleted), (1, 0), "{r:?}");
+    for (n, id) in (1..=3).zip(&known) {
+        let row = by_mid(&l, &run, n).await.unwrap();
+        assert_eq!(&row.id, id, "known mail keeps its id");
+        assert_eq!(row.folders.len(), 1);
+    }
+    let received = events_of(&l, "mail_received").await;
+    assert_eq!(received.len(), 1, "only the new mail: {received:?}");
+    assert_eq!(
+        received[0]["message_id"],
+        format!("<{run}.4@example.test>").as_str()
+    );
+    // Settled: the next pass is quiet.
+    let r = pass(&l).await;
+    assert_eq!((r.indexed, r.events, r.removed), (0, 0, 0), "{r:?}");
+    let inbox = index::get_folder_by_provider_id(&l.app.store, &l.app.workspace, &l.acc, "INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inbox.uidvalidity, Some(old as i64 + 1000));
+}
+both_backends!(a_uidvalidity_change_rebuilds_the_folder_without_announcing_known_mail);
