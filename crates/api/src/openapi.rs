@@ -16,7 +16,7 @@ use crate::error::ErrorBody;
     modifiers(&ApiKeyScheme),
     tags(
         (name = "Accounts", description = "Link and manage mailboxes"),
-        (name = "Emails", description = "Send email and follow what became of it"),
+        (name = "Emails", description = "Send email and follow what became of it; list and read email and folders from the index"),
         (name = "Hosted auth", description = "Links that let end users connect their own mailbox"),
     )
 )]

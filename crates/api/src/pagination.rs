@@ -16,9 +16,34 @@ pub const MAX_LIMIT: u32 = 250;
 pub struct Page {
     pub limit: u32,
     pub after: Option<Position>,
+    /// The list's filters, carried from page to page in the cursor.
+    pub filters: Vec<(String, String)>,
 }
 
 impl Page {
+    /// The page, and the list's filters (the parameters named in `filters`): from the
+    /// request for a first page, from the cursor for the next ones (whose cursor carries
+    /// them again).
+    pub fn with_filters(q: &QueryPairs, filters: &[&str]) -> Result<(Self, QueryPairs), Error> {
+        let mut page = Self::from_query(q)?;
+        if let Some(c) = q.get("cursor") {
+            let cursor = Cursor::decode(c).map_err(|_| {
+                err(
+                    ErrorKind::InvalidParameters,
+                    "cursor is not a cursor this server issued",
+                )
+            })?;
+            page.filters = cursor.query;
+        } else {
+            page.filters =
+                q.0.iter()
+                    .filter(|(k, _)| filters.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+        }
+        Ok((page.clone(), QueryPairs(page.filters)))
+    }
+
     pub fn from_query(q: &QueryPairs) -> Result<Self, Error> {
         if let Some(c) = q.get("cursor") {
             let cursor = Cursor::decode(c).map_err(|_| {
@@ -36,6 +61,7 @@ impl Page {
             return Ok(Page {
                 limit: cursor.limit,
                 after: Some(cursor.cursor),
+                filters: vec![],
             });
         }
         let limit = match q.get("limit") {
@@ -50,7 +76,11 @@ impl Page {
                 }
             },
         };
-        Ok(Page { limit, after: None })
+        Ok(Page {
+            limit,
+            after: None,
+            filters: vec![],
+        })
     }
 
     /// How many rows to fetch: one more than the page, to know whether another page exists.
@@ -70,6 +100,7 @@ impl Page {
                 Cursor {
                     limit: self.limit,
                     cursor: position(last),
+                    query: self.filters.clone(),
                 }
                 .encode()
             });
@@ -124,10 +155,31 @@ mod tests {
                 last_id: "x".into(),
                 last_date: 5,
             },
+            query: vec![],
         }
         .encode();
         let p = Page::from_query(&q(&[("limit", "251"), ("cursor", &c)])).unwrap();
         assert_eq!(p.limit, 3);
         assert!(Page::from_query(&q(&[("cursor", "!!")])).is_err());
+    }
+
+    #[test]
+    fn cursors_carry_the_filters() {
+        let (page, filters) = Page::with_filters(
+            &q(&[("limit", "1"), ("role", "inbox"), ("x", "y")]),
+            &["role"],
+        )
+        .unwrap();
+        assert_eq!(filters.0, [("role".to_owned(), "inbox".to_owned())]);
+        let (_, next) = page.finish(vec![1, 2], |n| Position {
+            last_id: n.to_string(),
+            last_date: 0,
+        });
+        let next = next.expect("a next page");
+        let (page2, filters2) =
+            Page::with_filters(&q(&[("cursor", &next), ("role", "sent")]), &["role"]).unwrap();
+        assert_eq!(filters2.0, filters.0, "the cursor's filters win");
+        assert_eq!(page2.limit, 1);
+        assert_eq!(page2.after.unwrap().last_id, "1");
     }
 }

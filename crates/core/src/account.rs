@@ -67,6 +67,12 @@ impl SourceStatus {
         }
     }
 
+    /// The provider refused the account's credentials or access: nothing is tried with them
+    /// until the account is reconnected (or, for sync, restarted).
+    pub fn needs_reconnect(self) -> bool {
+        matches!(self, SourceStatus::Credentials | SourceStatus::Permissions)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         [
             SourceStatus::Ok,

@@ -16,6 +16,11 @@ pub struct Position {
 pub struct Cursor {
     pub limit: u32,
     pub cursor: Position,
+    /// The list's filters as the first page was asked (`[name, value]` pairs): with a
+    /// cursor, the request's other parameters are ignored (Unipile's rule), so the cursor
+    /// carries them. Empty for lists without filters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,6 +50,7 @@ mod tests {
                 last_id: "zYnh13HWV76_G3KyE-cAyg".into(),
                 last_date: 1_700_000_000_000,
             },
+            query: vec![],
         };
         let s = c.encode();
         assert!(
@@ -52,8 +58,13 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
         );
         assert_eq!(s.len() % 4, 0);
-        assert_eq!(Cursor::decode(&s), Ok(c));
+        assert_eq!(Cursor::decode(&s), Ok(c.clone()));
         assert_eq!(Cursor::decode("not base64!"), Err(InvalidCursor));
         assert_eq!(Cursor::decode("e30="), Err(InvalidCursor)); // "{}"
+        let with_query = Cursor {
+            query: vec![("search".into(), "a \"b\"".into())],
+            ..c
+        };
+        assert_eq!(Cursor::decode(&with_query.encode()), Ok(with_query));
     }
 }

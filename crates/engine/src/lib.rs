@@ -1,6 +1,6 @@
 //! The engine: the use cases the API calls (accept a send, link or reconnect an account, the
-//! hosted OAuth round trip) and the background workers (today the outbox sender; sync and
-//! webhook delivery join through the same [`Engine::run_workers`]). It talks to mail
+//! hosted OAuth round trip) and the background workers (the outbox sender and the sync
+//! supervisor; webhook delivery joins through the same [`Engine::run_workers`]). It talks to mail
 //! providers only through the mailbox seam (`mailroom_providers::Mailbox`), never by asking
 //! which provider an account is.
 
@@ -10,8 +10,10 @@ pub mod connect;
 pub mod hosted;
 pub mod link;
 pub mod mailboxes;
+pub mod mutate;
 pub mod notify;
 pub mod outbox;
+pub mod read;
 pub mod replies;
 pub mod send;
 pub mod sync;
@@ -40,6 +42,9 @@ pub struct Engine {
     pub providers: Providers,
     mailboxes: Mailboxes,
     pub outbox: outbox::Outbox,
+    /// This process's sync ownership: its lease owner id, the supervisor's configuration,
+    /// the signals of the account loops it runs.
+    pub sync: sync::SyncControl,
 }
 
 impl Engine {
@@ -78,7 +83,14 @@ impl Engine {
             providers,
             mailboxes,
             outbox,
+            sync: sync::SyncControl::new(sync::SyncConfig::default()),
         }
+    }
+
+    /// The same engine with another sync configuration (set before the workers start).
+    pub fn with_sync_config(mut self, config: sync::SyncConfig) -> Self {
+        self.sync = sync::SyncControl::new(config);
+        self
     }
 
     /// Opens accounts' mailboxes (and keeps them open).
@@ -95,10 +107,20 @@ impl Engine {
             let outbox = self.outbox.clone();
             tokio::spawn(async move { outbox.run(stop.cancelled_owned()).await })
         };
+        let sync = self
+            .sync
+            .config()
+            .enabled
+            .then(|| tokio::spawn(sync::supervisor::run(self.clone(), stop.clone())));
         shutdown.await;
         stop.cancel();
         if let Err(e) = outbox.await {
             tracing::error!(error = %e, "the outbox worker panicked");
+        }
+        if let Some(sync) = sync
+            && let Err(e) = sync.await
+        {
+            tracing::error!(error = %e, "the sync supervisor panicked");
         }
     }
 }

@@ -16,6 +16,7 @@ use mailroom_providers::mailbox::{Prospect, Verified};
 use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
 use mailroom_store::sync_window::SyncWindow;
+use mailroom_store::events;
 
 /// The account a linking produced.
 pub struct Linked {
@@ -196,14 +197,23 @@ fn oauth_idp(engine: &Engine, t: AccountType) -> Result<IdP, ApiError> {
         .map_err(|e| ApiError::new(ErrorKind::InvalidParameters, e.detail))
 }
 
-/// Unlinks an account: its row, sealed credentials and pending sends go; what this process
-/// pooled for it (connections, sessions, a copy of its password) is dropped.
+/// Unlinks an account: its row, sealed credentials, mail index (bodies included) and sync
+/// lease go with it (foreign keys), its events not yet delivered are dropped; what this
+/// process pooled for it (connections, sessions, a copy of its password) is dropped, and its
+/// sync loop stops (here at once; in another process at its next heartbeat, the lease row
+/// being gone).
 pub async fn delete(engine: &Engine, workspace: &str, account: &Account) -> Result<(), ApiError> {
     if !accounts::delete(&engine.store, workspace, &account.id)
         .await
         .map_err(store_error)?
     {
         return Err(ApiError::not_found("account"));
+    }
+    events::delete_for_account(&engine.store, &account.id)
+        .await
+        .map_err(store_error)?;
+    if let Some(s) = engine.sync.local(&account.id) {
+        s.nudge();
     }
     engine.mailboxes().forget(&account.id);
     tracing::info!(account_id = %account.id, "account deleted");
@@ -263,8 +273,12 @@ async fn save(
             if !updated {
                 return Err(ApiError::not_found("account"));
             }
-            // Open mailboxes and pooled connections still hold the old login.
+            // Open mailboxes and pooled connections still hold the old login; the sync loop
+            // (in whichever process) starts again with the new one.
             engine.mailboxes().forget(&existing.id);
+            crate::sync::control::restart_loop(engine, &existing.id)
+                .await
+                .map_err(store_error)?;
             let account = accounts::get(&engine.store, workspace, &existing.id)
                 .await
                 .map_err(store_error)?

@@ -9,12 +9,13 @@ use serde_json::{Value, json};
 use crate::Engine;
 use crate::outbox::Outcome;
 use crate::replies;
-use mailroom_core::account::SourceStatus;
-use mailroom_core::email::{Attendee, OutgoingAttachment, OutgoingEmail};
+use mailroom_core::email::{Attendee, OutgoingAttachment, OutgoingEmail, ReplyParent};
 use mailroom_core::id::looks_like_id;
 use mailroom_core::time_fmt::format_ms;
 use mailroom_core::{ApiError, ErrorKind, TrackingId};
-use mailroom_mime::{MimeError, build_message, derive_text, looks_like_html, reply_subject};
+use mailroom_mime::{
+    BuiltMessage, MimeError, build_message, derive_text, looks_like_html, reply_subject,
+};
 use mailroom_store::accounts;
 use mailroom_store::outbox::{self, Job, JobStatus, NewJob};
 
@@ -35,6 +36,9 @@ pub struct SendInput {
     pub custom_headers: Vec<(String, String)>,
     /// Unix ms; a future time schedules the send.
     pub send_at: Option<i64>,
+    /// Our id of a draft (`POST /drafts`) whose content the send takes where the request gives
+    /// none; the draft is removed from Drafts once the send is accepted.
+    pub draft_id: Option<String>,
 }
 
 /// The HTTP answer to a send: its status and body (an `EmailSent`, or an error body for a
@@ -74,6 +78,127 @@ pub async fn accept(
     {
         return replay(engine, workspace, key, job, &fingerprint).await;
     }
+    let Composed {
+        account,
+        id,
+        message_id,
+        subject,
+        parent,
+        built,
+        send_at,
+        draft,
+    } = compose(engine, workspace, input, message_max).await?;
+    let thread_refs: Vec<String> = match &parent {
+        Some(p) => p
+            .references
+            .iter()
+            .cloned()
+            .chain([p.message_id.clone()])
+            .collect(),
+        None => vec![],
+    };
+    let now = engine.clock.now_ms();
+    let scheduled = send_at.filter(|at| *at > now);
+    let outbox = &engine.outbox;
+    let claim = outbox.claim_token(&id, 1);
+    let config = outbox.config();
+    let inserted = outbox::insert(
+        store,
+        NewJob {
+            id: &id,
+            workspace_id: workspace,
+            account_id: &account.id,
+            idempotency_key: key.as_deref(),
+            request_hash: &fingerprint,
+            message_id: &message_id,
+            thread_refs: &thread_refs,
+            subject: &subject,
+            recipients: &built.envelope_to,
+            envelope_from: &built.envelope_from,
+            raw: &built.bytes,
+            max_attempts: config.max_attempts,
+            give_up_at: scheduled.unwrap_or(now) + config.retry_horizon.as_millis() as i64,
+            now_ms: now,
+            send_at: scheduled,
+            lease: (&claim, outbox.lease_until(now)),
+        },
+    )
+    .await;
+    let job = match inserted {
+        Ok(job) => job,
+        // The same key raced in from another request: answer as its duplicate.
+        Err(e) if e.is_unique_violation() && key.is_some() => {
+            let key = key.as_deref().unwrap_or_default();
+            if let Some(job) = outbox::get_by_key(store, workspace, key)
+                .await
+                .map_err(store_error)?
+            {
+                return replay(engine, workspace, key, job, &fingerprint).await;
+            }
+            return Err(store_error(e));
+        }
+        Err(e) => return Err(store_error(e)),
+    };
+    tracing::info!(tracking_id = %id, account_id = %account.id, scheduled = scheduled.is_some(), "email accepted");
+
+    let answer = match scheduled {
+        Some(at) => Answer {
+            status: 202,
+            body: sent_body(&id, &message_id, "scheduled", None, Some(at), None),
+        },
+        // A tracked task of its own: a client that disconnects does not cancel it.
+        None => match outbox
+            .spawn_first_attempt(job, account.clone(), built.bytes)
+            .await
+        {
+            Ok(Ok(outcome)) => answer_of(&id, &message_id, &outcome),
+            // The message is stored: whatever went wrong here, the worker sends it. Never
+            // answer 500 for an accepted send (a client would send it again).
+            other => {
+                tracing::warn!(tracking_id = %id, outcome = ?other.map(|r| r.map(|_| ())), "the first attempt did not report; the worker will send");
+                answer_of(&id, &message_id, &Outcome::NotOurs)
+            }
+        },
+    };
+    // A sent message's answer was recorded with the outcome; the others are recorded here.
+    if answer.status != 201
+        && let Err(e) = outbox::set_response(store, &id, answer.status, &answer.body).await
+    {
+        tracing::warn!(tracking_id = %id, error = %e, "cannot record the answer for idempotent replays");
+    }
+    // The draft's content now lives in the outbox (sent, or stored to be sent): the draft
+    // goes. A failure to remove it does not undo the send; it is logged and stays a draft.
+    if let Some(place) = draft
+        && (200..300).contains(&answer.status)
+        && let Err(e) = crate::mutate::remove_draft(engine, &account, &place).await
+    {
+        tracing::warn!(tracking_id = %id, error = %e.detail, "the sent draft could not be removed from Drafts");
+    }
+    Ok(answer)
+}
+
+/// A message composed from a send (or draft) request: its account, ids and exact bytes.
+pub struct Composed {
+    pub account: accounts::Account,
+    pub id: TrackingId,
+    pub message_id: String,
+    pub subject: String,
+    pub parent: Option<ReplyParent>,
+    pub built: BuiltMessage,
+    pub send_at: Option<i64>,
+    /// The draft the content came from (`draft_id`), removed once the send is accepted.
+    pub draft: Option<crate::mutate::DraftPlace>,
+}
+
+/// Finds the account (it must be connected), completes the request from its draft when it
+/// names one (`draft_id`), and builds the message, within the size limits.
+pub async fn compose(
+    engine: &Engine,
+    workspace: &str,
+    mut input: SendInput,
+    message_max: usize,
+) -> Result<Composed, ApiError> {
+    let store = &engine.store;
     let not_found = || {
         ApiError::new(
             ErrorKind::ResourceNotFound,
@@ -87,7 +212,8 @@ pub async fn accept(
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;
-    if account.status != SourceStatus::Ok {
+    // A sync status (CONNECTING, ERROR) says nothing about sending; a refused login does.
+    if account.status.needs_reconnect() {
         return Err(ApiError::new(
             ErrorKind::DisconnectedAccount,
             format!(
@@ -96,6 +222,15 @@ pub async fn accept(
                 account.status.as_str()
             ),
         ));
+    }
+    let draft = match input.draft_id.clone() {
+        Some(draft_id) => {
+            Some(crate::mutate::complete_from_draft(engine, &account, &draft_id, &mut input).await?)
+        }
+        None => None,
+    };
+    if input.to.is_empty() {
+        return Err(ApiError::missing("to must name at least one recipient"));
     }
     let from_address = input
         .from_identifier
@@ -159,81 +294,16 @@ pub async fn accept(
             ),
         ));
     }
-    let thread_refs: Vec<String> = match &parent {
-        Some(p) => p
-            .references
-            .iter()
-            .cloned()
-            .chain([p.message_id.clone()])
-            .collect(),
-        None => vec![],
-    };
-    let scheduled = input.send_at.filter(|at| *at > now);
-    let outbox = &engine.outbox;
-    let claim = outbox.claim_token(&id, 1);
-    let config = outbox.config();
-    let inserted = outbox::insert(
-        store,
-        NewJob {
-            id: &id,
-            workspace_id: workspace,
-            account_id: &account.id,
-            idempotency_key: key.as_deref(),
-            request_hash: &fingerprint,
-            message_id: &message_id,
-            thread_refs: &thread_refs,
-            subject: &subject,
-            recipients: &built.envelope_to,
-            envelope_from: &built.envelope_from,
-            raw: &built.bytes,
-            max_attempts: config.max_attempts,
-            give_up_at: scheduled.unwrap_or(now) + config.retry_horizon.as_millis() as i64,
-            now_ms: now,
-            send_at: scheduled,
-            lease: (&claim, outbox.lease_until(now)),
-        },
-    )
-    .await;
-    let job = match inserted {
-        Ok(job) => job,
-        // The same key raced in from another request: answer as its duplicate.
-        Err(e) if e.is_unique_violation() && key.is_some() => {
-            let key = key.as_deref().unwrap_or_default();
-            if let Some(job) = outbox::get_by_key(store, workspace, key)
-                .await
-                .map_err(store_error)?
-            {
-                return replay(engine, workspace, key, job, &fingerprint).await;
-            }
-            return Err(store_error(e));
-        }
-        Err(e) => return Err(store_error(e)),
-    };
-    tracing::info!(tracking_id = %id, account_id = %account.id, scheduled = scheduled.is_some(), "email accepted");
-
-    let answer = match scheduled {
-        Some(at) => Answer {
-            status: 202,
-            body: sent_body(&id, &message_id, "scheduled", None, Some(at), None),
-        },
-        // A tracked task of its own: a client that disconnects does not cancel it.
-        None => match outbox.spawn_first_attempt(job, account, built.bytes).await {
-            Ok(Ok(outcome)) => answer_of(&id, &message_id, &outcome),
-            // The message is stored: whatever went wrong here, the worker sends it. Never
-            // answer 500 for an accepted send (a client would send it again).
-            other => {
-                tracing::warn!(tracking_id = %id, outcome = ?other.map(|r| r.map(|_| ())), "the first attempt did not report; the worker will send");
-                answer_of(&id, &message_id, &Outcome::NotOurs)
-            }
-        },
-    };
-    // A sent message's answer was recorded with the outcome; the others are recorded here.
-    if answer.status != 201
-        && let Err(e) = outbox::set_response(store, &id, answer.status, &answer.body).await
-    {
-        tracing::warn!(tracking_id = %id, error = %e, "cannot record the answer for idempotent replays");
-    }
-    Ok(answer)
+    Ok(Composed {
+        account,
+        id,
+        message_id,
+        subject,
+        parent,
+        built,
+        send_at: input.send_at,
+        draft,
+    })
 }
 
 /// A duplicate of an earlier request with the same key: 409 if it asks for something else,

@@ -27,5 +27,5 @@ pub use bcc::insert_bcc;
 pub use error::MimeError;
 pub use graph_message::{BodyKind, GraphAttachment, GraphMessage, GraphRecipient, graph_message};
 pub use message::{BuiltMessage, build_message, reply_subject};
-pub use parse::{AttachmentMeta, ParsedMail, attachment_bytes, parse_mail};
+pub use parse::{AttachmentMeta, ParsedMail, attachment_bytes, decode_part, parse_mail};
 pub use text::{TEXT_WIDTH, derive_text, looks_like_html};

@@ -10,6 +10,7 @@
 use mail_parser::{Address, MessageParser, MessagePart, MimeHeaders, PartType};
 use mailroom_core::MessageId;
 use mailroom_core::email::Attendee;
+use mailroom_core::mail::Header;
 
 /// A parsed message. Bodies are `None` when the message has no part of that kind: an HTML-only
 /// mail has no `text` ([`derive_text`](crate::derive_text) makes one).
@@ -33,6 +34,9 @@ pub struct ParsedMail {
     pub text: Option<String>,
     pub html: Option<String>,
     pub attachments: Vec<AttachmentMeta>,
+    /// The top-level header lines in order, values unfolded as written (not decoded): what
+    /// `include_headers=true` answers.
+    pub headers: Vec<Header>,
 }
 
 impl ParsedMail {
@@ -110,7 +114,30 @@ pub fn parse_mail(raw: &[u8]) -> Option<ParsedMail> {
         text: join(&message.text_body, false),
         html: join(&message.html_body, true),
         attachments,
+        headers: message
+            .headers_raw()
+            .map(|(name, value)| Header {
+                name: name.to_owned(),
+                value: unfold(value),
+            })
+            .collect(),
     })
+}
+
+/// A raw header value on one line: folding (a line break before white space) removed, the
+/// surrounding white space trimmed.
+fn unfold(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for (i, line) in raw.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if i > 0 && !line.is_empty() {
+            out.push(' ');
+            out.push_str(line.trim_start());
+        } else {
+            out.push_str(line);
+        }
+    }
+    out.trim().to_owned()
 }
 
 /// One attachment of `raw` by its part id: `(mime, name, decoded bytes)`; `None` when the
@@ -130,6 +157,26 @@ pub fn attachment_bytes(raw: &[u8], part_id: &str) -> Option<(String, String, Ve
         let m = meta(part, path);
         Some((m.mime, m.name, part.contents().to_vec()))
     })
+}
+
+/// The decoded bytes of one MIME part fetched on its own (IMAP `BODY[<part>.MIME]` and
+/// `BODY[<part>]`): its header and its still transfer-encoded body, put back together as a
+/// one-part message so the same decoder as [`attachment_bytes`] undoes base64 or
+/// quoted-printable (a `text/*` part comes back as its UTF-8 text, as there).
+pub fn decode_part(mime_header: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut whole = Vec::with_capacity(mime_header.len() + body.len() + 2);
+    whole.extend_from_slice(mime_header);
+    if !mime_header.ends_with(b"\r\n\r\n") && !mime_header.ends_with(b"\n\n") {
+        whole.extend_from_slice(b"\r\n");
+    }
+    whole.extend_from_slice(body);
+    match MessageParser::default().parse(&whole) {
+        Some(m) => match m.parts.first() {
+            Some(p) => p.contents().to_vec(),
+            None => body.to_vec(),
+        },
+        None => body.to_vec(),
+    }
 }
 
 /// The section path of every part of `message` (indexed like `message.parts`; `None` for the
@@ -291,6 +338,32 @@ mod tests {
     }
 
     #[test]
+    fn keeps_the_top_level_headers_unfolded() {
+        let raw = b"Subject: a\r\n long one\r\nX-Tag:  v \r\nFrom: a@x.test\r\n\r\nbody\r\n";
+        let m = parse_mail(raw).unwrap();
+        let got: Vec<(&str, &str)> = m
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Subject", "a long one"),
+                ("X-Tag", "v"),
+                ("From", "a@x.test")
+            ]
+        );
+        assert!(
+            parse_mail(RICH)
+                .unwrap()
+                .headers
+                .iter()
+                .any(|h| h.name == "Message-ID")
+        );
+    }
+
+    #[test]
     fn attachments_have_paths_names_sizes_and_cids() {
         let m = parse_mail(RICH).unwrap();
         let got: Vec<_> = m
@@ -335,6 +408,17 @@ mod tests {
         // Bodies are not attachments; unknown paths find nothing.
         assert!(attachment_bytes(RICH, "1.1.1").is_none());
         assert!(attachment_bytes(RICH, "9").is_none());
+    }
+
+    #[test]
+    fn parts_fetched_alone_are_decoded_from_their_transfer_encoding() {
+        let header = b"Content-Type: application/octet-stream\r\n\
+                       Content-Transfer-Encoding: base64\r\n\r\n";
+        assert_eq!(decode_part(header, b"AAH/\r\n"), b"\x00\x01\xff");
+        let qp =
+            b"Content-Type: application/x-test\r\nContent-Transfer-Encoding: quoted-printable\r\n";
+        assert_eq!(decode_part(qp, b"a=3Db"), b"a=b");
+        assert_eq!(decode_part(b"", b"plain"), b"plain");
     }
 
     #[test]

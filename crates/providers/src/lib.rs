@@ -20,7 +20,9 @@ pub mod provider;
 pub mod tls;
 
 pub use failure::{FailureKind, MailError, Protocol};
-pub use mailbox::{Delivered, Mailbox, Opening, Outgoing, Providers, Secrets, TokenSource};
+pub use mailbox::{
+    Appended, Delivered, Mailbox, Opening, Outgoing, Providers, Secrets, TokenSource, Trashed,
+};
 pub use provider::Provider;
 
 use std::time::Duration;

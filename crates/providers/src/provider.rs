@@ -34,6 +34,15 @@ impl Provider {
         }
     }
 
+    /// Whether mailroom can read (and so sync) this provider's mailboxes yet. Gmail's history
+    /// and Graph's delta readers are not built: their read calls answer "not built".
+    pub fn reads(self) -> bool {
+        match self {
+            Provider::Imap => true,
+            Provider::Gmail | Provider::Graph => false,
+        }
+    }
+
     /// The largest message the provider accepts for sending, when it has a fixed one: Gmail's
     /// `messages.send` upload limit (35 MiB); Graph allows up to 150 MB through upload
     /// sessions; an SMTP server says its own (SIZE), checked at send time.

@@ -113,7 +113,8 @@ impl Application {
             None => url::Url::parse(&format!("http://{}/", listener.local_addr()?))?,
         };
         let apps = provider_apps(settings, &public_url)?;
-        let engine = Engine::new(store, vault, clock, net, settings.outbox.clone(), apps);
+        let engine = Engine::new(store, vault, clock, net, settings.outbox.clone(), apps)
+            .with_sync_config(settings.sync.clone());
         let state = AppState::new(
             engine.clone(),
             ApiConfig {

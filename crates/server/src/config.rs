@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use mailroom_engine::outbox::OutboxConfig;
+use mailroom_engine::sync::SyncConfig;
 use mailroom_store::{Backend, MasterKey};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./mailroom-data/mailroom.db";
@@ -36,6 +37,8 @@ pub struct RawConfig {
     pub send_max_attempts: i64,
     pub send_retry_base_secs: u64,
     pub send_retry_horizon_secs: u64,
+    pub sync: bool,
+    pub sync_sweep_secs: u64,
     pub log: String,
     pub log_format: String,
     // Provider apps (used by the Gmail and Outlook integrations).
@@ -69,6 +72,8 @@ impl Default for RawConfig {
             send_max_attempts: 10,
             send_retry_base_secs: 30,
             send_retry_horizon_secs: 48 * 3600,
+            sync: true,
+            sync_sweep_secs: 60,
             log: "info".into(),
             log_format: "text".into(),
             google_client_id: None,
@@ -170,6 +175,7 @@ pub struct Settings {
     pub attachment_max_bytes: usize,
     pub message_max_bytes: usize,
     pub outbox: OutboxConfig,
+    pub sync: SyncConfig,
     pub log: String,
     pub log_json: bool,
 }
@@ -321,6 +327,14 @@ impl RawConfig {
             retry_base: Duration::from_secs(self.send_retry_base_secs),
             ..OutboxConfig::default()
         };
+        if !(1..=3600).contains(&self.sync_sweep_secs) {
+            return Err(invalid("MAILROOM_SYNC_SWEEP_SECS must be from 1 to 3600"));
+        }
+        let sync = SyncConfig {
+            enabled: self.sync,
+            sweep: Duration::from_secs(self.sync_sweep_secs),
+            ..SyncConfig::default()
+        };
         let log_json = match self.log_format.as_str() {
             "text" => false,
             "json" => true,
@@ -347,6 +361,7 @@ impl RawConfig {
             attachment_max_bytes: self.attachment_max_bytes,
             message_max_bytes: self.message_max_bytes,
             outbox,
+            sync,
             log: self.log,
             log_json,
         })
@@ -388,8 +403,26 @@ impl Settings {
                 retry_base: Duration::from_millis(200),
                 ..OutboxConfig::default()
             },
+            // Off: most tests drive sync passes themselves; the supervisor's tests turn it on
+            // (see `sync_for_tests`).
+            sync: SyncConfig {
+                enabled: false,
+                ..Self::sync_for_tests()
+            },
             log: "warn".into(),
             log_json: false,
+        }
+    }
+
+    /// A running sync supervisor with quick rounds and heartbeats (leases keep their real
+    /// length, so takeovers behave as in production).
+    pub fn sync_for_tests() -> SyncConfig {
+        SyncConfig {
+            enabled: true,
+            sweep: Duration::from_secs(60),
+            scan: Duration::from_millis(200),
+            heartbeat: Duration::from_millis(500),
+            ..SyncConfig::default()
         }
     }
 

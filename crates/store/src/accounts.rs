@@ -22,6 +22,8 @@ pub struct Account {
     pub account_type: AccountType,
     pub name: String,
     pub status: SourceStatus,
+    /// Why the status is what it is (the reason of an `ERROR`), when there is one.
+    pub status_detail: Option<String>,
     /// Provider settings, decoded from the row by the account's type.
     pub settings: AccountSettings,
     pub created_at: i64,
@@ -139,12 +141,14 @@ pub struct NewAccount<'a> {
     pub now_ms: i64,
 }
 
-const COLUMNS: &str = "id, workspace_id, type, name, status, settings, created_at, updated_at";
+const COLUMNS: &str =
+    "id, workspace_id, type, name, status, settings, created_at, updated_at, status_detail";
 
 fn decode<R: Row>(row: &R) -> Result<Account>
 where
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     usize: sqlx::ColumnIndex<R>,
 {
     let account_type: String = row.try_get(2)?;
@@ -159,6 +163,7 @@ where
         name: row.try_get(3)?,
         status: SourceStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("account status {status}")))?,
+        status_detail: row.try_get(8)?,
         settings: AccountSettings::decode(account_type, &settings)
             .map_err(|e| StoreError::Corrupt(format!("account settings: {e}")))?,
         created_at: row.try_get(6)?,
@@ -209,6 +214,7 @@ pub async fn create(store: &Store, vault: &Vault, new: NewAccount<'_>) -> Result
         account_type: new.account_type,
         name: new.name.to_owned(),
         status: new.status,
+        status_detail: None,
         settings: new.settings.clone(),
         created_at: new.now_ms,
         updated_at: new.now_ms,
@@ -277,7 +283,7 @@ pub async fn reconnect(
     let settings = settings.to_json();
     let n = with_pool!(store, pool => {
         sqlx::query(
-            "UPDATE accounts SET settings = $1, credentials = $2, status = $3, updated_at = $4 \
+            "UPDATE accounts SET settings = $1, credentials = $2, status = $3, status_detail = NULL, updated_at = $4 \
              WHERE workspace_id = $5 AND id = $6",
         )
         .bind(&settings)
@@ -388,7 +394,7 @@ pub async fn set_status(
     now_ms: i64,
 ) -> Result<bool> {
     let n = with_pool!(store, pool => {
-        sqlx::query("UPDATE accounts SET status = $1, updated_at = $2 WHERE id = $3 AND status <> $1")
+        sqlx::query("UPDATE accounts SET status = $1, status_detail = NULL, updated_at = $2 WHERE id = $3 AND status <> $1")
             .bind(status.as_str())
             .bind(now_ms)
             .bind(id)
@@ -397,6 +403,69 @@ pub async fn set_status(
             .rows_affected()
     });
     Ok(n == 1)
+}
+
+/// Sets the status the account's sync found, with its reason (`detail`, e.g. the error of an
+/// `ERROR`). Unlike [`set_status`] it leaves `updated_at` (the account's version) alone: a
+/// status is not a new configuration, and the sync loop restarts on a new version. Returns
+/// whether the status itself changed (a new reason for the same status is saved silently).
+pub async fn set_sync_status(
+    store: &Store,
+    id: &str,
+    status: SourceStatus,
+    detail: Option<&str>,
+) -> Result<bool> {
+    let changed = with_pool!(store, pool => {
+        let changed = sqlx::query(
+            "UPDATE accounts SET status = $1, status_detail = $2 WHERE id = $3 AND status <> $1",
+        )
+        .bind(status.as_str())
+        .bind(detail)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            sqlx::query("UPDATE accounts SET status_detail = $1 WHERE id = $2 AND status = $3")
+                .bind(detail)
+                .bind(id)
+                .bind(status.as_str())
+                .execute(pool)
+                .await?;
+        }
+        changed
+    });
+    Ok(changed == 1)
+}
+
+/// An account as the sync supervisor sees it: which, of what type, at which version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncCandidate {
+    pub id: String,
+    pub account_type: AccountType,
+    pub updated_at: i64,
+}
+
+/// Every account of every workspace, oldest first (the supervisor picks those it can sync).
+pub async fn sync_candidates(store: &Store) -> Result<Vec<SyncCandidate>> {
+    let rows: Vec<(String, String, i64)> = with_pool!(store, pool => {
+        sqlx::query("SELECT id, type, updated_at FROM accounts ORDER BY created_at, id")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    });
+    rows.into_iter()
+        .map(|(id, t, updated_at)| {
+            Ok(SyncCandidate {
+                account_type: AccountType::parse(&t)
+                    .ok_or_else(|| StoreError::Corrupt(format!("account type {t}")))?,
+                id,
+                updated_at,
+            })
+        })
+        .collect()
 }
 
 /// The account by id, whatever its workspace (the engine's view).

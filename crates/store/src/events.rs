@@ -46,6 +46,17 @@ pub async fn record(store: &Store, e: NewEvent<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Drops every event of a deleted account (nothing is delivered about its mail any more).
+pub async fn delete_for_account(store: &Store, account_id: &str) -> Result<u64> {
+    Ok(with_pool!(store, pool => {
+        sqlx::query("DELETE FROM events WHERE account_id = $1")
+            .bind(account_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    }))
+}
+
 /// Events of a workspace of one type, oldest first (tests and the dispatcher).
 pub async fn of_type(
     store: &Store,

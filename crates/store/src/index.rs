@@ -4,7 +4,7 @@
 //! message). Lists are served from here; the sync keeps it current.
 //!
 //! Functions taking a workspace answer only that workspace's rows (the API's view); the
-//! others take ids the engine already resolved. Full-text search is not here yet.
+//! others take ids the engine already resolved. Full-text search: [`crate::search`]; the read API's pages: [`crate::index_query`].
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,6 +12,7 @@ use sqlx::Row;
 
 use crate::blob::{pack, pack_str, unpack_string};
 use crate::error::{Result, StoreError};
+use crate::search;
 use crate::{Store, with_pool};
 use mailroom_core::AccountId;
 use mailroom_core::cursor::Position;
@@ -84,10 +85,10 @@ pub struct FolderSyncState<'a> {
     pub last_synced_at: Option<i64>,
 }
 
-const FOLDER_COLUMNS: &str = "id, workspace_id, account_id, name, role, provider_id, uidvalidity, uidnext, \
+pub(crate) const FOLDER_COLUMNS: &str = "id, workspace_id, account_id, name, role, provider_id, uidvalidity, uidnext, \
      highest_modseq, cursor, nb_mails, sync_status, last_synced_at, created_at, updated_at";
 
-fn decode_folder<R: Row>(r: &R) -> Result<FolderRow>
+pub(crate) fn decode_folder<R: Row>(r: &R) -> Result<FolderRow>
 where
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -333,12 +334,12 @@ pub struct Upserted {
     pub read_changed: bool,
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.workspace_id, m.account_id, m.provider_id, m.message_id, m.in_reply_to, \
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.workspace_id, m.account_id, m.provider_id, m.message_id, m.in_reply_to, \
      m.references_, m.thread_id, m.subject, m.from_addr, m.to_addrs, m.cc_addrs, m.bcc_addrs, m.reply_to_addrs, \
      m.date, m.read, m.size, m.has_attachments, m.attachments, m.origin, m.tracking_id, m.created_at, m.updated_at";
 const CONTENT_COLUMNS: &str = "m.body_html, m.body_text, m.headers";
 
-fn decode_message<R: Row>(r: &R, with_content: bool) -> Result<MessageRow>
+pub(crate) fn decode_message<R: Row>(r: &R, with_content: bool) -> Result<MessageRow>
 where
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -400,6 +401,20 @@ where
     })
 }
 
+/// The addresses and display names of a message, as one text for full-text search.
+fn address_text(from: Option<&Attendee>, lists: &[&[Attendee]]) -> String {
+    let mut out = String::new();
+    for a in from.into_iter().chain(lists.iter().flat_map(|l| l.iter())) {
+        out.push_str(&a.identifier);
+        out.push(' ');
+        if let Some(name) = &a.display_name {
+            out.push_str(name);
+            out.push(' ');
+        }
+    }
+    out
+}
+
 /// Indexes a message seen at the provider, in ONE transaction: inserts it when the account
 /// has no message with its provider id; otherwise updates its flags (the rest of a message
 /// does not change). Either way it is linked to `m.folder` (the UID updated if it moved).
@@ -412,6 +427,13 @@ pub async fn upsert_message(store: &Store, m: NewMessage<'_>) -> Result<Upserted
     let body_html = m.body_html.map(pack_str);
     let body_text = m.body_text.map(pack_str);
     let headers = m.headers.map(|h| pack(json(h).as_bytes()));
+    // What full-text search sees of it (written only when the message is new: the rest of a
+    // message never changes).
+    let search_steps = search::insert_statements(store);
+    let search_subject = search::document(m.subject);
+    let search_body = search::body_document(m.body_text.unwrap_or(""));
+    let search_addresses =
+        search::document(&address_text(m.from, &[m.to, m.cc, m.bcc, m.reply_to]));
     with_pool!(store, pool => {
         let mut tx = pool.begin_with(begin).await?;
         let find = "SELECT id, read FROM messages WHERE account_id = $1 AND provider_id = $2";
@@ -462,6 +484,14 @@ pub async fn upsert_message(store: &Store, m: NewMessage<'_>) -> Result<Upserted
             .rows_affected();
             if n == 1 {
                 created = true;
+                for (sql, params) in search_steps {
+                    let texts = [m.id, search_subject.as_str(), search_body.as_str(), search_addresses.as_str()];
+                    let mut q = sqlx::query(*sql);
+                    for t in &texts[..*params] {
+                        q = q.bind(*t);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
             } else {
                 // Inserted by someone else since the read (PostgreSQL): update it instead.
                 known = sqlx::query(find)
@@ -625,16 +655,24 @@ pub struct MessageFilter<'a> {
     pub thread_id: Option<&'a str>,
     /// The RFC Message-ID, bracketed.
     pub message_id: Option<&'a str>,
+    /// In a folder with this provider id, in whichever account (the API resolves it to
+    /// `folder_id` when the account is given).
+    pub folder_provider_id: Option<&'a str>,
+    /// In none of the folders with these provider ids.
+    pub exclude_folders: &'a [&'a str],
+    /// Full-text search: every one of these words (from [`crate::search::words`]) in the
+    /// subject, the text body or the addresses. Empty: no search.
+    pub search: &'a [String],
 }
 
-enum Arg<'a> {
+pub(crate) enum Arg<'a> {
     Text(&'a str),
     Owned(String),
     Int(i64),
 }
 
 /// Adds a bound argument; answers its placeholder.
-fn push<'a>(args: &mut Vec<Arg<'a>>, a: Arg<'a>) -> String {
+pub(crate) fn push<'a>(args: &mut Vec<Arg<'a>>, a: Arg<'a>) -> String {
     args.push(a);
     format!("${}", args.len())
 }
@@ -654,6 +692,117 @@ fn address_pattern(address: &str) -> String {
     format!("%\"identifier\":{escaped}%")
 }
 
+/// The WHERE conditions of `filter` (and of the page start `after`) on `messages m`, their
+/// arguments pushed to `args`.
+pub(crate) fn conditions<'a>(
+    store: &Store,
+    workspace_id: &'a str,
+    filter: &MessageFilter<'a>,
+    after: Option<&'a Position>,
+    args: &mut Vec<Arg<'a>>,
+) -> Vec<String> {
+    let mut conds: Vec<String> = vec![format!(
+        "m.workspace_id = {}",
+        push(args, Arg::Text(workspace_id))
+    )];
+    if let Some(a) = filter.account_id {
+        conds.push(format!("m.account_id = {}", push(args, Arg::Text(a))));
+    }
+    if let Some(f) = filter.folder_id {
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM message_folders mf WHERE mf.message = m.id AND mf.folder = {})",
+            push(args, Arg::Text(f))
+        ));
+    }
+    if let Some(p) = filter.folder_provider_id {
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM message_folders mf JOIN folders f ON f.id = mf.folder \
+             WHERE mf.message = m.id AND f.provider_id = {})",
+            push(args, Arg::Text(p))
+        ));
+    }
+    if !filter.exclude_folders.is_empty() {
+        let marks: Vec<String> = filter
+            .exclude_folders
+            .iter()
+            .map(|p| push(args, Arg::Text(p)))
+            .collect();
+        conds.push(format!(
+            "NOT EXISTS (SELECT 1 FROM message_folders mf JOIN folders f ON f.id = mf.folder \
+             WHERE mf.message = m.id AND f.provider_id IN ({}))",
+            marks.join(", ")
+        ));
+    }
+    if let Some(r) = filter.role {
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM message_folders mf JOIN folders f ON f.id = mf.folder \
+             WHERE mf.message = m.id AND f.role = {})",
+            push(args, Arg::Text(r.as_str()))
+        ));
+    }
+    let like = |col: &str, p: &str| format!("lower({col}) LIKE lower({p}) ESCAPE '\\'");
+    if let Some(a) = filter.from {
+        let p = push(args, Arg::Owned(address_pattern(a)));
+        conds.push(like("m.from_addr", &p));
+    }
+    if let Some(a) = filter.to {
+        let p = push(args, Arg::Owned(address_pattern(a)));
+        conds.push(like("m.to_addrs", &p));
+    }
+    if !filter.any_email.is_empty() {
+        let mut any = vec![];
+        for a in filter.any_email {
+            let p = push(args, Arg::Owned(address_pattern(a)));
+            for col in ["m.from_addr", "m.to_addrs", "m.cc_addrs", "m.bcc_addrs"] {
+                any.push(like(col, &p));
+            }
+        }
+        conds.push(format!("({})", any.join(" OR ")));
+    }
+    if let Some(b) = filter.before {
+        conds.push(format!("m.date < {}", push(args, Arg::Int(b))));
+    }
+    if let Some(a) = filter.after {
+        conds.push(format!("m.date > {}", push(args, Arg::Int(a))));
+    }
+    if let Some(t) = filter.thread_id {
+        conds.push(format!("m.thread_id = {}", push(args, Arg::Text(t))));
+    }
+    if let Some(mid) = filter.message_id {
+        conds.push(format!("m.message_id = {}", push(args, Arg::Text(mid))));
+    }
+    if !filter.search.is_empty() {
+        let mark = format!("${}", args.len() + 1);
+        let (cond, value) = search::condition(store, &mark, filter.search);
+        push(args, Arg::Owned(value));
+        conds.push(cond);
+    }
+    if let Some(p) = after {
+        let d = push(args, Arg::Int(p.last_date));
+        let i = push(args, Arg::Text(&p.last_id));
+        // A row comparison, so both backends start the index range at the position instead
+        // of filtering every row before it.
+        conds.push(format!("(m.date, m.id) < ({d}, {i})"));
+    }
+    conds
+}
+
+/// Binds `args` in order.
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Text(s) => q.bind(*s),
+                Arg::Owned(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_args;
+
 /// One page of the workspace's messages matching `filter`, newest first (`date` then `id`,
 /// both descending), starting after `after`. Bodies are not read.
 pub async fn list_messages(
@@ -663,78 +812,16 @@ pub async fn list_messages(
     after: Option<&Position>,
     limit: u32,
 ) -> Result<Vec<MessageRow>> {
-    let mut args: Vec<Arg> = vec![Arg::Text(workspace_id)];
-    let mut conds: Vec<String> = vec!["m.workspace_id = $1".into()];
-    if let Some(a) = filter.account_id {
-        conds.push(format!("m.account_id = {}", push(&mut args, Arg::Text(a))));
-    }
-    if let Some(f) = filter.folder_id {
-        conds.push(format!(
-            "EXISTS (SELECT 1 FROM message_folders mf WHERE mf.message = m.id AND mf.folder = {})",
-            push(&mut args, Arg::Text(f))
-        ));
-    }
-    if let Some(r) = filter.role {
-        conds.push(format!(
-            "EXISTS (SELECT 1 FROM message_folders mf JOIN folders f ON f.id = mf.folder \
-             WHERE mf.message = m.id AND f.role = {})",
-            push(&mut args, Arg::Text(r.as_str()))
-        ));
-    }
-    let like = |col: &str, p: &str| format!("lower({col}) LIKE lower({p}) ESCAPE '\\'");
-    if let Some(a) = filter.from {
-        let p = push(&mut args, Arg::Owned(address_pattern(a)));
-        conds.push(like("m.from_addr", &p));
-    }
-    if let Some(a) = filter.to {
-        let p = push(&mut args, Arg::Owned(address_pattern(a)));
-        conds.push(like("m.to_addrs", &p));
-    }
-    if !filter.any_email.is_empty() {
-        let mut any = vec![];
-        for a in filter.any_email {
-            let p = push(&mut args, Arg::Owned(address_pattern(a)));
-            for col in ["m.from_addr", "m.to_addrs", "m.cc_addrs", "m.bcc_addrs"] {
-                any.push(like(col, &p));
-            }
-        }
-        conds.push(format!("({})", any.join(" OR ")));
-    }
-    if let Some(b) = filter.before {
-        conds.push(format!("m.date < {}", push(&mut args, Arg::Int(b))));
-    }
-    if let Some(a) = filter.after {
-        conds.push(format!("m.date > {}", push(&mut args, Arg::Int(a))));
-    }
-    if let Some(t) = filter.thread_id {
-        conds.push(format!("m.thread_id = {}", push(&mut args, Arg::Text(t))));
-    }
-    if let Some(mid) = filter.message_id {
-        conds.push(format!(
-            "m.message_id = {}",
-            push(&mut args, Arg::Text(mid))
-        ));
-    }
-    if let Some(p) = after {
-        let d = push(&mut args, Arg::Int(p.last_date));
-        let i = push(&mut args, Arg::Text(&p.last_id));
-        conds.push(format!("(m.date < {d} OR (m.date = {d} AND m.id < {i}))"));
-    }
+    let mut args: Vec<Arg> = vec![];
+    let conds = conditions(store, workspace_id, filter, after, &mut args);
     let lim = push(&mut args, Arg::Int(i64::from(limit)));
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {} ORDER BY m.date DESC, m.id DESC LIMIT {lim}",
         conds.join(" AND ")
     ));
     let rows = with_pool!(store, pool => {
-        let mut q = sqlx::query(sql);
-        for a in &args {
-            q = match a {
-                Arg::Text(s) => q.bind(*s),
-                Arg::Owned(s) => q.bind(s.as_str()),
-                Arg::Int(i) => q.bind(*i),
-            };
-        }
-        q.fetch_all(pool).await?.iter().map(|r| decode_message(r, false)).collect::<Result<Vec<_>>>()?
+        bind_args!(sqlx::query(sql), &args)
+            .fetch_all(pool).await?.iter().map(|r| decode_message(r, false)).collect::<Result<Vec<_>>>()?
     });
     with_links(store, rows).await
 }
@@ -800,6 +887,40 @@ pub async fn unlink_message(store: &Store, message_id: &str, folder_id: &str) ->
             .execute(pool).await?.rows_affected()
     });
     Ok(n == 1)
+}
+
+/// Moves the message's link from folder `from` to `to` (folder id, UID there) in one
+/// transaction; with no `to`, only takes it out of `from` (the sync links it where it went).
+/// True when the message was in `from` (false: someone already did it, nothing changed).
+pub async fn move_link(
+    store: &Store,
+    message_id: &str,
+    from: &str,
+    to: Option<(&str, i64)>,
+) -> Result<bool> {
+    let begin = begin_write(store);
+    with_pool!(store, pool => {
+        let mut tx = pool.begin_with(begin).await?;
+        let n = sqlx::query("DELETE FROM message_folders WHERE message = $1 AND folder = $2")
+            .bind(message_id)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 1 && let Some((folder, uid)) = to {
+            sqlx::query(
+                "INSERT INTO message_folders (message, folder, uid) VALUES ($1, $2, $3) \
+                 ON CONFLICT (message, folder) DO UPDATE SET uid = excluded.uid",
+            )
+            .bind(message_id)
+            .bind(folder)
+            .bind(uid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    })
 }
 
 /// Removes a message from the index (its folder links go with it).

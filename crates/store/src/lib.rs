@@ -12,8 +12,11 @@ pub mod error;
 pub mod events;
 pub mod hosted_links;
 pub mod index;
+pub mod index_query;
 pub mod outbox;
+pub mod search;
 pub mod sync_window;
+pub mod sync_leases;
 pub mod vault;
 pub mod workspaces;
 

@@ -55,6 +55,8 @@ struct State {
     login_delay: Mutex<Duration>,
     connections: AtomicUsize,
     logins: AtomicUsize,
+    /// When each login was sent (for rates: "at most one login per 2 s").
+    login_times: Mutex<Vec<std::time::Instant>>,
     logins_in_progress: AtomicUsize,
     max_logins: AtomicUsize,
     idles: AtomicUsize,
@@ -70,6 +72,10 @@ impl State {
 
     fn login_started(&self) {
         self.logins.fetch_add(1, Ordering::SeqCst);
+        self.login_times
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
         let now = self.logins_in_progress.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_logins.fetch_max(now, Ordering::SeqCst);
     }
@@ -106,6 +112,7 @@ impl ImapProxy {
             login_delay: Mutex::new(Duration::ZERO),
             connections: AtomicUsize::new(0),
             logins: AtomicUsize::new(0),
+            login_times: Mutex::new(Vec::new()),
             logins_in_progress: AtomicUsize::new(0),
             max_logins: AtomicUsize::new(0),
             idles: AtomicUsize::new(0),
@@ -165,6 +172,11 @@ impl ImapProxy {
     /// Closes every open connection now (a network failure); new ones are accepted.
     pub fn disconnect_all(&self) {
         self.state.kill.send_modify(|n| *n += 1);
+    }
+
+    /// When each login (`LOGIN` / `AUTHENTICATE`) was sent, oldest first.
+    pub fn login_times(&self) -> Vec<std::time::Instant> {
+        self.state.login_times.lock().unwrap().clone()
     }
 
     pub fn counts(&self) -> ProxyCounts {

@@ -22,6 +22,7 @@ use mailroom_core::id::looks_like_id;
 use mailroom_core::mail::SyncLimit;
 use mailroom_core::time_fmt::{format_ms, parse_ms};
 use mailroom_engine::link::{self, LinkRequest, ReconnectRequest};
+use mailroom_engine::sync::control;
 use mailroom_store::accounts::{self, Account};
 
 // ---- response shapes -------------------------------------------------------------------
@@ -82,7 +83,13 @@ pub struct MailParamsView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SourceView {
     pub id: String,
+    /// The mailbox sync's health: `CONNECTING` while a sync loop starts, `OK`, `ERROR` (see
+    /// `reason`; retried with backoff), `CREDENTIALS` (the login was refused: reconnect).
     pub status: SourceStatus,
+    /// mailroom's extension: why the status is what it is (the error of an `ERROR` or a
+    /// `CREDENTIALS`); absent when there is nothing to say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,6 +102,25 @@ pub struct AccountCreated {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountReconnected {
     #[schema(example = "AccountReconnected")]
+    pub object: &'static str,
+    pub account_id: String,
+}
+
+/// Answer of `GET /accounts/{id}/sync`: the pass was asked for (it runs in the background, in
+/// whichever process syncs the account).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountResync {
+    #[schema(example = "AccountResync")]
+    pub object: &'static str,
+    /// Always `SYNC_STARTED`.
+    #[schema(example = "SYNC_STARTED")]
+    pub status: &'static str,
+}
+
+/// Answer of `POST /accounts/{id}/restart` (mailroom's shape; Unipile documents none).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountRestarted {
+    #[schema(example = "AccountRestarted")]
     pub object: &'static str,
     pub account_id: String,
 }
@@ -176,6 +202,7 @@ fn view(a: &Account) -> Result<AccountView> {
         sources: vec![SourceView {
             id: format!("{}_MAILS", a.id),
             status: a.status,
+            reason: a.status_detail.clone(),
         }],
     })
 }
@@ -408,7 +435,57 @@ pub async fn reconnect_account(
     }))
 }
 
-/// Unlink a mailbox; its sealed credentials are deleted with it.
+/// Resync: a sync pass of the account's mailbox now, instead of at the next change or sweep.
+/// Query parameters of other providers (`before`, `after`, `linkedin_product`) are ignored.
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account_id}/sync", tag = "Accounts",
+    params(("account_id" = String, Path)),
+    responses(
+        (status = 200, description = "The pass is started in the background", body = AccountResync),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "`errors/invalid_account`: this kind of account is not synced yet", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn resync_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+) -> Result<Json<AccountResync>> {
+    let account = find(&state, &caller, &account_id).await?;
+    control::resync(&state.engine, &account).await?;
+    Ok(Json(AccountResync {
+        object: "AccountResync",
+        status: "SYNC_STARTED",
+    }))
+}
+
+/// Restart the account's sync loop: its backoff is forgotten and a login refused before
+/// (`CREDENTIALS`) is tried once more (the status then says how it went), then a pass runs.
+#[utoipa::path(
+    post, path = "/api/v1/accounts/{account_id}/restart", tag = "Accounts",
+    params(("account_id" = String, Path)),
+    responses(
+        (status = 200, body = AccountRestarted),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "`errors/invalid_account`: this kind of account is not synced yet", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn restart_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+) -> Result<Json<AccountRestarted>> {
+    let account = find(&state, &caller, &account_id).await?;
+    control::restart(&state.engine, &account).await?;
+    Ok(Json(AccountRestarted {
+        object: "AccountRestarted",
+        account_id: account.id.into(),
+    }))
+}
+
+/// Unlink a mailbox; its sealed credentials, mail index and undelivered events go with it.
 #[utoipa::path(
     delete, path = "/api/v1/accounts/{account_id}", tag = "Accounts",
     params(("account_id" = String, Path)),

@@ -3,6 +3,7 @@
 mod accounts;
 mod emails;
 mod fields;
+mod folders;
 mod hosted;
 mod ops;
 
@@ -35,12 +36,26 @@ pub fn router(state: AppState) -> Router {
             accounts::reconnect_account,
             accounts::delete_account
         ))
+        .routes(routes!(accounts::resync_account))
+        .routes(routes!(accounts::restart_account))
         .routes(routes!(hosted::create_link))
         .routes(routes!(emails::list_outbox))
         .routes(routes!(emails::get_outbox))
+        .routes(routes!(emails::read::list_emails))
+        // GET, PUT and DELETE of one email are one path: utoipa-axum wants them in one
+        // `routes!()`.
+        .routes(routes!(
+            emails::read::get_email,
+            emails::update::update_email,
+            emails::update::delete_email
+        ))
+        .routes(routes!(emails::attachments::get_attachment))
+        .routes(routes!(folders::list_folders))
+        .routes(routes!(folders::get_folder))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(emails::send_email))
+                .routes(routes!(emails::drafts::create_draft))
                 .layer(DefaultBodyLimit::max(state.config.send_body_limit())),
         )
         .route_layer(axum::middleware::from_fn_with_state(

@@ -102,7 +102,7 @@ pub struct SyncReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// One pass over the account's mailbox (see the module docs). Not started by any worker yet.
+/// One pass over the account's mailbox (see the module docs); the sync supervisor runs it.
 pub async fn sync_account_once(
     engine: &Engine,
     account: &Account,
@@ -120,6 +120,39 @@ pub async fn sync_account_once(
         moves: Mutex::default(),
     };
     pass.run().await
+}
+
+/// Indexes a message mailroom itself filed in `folder` (a draft) as the sync would have
+/// found it there, announcing nothing: the next pass sees it as known. Answers its id.
+pub(crate) async fn index_appended(
+    engine: &Engine,
+    mailbox: &Mailbox,
+    account: &Account,
+    folder: &FolderRow,
+    uid_validity: u32,
+    message: &FetchedMessage,
+) -> Result<String, SyncError> {
+    let now_ms = engine.clock.now_ms();
+    let pass = Pass {
+        store: &engine.store,
+        mailbox,
+        account,
+        // Indexing one message consults neither.
+        window: SyncWindow::default_at(now_ms),
+        now_ms,
+        moves: Mutex::default(),
+    };
+    let mut report = SyncReport::default();
+    pass.index_one(
+        folder,
+        uid_validity,
+        message,
+        false,
+        false,
+        &HashSet::new(),
+        &mut report,
+    )
+    .await
 }
 
 /// The event new mail in a folder of this role announces, if any.
@@ -715,7 +748,7 @@ impl Pass<'_> {
                 attachments: &attachments,
                 body_html: p.and_then(|p| p.html.as_deref()),
                 body_text: p.and_then(|p| p.text.as_deref()),
-                headers: None,
+                headers: p.map(|p| p.headers.as_slice()),
                 origin,
                 tracking_id: tracking_id.as_deref(),
                 folder: Some((&f.id, Some(i64::from(m.uid)))),

@@ -1,5 +1,60 @@
-//! Keeping the mail index current from the providers: one pass of IMAP folder sync
-//! ([`imap::sync_account_once`]) and the subject fallback of threading ([`threading`]).
+//! Keeping the mail index current from the providers.
+//!
+//! - [`imap::sync_account_once`]: one pass of IMAP folder sync into the index, with the
+//!   subject fallback of threading in [`threading`];
+//! - [`supervisor`]: the background worker that decides which accounts this process syncs
+//!   (leases shared with the other processes) and runs one loop per owned account
+//!   ([`account`]: pass → wait for a change, the sweep timer or a nudge → pass …, with
+//!   backoff on errors and the account's status kept current);
+//! - [`control`]: what the API asks of those loops (a pass now, a restart), whichever process
+//!   owns the account.
+//!
+//! See `docs/sync.md`.
 
+pub mod account;
+mod backoff;
+pub mod control;
 pub mod imap;
+pub mod status;
+pub mod supervisor;
 pub mod threading;
+
+use std::time::Duration;
+
+pub use control::SyncControl;
+
+/// How the sync supervisor runs.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Run the supervisor in this process (off: an API-only process, or a test that drives
+    /// sync passes itself).
+    pub enabled: bool,
+    /// Longest wait between two passes of an account when nothing nudges it.
+    pub sweep: Duration,
+    /// How often the supervisor looks for accounts to take (and hands over its excess).
+    pub scan: Duration,
+    /// How long a lease lasts without a heartbeat: a killed process's accounts are taken
+    /// over after at most this plus one `scan`.
+    pub lease_ttl: Duration,
+    /// How often an owned lease is renewed (and the requests made to the loop are read).
+    pub heartbeat: Duration,
+    /// The shortest wait before a failed pass is tried again: never more than one login per
+    /// this much time per account, even against a server that drops right after login.
+    pub backoff_min: Duration,
+    /// The longest wait between attempts.
+    pub backoff_max: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sweep: Duration::from_secs(60),
+            scan: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(15),
+            heartbeat: Duration::from_secs(5),
+            backoff_min: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}

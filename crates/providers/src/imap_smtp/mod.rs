@@ -1,5 +1,6 @@
 //! Generic IMAP/SMTP accounts.
 
+pub mod change;
 pub mod imap;
 pub mod mailbox;
 pub mod qresync;

@@ -181,7 +181,7 @@ impl ImapMailbox {
         ImapWatch::start(dedicated, options.reissue_every).await
     }
 
-    async fn checkout(&self) -> Result<PooledSession, MailError> {
+    pub(super) async fn checkout(&self) -> Result<PooledSession, MailError> {
         self.providers
             .inner
             .imap
@@ -222,7 +222,7 @@ impl ImapSentCopier<'_> {
 /// Gives the session back after a read that completed, or that failed on our own check
 /// (a changed UIDVALIDITY: every command succeeded); a session that failed a command is
 /// dropped.
-fn settle<T>(pooled: PooledSession, r: Result<T, MailError>) -> Result<T, MailError> {
+pub(super) fn settle<T>(pooled: PooledSession, r: Result<T, MailError>) -> Result<T, MailError> {
     match &r {
         Ok(_) => pooled.release(),
         Err(e) if e.is_cursor_expired() => pooled.release(),

@@ -14,6 +14,7 @@
 //! IMAP session pool (one connection budget per account for every IMAP use), the HTTP client
 //! of the provider APIs and the per-mailbox request slots of Gmail and Graph.
 
+mod changing;
 mod gmail;
 mod grants;
 mod graph;
@@ -41,6 +42,7 @@ use crate::failure::{MailError, Protocol};
 use crate::imap_smtp::send::SmtpPool;
 use crate::provider::Provider;
 
+pub use self::changing::{Appended, Trashed};
 pub use self::reading::{
     FetchedMessage, FlagChange, FolderChanges, FolderState, MessageFlags, RemoteFolder, RemoteRole,
 };
@@ -172,6 +174,12 @@ impl Providers {
             .entry(account_id.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(API_CONCURRENCY_PER_MAILBOX)))
             .clone()
+    }
+
+    /// Whether accounts of type `t` can be synced (their mailboxes read): the sync supervisor
+    /// asks this instead of knowing the providers.
+    pub fn syncs(&self, t: AccountType) -> bool {
+        Provider::of(t).reads()
     }
 
     /// Forgets what is pooled for an account (deleted or reconnected).

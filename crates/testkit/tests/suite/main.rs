@@ -12,14 +12,17 @@ mod imap_push;
 mod imap_sync;
 mod index_store;
 mod layout;
+mod mail_changes;
 mod mail_providers;
 mod mailbox_read;
 mod mailbox_seam;
 mod outbox_store;
+mod read_api;
 mod sending;
 mod smtp_send;
 mod store;
 mod sync_semantics;
+mod sync_supervisor;
 
 use mailroom_testkit::Backend;
 use mailroom_testkit::app::{TestApp, spawn_app};

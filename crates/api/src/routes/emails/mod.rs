@@ -5,8 +5,12 @@
 //! a client that hangs up does not cancel it: 201 when the server took the message, 202 when
 //! it will be retried (or was scheduled), 422 when the server refused it for good.
 
+pub mod attachments;
 mod decode;
+pub mod drafts;
+pub(crate) mod read;
 mod request;
+pub mod update;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
@@ -82,6 +86,10 @@ pub struct SendEmailBody {
     tracking_options: Option<Object>,
     /// RFC 3339; a future date schedules the send.
     send_at: Option<String>,
+    /// Sends this draft (`POST /drafts`): the fields given here win, the ones left out
+    /// (to, cc, bcc, subject, body, attachments, reply_to) come from the draft, which is removed
+    /// from Drafts once the send is accepted. `to` and `body` are then optional.
+    draft_id: Option<String>,
 }
 
 #[allow(dead_code)]

@@ -94,15 +94,15 @@ impl SendRequest {
         let account_id = text(raw, "account_id")?
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| err(ErrorKind::MissingParameters, "account_id is required"))?;
-        if let Some(d) = text(raw, "draft_id")? {
-            return Err(invalid(format!(
-                "draft_id {d}: sending drafts is not supported yet; send the content directly"
-            )));
-        }
+        // With a draft, what the request leaves out comes from the draft (the engine checks
+        // that there are recipients and a body in the end).
+        let draft_id = text(raw, "draft_id")?
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
         let to = attendees(raw, "to")?;
         let cc = attendees(raw, "cc")?;
         let bcc = attendees(raw, "bcc")?;
-        if to.is_empty() {
+        if to.is_empty() && draft_id.is_none() {
             return Err(err(
                 ErrorKind::MissingParameters,
                 "to must name at least one recipient",
@@ -141,8 +141,11 @@ impl SendRequest {
         if subject.len() > 998 {
             return Err(invalid("subject is longer than 998 bytes"));
         }
-        let body = text(raw, "body")?
-            .ok_or_else(|| err(ErrorKind::MissingParameters, "body is required"))?;
+        let body = match (text(raw, "body")?, &draft_id) {
+            (Some(b), _) => b,
+            (None, Some(_)) => String::new(),
+            (None, None) => return Err(err(ErrorKind::MissingParameters, "body is required")),
+        };
         let reply_to = text(raw, "reply_to")?
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty());
@@ -216,6 +219,7 @@ impl SendRequest {
                 reply_to,
                 custom_headers,
                 send_at,
+                draft_id,
             },
             tracking_options: raw
                 .fields
@@ -243,7 +247,7 @@ impl SendRequest {
             "from": [i.from_identifier, i.from_name],
             "subject": i.subject, "body": i.body, "reply_to": i.reply_to,
             "custom_headers": i.custom_headers, "send_at": i.send_at, "attachments": att,
-            "tracking_options": self.tracking_options,
+            "tracking_options": self.tracking_options, "draft_id": i.draft_id,
         });
         Sha256::digest(canonical.to_string().as_bytes()).to_vec()
     }

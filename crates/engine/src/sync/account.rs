@@ -1,0 +1,291 @@
+//! One account's sync loop, run by the process holding its lease:
+//!
+//! ```text
+//! CONNECTING → pass → OK → wait (change, sweep timer, nudge) → pass → …
+//!                 ╰→ transient failure: ERROR (reason), jittered backoff, pass again
+//!                 ╰→ refused login: CREDENTIALS, no more attempts until a reconnect/restart
+//! ```
+//!
+//! Beside it a heartbeat renews the lease and reads the requests other processes wrote on it
+//! (a pass now, a restart). A heartbeat that finds the lease gone (expired and taken, or the
+//! account deleted) stops the loop at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use mailroom_core::account::SourceStatus;
+use mailroom_store::StoreError;
+use mailroom_store::accounts::{self, Account};
+use mailroom_store::sync_leases::{self, Requests};
+
+use super::backoff::Backoff;
+use super::control::AccountSignals;
+use super::imap::{SyncError, sync_account_once};
+use super::status;
+use crate::Engine;
+use crate::mailboxes::OpenError;
+
+/// How an account's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The supervisor stopped it (shutdown, or a share handed to another process): the lease
+    /// was released.
+    Stopped,
+    /// The account was deleted.
+    Deleted,
+    /// The lease was lost (not renewed in time and taken by another process).
+    LeaseLost,
+}
+
+/// Runs `account_id`'s loop under a lease already taken, until `stop`, the account's deletion
+/// or the lease's loss; releases the lease unless it was lost.
+pub async fn run(engine: Engine, account_id: String, stop: CancellationToken) -> Ended {
+    let signals = engine.sync.register(&account_id);
+    let lost = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat(
+        engine.clone(),
+        account_id.clone(),
+        signals.clone(),
+        stop.clone(),
+        lost.clone(),
+    ));
+    let ended = tokio::select! {
+        _ = stop.cancelled() => Ended::Stopped,
+        _ = lost.cancelled() => Ended::LeaseLost,
+        ended = account_loop(&engine, &account_id, &signals) => ended,
+    };
+    heartbeat.abort();
+    let _ = heartbeat.await;
+    engine.sync.unregister(&account_id);
+    if ended != Ended::LeaseLost
+        && let Err(e) = sync_leases::release(&engine.store, &account_id, engine.sync.owner()).await
+    {
+        tracing::warn!(account_id, error = %e, "could not release a sync lease; it will expire");
+    }
+    match ended {
+        Ended::LeaseLost => {
+            tracing::warn!(
+                account_id,
+                "sync lease lost; this process stopped syncing the account"
+            )
+        }
+        _ => tracing::debug!(account_id, ?ended, "sync loop ended"),
+    }
+    ended
+}
+
+fn lease_until(engine: &Engine, now_ms: i64) -> i64 {
+    now_ms + engine.sync.config().lease_ttl.as_millis() as i64
+}
+
+/// Renews the lease every heartbeat and passes on the requests found on it. Cancels `lost`
+/// when the lease is gone, or when it could not be renewed before it expired.
+async fn heartbeat(
+    engine: Engine,
+    account_id: String,
+    signals: Arc<AccountSignals>,
+    stop: CancellationToken,
+    lost: CancellationToken,
+) {
+    let config = engine.sync.config().clone();
+    let mut seen: Option<Requests> = None;
+    let mut renewed = Instant::now();
+    loop {
+        let now = engine.clock.now_ms();
+        match sync_leases::renew(
+            &engine.store,
+            &account_id,
+            engine.sync.owner(),
+            now,
+            lease_until(&engine, now),
+        )
+        .await
+        {
+            Ok(Some(requests)) => {
+                renewed = Instant::now();
+                // The first reading is the baseline: what was asked before we held the lease
+                // is served by the pass every loop starts with.
+                // A request this process passed on directly is not passed on again.
+                if let Some(before) = seen {
+                    if let Some(at) = requests.restart_requested_at
+                        && requests.restart_requested_at > before.restart_requested_at
+                        && !signals.already_restarted(at)
+                    {
+                        signals.restart();
+                    } else if let Some(at) = requests.resync_requested_at
+                        && requests.resync_requested_at > before.resync_requested_at
+                        && !signals.already_resynced(at)
+                    {
+                        signals.nudge();
+                    }
+                }
+                seen = Some(requests);
+            }
+            Ok(None) => {
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(account_id, error = %e, "could not renew a sync lease");
+                if renewed.elapsed() >= config.lease_ttl {
+                    lost.cancel();
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(config.heartbeat) => {}
+        }
+    }
+}
+
+/// What woke a waiting loop.
+enum Woken {
+    /// Something may have changed (a push, a nudge, a restart).
+    Change,
+    /// The sweep timer: look at everything again.
+    Sweep,
+}
+
+/// Waits until something may have changed in the mailbox, or the sweep is due. The one place
+/// to plug push in: `watch.next(max_wait)` (IDLE/NOTIFY) beside the nudge.
+async fn wait_for_change(signals: &AccountSignals, sweep: Duration) -> Woken {
+    tokio::select! {
+        _ = signals.nudged() => Woken::Change,
+        _ = tokio::time::sleep(sweep) => Woken::Sweep,
+    }
+}
+
+/// Waits out a backoff; only a restart cuts it short (a nudge does not: the backoff is what
+/// keeps a failing server from a login storm).
+async fn wait_backoff(signals: &AccountSignals, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = signals.nudged() => {
+                if signals.restart_pending() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// How a pass failed, for the status.
+enum Failure {
+    /// The provider refused the credentials: `CREDENTIALS`, wait for a reconnect.
+    Auth(String),
+    /// Anything else: `ERROR`, try again after a backoff.
+    Transient(String),
+}
+
+fn classify(e: &SyncError) -> Failure {
+    let mail = match e {
+        SyncError::Mail(m) | SyncError::Open(OpenError::Mail(m)) => Some(m),
+        SyncError::Store(_) | SyncError::Open(OpenError::Store(_)) => None,
+    };
+    match mail {
+        Some(m) if m.is_auth() => Failure::Auth(m.to_string()),
+        _ => Failure::Transient(e.to_string()),
+    }
+}
+
+/// The loop proper (see the module docs). Returns only when the account is gone.
+async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignals) -> Ended {
+    let config = engine.sync.config().clone();
+    let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
+    // The account version the loop runs at; a new one (a reconnect) starts it afresh.
+    let mut version: Option<i64> = None;
+    // Set on CREDENTIALS: no attempt until a new version or a restart.
+    let mut parked = false;
+    // When the last failed attempt ended: the next one starts at least `backoff_min` after
+    // it, whatever woke the loop (a restart included), so logins are that far apart.
+    let mut last_failure: Option<Instant> = None;
+    loop {
+        let account = match accounts::get_any(&engine.store, account_id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Ended::Deleted,
+            Err(e) => {
+                tracing::warn!(account_id, error = %e, "cannot read the account to sync");
+                wait_backoff(signals, backoff.next_wait()).await;
+                continue;
+            }
+        };
+        let restart = signals.take_restart();
+        // Refused credentials, whoever found them (this loop, the SMTP side, a token
+        // refresh): no attempt until a reconnect (which sets OK) or a restart. A loop that
+        // takes the account over from another process does not try the password either.
+        if account.status.needs_reconnect() && !restart {
+            version = Some(account.updated_at);
+            parked = true;
+            wait_for_change(signals, config.sweep).await;
+            continue;
+        }
+        if restart || version != Some(account.updated_at) {
+            version = Some(account.updated_at);
+            parked = false;
+            backoff.reset();
+            set_status(engine, &account, SourceStatus::Connecting, None).await;
+        }
+        if parked {
+            wait_for_change(signals, config.sweep).await;
+            continue;
+        }
+        if let Some(at) = last_failure {
+            let earliest = at + config.backoff_min;
+            tokio::time::sleep_until(earliest.into()).await;
+        }
+        match sync_account_once(engine, &account).await {
+            Ok(report) => {
+                backoff.reset();
+                last_failure = None;
+                if !report.failed.is_empty() {
+                    tracing::warn!(account_id, failed = ?report.failed, "some folders could not be synced");
+                }
+                set_status(engine, &account, SourceStatus::Ok, None).await;
+                if let Woken::Sweep = wait_for_change(signals, config.sweep).await {
+                    tracing::trace!(account_id, "sweep");
+                }
+            }
+            Err(e) => {
+                last_failure = Some(Instant::now());
+                match classify(&e) {
+                    Failure::Auth(reason) => {
+                        set_status(engine, &account, SourceStatus::Credentials, Some(&reason))
+                            .await;
+                        parked = true;
+                    }
+                    Failure::Transient(reason) => {
+                        set_status(engine, &account, SourceStatus::Error, Some(&reason)).await;
+                        let wait = backoff.next_wait();
+                        tracing::info!(account_id, error = %reason, ?wait, "sync pass failed; trying again after a backoff");
+                        wait_backoff(signals, wait).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn set_status(
+    engine: &Engine,
+    account: &Account,
+    status: SourceStatus,
+    detail: Option<&str>,
+) {
+    let result: Result<bool, StoreError> = status::set(
+        &engine.store,
+        account,
+        status,
+        detail,
+        engine.clock.now_ms(),
+    )
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(account_id = %account.id, error = %e, "could not save the account's status");
+    }
+}

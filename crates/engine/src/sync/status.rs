@@ -1,0 +1,52 @@
+//! The account's status as its sync finds it (`sources[].status`), with an `account_status`
+//! event for every change (the webhooks deliver them).
+
+use serde_json::json;
+
+use mailroom_core::account::SourceStatus;
+use mailroom_store::accounts::{self, Account};
+use mailroom_store::events::{self, NewEvent, event_id};
+use mailroom_store::{Store, StoreError};
+
+/// Sets `account`'s status (and its reason); records an `account_status` event when the
+/// status actually changed. The event id is derived from the account, the status and the time
+/// of the change: the conditional update lets only one writer see the change, so it is
+/// recorded once.
+pub async fn set(
+    store: &Store,
+    account: &Account,
+    status: SourceStatus,
+    detail: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    if !accounts::set_sync_status(store, &account.id, status, detail).await? {
+        return Ok(false);
+    }
+    let mut body = json!({
+        "account_id": account.id,
+        "account_type": account.account_type.as_str(),
+        "message": status.as_str(),
+    });
+    if let Some(d) = detail {
+        body["reason"] = json!(d);
+    }
+    events::record(
+        store,
+        NewEvent {
+            id: event_id(&[
+                "account_status",
+                &account.id,
+                status.as_str(),
+                &now_ms.to_string(),
+            ]),
+            workspace_id: &account.workspace_id,
+            account_id: Some(&account.id),
+            kind: "account_status",
+            payload: json!({ "AccountStatus": body }),
+            now_ms,
+        },
+    )
+    .await?;
+    tracing::info!(account_id = %account.id, status = status.as_str(), detail, "account status changed");
+    Ok(true)
+}
