@@ -16,7 +16,7 @@ use mailroom_core::{Clock as _, SystemClock, new_id};
 use mailroom_store::index::{self, NewFolder, NewMessage};
 use mailroom_testkit::{TestApp, TestDb, app::spawn_on};
 
-use crate::initial::{NAMES, WORDS, sentence};
+use crate::initial::{NAMES, sentence};
 use crate::load::{self, Load, Server};
 use crate::{Args, BackendArg, Rig, machine_busy_now};
 

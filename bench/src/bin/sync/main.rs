@@ -8,7 +8,9 @@
 //!   the same Dovecot into a local Maildir; plus the database's bytes per indexed message.
 
 mod initial;
+mod list;
 mod load;
+mod rss;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -51,6 +53,8 @@ pub struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     Initial,
+    List,
+    Rss,
     All,
 }
 
@@ -156,12 +160,14 @@ async fn main() -> anyhow::Result<()> {
     let mut summary = String::new();
     let mut failed = 0;
     let scenarios = match args.scenario {
-        Scenario::All => vec![Scenario::Initial],
+        Scenario::All => vec![Scenario::Initial, Scenario::List, Scenario::Rss],
         s => vec![s],
     };
     for s in scenarios {
         let r = match s {
             Scenario::Initial | Scenario::All => initial::run(&rig, &args, work.path()).await,
+            Scenario::List => list::run(&rig, &args).await,
+            Scenario::Rss => rss::run(&args).await,
         };
         match r {
             Ok(table) => summary.push_str(&table),
