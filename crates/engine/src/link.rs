@@ -15,8 +15,8 @@ use mailroom_providers::apps::{IdP, TokenSet};
 use mailroom_providers::mailbox::{Prospect, Verified};
 use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
-use mailroom_store::sync_window::SyncWindow;
 use mailroom_store::events;
+use mailroom_store::sync_window::SyncWindow;
 
 /// The account a linking produced.
 pub struct Linked {
@@ -299,7 +299,13 @@ async fn save(
                     workspace_id: workspace,
                     account_type,
                     name: &name,
-                    status: SourceStatus::Ok,
+                    // A mailbox the sync will read starts CONNECTING, until its first pass.
+                    status: if engine.sync.config().enabled && engine.providers.syncs(account_type)
+                    {
+                        SourceStatus::Connecting
+                    } else {
+                        SourceStatus::Ok
+                    },
                     settings: &settings,
                     credentials: &credentials,
                     window,

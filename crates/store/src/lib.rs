@@ -15,8 +15,8 @@ pub mod index;
 pub mod index_query;
 pub mod outbox;
 pub mod search;
-pub mod sync_window;
 pub mod sync_leases;
+pub mod sync_window;
 pub mod vault;
 pub mod workspaces;
 

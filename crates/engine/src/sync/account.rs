@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use mailroom_core::account::SourceStatus;
+use mailroom_providers::mailbox::{Changes, Watch};
 use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::sync_leases::{self, Requests};
@@ -150,12 +151,74 @@ enum Woken {
     Sweep,
 }
 
-/// Waits until something may have changed in the mailbox, or the sweep is due. The one place
-/// to plug push in: `watch.next(max_wait)` (IDLE/NOTIFY) beside the nudge.
-async fn wait_for_change(signals: &AccountSignals, sweep: Duration) -> Woken {
+/// With push on every folder (NOTIFY) the sweep is only a safety net: this many sweep periods
+/// apart (15 minutes by default) instead of one.
+const SWEEP_FACTOR_WITH_NOTIFY: u32 = 15;
+
+/// The account's push watch (IMAP NOTIFY or IDLE), opened after a successful pass and kept
+/// across passes; `None` where the provider has none or it failed (then sweeps alone).
+struct Push {
+    watch: Option<Watch>,
+    /// The account version it was opened at: a reconnect opens it anew.
+    version: i64,
+}
+
+impl Push {
+    /// Opens the watch if there is none for this version. A failure is logged and leaves the
+    /// loop on sweeps; the next successful pass tries again.
+    async fn ensure(&mut self, engine: &Engine, account: &Account) {
+        if self.watch.is_some() && self.version == account.updated_at {
+            return;
+        }
+        // One watch per account: the old one (an older version) goes before the new one opens.
+        self.watch = None;
+        self.version = account.updated_at;
+        let opened = match engine.mailboxes().open(account).await {
+            Ok(mailbox) => mailbox.watch().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match opened {
+            Ok(w) => {
+                tracing::debug!(account_id = %account.id, all_folders = w.covers_all_folders(), "push watch open");
+                self.watch = Some(w);
+            }
+            Err(e) => {
+                tracing::debug!(account_id = %account.id, error = %e, "no push watch; sweeps only");
+            }
+        }
+    }
+}
+
+/// Waits until something may have changed in the mailbox (the push watch says so, or a nudge),
+/// or the sweep is due. Without a watch covering every folder the sweep is `sweep` (new mail
+/// in Sent or Archive is seen within it); with NOTIFY it is [`SWEEP_FACTOR_WITH_NOTIFY`] times
+/// longer.
+async fn wait_for_change(signals: &AccountSignals, sweep: Duration, push: &mut Push) -> Woken {
+    let Some(watch) = push.watch.as_mut() else {
+        tokio::select! {
+            _ = signals.nudged() => return Woken::Change,
+            _ = tokio::time::sleep(sweep) => return Woken::Sweep,
+        }
+    };
+    let wait = if watch.covers_all_folders() {
+        sweep.saturating_mul(SWEEP_FACTOR_WITH_NOTIFY)
+    } else {
+        sweep
+    };
+    // `next` is cancel-safe: a nudge that wins loses no notification.
     tokio::select! {
         _ = signals.nudged() => Woken::Change,
-        _ = tokio::time::sleep(sweep) => Woken::Sweep,
+        r = watch.next(wait) => match r {
+            Ok(Changes::Folders(_)) => Woken::Change,
+            Ok(Changes::Timeout) => Woken::Sweep,
+            Err(e) => {
+                // A lost watch: pass now (something may have changed meanwhile); the watch is
+                // opened again after that pass.
+                tracing::debug!(error = %e, "push watch lost");
+                push.watch = None;
+                Woken::Change
+            }
+        },
     }
 }
 
@@ -205,6 +268,10 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
     // When the last failed attempt ended: the next one starts at least `backoff_min` after
     // it, whatever woke the loop (a restart included), so logins are that far apart.
     let mut last_failure: Option<Instant> = None;
+    let mut push = Push {
+        watch: None,
+        version: 0,
+    };
     loop {
         let account = match accounts::get_any(&engine.store, account_id).await {
             Ok(Some(a)) => a,
@@ -222,7 +289,8 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
         if account.status.needs_reconnect() && !restart {
             version = Some(account.updated_at);
             parked = true;
-            wait_for_change(signals, config.sweep).await;
+            push.watch = None;
+            wait_for_change(signals, config.sweep, &mut push).await;
             continue;
         }
         if restart || version != Some(account.updated_at) {
@@ -232,7 +300,8 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
             set_status(engine, &account, SourceStatus::Connecting, None).await;
         }
         if parked {
-            wait_for_change(signals, config.sweep).await;
+            push.watch = None;
+            wait_for_change(signals, config.sweep, &mut push).await;
             continue;
         }
         if let Some(at) = last_failure {
@@ -247,12 +316,14 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
                     tracing::warn!(account_id, failed = ?report.failed, "some folders could not be synced");
                 }
                 set_status(engine, &account, SourceStatus::Ok, None).await;
-                if let Woken::Sweep = wait_for_change(signals, config.sweep).await {
+                push.ensure(engine, &account).await;
+                if let Woken::Sweep = wait_for_change(signals, config.sweep, &mut push).await {
                     tracing::trace!(account_id, "sweep");
                 }
             }
             Err(e) => {
                 last_failure = Some(Instant::now());
+                push.watch = None;
                 match classify(&e) {
                     Failure::Auth(reason) => {
                         set_status(engine, &account, SourceStatus::Credentials, Some(&reason))

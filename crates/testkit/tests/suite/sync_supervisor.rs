@@ -78,8 +78,8 @@ async fn source(app: &TestApp, account: &str) -> Value {
     a["sources"][0].clone()
 }
 
-/// Waits for the loop's first completed pass (a new account is `OK` from its link on, before
-/// its loop starts: the recorded status changes tell the loop's own `OK`).
+/// Waits for the loop's first completed pass (the recorded status changes tell the loop's own
+/// `OK` from an `OK` set by a reconnect).
 async fn wait_synced(app: &TestApp, account: &str) {
     wait::until("the first pass", DEADLINE, || async {
         statuses(app, account)
@@ -312,8 +312,11 @@ async fn new_mail_is_indexed_by_the_sweep_without_a_nudge(backend: Backend) {
     let Some(app) = syncing_app(backend, Duration::from_secs(1)).await else {
         return;
     };
+    // A server without NOTIFY: IDLE watches INBOX only, so mail in Sent needs the sweep.
+    let proxy = ImapProxy::start(&rig).await;
+    proxy.strip_capabilities(&["NOTIFY"]);
     let user = rig.create_user();
-    let acc = link(&app, &rig.account_body(&user)).await;
+    let acc = link(&app, &proxy.account_body(&user)).await;
     wait_synced(&app, &acc).await;
     let run = mailroom_testkit::token();
     append(&rig, &user, "Sent", &message(&run, 1)).await;
@@ -324,6 +327,67 @@ async fn new_mail_is_indexed_by_the_sweep_without_a_nudge(backend: Backend) {
     .await;
 }
 both_backends!(new_mail_is_indexed_by_the_sweep_without_a_nudge);
+
+/// Push, with the sweep out of the way (10 minutes): NOTIFY brings new mail in a folder that is
+/// not INBOX, and IDLE (a server without NOTIFY) brings new mail in INBOX, each as one
+/// `mail_received` event, within seconds.
+async fn push_brings_new_mail_without_a_sweep(backend: Backend) {
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let Some(app) = syncing_app(backend, Duration::from_secs(600)).await else {
+        return;
+    };
+    let received = |mid: String| {
+        let app = &app;
+        async move {
+            wait::until(&format!("mail_received for {mid}"), DEADLINE, || async {
+                events::of_type(&app.store, &app.workspace, "mail_received")
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|(_, p)| p["message_id"] == mid.as_str())
+                    .then_some(())
+            })
+            .await
+        }
+    };
+    let run = mailroom_testkit::token();
+
+    // NOTIFY: a folder created after the first pass, then mail in it.
+    let user = rig.create_user();
+    let acc = link(&app, &rig.account_body(&user)).await;
+    wait_synced(&app, &acc).await;
+    let mut s = rig.imap(&user).await;
+    s.create("Projects").await.expect("CREATE");
+    wait::until("Projects indexed", DEADLINE, || async {
+        index::get_folder_by_provider_id(&app.store, &app.workspace, &acc, "Projects")
+            .await
+            .unwrap()
+            .filter(|f| f.last_synced_at.is_some())
+    })
+    .await;
+    s.append("Projects", None, None, message(&run, 1))
+        .await
+        .expect("APPEND");
+    received(format!("<{run}.1@example.test>")).await;
+    let _ = s.logout().await;
+
+    // IDLE: the same server without NOTIFY, mail in INBOX.
+    let proxy = ImapProxy::start(&rig).await;
+    proxy.strip_capabilities(&["NOTIFY"]);
+    let other = rig.create_user();
+    let acc2 = link(&app, &proxy.account_body(&other)).await;
+    wait_synced(&app, &acc2).await;
+    wait::until("an IDLE", DEADLINE, || async {
+        (proxy.counts().idles > 0).then_some(())
+    })
+    .await;
+    append(&rig, &other, "INBOX", &message(&run, 2)).await;
+    received(format!("<{run}.2@example.test>")).await;
+    assert_eq!(proxy.counts().notifies, 0, "{:?}", proxy.counts());
+}
+both_backends!(push_brings_new_mail_without_a_sweep);
 
 async fn a_refused_login_is_credentials_until_reconnected(backend: Backend) {
     let Some(rig) = MailRig::from_env() else {
@@ -358,7 +422,11 @@ async fn a_refused_login_is_credentials_until_reconnected(backend: Backend) {
         (l.heartbeat_at >= since + 3_000).then_some(())
     })
     .await;
-    assert_eq!(proxy.login_times().len(), logins, "logins after CREDENTIALS");
+    assert_eq!(
+        proxy.login_times().len(),
+        logins,
+        "logins after CREDENTIALS"
+    );
     assert_eq!(source(&app, &acc).await["status"], "CREDENTIALS");
 
     // Sending is refused while the credentials are (a sync ERROR would not refuse it).
@@ -551,3 +619,21 @@ async fn credentials_refused_elsewhere_park_the_loop_until_a_restart(backend: Ba
     wait_status(&app, &acc, "OK").await;
 }
 both_backends!(credentials_refused_elsewhere_park_the_loop_until_a_restart);
+
+/// A new IMAP account is `CONNECTING` from its link until its first pass, then `OK`.
+async fn a_new_account_is_connecting_until_its_first_pass(backend: Backend) {
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let Some(app) = syncing_app(backend, Duration::from_secs(600)).await else {
+        return;
+    };
+    // Slow logins keep the first pass from finishing before we look.
+    let proxy = ImapProxy::start(&rig).await;
+    proxy.set_login_delay(Duration::from_secs(3));
+    let user = rig.create_user();
+    let acc = link(&app, &proxy.account_body(&user)).await;
+    assert_eq!(source(&app, &acc).await["status"], "CONNECTING");
+    wait_status(&app, &acc, "OK").await;
+}
+both_backends!(a_new_account_is_connecting_until_its_first_pass);

@@ -59,11 +59,11 @@ fn content_type(mime: &str) -> HeaderValue {
 
 /// The bytes of an attachment.
 #[utoipa::path(
-    get, path = "/api/v1/emails/{id}/attachments/{attachment_id}", tag = "Emails",
+    get, path = "/api/v1/emails/{email_id}/attachments/{attachment_id}", tag = "Emails",
     params(
-        ("id" = String, Path, description = "Our email id, or the provider's id with `account_id`"),
+        ("email_id" = String, Path, description = "Our email id, or the provider's id with `account_id`"),
         ("attachment_id" = String, Path, description = "An `attachments[].id` of the email"),
-        ("account_id" = Option<String>, Query, description = "Required when `id` is the provider's id"),
+        ("account_id" = Option<String>, Query, description = "Required when `email_id` is the provider's id"),
     ),
     responses(
         (status = 200, description = "The file, with its MIME type and a Content-Disposition naming it", content_type = "application/octet-stream", body = Vec<u8>),

@@ -21,7 +21,7 @@ use mailroom_core::ErrorKind;
 pub struct DraftCreated {
     #[schema(example = "DraftCreated")]
     pub object: &'static str,
-    /// Our id of the draft (an email id: `GET /emails/{id}` once the read API serves it;
+    /// Our id of the draft (an email id: `GET /emails/{email_id}` shows it;
     /// `draft_id` on `POST /emails` sends it).
     pub draft_id: String,
 }

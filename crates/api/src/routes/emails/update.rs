@@ -196,10 +196,10 @@ fn email_ref<'a>(id: &'a str, query: &'a QueryPairs) -> EmailRef<'a> {
 
 /// Mark an email read or unread, or move it to another folder.
 #[utoipa::path(
-    put, path = "/api/v1/emails/{id}", tag = "Emails",
+    put, path = "/api/v1/emails/{email_id}", tag = "Emails",
     params(
-        ("id" = String, Path, description = "Our email id, or the provider's id with `account_id`"),
-        ("account_id" = Option<String>, Query, description = "Required when `id` is the provider's id"),
+        ("email_id" = String, Path, description = "Our email id, or the provider's id with `account_id`"),
+        ("account_id" = Option<String>, Query, description = "Required when `email_id` is the provider's id"),
     ),
     request_body(content = UpdateEmailBody, content_type = "application/json", description = "Also accepted urlencoded or multipart. `unread` wins: when given, `folders` is ignored. `folders` names exactly one folder (a move). The unipile SDK's `email.update` sends `[object Object]` as text/plain: that is answered 400 with how to send it."),
     responses(
@@ -235,10 +235,10 @@ pub async fn update_email(
 /// Delete an email: moved to the Trash, or expunged where the account has no Trash (or it is
 /// in the Trash already).
 #[utoipa::path(
-    delete, path = "/api/v1/emails/{id}", tag = "Emails",
+    delete, path = "/api/v1/emails/{email_id}", tag = "Emails",
     params(
-        ("id" = String, Path, description = "Our email id, or the provider's id with `account_id`"),
-        ("account_id" = Option<String>, Query, description = "Required when `id` is the provider's id"),
+        ("email_id" = String, Path, description = "Our email id, or the provider's id with `account_id`"),
+        ("account_id" = Option<String>, Query, description = "Required when `email_id` is the provider's id"),
     ),
     responses(
         (status = 200, body = EmailDeleted),
