@@ -27,12 +27,62 @@ use crate::{Args, BackendArg, Rig, machine_busy_now};
 // ---------------------------------------------------------------------------------------------
 
 pub const WORDS: &[&str] = &[
-    "project", "meeting", "budget", "review", "quarter", "invoice", "design", "release",
-    "customer", "contract", "schedule", "report", "deadline", "update", "proposal", "team",
-    "numbers", "launch", "feedback", "agenda", "notes", "travel", "hiring", "roadmap", "draft",
-    "support", "server", "migration", "holiday", "training", "the", "and", "for", "with", "we",
-    "please", "thanks", "next", "week", "today", "could", "you", "have", "look", "at", "this",
-    "before", "friday", "about", "our", "plan", "will", "send", "new", "version", "soon",
+    "project",
+    "meeting",
+    "budget",
+    "review",
+    "quarter",
+    "invoice",
+    "design",
+    "release",
+    "customer",
+    "contract",
+    "schedule",
+    "report",
+    "deadline",
+    "update",
+    "proposal",
+    "team",
+    "numbers",
+    "launch",
+    "feedback",
+    "agenda",
+    "notes",
+    "travel",
+    "hiring",
+    "roadmap",
+    "draft",
+    "support",
+    "server",
+    "migration",
+    "holiday",
+    "training",
+    "the",
+    "and",
+    "for",
+    "with",
+    "we",
+    "please",
+    "thanks",
+    "next",
+    "week",
+    "today",
+    "could",
+    "you",
+    "have",
+    "look",
+    "at",
+    "this",
+    "before",
+    "friday",
+    "about",
+    "our",
+    "plan",
+    "will",
+    "send",
+    "new",
+    "version",
+    "soon",
 ];
 
 pub const NAMES: &[(&str, &str)] = &[
@@ -87,11 +137,18 @@ fn base64_lines(data: &[u8]) -> String {
 
 /// One message: 2–50 KB (log-uniform), a fifth with an attachment, a third with an HTML
 /// alternative, about 40 % replies to one of the 50 messages before it (a thread).
-fn message(rng: &mut StdRng, run: &str, n: usize, date: SystemTime, subjects: &[String]) -> Vec<u8> {
+fn message(
+    rng: &mut StdRng,
+    run: &str,
+    n: usize,
+    date: SystemTime,
+    subjects: &[String],
+) -> Vec<u8> {
     let target = (2048.0 * 25f64.powf(rng.random::<f64>())) as usize;
     let (from_name, from) = NAMES[rng.random_range(0..NAMES.len())];
     let (to_name, to) = NAMES[rng.random_range(0..NAMES.len())];
-    let reply_to = (n > 0 && rng.random_ratio(2, 5)).then(|| n - 1 - rng.random_range(0..n.min(50)));
+    let reply_to =
+        (n > 0 && rng.random_ratio(2, 5)).then(|| n - 1 - rng.random_range(0..n.min(50)));
     let subject = match reply_to {
         Some(p) => format!("Re: {}", subjects[p].trim_start_matches("Re: ")),
         None => {
@@ -115,7 +172,13 @@ fn message(rng: &mut StdRng, run: &str, n: usize, date: SystemTime, subjects: &[
     }
     let attach = rng.random_ratio(1, 5);
     let html = rng.random_ratio(1, 3);
-    let text_bytes = if attach { target / 4 } else if html { target / 2 } else { target };
+    let text_bytes = if attach {
+        target / 4
+    } else if html {
+        target / 2
+    } else {
+        target
+    };
     let text = paragraphs(rng, text_bytes.max(200));
     let mut body = String::new();
     let alt = if html {
@@ -156,7 +219,8 @@ fn message(rng: &mut StdRng, run: &str, n: usize, date: SystemTime, subjects: &[
 /// An RFC 5322 date in UTC.
 fn httpdate(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let dt = time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let dt =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -256,7 +320,14 @@ fn generate_mailbox(rig: &Rig, user: &MailUser, n: usize) -> anyhow::Result<Mail
         bail!("chown -R mail:mail {}", home.display());
     }
     // Dovecot builds its index of each folder on first access; do it now, unmeasured.
-    let status = rig.doveadm(&["mailbox", "status", "-u", &user.address, "messages vsize", "*"])?;
+    let status = rig.doveadm(&[
+        "mailbox",
+        "status",
+        "-u",
+        &user.address,
+        "messages vsize",
+        "*",
+    ])?;
     let counted: usize = status
         .lines()
         .filter_map(|l| {
@@ -297,7 +368,13 @@ fn du(dir: &Path) -> u64 {
 
 /// mbsync copying every folder of `user` into a fresh local Maildir (over STARTTLS, like the
 /// account mailroom links). `fsync`: mbsync's default (`FSync yes`) or not.
-fn mbsync(rig: &Rig, work: &Path, user: &MailUser, label: &str, fsync: bool) -> anyhow::Result<Duration> {
+fn mbsync(
+    rig: &Rig,
+    work: &Path,
+    user: &MailUser,
+    label: &str,
+    fsync: bool,
+) -> anyhow::Result<Duration> {
     let dir = work.join(format!("mbsync-{label}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("mail"))?;
@@ -368,7 +445,10 @@ fn count_files(dir: &Path) -> usize {
 /// Where mailroom's time goes without the index: the same IMAP reads as a sync pass (batches
 /// of 100 `UID FETCH (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])` through mailroom's
 /// IMAP client, STARTTLS) timed apart from parsing every body with `mailroom_mime::parse_mail`.
-async fn fetch_and_parse(rig: &Rig, user: &MailUser) -> anyhow::Result<(Duration, Duration, usize)> {
+async fn fetch_and_parse(
+    rig: &Rig,
+    user: &MailUser,
+) -> anyhow::Result<(Duration, Duration, usize)> {
     let password = SecretString::from(user.password.clone());
     let login = ImapLogin {
         host: &rig.rig.host,
@@ -428,7 +508,11 @@ struct SyncRun {
     index_bytes: Option<u64>,
 }
 
-async fn mailroom_initial(rig: &Rig, user: &MailUser, backend: BackendArg) -> anyhow::Result<SyncRun> {
+async fn mailroom_initial(
+    rig: &Rig,
+    user: &MailUser,
+    backend: BackendArg,
+) -> anyhow::Result<SyncRun> {
     let Some(db) = TestDb::new(backend.backend()).await else {
         bail!("{} is unavailable", backend.label());
     };
@@ -440,7 +524,10 @@ async fn mailroom_initial(rig: &Rig, user: &MailUser, backend: BackendArg) -> an
     if status != 201 {
         bail!("linking the account failed ({status}): {created}");
     }
-    let id = created["account_id"].as_str().context("account_id")?.to_owned();
+    let id = created["account_id"]
+        .as_str()
+        .context("account_id")?
+        .to_owned();
     let account = accounts::get_any(&app.store, &id)
         .await?
         .context("the linked account")?;
@@ -577,10 +664,10 @@ pub async fn run(rig: &Rig, args: &Args, work: &Path) -> anyhow::Result<String> 
             t / mbs_nofsync,
             r.db_bytes as f64 / 1e6,
             per(r.db_bytes),
-            r.index_bytes.map_or("–".into(), |b| format!("{:.0}", per(b))),
+            r.index_bytes
+                .map_or("–".into(), |b| format!("{:.0}", per(b))),
             mb.on_disk as f64 / mb.messages.max(1) as f64,
         );
     }
     Ok(out)
 }
-

@@ -57,7 +57,11 @@ async fn fill(app: &TestApp, account_id: &str, n: usize, tasks: usize) -> anyhow
     let mut handles = Vec::new();
     for t in 0..tasks {
         let store = app.store.clone();
-        let (ws, acc, folders) = (app.workspace.clone(), account_id.to_owned(), folder_ids.clone());
+        let (ws, acc, folders) = (
+            app.workspace.clone(),
+            account_id.to_owned(),
+            folder_ids.clone(),
+        );
         handles.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(100 + t as u64);
             let mut i = t;
@@ -181,9 +185,7 @@ pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {
         out,
         "\n### list: {n} messages in 4 folders of one account, {} connections, {} s per case \
          (after {} s unmeasured), load generator in the bench process\n",
-        args.connections,
-        args.seconds,
-        args.warmup_seconds
+        args.connections, args.seconds, args.warmup_seconds
     );
     let _ = writeln!(
         out,
@@ -202,7 +204,12 @@ pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {
     Ok(out)
 }
 
-async fn one_backend(rig: &Rig, args: &Args, b: BackendArg, out: &mut String) -> anyhow::Result<()> {
+async fn one_backend(
+    rig: &Rig,
+    args: &Args,
+    b: BackendArg,
+    out: &mut String,
+) -> anyhow::Result<()> {
     let n = args.list_messages;
     let Some(db) = TestDb::new(b.backend()).await else {
         bail!("{} is unavailable", b.label());
@@ -216,7 +223,10 @@ async fn one_backend(rig: &Rig, args: &Args, b: BackendArg, out: &mut String) ->
     if status != 201 {
         bail!("linking the account failed ({status}): {created}");
     }
-    let account_id = created["account_id"].as_str().context("account_id")?.to_owned();
+    let account_id = created["account_id"]
+        .as_str()
+        .context("account_id")?
+        .to_owned();
     let tasks = match b {
         BackendArg::Sqlite => 1,
         BackendArg::Postgres => 4,

@@ -20,10 +20,11 @@ pub struct Server {
 impl Server {
     /// Starts `mailroom serve` on `database_url` and waits until `/healthz` answers.
     pub async fn start(database_url: &str) -> anyhow::Result<Self> {
-        let bin = std::env::var("MAILROOM_BENCH_SERVER").context(
-            "MAILROOM_BENCH_SERVER (the release `mailroom` binary; bench/sync sets it)",
-        )?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let bin = std::env::var("BENCH_MAILROOM_BIN")
+            .context("BENCH_MAILROOM_BIN (the release `mailroom` binary; bench/sync sets it)")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let child = Command::new(&bin)
             .arg("serve")
             .env("MAILROOM_LISTEN", format!("127.0.0.1:{port}"))
@@ -35,7 +36,7 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {bin} serve"))?;
-        let server = Server {
+        let mut server = Server {
             child,
             base_url: format!("http://127.0.0.1:{port}"),
         };
@@ -49,6 +50,9 @@ impl Server {
                 .is_ok_and(|r| r.status().is_success());
             if ok {
                 return Ok(server);
+            }
+            if let Some(status) = server.child.try_wait()? {
+                bail!("mailroom serve exited ({status}) before answering /healthz");
             }
             if start.elapsed() > Duration::from_secs(60) {
                 bail!("mailroom serve did not answer /healthz within 60 s");
@@ -109,7 +113,8 @@ impl Load {
         if self.latencies.is_empty() {
             return 0.0;
         }
-        let rank = ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
+        let rank =
+            ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
         self.latencies[rank - 1].as_secs_f64() * 1000.0
     }
 }
@@ -143,11 +148,7 @@ pub async fn drive(
                 if t0 >= end {
                     break;
                 }
-                let r = client
-                    .get(&*url)
-                    .header("X-API-KEY", &*key)
-                    .send()
-                    .await;
+                let r = client.get(&*url).header("X-API-KEY", &*key).send().await;
                 let outcome = match r {
                     Ok(resp) => {
                         let status = resp.status();
