@@ -1,0 +1,185 @@
+//! `bench/sync`: the mail index's benchmarks (issue 8), each against a baseline measured in the
+//! same run (DESIGN §5). Nothing is asserted; the exit code is non-zero only when a case could
+//! not run. Run it through `bench/sync` (the script starts the mail rig and installs `mbsync`);
+//! `bench/README.md` explains the figures.
+//!
+//! - `initial`: the first sync of a generated mailbox (10,000 messages by default) into a fresh
+//!   index, through `sync_account_once` in-process, vs. `mbsync` copying the same mailbox from
+//!   the same Dovecot into a local Maildir; plus the database's bytes per indexed message.
+
+mod initial;
+mod list;
+mod load;
+mod rss;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+
+use mailroom_testkit::{Backend, MailRig, MailUser};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sync",
+    about = "The mail index's benchmarks: initial sync vs. mbsync, and bytes per message"
+)]
+pub struct Args {
+    /// What to run.
+    #[arg(long, value_enum, default_value_t = Scenario::Initial)]
+    pub scenario: Scenario,
+    /// Messages in the generated mailbox (`initial`).
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: usize,
+    /// Messages in the index (`list`).
+    #[arg(long, default_value_t = 100_000)]
+    pub list_messages: usize,
+    /// Concurrent connections of the load generator (`list`).
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Seconds measured per route (`list`).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Seconds of unmeasured load before each route (`list`).
+    #[arg(long, default_value_t = 2)]
+    pub warmup_seconds: u64,
+    /// Only this backend (default: SQLite, then PostgreSQL).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Initial,
+    List,
+    Rss,
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Sqlite,
+    Postgres,
+}
+
+impl BackendArg {
+    pub fn backend(self) -> Backend {
+        match self {
+            BackendArg::Sqlite => Backend::Sqlite,
+            BackendArg::Postgres => Backend::Postgres,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BackendArg::Sqlite => "SQLite",
+            BackendArg::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// The rig's directory and what the benchmark needs from it.
+pub struct Rig {
+    pub rig: MailRig,
+    pub dir: PathBuf,
+}
+
+impl Rig {
+    pub fn dovecot_conf(&self) -> PathBuf {
+        self.dir.join("dovecot.conf")
+    }
+
+    /// `user`'s Maildir (scripts/mail-rig: `mail_location = maildir:$d/mail/%u/Maildir`).
+    pub fn maildir(&self, user: &MailUser) -> PathBuf {
+        self.dir.join("mail").join(&user.address).join("Maildir")
+    }
+
+    pub fn doveadm(&self, args: &[&str]) -> anyhow::Result<String> {
+        let conf = self.dovecot_conf();
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(&conf)
+            .args(args)
+            .output()
+            .context("doveadm")?;
+        if !out.status.success() {
+            bail!(
+                "doveadm {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine helpers
+// ---------------------------------------------------------------------------------------------
+
+/// (busy, total) CPU ticks of the whole machine, from /proc/stat.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The share of the machine's CPU that was busy over the next 2 s.
+pub async fn machine_busy_now() -> Option<f64> {
+    let before = machine_ticks();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    match (before, machine_ticks()) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
+        _ => None,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    mailroom_server::telemetry::init("warn", false);
+    mailroom_server::app::install_crypto_provider();
+    let Some(rig) = MailRig::from_env() else {
+        bail!("the mail rig is not running: start this benchmark through bench/sync");
+    };
+    let dir: PathBuf = rig
+        .dovecot_conf
+        .as_ref()
+        .and_then(|c| c.parent())
+        .context("MAILROOM_TEST_DOVECOT_CONF")?
+        .into();
+    let rig = Rig { rig, dir };
+    let work = tempfile::tempdir()?;
+    let mut summary = String::new();
+    let mut failed = 0;
+    let scenarios = match args.scenario {
+        Scenario::All => vec![Scenario::Initial, Scenario::List, Scenario::Rss],
+        s => vec![s],
+    };
+    for s in scenarios {
+        let r = match s {
+            Scenario::Initial | Scenario::All => initial::run(&rig, &args, work.path()).await,
+            Scenario::List => list::run(&rig, &args).await,
+            Scenario::Rss => rss::run(&args).await,
+        };
+        match r {
+            Ok(table) => summary.push_str(&table),
+            Err(e) => {
+                failed += 1;
+                println!("{s:?} did not run: {e:#}");
+            }
+        }
+    }
+    println!("{summary}");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
