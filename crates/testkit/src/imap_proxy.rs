@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,8 +26,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{MailRig, MailUser};
-use mailroom_core::account::{AccountSettings, AccountType, ImapEncryption, MailSettings};
-use mailroom_providers::{Mailbox, Opening, Providers, Secrets};
+use mailroom_core::account::{AccountSettings, ImapEncryption, MailSettings};
+use mailroom_providers::{Mailbox, Providers};
 
 /// What clients of the proxy did, counted since it started.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -222,19 +221,13 @@ impl ImapProxy {
         account_id: &str,
         version: i64,
     ) -> Mailbox {
-        let pw = || SecretString::from(user.password.clone());
-        providers
-            .open(Opening {
-                account_id,
-                version,
-                account_type: AccountType::Mail,
-                settings: &self.account_settings(user),
-                secrets: Secrets::Passwords {
-                    imap: pw(),
-                    smtp: pw(),
-                },
-            })
-            .expect("an IMAP account opens")
+        crate::mail::open_mail_account(
+            providers,
+            &self.account_settings(user),
+            user,
+            account_id,
+            version,
+        )
     }
 }
 

@@ -40,6 +40,30 @@ fn port(var: &str) -> Option<u16> {
     std::env::var(var).ok()?.parse().ok()
 }
 
+/// `user`'s IMAP/SMTP account with `settings` (the rig's, or a proxy's) opened through the
+/// seam as account `account_id` at `version`, with the user's password for both.
+pub fn open_mail_account(
+    providers: &Providers,
+    settings: &AccountSettings,
+    user: &MailUser,
+    account_id: &str,
+    version: i64,
+) -> Mailbox {
+    let pw = || SecretString::from(user.password.clone());
+    providers
+        .open(Opening {
+            account_id,
+            version,
+            account_type: AccountType::Mail,
+            settings,
+            secrets: Secrets::Passwords {
+                imap: pw(),
+                smtp: pw(),
+            },
+        })
+        .expect("an IMAP account opens")
+}
+
 impl MailRig {
     /// The rig from the environment, or `None` (skip) when it is absent and not required.
     pub fn from_env() -> Option<Self> {
@@ -150,19 +174,13 @@ impl MailRig {
         account_id: &str,
         version: i64,
     ) -> Mailbox {
-        let pw = || SecretString::from(user.password.clone());
-        providers
-            .open(Opening {
-                account_id,
-                version,
-                account_type: AccountType::Mail,
-                settings: &self.account_settings(user),
-                secrets: Secrets::Passwords {
-                    imap: pw(),
-                    smtp: pw(),
-                },
-            })
-            .expect("an IMAP account opens")
+        open_mail_account(
+            providers,
+            &self.account_settings(user),
+            user,
+            account_id,
+            version,
+        )
     }
 
     /// Logs `user` in over IMAPS (certificates are self-signed).
