@@ -4,6 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
+use crate::tx::{Db, with_conn};
 use crate::{Store, with_pool};
 
 /// A deterministic event id from its parts (e.g. `["send_failed", outbox_id]`).
@@ -28,8 +29,14 @@ pub struct NewEvent<'a> {
 
 /// Records an event unless one with the same id exists.
 pub async fn record(store: &Store, e: NewEvent<'_>) -> Result<()> {
+    record_in(Db::Pool(store), e).await
+}
+
+/// [`record`] on the pool or inside a transaction (a sync pass stores a message and the event
+/// announcing it together).
+pub async fn record_in(db: Db<'_>, e: NewEvent<'_>) -> Result<()> {
     let payload = e.payload.to_string();
-    with_pool!(store, pool => {
+    with_conn!(db, c => {
         sqlx::query(
             "INSERT INTO events (id, workspace_id, account_id, type, payload, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
@@ -40,7 +47,7 @@ pub async fn record(store: &Store, e: NewEvent<'_>) -> Result<()> {
         .bind(e.kind)
         .bind(&payload)
         .bind(e.now_ms)
-        .execute(pool)
+        .execute(&mut *c)
         .await?;
     });
     Ok(())

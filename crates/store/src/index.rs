@@ -13,7 +13,8 @@ use sqlx::Row;
 use crate::blob::{pack, pack_str, unpack_string};
 use crate::error::{Result, StoreError};
 use crate::search;
-use crate::{Store, with_pool};
+use crate::tx::{Db, WriteTx, with_conn};
+use crate::{Backend, Store, with_pool};
 use mailroom_core::AccountId;
 use mailroom_core::cursor::Position;
 use mailroom_core::email::Attendee;
@@ -419,7 +420,16 @@ fn address_text(from: Option<&Attendee>, lists: &[&[Attendee]]) -> String {
 /// has no message with its provider id; otherwise updates its flags (the rest of a message
 /// does not change). Either way it is linked to `m.folder` (the UID updated if it moved).
 pub async fn upsert_message(store: &Store, m: NewMessage<'_>) -> Result<Upserted> {
-    let begin = begin_write(store);
+    let mut tx = store.begin_write().await?;
+    let done = upsert_message_in(&mut tx, m).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// [`upsert_message`] inside the caller's transaction (a sync pass writes a fetched batch in
+/// one).
+pub async fn upsert_message_in(tx: &mut WriteTx, m: NewMessage<'_>) -> Result<Upserted> {
+    let backend = tx.backend();
     let references = json(m.references);
     let from = m.from.map(json);
     let (to, cc, bcc, reply_to) = (json(m.to), json(m.cc), json(m.bcc), json(m.reply_to));
@@ -429,80 +439,72 @@ pub async fn upsert_message(store: &Store, m: NewMessage<'_>) -> Result<Upserted
     let headers = m.headers.map(|h| pack(json(h).as_bytes()));
     // What full-text search sees of it (written only when the message is new: the rest of a
     // message never changes).
-    let search_steps = search::insert_statements(store);
+    let search_steps = search::insert_statements(backend);
     let search_subject = search::document(m.subject);
     let search_body = search::body_document(m.body_text.unwrap_or(""));
     let search_addresses =
         search::document(&address_text(m.from, &[m.to, m.cc, m.bcc, m.reply_to]));
-    with_pool!(store, pool => {
-        let mut tx = pool.begin_with(begin).await?;
-        let find = "SELECT id, read FROM messages WHERE account_id = $1 AND provider_id = $2";
-        let mut known: Option<(String, bool)> = sqlx::query(find)
-            .bind(m.account_id)
-            .bind(m.provider_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
-            .transpose()?;
-        let mut created = false;
-        if known.is_none() {
-            let n = sqlx::query(
-                "INSERT INTO messages (id, workspace_id, account_id, provider_id, message_id, in_reply_to, \
-                 references_, thread_id, subject, from_addr, to_addrs, cc_addrs, bcc_addrs, reply_to_addrs, date, \
-                 read, size, has_attachments, attachments, body_html, body_text, headers, origin, tracking_id, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25) \
-                 ON CONFLICT (account_id, provider_id) DO NOTHING",
-            )
-            .bind(m.id)
-            .bind(m.workspace_id)
-            .bind(m.account_id)
-            .bind(m.provider_id)
-            .bind(m.message_id)
-            .bind(m.in_reply_to)
-            .bind(&references)
-            .bind(m.thread_id)
-            .bind(m.subject)
-            .bind(from.as_deref())
-            .bind(&to)
-            .bind(&cc)
-            .bind(&bcc)
-            .bind(&reply_to)
-            .bind(m.date)
-            .bind(m.read)
-            .bind(m.size)
-            .bind(m.has_attachments)
-            .bind(&attachments)
-            .bind(body_html.as_deref())
-            .bind(body_text.as_deref())
-            .bind(headers.as_deref())
-            .bind(m.origin.as_str())
-            .bind(m.tracking_id)
-            .bind(m.now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 1 {
-                created = true;
-                for (sql, params) in search_steps {
-                    let texts = [m.id, search_subject.as_str(), search_body.as_str(), search_addresses.as_str()];
-                    let mut q = sqlx::query(*sql);
-                    for t in &texts[..*params] {
-                        q = q.bind(*t);
-                    }
-                    q.execute(&mut *tx).await?;
+    with_conn!(Db::Tx(tx), c => {
+        // Inserted first and looked up only when it was already there: a new message (nearly
+        // every one in a first sync) costs no lookup.
+        let n = sqlx::query(
+            "INSERT INTO messages (id, workspace_id, account_id, provider_id, message_id, in_reply_to, \
+             references_, thread_id, subject, from_addr, to_addrs, cc_addrs, bcc_addrs, reply_to_addrs, date, \
+             read, size, has_attachments, attachments, body_html, body_text, headers, origin, tracking_id, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25) \
+             ON CONFLICT (account_id, provider_id) DO NOTHING",
+        )
+        .bind(m.id)
+        .bind(m.workspace_id)
+        .bind(m.account_id)
+        .bind(m.provider_id)
+        .bind(m.message_id)
+        .bind(m.in_reply_to)
+        .bind(&references)
+        .bind(m.thread_id)
+        .bind(m.subject)
+        .bind(from.as_deref())
+        .bind(&to)
+        .bind(&cc)
+        .bind(&bcc)
+        .bind(&reply_to)
+        .bind(m.date)
+        .bind(m.read)
+        .bind(m.size)
+        .bind(m.has_attachments)
+        .bind(&attachments)
+        .bind(body_html.as_deref())
+        .bind(body_text.as_deref())
+        .bind(headers.as_deref())
+        .bind(m.origin.as_str())
+        .bind(m.tracking_id)
+        .bind(m.now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+        let created = n == 1;
+        if created {
+            for (sql, params) in search_steps {
+                let texts = [m.id, search_subject.as_str(), search_body.as_str(), search_addresses.as_str()];
+                let mut q = sqlx::query(*sql);
+                for t in &texts[..*params] {
+                    q = q.bind(*t);
                 }
-            } else {
-                // Inserted by someone else since the read (PostgreSQL): update it instead.
-                known = sqlx::query(find)
-                    .bind(m.account_id)
-                    .bind(m.provider_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
-                    .transpose()?;
+                q.execute(&mut *c).await?;
             }
         }
+        let known: Option<(String, bool)> = if created {
+            None
+        } else {
+            sqlx::query("SELECT id, read FROM messages WHERE account_id = $1 AND provider_id = $2")
+                .bind(m.account_id)
+                .bind(m.provider_id)
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+                .transpose()?
+        };
         let (id, read_changed) = match known {
             Some((id, read)) => {
                 let changed = read != m.read;
@@ -511,7 +513,7 @@ pub async fn upsert_message(store: &Store, m: NewMessage<'_>) -> Result<Upserted
                         .bind(m.read)
                         .bind(m.now_ms)
                         .bind(&id)
-                        .execute(&mut *tx)
+                        .execute(&mut *c)
                         .await?;
                 }
                 (id, changed)
@@ -523,15 +525,18 @@ pub async fn upsert_message(store: &Store, m: NewMessage<'_>) -> Result<Upserted
         };
         let mut linked = false;
         if let Some((folder, uid)) = m.folder {
-            let before: Option<Option<i64>> = sqlx::query(
-                "SELECT uid FROM message_folders WHERE message = $1 AND folder = $2",
-            )
-            .bind(&id)
-            .bind(folder)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
+            // A message inserted just now is in no folder yet.
+            let before: Option<Option<i64>> = if created {
+                None
+            } else {
+                sqlx::query("SELECT uid FROM message_folders WHERE message = $1 AND folder = $2")
+                    .bind(&id)
+                    .bind(folder)
+                    .fetch_optional(&mut *c)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?
+            };
             match before {
                 None => {
                     sqlx::query(
@@ -541,7 +546,7 @@ pub async fn upsert_message(store: &Store, m: NewMessage<'_>) -> Result<Upserted
                     .bind(&id)
                     .bind(folder)
                     .bind(uid)
-                    .execute(&mut *tx)
+                    .execute(&mut *c)
                     .await?;
                     linked = true;
                 }
@@ -550,19 +555,18 @@ pub async fn upsert_message(store: &Store, m: NewMessage<'_>) -> Result<Upserted
                         .bind(uid)
                         .bind(&id)
                         .bind(folder)
-                        .execute(&mut *tx)
+                        .execute(&mut *c)
                         .await?;
                 }
                 Some(_) => {}
             }
         }
-        tx.commit().await?;
         Ok(Upserted { id, created, linked, read_changed })
     })
 }
 
 /// The folder links of the given messages.
-async fn links_of(store: &Store, ids: &[&str]) -> Result<Vec<(String, FolderLink)>> {
+async fn links_of(db: Db<'_>, ids: &[&str]) -> Result<Vec<(String, FolderLink)>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
@@ -571,12 +575,12 @@ async fn links_of(store: &Store, ids: &[&str]) -> Result<Vec<(String, FolderLink
         "SELECT message, folder, uid FROM message_folders WHERE message IN ({}) ORDER BY message, folder",
         marks.join(", ")
     ));
-    with_pool!(store, pool => {
+    with_conn!(db, c => {
         let mut q = sqlx::query(sql);
         for id in ids {
             q = q.bind(*id);
         }
-        q.fetch_all(pool)
+        q.fetch_all(&mut *c)
             .await?
             .iter()
             .map(|r| -> Result<(String, FolderLink)> {
@@ -589,9 +593,9 @@ async fn links_of(store: &Store, ids: &[&str]) -> Result<Vec<(String, FolderLink
     })
 }
 
-async fn with_links(store: &Store, mut rows: Vec<MessageRow>) -> Result<Vec<MessageRow>> {
+async fn with_links(db: Db<'_>, mut rows: Vec<MessageRow>) -> Result<Vec<MessageRow>> {
     let ids: Vec<&str> = rows.iter().map(|m| m.id.as_str()).collect();
-    let links = links_of(store, &ids).await?;
+    let links = links_of(db, &ids).await?;
     for (message, link) in links {
         if let Some(row) = rows.iter_mut().find(|m| m.id == message) {
             row.folders.push(link);
@@ -613,7 +617,9 @@ pub async fn get_message(
         sqlx::query(sql).bind(workspace_id).bind(id)
             .fetch_optional(pool).await?.as_ref().map(|r| decode_message(r, true)).transpose()?
     });
-    Ok(with_links(store, row.into_iter().collect()).await?.pop())
+    Ok(with_links(Db::Pool(store), row.into_iter().collect())
+        .await?
+        .pop())
 }
 
 /// The message the account's provider knows as `provider_id`, with its content.
@@ -631,7 +637,9 @@ pub async fn get_message_by_provider_id(
         sqlx::query(sql).bind(workspace_id).bind(account_id).bind(provider_id)
             .fetch_optional(pool).await?.as_ref().map(|r| decode_message(r, true)).transpose()?
     });
-    Ok(with_links(store, row.into_iter().collect()).await?.pop())
+    Ok(with_links(Db::Pool(store), row.into_iter().collect())
+        .await?
+        .pop())
 }
 
 /// The filters of `GET /emails`; each one given narrows the list.
@@ -695,7 +703,7 @@ fn address_pattern(address: &str) -> String {
 /// The WHERE conditions of `filter` (and of the page start `after`) on `messages m`, their
 /// arguments pushed to `args`.
 pub(crate) fn conditions<'a>(
-    store: &Store,
+    backend: Backend,
     workspace_id: &'a str,
     filter: &MessageFilter<'a>,
     after: Option<&'a Position>,
@@ -773,7 +781,7 @@ pub(crate) fn conditions<'a>(
     }
     if !filter.search.is_empty() {
         let mark = format!("${}", args.len() + 1);
-        let (cond, value) = search::condition(store, &mark, filter.search);
+        let (cond, value) = search::condition(backend, &mark, filter.search);
         push(args, Arg::Owned(value));
         conds.push(cond);
     }
@@ -812,8 +820,19 @@ pub async fn list_messages(
     after: Option<&Position>,
     limit: u32,
 ) -> Result<Vec<MessageRow>> {
+    list_messages_in(Db::Pool(store), workspace_id, filter, after, limit).await
+}
+
+/// [`list_messages`] on the pool or inside a transaction (whose own writes it sees).
+pub async fn list_messages_in(
+    mut db: Db<'_>,
+    workspace_id: &str,
+    filter: &MessageFilter<'_>,
+    after: Option<&Position>,
+    limit: u32,
+) -> Result<Vec<MessageRow>> {
     let mut args: Vec<Arg> = vec![];
-    let conds = conditions(store, workspace_id, filter, after, &mut args);
+    let conds = conditions(db.backend(), workspace_id, filter, after, &mut args);
     let lim = push(&mut args, Arg::Int(i64::from(limit)));
     // A Message-ID names a handful of rows: found by the `(account_id, message_id)` index and
     // sorted after. Ordered by the bare column, both planners walk the account's page index
@@ -828,11 +847,11 @@ pub async fn list_messages(
         "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {} ORDER BY {order} LIMIT {lim}",
         conds.join(" AND ")
     ));
-    let rows = with_pool!(store, pool => {
+    let rows = with_conn!(db.reborrow(), c => {
         bind_args!(sqlx::query(sql), &args)
-            .fetch_all(pool).await?.iter().map(|r| decode_message(r, false)).collect::<Result<Vec<_>>>()?
+            .fetch_all(&mut *c).await?.iter().map(|r| decode_message(r, false)).collect::<Result<Vec<_>>>()?
     });
-    with_links(store, rows).await
+    with_links(db, rows).await
 }
 
 /// Sets the read flag; true when it changed (false also when there is no such message).
@@ -1009,22 +1028,38 @@ pub async fn read_states_in_folder(
 /// Moves the threads of the account's messages that answer `message_id` (In-Reply-To) into
 /// `thread_id`: a parent indexed after its replies gathers them. Answers the messages moved.
 pub async fn adopt_replies(
-    store: &Store,
+    db: Db<'_>,
     account_id: &str,
     message_id: &str,
     thread_id: &str,
 ) -> Result<u64> {
-    let n = with_pool!(store, pool => {
-        sqlx::query(
-            "UPDATE messages SET thread_id = $1 WHERE account_id = $2 AND thread_id <> $1 \
-             AND thread_id IN (SELECT thread_id FROM messages WHERE account_id = $2 AND in_reply_to = $3)",
+    // Two statements, not `thread_id IN (SELECT …)`: PostgreSQL planned that as a scan of the
+    // account's messages per call on a table still growing in the first sync (1.8 s a call at
+    // a few thousand rows). The first finds the replies by `messages_in_reply_to`, and
+    // nearly always finds none.
+    let n = with_conn!(db, c => {
+        let threads: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT thread_id FROM messages WHERE account_id = $1 AND in_reply_to = $2 \
+             AND thread_id <> $3",
         )
-        .bind(thread_id)
         .bind(account_id)
         .bind(message_id)
-        .execute(pool)
-        .await?
-        .rows_affected()
+        .bind(thread_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut moved = 0;
+        for (old,) in threads {
+            moved += sqlx::query(
+                "UPDATE messages SET thread_id = $1 WHERE account_id = $2 AND thread_id = $3",
+            )
+            .bind(thread_id)
+            .bind(account_id)
+            .bind(&old)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+        }
+        moved
     });
     Ok(n)
 }
@@ -1041,7 +1076,7 @@ pub struct SubjectMatch {
 /// The account's newest messages (at most `limit`, since `since_ms`) whose subject ends with
 /// `tail`, compared case-insensitively; the caller normalises and compares exactly.
 pub async fn recent_by_subject_tail(
-    store: &Store,
+    db: Db<'_>,
     account_id: &str,
     tail: &str,
     since_ms: i64,
@@ -1054,7 +1089,7 @@ pub async fn recent_by_subject_tail(
         }
         pattern.push(c);
     }
-    let rows: Vec<(String, String, Option<String>, String, String)> = with_pool!(store, pool => {
+    let rows: Vec<(String, String, Option<String>, String, String)> = with_conn!(db, c => {
         sqlx::query_as(
             "SELECT thread_id, subject, from_addr, to_addrs, cc_addrs FROM messages \
              WHERE account_id = $1 AND date >= $2 AND LOWER(subject) LIKE $3 ESCAPE '\\' \
@@ -1064,7 +1099,7 @@ pub async fn recent_by_subject_tail(
         .bind(since_ms)
         .bind(&pattern)
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(&mut *c)
         .await?
     });
     Ok(rows

@@ -146,7 +146,7 @@ pub async fn page(
     wanted: Wanted,
 ) -> Result<Vec<MessageView>> {
     let mut args: Vec<Arg> = vec![];
-    let conds = conditions(store, workspace_id, filter, after, &mut args);
+    let conds = conditions(store.backend(), workspace_id, filter, after, &mut args);
     let lim = push(&mut args, Arg::Int(i64::from(limit)));
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM messages m WHERE {} ORDER BY m.date DESC, m.id DESC LIMIT {lim}",

@@ -17,11 +17,13 @@ pub mod outbox;
 pub mod search;
 pub mod sync_leases;
 pub mod sync_window;
+pub mod tx;
 pub mod vault;
 pub mod workspaces;
 
 pub use db::{Backend, Store};
 pub use error::StoreError;
+pub use tx::{Db, WriteTx};
 pub use vault::{MasterKey, Vault};
 
 /// Runs `$body` with `$pool` bound to the backend's typed pool.

@@ -8,7 +8,7 @@
 //! PostgreSQL gets the words through `plainto_tsquery`, so `"`, `*`, `-`, `NEAR`, `OR` or
 //! parentheses are plain text, never an FTS syntax error.
 
-use crate::Store;
+use crate::Backend;
 
 /// At most this many characters of a body are indexed (a huge body would bloat the index
 /// for little gain: what people search is near the top).
@@ -41,9 +41,9 @@ pub(crate) fn body_document(text: &str) -> String {
 /// The statements indexing a new message, each with how many of its parameters it takes:
 /// `$1` the message id, `$2` subject, `$3` body, `$4` addresses (each already a
 /// [`document`]).
-pub(crate) fn insert_statements(store: &Store) -> &'static [(&'static str, usize)] {
-    match store {
-        Store::Sqlite(_) => &[
+pub(crate) fn insert_statements(backend: Backend) -> &'static [(&'static str, usize)] {
+    match backend {
+        Backend::Sqlite => &[
             ("INSERT INTO message_search (message) VALUES ($1)", 1),
             (
                 "INSERT INTO message_search_fts (rowid, subject, body, addresses) \
@@ -51,7 +51,7 @@ pub(crate) fn insert_statements(store: &Store) -> &'static [(&'static str, usize
                 4,
             ),
         ],
-        Store::Postgres(_) => &[(
+        Backend::Postgres => &[(
             "INSERT INTO message_search (message, doc) VALUES ($1, \
              setweight(to_tsvector('simple', $2), 'A') || to_tsvector('simple', $3) || to_tsvector('simple', $4))",
             4,
@@ -61,9 +61,9 @@ pub(crate) fn insert_statements(store: &Store) -> &'static [(&'static str, usize
 
 /// The condition "message `m` matches the query bound at `placeholder`", and the value to
 /// bind there for `words` (non-empty).
-pub(crate) fn condition(store: &Store, placeholder: &str, words: &[String]) -> (String, String) {
-    match store {
-        Store::Sqlite(_) => (
+pub(crate) fn condition(backend: Backend, placeholder: &str, words: &[String]) -> (String, String) {
+    match backend {
+        Backend::Sqlite => (
             format!(
                 "m.id IN (SELECT s.message FROM message_search_fts JOIN message_search s \
                  ON s.doc = message_search_fts.rowid WHERE message_search_fts MATCH {placeholder})"
@@ -75,7 +75,7 @@ pub(crate) fn condition(store: &Store, placeholder: &str, words: &[String]) -> (
                 .collect::<Vec<_>>()
                 .join(" "),
         ),
-        Store::Postgres(_) => (
+        Backend::Postgres => (
             format!(
                 "m.id IN (SELECT s.message FROM message_search s \
                  WHERE s.doc @@ plainto_tsquery('simple', {placeholder}))"

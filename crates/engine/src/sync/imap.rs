@@ -56,7 +56,7 @@ use mailroom_store::index::{
 };
 use mailroom_store::outbox;
 use mailroom_store::sync_window::{self, SyncWindow};
-use mailroom_store::{Store, StoreError};
+use mailroom_store::{Db, Store, StoreError, WriteTx};
 
 use crate::Engine;
 use crate::mailboxes::OpenError;
@@ -143,16 +143,21 @@ pub(crate) async fn index_appended(
         moves: Mutex::default(),
     };
     let mut report = SyncReport::default();
-    pass.index_one(
-        folder,
-        uid_validity,
-        message,
-        false,
-        false,
-        &HashSet::new(),
-        &mut report,
-    )
-    .await
+    let mut tx = engine.store.begin_write().await?;
+    let id = pass
+        .index_one(
+            &mut tx,
+            folder,
+            uid_validity,
+            message,
+            false,
+            false,
+            &HashSet::new(),
+            &mut report,
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// The event new mail in a folder of this role announces, if any.
@@ -440,6 +445,10 @@ impl Pass<'_> {
                 .mailbox
                 .fetch_new(&f.provider_id, uv, cursor, BATCH)
                 .await?;
+            // The batch is written in one transaction: one commit for up to BATCH messages,
+            // and a message is never stored without the event announcing it.
+            let mut tx = self.store.begin_write().await?;
+            let mut joined = Vec::new();
             for m in &batch {
                 cursor = cursor.max(m.uid);
                 let arrived = m.internal_date_ms.unwrap_or(self.now_ms);
@@ -448,17 +457,21 @@ impl Pass<'_> {
                 // days; this is the exact cut), unless a rebuild finds it already indexed.
                 let outside = window_since.is_some_and(|since| arrived < since)
                     || (rebuild && m.uid <= window_after);
-                if !fresh && outside && !(rebuild && self.is_known(m).await?) {
+                if !fresh && outside && !(rebuild && self.is_known(&mut tx, m).await?) {
                     continue;
                 }
                 let announce_this = (announce || fresh) && arrived >= announce_after;
                 let id = self
-                    .index_one(f, uv, m, rebuild, announce_this, &seen, report)
+                    .index_one(&mut tx, f, uv, m, rebuild, announce_this, &seen, report)
                     .await?;
                 if !was_here.contains(id.as_str()) && !rebuild {
-                    self.note_joined(&id, f, m.uid, announce || fresh);
+                    joined.push((id.clone(), m.uid, announce || fresh));
                 }
                 seen.insert(id);
+            }
+            tx.commit().await?;
+            for (id, uid, announce) in joined {
+                self.note_joined(&id, f, uid, announce);
             }
             if batch.len() < BATCH {
                 break;
@@ -579,11 +592,12 @@ impl Pass<'_> {
     /// The account's indexed messages with this Message-ID (at most `limit`).
     async fn with_message_id(
         &self,
+        db: Db<'_>,
         message_id: &str,
         limit: u32,
     ) -> Result<Vec<MessageRow>, SyncError> {
-        Ok(index::list_messages(
-            self.store,
+        Ok(index::list_messages_in(
+            db,
             self.workspace_id(),
             &MessageFilter {
                 account_id: Some(self.account_id()),
@@ -598,11 +612,11 @@ impl Pass<'_> {
 
     /// Whether a message is already indexed (same Message-ID, size and date): on a rebuild,
     /// known mail is found again even when it is older than the window.
-    async fn is_known(&self, m: &FetchedMessage) -> Result<bool, SyncError> {
+    async fn is_known(&self, tx: &mut WriteTx, m: &FetchedMessage) -> Result<bool, SyncError> {
         let Some(mid) = m.parsed.as_ref().and_then(|p| p.message_id.as_deref()) else {
             return Ok(false);
         };
-        let rows = self.with_message_id(mid, 20).await?;
+        let rows = self.with_message_id(Db::Tx(tx), mid, 20).await?;
         Ok(rows.iter().any(|r| r.size == i64::from(m.size)))
     }
 
@@ -696,6 +710,7 @@ impl Pass<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn index_one(
         &self,
+        tx: &mut WriteTx,
         f: &FolderRow,
         uv: u32,
         m: &FetchedMessage,
@@ -714,7 +729,7 @@ impl Pass<'_> {
         let own = provider_id(&f.provider_id, uv, m.uid);
         let matched = match message_id {
             Some(mid) => {
-                self.same_message(f, mid, size, date, rebuild, seen, &own)
+                self.same_message(tx, f, mid, size, date, rebuild, seen, &own)
                     .await?
             }
             None => None,
@@ -723,7 +738,7 @@ impl Pass<'_> {
         let thread = match &matched {
             Some(r) => r.thread_id.clone(),
             None => match p {
-                Some(p) => self.thread_of(p, date).await?,
+                Some(p) => self.thread_of(tx, p, date).await?,
                 None => None,
             }
             .unwrap_or_else(|| new.clone()),
@@ -759,8 +774,8 @@ impl Pass<'_> {
             MailOrigin::External
         };
         let tracking_id = sent_here.as_ref().map(|job| job.id.to_string());
-        let done = index::upsert_message(
-            self.store,
+        let done = index::upsert_message_in(
+            tx,
             NewMessage {
                 id: &new,
                 workspace_id: self.workspace_id(),
@@ -794,7 +809,7 @@ impl Pass<'_> {
         if done.created {
             report.indexed += 1;
             if let Some(mid) = message_id {
-                index::adopt_replies(self.store, self.account_id(), mid, &thread).await?;
+                index::adopt_replies(Db::Tx(tx), self.account_id(), mid, &thread).await?;
             }
             if announce && let Some(kind) = arrival_event(f.role) {
                 // The Unipile new-email webhook's fields we know without another lookup
@@ -823,8 +838,14 @@ impl Pass<'_> {
                 });
                 // Keyed by the Message-ID where there is one, so a message indexed again
                 // under another provider id is still announced once.
-                self.event(kind, message_id.unwrap_or(&pid), payload, report)
-                    .await?;
+                self.event_in(
+                    Db::Tx(tx),
+                    kind,
+                    message_id.unwrap_or(&pid),
+                    payload,
+                    report,
+                )
+                .await?;
             }
         } else if done.linked {
             report.linked += 1;
@@ -841,7 +862,8 @@ impl Pass<'_> {
                 });
                 // Keyed by the new link (folder and UID), which no later change repeats.
                 let key = format!("{}:u{}:{}", done.id, f.id, m.uid);
-                self.event("mail_read", &key, payload, report).await?;
+                self.event_in(Db::Tx(tx), "mail_read", &key, payload, report)
+                    .await?;
             }
         }
         Ok(done.id)
@@ -853,6 +875,7 @@ impl Pass<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn same_message(
         &self,
+        tx: &mut WriteTx,
         f: &FolderRow,
         message_id: &str,
         size: i64,
@@ -861,7 +884,7 @@ impl Pass<'_> {
         seen: &HashSet<String>,
         own: &str,
     ) -> Result<Option<MessageRow>, SyncError> {
-        let rows = self.with_message_id(message_id, 20).await?;
+        let rows = self.with_message_id(Db::Tx(tx), message_id, 20).await?;
         Ok(rows.into_iter().find(|r| {
             r.provider_id == own
                 || (r.size == size
@@ -875,14 +898,19 @@ impl Pass<'_> {
     /// Only for a message with neither header, and a subject that says it is a reply or a
     /// forward (`Re:`, `Fwd:`, `AW:` …): the newest thread of the last 30 days with the same
     /// subject and someone in common.
-    async fn thread_of(&self, p: &ParsedMail, date: i64) -> Result<Option<String>, SyncError> {
+    async fn thread_of(
+        &self,
+        tx: &mut WriteTx,
+        p: &ParsedMail,
+        date: i64,
+    ) -> Result<Option<String>, SyncError> {
         let ancestors = p
             .in_reply_to
             .as_deref()
             .into_iter()
             .chain(p.references.iter().rev().map(String::as_str));
         for id in ancestors {
-            let found = self.with_message_id(id, 1).await?;
+            let found = self.with_message_id(Db::Tx(tx), id, 1).await?;
             if let Some(r) = found.into_iter().next() {
                 return Ok(Some(r.thread_id));
             }
@@ -895,7 +923,7 @@ impl Pass<'_> {
         };
         let people = threading::participants(p);
         let candidates = index::recent_by_subject_tail(
-            self.store,
+            Db::Tx(tx),
             self.account_id(),
             base,
             date - ANNOUNCE_MAX_AGE_MS,
@@ -919,8 +947,21 @@ impl Pass<'_> {
         payload: Value,
         report: &mut SyncReport,
     ) -> Result<(), SyncError> {
-        events::record(
-            self.store,
+        self.event_in(Db::Pool(self.store), kind, key, payload, report)
+            .await
+    }
+
+    /// [`Self::event`] on the pool or inside the batch's transaction.
+    async fn event_in(
+        &self,
+        db: Db<'_>,
+        kind: &str,
+        key: &str,
+        payload: Value,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        events::record_in(
+            db,
             NewEvent {
                 id: events::event_id(&[kind, self.account_id(), key]),
                 workspace_id: self.workspace_id(),

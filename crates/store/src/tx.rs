@@ -1,0 +1,112 @@
+//! Several repository calls on one connection: a [`WriteTx`] makes them one transaction, so a
+//! batch of sync writes commits once (one WAL flush on PostgreSQL, one write lock on SQLite, not
+//! one per message), is all-or-nothing (a message and the event announcing it are stored
+//! together), and its reads see its own writes. [`Db`] says where a call runs: on the pool, or
+//! inside a transaction.
+
+use crate::error::Result;
+use crate::{Backend, Store};
+
+/// A write transaction on either backend (SQLite: `BEGIN IMMEDIATE`, so it never has to upgrade
+/// a read lock and fail with SQLITE_BUSY half-way). Dropped without [`WriteTx::commit`], it rolls
+/// back.
+pub struct WriteTx(pub(crate) TxInner);
+
+pub(crate) enum TxInner {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Store {
+    /// Begins a write transaction.
+    pub async fn begin_write(&self) -> Result<WriteTx> {
+        Ok(WriteTx(match self {
+            Store::Sqlite(pool) => TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
+        }))
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        match self.0 {
+            TxInner::Sqlite(t) => t.commit().await?,
+            TxInner::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.0 {
+            TxInner::Sqlite(_) => Backend::Sqlite,
+            TxInner::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Where a repository call runs: on the pool (a connection of its own, each statement its own
+/// transaction) or inside a [`WriteTx`].
+pub enum Db<'a> {
+    Pool(&'a Store),
+    Tx(&'a mut WriteTx),
+}
+
+impl Db<'_> {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Pool(store) => store.backend(),
+            Db::Tx(tx) => tx.backend(),
+        }
+    }
+
+    /// The same place, borrowed again (for a second call in one function).
+    pub fn reborrow(&mut self) -> Db<'_> {
+        match self {
+            Db::Pool(store) => Db::Pool(store),
+            Db::Tx(tx) => Db::Tx(tx),
+        }
+    }
+}
+
+impl<'a> From<&'a Store> for Db<'a> {
+    fn from(store: &'a Store) -> Self {
+        Db::Pool(store)
+    }
+}
+
+impl<'a> From<&'a mut WriteTx> for Db<'a> {
+    fn from(tx: &'a mut WriteTx) -> Self {
+        Db::Tx(tx)
+    }
+}
+
+/// Runs `$body` with `$c` bound to a `&mut` connection of the backend's type (use it as
+/// `&mut *$c` for each statement): a connection taken from the pool for `Db::Pool`, the
+/// transaction's for `Db::Tx`.
+macro_rules! with_conn {
+    ($db:expr, $c:ident => $body:expr) => {
+        match $db {
+            $crate::tx::Db::Pool($crate::Store::Sqlite(pool)) => {
+                let mut conn = pool.acquire().await?;
+                let $c = &mut *conn;
+                $body
+            }
+            $crate::tx::Db::Pool($crate::Store::Postgres(pool)) => {
+                let mut conn = pool.acquire().await?;
+                let $c = &mut *conn;
+                $body
+            }
+            $crate::tx::Db::Tx(tx) => match &mut tx.0 {
+                $crate::tx::TxInner::Sqlite(t) => {
+                    let $c = &mut **t;
+                    $body
+                }
+                $crate::tx::TxInner::Postgres(t) => {
+                    let $c = &mut **t;
+                    $body
+                }
+            },
+        }
+    };
+}
+pub(crate) use with_conn;
