@@ -50,6 +50,8 @@ struct State {
     upstream: (String, u16),
     /// Capability names hidden from clients, uppercase.
     stripped: Mutex<Vec<String>>,
+    /// Commands answered `NO`, uppercase (after `UID`).
+    refused: Mutex<Vec<String>>,
     drop_after_login: AtomicBool,
     login_delay: Mutex<Duration>,
     connections: AtomicUsize,
@@ -67,6 +69,10 @@ struct State {
 impl State {
     fn stripped(&self) -> Vec<String> {
         self.stripped.lock().unwrap().clone()
+    }
+
+    fn refuses(&self, verb: &str) -> bool {
+        self.refused.lock().unwrap().iter().any(|v| v == verb)
     }
 
     fn login_started(&self) {
@@ -107,6 +113,7 @@ impl ImapProxy {
         let state = Arc::new(State {
             upstream: (rig.host.clone(), rig.imap_port),
             stripped: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
             drop_after_login: AtomicBool::new(false),
             login_delay: Mutex::new(Duration::ZERO),
             connections: AtomicUsize::new(0),
@@ -154,6 +161,14 @@ impl ImapProxy {
     pub fn strip_capabilities(&self, caps: &[&str]) {
         *self.state.stripped.lock().unwrap() =
             caps.iter().map(|c| c.to_ascii_uppercase()).collect();
+    }
+
+    /// Answers these commands (e.g. `LIST`) with a plain `NO`, as a server that will not let
+    /// this user do it: a refusal that is neither "later" nor about the login. An empty list
+    /// passes everything again.
+    pub fn refuse_commands(&self, verbs: &[&str]) {
+        *self.state.refused.lock().unwrap() =
+            verbs.iter().map(|v| v.to_ascii_uppercase()).collect();
     }
 
     /// When on, a connection is closed right after the proxy passed on a successful login's
@@ -394,7 +409,14 @@ async fn client_to_server<R, W>(
                 _ => {}
             }
             if literal.is_none() {
-                match decide(&state.stripped(), &tag, &verb, &rest) {
+                let action = if state.refuses(&verb) {
+                    Action::Answer(format!(
+                        "{tag} NO {verb} refused for this user (test proxy)\r\n"
+                    ))
+                } else {
+                    decide(&state.stripped(), &tag, &verb, &rest)
+                };
+                match action {
                     Action::Forward => {}
                     Action::Rewrite(l) => out = l.into_bytes(),
                     Action::Answer(a) => {

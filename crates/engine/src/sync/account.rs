@@ -4,6 +4,9 @@
 //! CONNECTING → pass → OK → wait (change, sweep timer, nudge) → pass → …
 //!                 ╰→ transient failure: ERROR (reason), jittered backoff, pass again
 //!                 ╰→ refused login: CREDENTIALS, no more attempts until a reconnect/restart
+//!                 ╰→ the server refused the sync itself (not the login, not "later"), three
+//!                    passes in a row: STOPPED (reason), no more attempts until a
+//!                    reconnect/restart
 //! ```
 //!
 //! Beside it a heartbeat renews the lease and reads the requests other processes wrote on it
@@ -281,11 +284,22 @@ async fn wait_backoff(signals: &AccountSignals, wait: Duration) {
     }
 }
 
+/// Passes in a row that the provider refuses for good (see [`Failure::Refused`]) before the
+/// account is `STOPPED`: one odd answer does not stop a sync, a server that keeps saying no
+/// is not asked forever.
+const REFUSALS_BEFORE_STOP: u32 = 3;
+
 /// How a pass failed, for the status.
+#[derive(Debug, PartialEq, Eq)]
 enum Failure {
     /// The provider refused the credentials: `CREDENTIALS`, wait for a reconnect.
     Auth(String),
-    /// Anything else: `ERROR`, try again after a backoff.
+    /// The provider refused the sync itself, and not as "later" (a `NO`/`BAD` to a command
+    /// the sync needs, an OAuth client the provider no longer accepts): `ERROR`, then
+    /// `STOPPED` after [`REFUSALS_BEFORE_STOP`] passes in a row.
+    Refused(String),
+    /// Anything else (network, throttling, our own database): `ERROR`, try again after a
+    /// backoff.
     Transient(String),
 }
 
@@ -296,6 +310,9 @@ fn classify(e: &SyncError) -> Failure {
     };
     match mail {
         Some(m) if m.is_auth() => Failure::Auth(m.to_string()),
+        Some(m) if !m.is_transient() && !m.is_quota() && !m.is_cursor_expired() => {
+            Failure::Refused(m.to_string())
+        }
         _ => Failure::Transient(e.to_string()),
     }
 }
@@ -311,6 +328,8 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
     // When the last failed attempt ended: the next one starts at least `backoff_min` after
     // it, whatever woke the loop (a restart included), so logins are that far apart.
     let mut last_failure: Option<Instant> = None;
+    // Passes in a row the provider refused (Failure::Refused).
+    let mut refusals = 0;
     let mut push = Push::new(&config);
     loop {
         let account = match accounts::get_any(&engine.store, account_id).await {
@@ -336,6 +355,7 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
         if restart || version != Some(account.updated_at) {
             version = Some(account.updated_at);
             parked = false;
+            refusals = 0;
             backoff.reset();
             set_status(engine, &account, SourceStatus::Connecting, None).await;
         }
@@ -352,6 +372,7 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
             Ok(report) => {
                 backoff.reset();
                 last_failure = None;
+                refusals = 0;
                 if !report.failed.is_empty() {
                     tracing::warn!(account_id, failed = ?report.failed, "some folders could not be synced");
                 }
@@ -364,13 +385,23 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
             Err(e) => {
                 last_failure = Some(Instant::now());
                 push.watch = None;
-                match classify(&e) {
+                let failure = classify(&e);
+                refusals = match failure {
+                    Failure::Refused(_) => refusals + 1,
+                    _ => 0,
+                };
+                match failure {
                     Failure::Auth(reason) => {
                         set_status(engine, &account, SourceStatus::Credentials, Some(&reason))
                             .await;
                         parked = true;
                     }
-                    Failure::Transient(reason) => {
+                    Failure::Refused(reason) if refusals >= REFUSALS_BEFORE_STOP => {
+                        tracing::warn!(account_id, error = %reason, "the provider keeps refusing the sync; stopped until a restart or a reconnect");
+                        set_status(engine, &account, SourceStatus::Stopped, Some(&reason)).await;
+                        parked = true;
+                    }
+                    Failure::Refused(reason) | Failure::Transient(reason) => {
                         set_status(engine, &account, SourceStatus::Error, Some(&reason)).await;
                         let wait = backoff.next_wait();
                         tracing::info!(account_id, error = %reason, ?wait, "sync pass failed; trying again after a backoff");

@@ -53,6 +53,18 @@ pub(crate) fn read_err(doing: &str, e: async_imap::error::Error) -> MailError {
 /// most one folder per role, INBOX always `inbox`.
 pub async fn list_folders(session: &mut ImapSession) -> Result<Vec<RemoteFolder>, MailError> {
     let all = folders(session).await?;
+    // Every mailbox has an INBOX (RFC 3501 §5.1). A listing without one is a refused or broken
+    // LIST (async-imap ends the stream quietly on a tagged `NO`), never "the folders are gone":
+    // taken at its word it would empty the account's index.
+    if !all.iter().any(|f| f.name.eq_ignore_ascii_case("INBOX")) {
+        return Err(MailError::protocol_error(
+            Protocol::Imap,
+            format!(
+                "LIST: the server listed {} folders and no INBOX (a refused or broken LIST)",
+                all.len()
+            ),
+        ));
+    }
     Ok(with_roles(&all))
 }
 

@@ -630,3 +630,74 @@ async fn a_new_account_is_connecting_until_its_first_pass(backend: Backend) {
     wait_status(&app, &acc, "OK").await;
 }
 both_backends!(a_new_account_is_connecting_until_its_first_pass);
+
+async fn a_server_that_keeps_refusing_the_sync_stops_it_until_a_restart(backend: Backend) {
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let Some(app) = syncing_app(backend, Duration::from_secs(1)).await else {
+        return;
+    };
+    let proxy = ImapProxy::start(&rig).await;
+    let user = rig.create_user();
+    let acc = link(&app, &proxy.account_body(&user)).await;
+    wait_synced(&app, &acc).await;
+    let run = mailroom_testkit::token();
+    append(&rig, &user, "INBOX", &message(&run, 1)).await;
+    let known = format!("<{run}.1@example.test>");
+    wait::until("the first message indexed", DEADLINE, || async {
+        indexed(&app, &acc, &known).await.then_some(())
+    })
+    .await;
+
+    // The server now answers the folder listing every pass starts with `NO`: not the login,
+    // not "later". A few passes try again (ERROR), then the sync stops with the reason.
+    proxy.refuse_commands(&["LIST"]);
+    let (s, _) = app.get(&format!("/api/v1/accounts/{acc}/sync")).await;
+    assert_eq!(s, 200);
+    let src = wait_status(&app, &acc, "STOPPED").await;
+    assert!(
+        src["reason"].as_str().is_some_and(|r| r.contains("LIST")),
+        "{src}"
+    );
+    let seen = statuses(&app, &acc).await;
+    assert_eq!(seen, ["OK", "ERROR", "STOPPED"], "{seen:?}");
+
+    // Stopped means stopped: sweeps and a nudge later, no login was tried.
+    let logins = proxy.login_times().len();
+    let since = lease_of(&app, &acc).await.unwrap().heartbeat_at;
+    let (s, _) = app.get(&format!("/api/v1/accounts/{acc}/sync")).await;
+    assert_eq!(s, 200);
+    wait::until("3 s of heartbeats", DEADLINE, || async {
+        let l = lease_of(&app, &acc).await?;
+        (l.heartbeat_at >= since + 3_000).then_some(())
+    })
+    .await;
+    assert_eq!(proxy.login_times().len(), logins, "logins after STOPPED");
+    assert_eq!(source(&app, &acc).await["status"], "STOPPED");
+    // A refused listing is not "every folder is gone": the index keeps what it had.
+    assert!(
+        indexed(&app, &acc, &known).await,
+        "the index lost a message"
+    );
+
+    // The server is fixed; a restart resumes the sync and new mail is indexed again.
+    proxy.refuse_commands(&[]);
+    let (s, body) = app
+        .post_json(&format!("/api/v1/accounts/{acc}/restart"), &json!({}))
+        .await;
+    assert!(s == 200 || s == 202, "{s} {body}");
+    let src = wait_status(&app, &acc, "OK").await;
+    assert!(src.get("reason").is_none(), "{src}");
+    append(&rig, &user, "INBOX", &message(&run, 2)).await;
+    let mid = format!("<{run}.2@example.test>");
+    wait::until("a pass after the restart", DEADLINE, || async {
+        indexed(&app, &acc, &mid).await.then_some(())
+    })
+    .await;
+    assert_eq!(
+        statuses(&app, &acc).await,
+        ["OK", "ERROR", "STOPPED", "CONNECTING", "OK"]
+    );
+}
+both_backends!(a_server_that_keeps_refusing_the_sync_stops_it_until_a_restart);
