@@ -9,6 +9,10 @@
 //! is a failure). doveadm's own time (spawn to exit) is the baseline: what delivery costs
 //! without anyone watching. A random pause of 0–50 ms separates deliveries so they do not
 //! align with anything periodic. The 2 ms poll and doveadm's start-up are inside t1 − t0.
+//!
+//! A second baseline: a plain IDLE client per folder (raw IMAP, LOGIN, SELECT, IDLE on the
+//! same Dovecot, same user) records when the `* n EXISTS` of each delivery reaches it: what
+//! the server's own push costs before mailroom does anything.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -18,7 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 use crate::api::{self, Served};
 use crate::initial::httpdate;
@@ -129,10 +135,69 @@ fn message(to: &str, message_id: &str, subject: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A plain IDLE client: logs in (LOGIN, no TLS), selects `folder`, IDLEs, and sends the
+/// instant of every `EXISTS` it reads.
+async fn idle_client(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    folder: &str,
+) -> anyhow::Result<mpsc::UnboundedReceiver<Instant>> {
+    let stream = TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    async fn until(
+        lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+        prefix: &str,
+    ) -> anyhow::Result<String> {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .context("IMAP answer timed out")??
+                .context("IMAP connection closed")?;
+            if line.starts_with(prefix) {
+                return Ok(line);
+            }
+        }
+    }
+    until(&mut lines, "* OK").await?;
+    w.write_all(format!("a LOGIN \"{user}\" \"{password}\"\r\n").as_bytes())
+        .await?;
+    let l = until(&mut lines, "a ").await?;
+    if !l.starts_with("a OK") {
+        bail!("LOGIN: {l}");
+    }
+    w.write_all(format!("b SELECT \"{folder}\"\r\n").as_bytes())
+        .await?;
+    let l = until(&mut lines, "b ").await?;
+    if !l.starts_with("b OK") {
+        bail!("SELECT {folder}: {l}");
+    }
+    w.write_all(b"c IDLE\r\n").await?;
+    until(&mut lines, "+").await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _w = w; // the session lasts as long as the reader
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("* ")
+                && line.ends_with(" EXISTS")
+                && tx.send(Instant::now()).is_err()
+            {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}
+
 /// One delivery's figures.
 struct Delivery {
     /// t1 − t0; `None` when no event came within [`EVENT_DEADLINE`].
     event: Option<Duration>,
+    /// When the plain IDLE client saw the `EXISTS`, from t0.
+    idle: Option<Duration>,
     doveadm: Duration,
     /// Wall clock at t0 (ms), to find the delivery in the server's logs.
     at_ms: i64,
@@ -147,7 +212,10 @@ async fn deliver(
     user: &str,
     folder: &str,
     message_id: String,
+    idle: &mut mpsc::UnboundedReceiver<Instant>,
 ) -> anyhow::Result<Delivery> {
+    // Anything the IDLE client saw before this delivery is not this delivery's.
+    while idle.try_recv().is_ok() {}
     let msg = message(user, &message_id, &format!("latency {folder} {message_id}"));
     let at_ms = now_ms();
     let since = at_ms - 60_000;
@@ -163,8 +231,14 @@ async fn deliver(
         }
         tokio::time::sleep(POLL).await;
     };
+    let left = EVENT_DEADLINE.saturating_sub(t0.elapsed());
+    let idle = match tokio::time::timeout(left, idle.recv()).await {
+        Ok(Some(at)) => Some(at.saturating_duration_since(t0)),
+        _ => None,
+    };
     Ok(Delivery {
         event,
+        idle,
         doveadm,
         at_ms,
         message_id,
@@ -195,15 +269,15 @@ pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {
     let _ = writeln!(
         out,
         "| backend | folder | deliveries | missing | event p50 ms | event p99 ms | event max ms \
-         | doveadm p50 ms | doveadm p99 ms | doveadm max ms |"
+         | plain IDLE client p50 / p99 / max ms | doveadm p50 / p99 / max ms |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     let mut failures = 0;
     for b in backends {
         if let Err(e) = one_backend(rig, args, b, &mut out).await {
             failures += 1;
             println!("  latency ({}) did not run: {e:#}", b.label());
-            let _ = writeln!(out, "| {} | did not run: {e} | | | | | | | | |", b.label());
+            let _ = writeln!(out, "| {} | did not run: {e} | | | | | | | |", b.label());
         }
     }
     if failures > 0 {
@@ -268,8 +342,23 @@ async fn one_backend(
 
     let events = Events::connect(&s.database_url).await?;
     let run = mailroom_testkit::token();
-    // One unmeasured delivery per folder first (the folder's first fetch, warm caches).
+    // The baseline's plain IDLE clients, one per folder.
+    let mut idles = Vec::new();
     for folder in ["INBOX", OTHER] {
+        idles.push(
+            idle_client(
+                &rig.rig.host,
+                rig.rig.imap_port,
+                &user.address,
+                &user.password,
+                folder,
+            )
+            .await
+            .with_context(|| format!("the plain IDLE client on {folder}"))?,
+        );
+    }
+    // One unmeasured delivery per folder first (the folder's first fetch, warm caches).
+    for (folder, idle) in ["INBOX", OTHER].into_iter().zip(idles.iter_mut()) {
         let d = deliver(
             rig,
             &s,
@@ -277,6 +366,7 @@ async fn one_backend(
             &user.address,
             folder,
             format!("<lat.{run}.warm.{folder}@bench.example>"),
+            idle,
         )
         .await?;
         if d.event.is_none() {
@@ -290,7 +380,7 @@ async fn one_backend(
         busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0))
     );
     let mut rng = StdRng::seed_from_u64(now_ms() as u64);
-    for folder in ["INBOX", OTHER] {
+    for (folder, idle) in ["INBOX", OTHER].into_iter().zip(idles.iter_mut()) {
         let mut done = Vec::with_capacity(args.deliveries);
         let started = Instant::now();
         for i in 0..args.deliveries {
@@ -301,6 +391,7 @@ async fn one_backend(
                 &user.address,
                 folder,
                 format!("<lat.{run}.{folder}.{i}@bench.example>"),
+                idle,
             )
             .await?;
             if d.event.is_none() {
@@ -319,9 +410,13 @@ async fn one_backend(
         ev.sort_unstable();
         let mut dv: Vec<Duration> = done.iter().map(|d| d.doveadm).collect();
         dv.sort_unstable();
+        let mut iv: Vec<Duration> = done.iter().filter_map(|d| d.idle).collect();
+        let idle_missing = done.len() - iv.len();
+        iv.sort_unstable();
         println!(
             "  latency ({}, {folder}): {} deliveries in {:.1} s, {missing} missing; event p50 {:.1} ms, \
-             p99 {:.1} ms, max {:.1} ms; doveadm p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+             p99 {:.1} ms, max {:.1} ms; doveadm p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+             plain IDLE client's EXISTS p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({idle_missing} not seen)",
             b.label(),
             done.len(),
             started.elapsed().as_secs_f64(),
@@ -331,30 +426,41 @@ async fn one_backend(
             pct(&dv, 0.5),
             pct(&dv, 0.99),
             pct(&dv, 1.0),
+            pct(&iv, 0.5),
+            pct(&iv, 0.99),
+            pct(&iv, 1.0),
         );
         // The slowest few, with their wall-clock time, to find them in the server's logs.
         let mut slow: Vec<&Delivery> = done.iter().collect();
         slow.sort_by_key(|d| std::cmp::Reverse(d.event.unwrap_or(Duration::MAX)));
         for d in slow.iter().take(3) {
             println!(
-                "    slowest: {} at {} ms: event {}, doveadm {:.1} ms",
+                "    slowest: {} at {} ms: event {}, doveadm {:.1} ms, plain IDLE {}",
                 d.message_id,
                 d.at_ms,
                 d.event.map_or("missing".into(), |e| format!(
                     "{:.1} ms",
                     e.as_secs_f64() * 1e3
                 )),
-                d.doveadm.as_secs_f64() * 1e3
+                d.doveadm.as_secs_f64() * 1e3,
+                d.idle.map_or("not seen".into(), |e| format!(
+                    "{:.1} ms",
+                    e.as_secs_f64() * 1e3
+                )),
             );
         }
         let _ = writeln!(
             out,
-            "| {} | {folder} | {} | {missing} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {folder} | {} | {missing} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} / {:.1} \
+             | {:.1} / {:.1} / {:.1} |",
             b.label(),
             done.len(),
             pct(&ev, 0.5),
             pct(&ev, 0.99),
             pct(&ev, 1.0),
+            pct(&iv, 0.5),
+            pct(&iv, 0.99),
+            pct(&iv, 1.0),
             pct(&dv, 0.5),
             pct(&dv, 0.99),
             pct(&dv, 1.0),
