@@ -10,9 +10,11 @@
 //! without anyone watching. A random pause of 0–50 ms separates deliveries so they do not
 //! align with anything periodic. The 2 ms poll and doveadm's start-up are inside t1 − t0.
 //!
-//! A second baseline: a plain IDLE client per folder (raw IMAP, LOGIN, SELECT, IDLE on the
-//! same Dovecot, same user) records when the `* n EXISTS` of each delivery reaches it: what
-//! the server's own push costs before mailroom does anything.
+//! Two more baselines, plain IMAP clients (raw protocol, LOGIN, same Dovecot, same user) that
+//! record when each delivery's notification reaches them: what the server's own push costs
+//! before mailroom does anything. One does what mailroom's watch does (INBOX selected,
+//! mailroom's `NOTIFY SET`, IDLE: `EXISTS` for INBOX, `STATUS Projects (…)` for the other
+//! folder); the others IDLE with the folder selected (`EXISTS`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -135,16 +137,22 @@ fn message(to: &str, message_id: &str, subject: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A plain IDLE client: logs in (LOGIN, no TLS), selects `folder`, IDLEs, and sends the
-/// instant of every `EXISTS` it reads.
-async fn idle_client(
-    host: &str,
-    port: u16,
-    user: &str,
-    password: &str,
-    folder: &str,
-) -> anyhow::Result<mpsc::UnboundedReceiver<Instant>> {
-    let stream = TcpStream::connect((host, port)).await?;
+/// `NOTIFY SET` as mailroom's watch sends it (`crates/providers/src/imap_smtp/watch.rs`).
+const NOTIFY_SET: &str = "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) \
+                          (personal (MessageNew MessageExpunge FlagChange MailboxName))";
+
+/// A plain IMAP client (raw protocol, LOGIN without TLS) that selects `select`, optionally
+/// sends mailroom's `NOTIFY SET`, then IDLEs and reports the instant of every `EXISTS` (as a
+/// change of `select`) and every `STATUS folder` (as a change of that folder) to the route of
+/// that folder.
+async fn push_client(
+    rig: &Rig,
+    user: &mailroom_testkit::MailUser,
+    select: &str,
+    notify: bool,
+    routes: Vec<(String, mpsc::UnboundedSender<Instant>)>,
+) -> anyhow::Result<()> {
+    let stream = TcpStream::connect((rig.rig.host.as_str(), rig.rig.imap_port)).await?;
     stream.set_nodelay(true)?;
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
@@ -162,34 +170,49 @@ async fn idle_client(
             }
         }
     }
-    until(&mut lines, "* OK").await?;
-    w.write_all(format!("a LOGIN \"{user}\" \"{password}\"\r\n").as_bytes())
-        .await?;
-    let l = until(&mut lines, "a ").await?;
-    if !l.starts_with("a OK") {
-        bail!("LOGIN: {l}");
+    async fn command(
+        w: &mut tokio::net::tcp::OwnedWriteHalf,
+        lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+        tag: &str,
+        cmd: &str,
+    ) -> anyhow::Result<()> {
+        w.write_all(format!("{tag} {cmd}\r\n").as_bytes()).await?;
+        let l = until(lines, &format!("{tag} ")).await?;
+        if !l.starts_with(&format!("{tag} OK")) {
+            bail!("{cmd}: {l}");
+        }
+        Ok(())
     }
-    w.write_all(format!("b SELECT \"{folder}\"\r\n").as_bytes())
-        .await?;
-    let l = until(&mut lines, "b ").await?;
-    if !l.starts_with("b OK") {
-        bail!("SELECT {folder}: {l}");
+    until(&mut lines, "* OK").await?;
+    let login = format!("LOGIN \"{}\" \"{}\"", user.address, user.password);
+    command(&mut w, &mut lines, "a", &login).await?;
+    command(&mut w, &mut lines, "b", &format!("SELECT \"{select}\"")).await?;
+    if notify {
+        command(&mut w, &mut lines, "n", NOTIFY_SET).await?;
     }
     w.write_all(b"c IDLE\r\n").await?;
     until(&mut lines, "+").await?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let select = select.to_owned();
     tokio::spawn(async move {
         let _w = w; // the session lasts as long as the reader
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("* ")
-                && line.ends_with(" EXISTS")
-                && tx.send(Instant::now()).is_err()
-            {
-                break;
+            let at = Instant::now();
+            let folder = if line.starts_with("* ") && line.ends_with(" EXISTS") {
+                select.clone()
+            } else if let Some(rest) = line.strip_prefix("* STATUS ") {
+                let name = rest.split(" (").next().unwrap_or("");
+                name.trim_matches('"').to_owned()
+            } else {
+                continue;
+            };
+            for (f, tx) in &routes {
+                if *f == folder {
+                    let _ = tx.send(at);
+                }
             }
         }
     });
-    Ok(rx)
+    Ok(())
 }
 
 /// One delivery's figures.
@@ -198,6 +221,8 @@ struct Delivery {
     event: Option<Duration>,
     /// When the plain IDLE client saw the `EXISTS`, from t0.
     idle: Option<Duration>,
+    /// When the plain NOTIFY client saw the `EXISTS` (INBOX) or the `STATUS`, from t0.
+    notify: Option<Duration>,
     doveadm: Duration,
     /// Wall clock at t0 (ms), to find the delivery in the server's logs.
     at_ms: i64,
@@ -212,10 +237,14 @@ async fn deliver(
     user: &str,
     folder: &str,
     message_id: String,
-    idle: &mut mpsc::UnboundedReceiver<Instant>,
+    (idle, notify): (
+        &mut mpsc::UnboundedReceiver<Instant>,
+        &mut mpsc::UnboundedReceiver<Instant>,
+    ),
 ) -> anyhow::Result<Delivery> {
-    // Anything the IDLE client saw before this delivery is not this delivery's.
+    // Anything the plain clients saw before this delivery is not this delivery's.
     while idle.try_recv().is_ok() {}
+    while notify.try_recv().is_ok() {}
     let msg = message(user, &message_id, &format!("latency {folder} {message_id}"));
     let at_ms = now_ms();
     let since = at_ms - 60_000;
@@ -231,14 +260,19 @@ async fn deliver(
         }
         tokio::time::sleep(POLL).await;
     };
-    let left = EVENT_DEADLINE.saturating_sub(t0.elapsed());
-    let idle = match tokio::time::timeout(left, idle.recv()).await {
-        Ok(Some(at)) => Some(at.saturating_duration_since(t0)),
-        _ => None,
+    let seen = async |rx: &mut mpsc::UnboundedReceiver<Instant>| {
+        let left = EVENT_DEADLINE.saturating_sub(t0.elapsed());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(at)) => Some(at.saturating_duration_since(t0)),
+            _ => None,
+        }
     };
+    let idle = seen(idle).await;
+    let notify = seen(notify).await;
     Ok(Delivery {
         event,
         idle,
+        notify,
         doveadm,
         at_ms,
         message_id,
@@ -269,15 +303,16 @@ pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {
     let _ = writeln!(
         out,
         "| backend | folder | deliveries | missing | event p50 ms | event p99 ms | event max ms \
-         | plain IDLE client p50 / p99 / max ms | doveadm p50 / p99 / max ms |"
+         | plain NOTIFY client p50 / p99 / max ms | plain IDLE client p50 / p99 / max ms \
+         | doveadm p50 / p99 / max ms |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     let mut failures = 0;
     for b in backends {
         if let Err(e) = one_backend(rig, args, b, &mut out).await {
             failures += 1;
             println!("  latency ({}) did not run: {e:#}", b.label());
-            let _ = writeln!(out, "| {} | did not run: {e} | | | | | | | |", b.label());
+            let _ = writeln!(out, "| {} | did not run: {e} | | | | | | | | |", b.label());
         }
     }
     if failures > 0 {
@@ -342,23 +377,30 @@ async fn one_backend(
 
     let events = Events::connect(&s.database_url).await?;
     let run = mailroom_testkit::token();
-    // The baseline's plain IDLE clients, one per folder.
+    // The baselines: a plain IDLE client per folder (that folder selected), and one plain
+    // client doing what mailroom's watch does (INBOX selected, NOTIFY SET, IDLE).
     let mut idles = Vec::new();
+    let mut notifies = Vec::new();
+    let mut notify_routes = Vec::new();
     for folder in ["INBOX", OTHER] {
-        idles.push(
-            idle_client(
-                &rig.rig.host,
-                rig.rig.imap_port,
-                &user.address,
-                &user.password,
-                folder,
-            )
+        let (tx, rx) = mpsc::unbounded_channel();
+        push_client(rig, &user, folder, false, vec![(folder.to_owned(), tx)])
             .await
-            .with_context(|| format!("the plain IDLE client on {folder}"))?,
-        );
+            .with_context(|| format!("the plain IDLE client on {folder}"))?;
+        idles.push(rx);
+        let (tx, rx) = mpsc::unbounded_channel();
+        notify_routes.push((folder.to_owned(), tx));
+        notifies.push(rx);
     }
+    push_client(rig, &user, "INBOX", true, notify_routes)
+        .await
+        .context("the plain NOTIFY client")?;
     // One unmeasured delivery per folder first (the folder's first fetch, warm caches).
-    for (folder, idle) in ["INBOX", OTHER].into_iter().zip(idles.iter_mut()) {
+    for ((folder, idle), notify) in ["INBOX", OTHER]
+        .into_iter()
+        .zip(idles.iter_mut())
+        .zip(notifies.iter_mut())
+    {
         let d = deliver(
             rig,
             &s,
@@ -366,7 +408,7 @@ async fn one_backend(
             &user.address,
             folder,
             format!("<lat.{run}.warm.{folder}@bench.example>"),
-            idle,
+            (idle, notify),
         )
         .await?;
         if d.event.is_none() {
@@ -380,7 +422,11 @@ async fn one_backend(
         busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0))
     );
     let mut rng = StdRng::seed_from_u64(now_ms() as u64);
-    for (folder, idle) in ["INBOX", OTHER].into_iter().zip(idles.iter_mut()) {
+    for ((folder, idle), notify) in ["INBOX", OTHER]
+        .into_iter()
+        .zip(idles.iter_mut())
+        .zip(notifies.iter_mut())
+    {
         let mut done = Vec::with_capacity(args.deliveries);
         let started = Instant::now();
         for i in 0..args.deliveries {
@@ -391,7 +437,7 @@ async fn one_backend(
                 &user.address,
                 folder,
                 format!("<lat.{run}.{folder}.{i}@bench.example>"),
-                idle,
+                (&mut *idle, &mut *notify),
             )
             .await?;
             if d.event.is_none() {
@@ -413,10 +459,14 @@ async fn one_backend(
         let mut iv: Vec<Duration> = done.iter().filter_map(|d| d.idle).collect();
         let idle_missing = done.len() - iv.len();
         iv.sort_unstable();
+        let mut nv: Vec<Duration> = done.iter().filter_map(|d| d.notify).collect();
+        let notify_missing = done.len() - nv.len();
+        nv.sort_unstable();
         println!(
             "  latency ({}, {folder}): {} deliveries in {:.1} s, {missing} missing; event p50 {:.1} ms, \
              p99 {:.1} ms, max {:.1} ms; doveadm p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
-             plain IDLE client's EXISTS p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({idle_missing} not seen)",
+             plain IDLE client's EXISTS p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({idle_missing} not seen); \
+             plain NOTIFY client p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({notify_missing} not seen)",
             b.label(),
             done.len(),
             started.elapsed().as_secs_f64(),
@@ -429,13 +479,16 @@ async fn one_backend(
             pct(&iv, 0.5),
             pct(&iv, 0.99),
             pct(&iv, 1.0),
+            pct(&nv, 0.5),
+            pct(&nv, 0.99),
+            pct(&nv, 1.0),
         );
         // The slowest few, with their wall-clock time, to find them in the server's logs.
         let mut slow: Vec<&Delivery> = done.iter().collect();
         slow.sort_by_key(|d| std::cmp::Reverse(d.event.unwrap_or(Duration::MAX)));
         for d in slow.iter().take(3) {
             println!(
-                "    slowest: {} at {} ms: event {}, doveadm {:.1} ms, plain IDLE {}",
+                "    slowest: {} at {} ms: event {}, doveadm {:.1} ms, plain IDLE {}, plain NOTIFY {}",
                 d.message_id,
                 d.at_ms,
                 d.event.map_or("missing".into(), |e| format!(
@@ -447,17 +500,25 @@ async fn one_backend(
                     "{:.1} ms",
                     e.as_secs_f64() * 1e3
                 )),
+                d.notify.map_or("not seen".into(), |e| format!(
+                    "{:.1} ms",
+                    e.as_secs_f64() * 1e3
+                )),
             );
         }
         let _ = writeln!(
             out,
             "| {} | {folder} | {} | {missing} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} / {:.1} \
+             ({notify_missing} not seen) | {:.1} / {:.1} / {:.1} ({idle_missing} not seen) \
              | {:.1} / {:.1} / {:.1} |",
             b.label(),
             done.len(),
             pct(&ev, 0.5),
             pct(&ev, 0.99),
             pct(&ev, 1.0),
+            pct(&nv, 0.5),
+            pct(&nv, 0.99),
+            pct(&nv, 1.0),
             pct(&iv, 0.5),
             pct(&iv, 0.99),
             pct(&iv, 1.0),
