@@ -303,16 +303,20 @@ pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {
     let _ = writeln!(
         out,
         "| backend | folder | deliveries | missing | event p50 ms | event p99 ms | event max ms \
-         | plain NOTIFY client p50 / p99 / max ms | plain IDLE client p50 / p99 / max ms \
-         | doveadm p50 / p99 / max ms |"
+         | plain NOTIFY client p50 / p99 / max ms | event − NOTIFY client (paired) p50 / p99 ms \
+         | plain IDLE client p50 / p99 / max ms | doveadm p50 / p99 / max ms |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut failures = 0;
     for b in backends {
         if let Err(e) = one_backend(rig, args, b, &mut out).await {
             failures += 1;
             println!("  latency ({}) did not run: {e:#}", b.label());
-            let _ = writeln!(out, "| {} | did not run: {e} | | | | | | | | |", b.label());
+            let _ = writeln!(
+                out,
+                "| {} | did not run: {e} | | | | | | | | | |",
+                b.label()
+            );
         }
     }
     if failures > 0 {
@@ -462,6 +466,27 @@ async fn one_backend(
         let mut nv: Vec<Duration> = done.iter().filter_map(|d| d.notify).collect();
         let notify_missing = done.len() - nv.len();
         nv.sort_unstable();
+        // mailroom's own share, paired per delivery: its event after the plain NOTIFY client's
+        // notification (negative when mailroom's session was told first).
+        let mut share: Vec<f64> = done
+            .iter()
+            .filter_map(|d| Some((d.event?.as_secs_f64() - d.notify?.as_secs_f64()) * 1e3))
+            .collect();
+        share.sort_by(f64::total_cmp);
+        let share_p = |q: f64| {
+            if share.is_empty() {
+                return f64::NAN;
+            }
+            let rank = ((q * share.len() as f64).ceil() as usize).clamp(1, share.len());
+            share[rank - 1]
+        };
+        println!(
+            "  latency ({}, {folder}): event − plain NOTIFY client, paired: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            b.label(),
+            share_p(0.5),
+            share_p(0.99),
+            share_p(1.0)
+        );
         println!(
             "  latency ({}, {folder}): {} deliveries in {:.1} s, {missing} missing; event p50 {:.1} ms, \
              p99 {:.1} ms, max {:.1} ms; doveadm p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
@@ -509,7 +534,7 @@ async fn one_backend(
         let _ = writeln!(
             out,
             "| {} | {folder} | {} | {missing} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} / {:.1} \
-             ({notify_missing} not seen) | {:.1} / {:.1} / {:.1} ({idle_missing} not seen) \
+             ({notify_missing} not seen) | {:.1} / {:.1} | {:.1} / {:.1} / {:.1} ({idle_missing} not seen) \
              | {:.1} / {:.1} / {:.1} |",
             b.label(),
             done.len(),
@@ -519,6 +544,8 @@ async fn one_backend(
             pct(&nv, 0.5),
             pct(&nv, 0.99),
             pct(&nv, 1.0),
+            share_p(0.5),
+            share_p(0.99),
             pct(&iv, 0.5),
             pct(&iv, 0.99),
             pct(&iv, 1.0),
