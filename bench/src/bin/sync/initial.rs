@@ -217,7 +217,7 @@ fn message(
 }
 
 /// An RFC 5322 date in UTC.
-fn httpdate(t: SystemTime) -> String {
+pub(crate) fn httpdate(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let dt =
         time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);

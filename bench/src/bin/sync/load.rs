@@ -17,14 +17,40 @@ pub struct Server {
     pub base_url: String,
 }
 
+/// How a [`Server`] is started beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// `MAILROOM_LOG` (default `warn`).
+    pub log: Option<String>,
+    /// Where the server's stderr (its logs) goes; inherited when `None`.
+    pub log_file: Option<std::path::PathBuf>,
+}
+
 impl Server {
     /// Starts `mailroom serve` on `database_url` and waits until `/healthz` answers.
     pub async fn start(database_url: &str) -> anyhow::Result<Self> {
+        Self::start_with(database_url, &ServerOptions::default()).await
+    }
+
+    /// [`Server::start`] with a log filter and a log file.
+    pub async fn start_with(database_url: &str, opts: &ServerOptions) -> anyhow::Result<Self> {
         let bin = std::env::var("BENCH_MAILROOM_BIN")
             .context("BENCH_MAILROOM_BIN (the release `mailroom` binary; bench/sync sets it)")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let stderr = match &opts.log_file {
+            Some(p) => {
+                if let Some(dir) = p.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                Stdio::from(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )
+            }
+            None => Stdio::inherit(),
+        };
         let child = Command::new(&bin)
             .arg("serve")
             .env("MAILROOM_LISTEN", format!("127.0.0.1:{port}"))
@@ -32,8 +58,9 @@ impl Server {
             .env("MAILROOM_MASTER_KEY", TEST_MASTER_KEY)
             .env("MAILROOM_MAIL_ALLOW_PRIVATE", "true")
             .env("MAILROOM_TLS_INSECURE_SKIP_VERIFY", "true")
-            .env("MAILROOM_LOG", "warn")
+            .env("MAILROOM_LOG", opts.log.as_deref().unwrap_or("warn"))
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {bin} serve"))?;
         let mut server = Server {

@@ -6,8 +6,17 @@
 //! - `initial`: the first sync of a generated mailbox (10,000 messages by default) into a fresh
 //!   index, through `sync_account_once` in-process, vs. `mbsync` copying the same mailbox from
 //!   the same Dovecot into a local Maildir; plus the database's bytes per indexed message.
+//! - `list`: `GET /api/v1/emails` (limit=100, and with search) on a large index served by a
+//!   `mailroom serve` process, under load, against `/healthz` and `/api/v1/accounts`.
+//! - `latency`: delivery (`doveadm save`) → stored `mail_received` event on a `mailroom serve`
+//!   process, p50/p99 over N deliveries (default 200) into INBOX and into a folder created
+//!   after the first pass; doveadm's own time as the baseline.
+//! - `rss`: VmRSS of `mailroom serve` with no account, then with N linked IMAP accounts of
+//!   rig users (default 1,000, measured at N/10, N/2 and N), each holding its push watch.
 
+mod api;
 mod initial;
+mod latency;
 mod list;
 mod load;
 mod rss;
@@ -24,7 +33,8 @@ use mailroom_testkit::{Backend, MailRig, MailUser};
 #[derive(Parser, Debug)]
 #[command(
     name = "sync",
-    about = "The mail index's benchmarks: initial sync vs. mbsync, and bytes per message"
+    about = "The mail index's benchmarks: initial sync vs. mbsync, GET /emails under load, \
+             delivery-to-event latency, RSS with and without accounts"
 )]
 pub struct Args {
     /// What to run.
@@ -45,6 +55,22 @@ pub struct Args {
     /// Seconds of unmeasured load before each route (`list`).
     #[arg(long, default_value_t = 2)]
     pub warmup_seconds: u64,
+    /// Deliveries per folder (`latency`).
+    #[arg(long, default_value_t = 200)]
+    pub deliveries: usize,
+    /// Linked IMAP accounts (`rss`; measured at a tenth, half and all of them).
+    #[arg(long, default_value_t = 1000)]
+    pub accounts: usize,
+    /// Accounts linked at once (`rss`).
+    #[arg(long, default_value_t = 8)]
+    pub link_parallel: usize,
+    /// `MAILROOM_LOG` of the `mailroom serve` processes of `latency` and `rss` (default warn),
+    /// e.g. `warn,mailroom_engine=debug,mailroom_providers=debug`.
+    #[arg(long)]
+    pub server_log: Option<String>,
+    /// Write those processes' logs to files in this directory (else to the bench's stderr).
+    #[arg(long)]
+    pub server_log_dir: Option<PathBuf>,
     /// Only this backend (default: SQLite, then PostgreSQL).
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
@@ -54,6 +80,7 @@ pub struct Args {
 pub enum Scenario {
     Initial,
     List,
+    Latency,
     Rss,
     All,
 }
@@ -160,14 +187,20 @@ async fn main() -> anyhow::Result<()> {
     let mut summary = String::new();
     let mut failed = 0;
     let scenarios = match args.scenario {
-        Scenario::All => vec![Scenario::Initial, Scenario::List, Scenario::Rss],
+        Scenario::All => vec![
+            Scenario::Initial,
+            Scenario::List,
+            Scenario::Latency,
+            Scenario::Rss,
+        ],
         s => vec![s],
     };
     for s in scenarios {
         let r = match s {
             Scenario::Initial | Scenario::All => initial::run(&rig, &args, work.path()).await,
             Scenario::List => list::run(&rig, &args).await,
-            Scenario::Rss => rss::run(&args).await,
+            Scenario::Latency => latency::run(&rig, &args).await,
+            Scenario::Rss => rss::run(&rig, &args).await,
         };
         match r {
             Ok(table) => summary.push_str(&table),
