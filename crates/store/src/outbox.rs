@@ -297,6 +297,16 @@ pub async fn list(
     })
 }
 
+/// Whether the read-only `sql` (`SELECT EXISTS …`, `$1` = now) finds anything due. Asked before
+/// a claim because an UPDATE takes SQLite's one write lock even when it matches nothing: the
+/// workers' idle polls would otherwise contend with every other writer (a sync pass's
+/// transactions) for nothing.
+async fn any_due(store: &Store, sql: &'static str, now_ms: i64) -> Result<bool> {
+    Ok(with_pool!(store, pool => {
+        sqlx::query_scalar::<_, bool>(sql).bind(now_ms).fetch_one(pool).await?
+    }))
+}
+
 /// Leases up to `limit` due jobs to `node` until `lease_until`: queued or scheduled jobs whose
 /// time has come, and jobs whose previous lease expired (a node died mid-attempt).
 pub async fn claim_due(
@@ -307,6 +317,11 @@ pub async fn claim_due(
     limit: i64,
 ) -> Result<Vec<(String, String)>> {
     if limit <= 0 {
+        return Ok(vec![]);
+    }
+    let due = "SELECT EXISTS (SELECT 1 FROM outbox WHERE \
+               (status IN ('queued', 'scheduled') AND run_after <= $1) OR (status = 'sending' AND locked_until < $1))";
+    if !any_due(store, due, now_ms).await? {
         return Ok(vec![]);
     }
     let ids: Vec<(String, String)> = match store {
@@ -481,6 +496,11 @@ pub async fn claim_copies(
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<String>> {
+    let due = "SELECT EXISTS (SELECT 1 FROM outbox WHERE status = 'sent' AND sent_copy = 'pending' \
+               AND run_after <= $1 AND (locked_until IS NULL OR locked_until < $1))";
+    if !any_due(store, due, now_ms).await? {
+        return Ok(vec![]);
+    }
     // The copy's lease reuses the job's lock columns: a sent job has no other lease.
     let sql = "UPDATE outbox SET locked_by = $1, locked_until = $2, copy_attempts = copy_attempts + 1 \
                WHERE id IN (SELECT id FROM outbox WHERE status = 'sent' AND sent_copy = 'pending' AND run_after <= $3 \

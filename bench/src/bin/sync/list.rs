@@ -32,8 +32,8 @@ const FOLDERS: &[(&str, FolderRole)] = &[
     ("Projects", FolderRole::Unknown),
 ];
 
-/// Fills the index of a new account with `n` messages through `index::upsert_message`, the
-/// sync's own write (`tasks` writers at once).
+/// Fills the index of a new account with `n` messages through `index::upsert_message_in`, the
+/// sync's own write, 100 to a transaction as the sync does (`tasks` writers at once).
 async fn fill(app: &TestApp, account_id: &str, n: usize, tasks: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let now = SystemClock.now_ms();
@@ -65,6 +65,9 @@ async fn fill(app: &TestApp, account_id: &str, n: usize, tasks: usize) -> anyhow
         handles.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(100 + t as u64);
             let mut i = t;
+            // Written as the sync writes: a transaction per batch of 100.
+            let mut tx = store.begin_write().await?;
+            let mut in_tx = 0;
             while i < n {
                 let folder = match rng.random_range(0..100) {
                     0..70 => 0,
@@ -125,8 +128,8 @@ async fn fill(app: &TestApp, account_id: &str, n: usize, tasks: usize) -> anyhow
                 let provider_id = format!("1:{}@{}", i + 1, FOLDERS[folder].0);
                 let id = new_id();
                 let html = format!("<html><body><p>{body}</p></body></html>");
-                index::upsert_message(
-                    &store,
+                index::upsert_message_in(
+                    &mut tx,
                     NewMessage {
                         id: &id,
                         workspace_id: &ws,
@@ -158,8 +161,15 @@ async fn fill(app: &TestApp, account_id: &str, n: usize, tasks: usize) -> anyhow
                     },
                 )
                 .await?;
+                in_tx += 1;
+                if in_tx == 100 {
+                    tx.commit().await?;
+                    tx = store.begin_write().await?;
+                    in_tx = 0;
+                }
                 i += tasks;
             }
+            tx.commit().await?;
             anyhow::Ok(())
         }));
     }
@@ -233,7 +243,7 @@ async fn one_backend(
     };
     let took = fill(&app, &account_id, n, tasks).await?;
     println!(
-        "  list ({}): {n} messages indexed through upsert_message in {:.1} s",
+        "  list ({}): {n} messages indexed through upsert_message_in in {:.1} s",
         b.label(),
         took.as_secs_f64()
     );
@@ -253,6 +263,10 @@ async fn one_backend(
         Case {
             label: "GET /api/v1/emails limit=100",
             path: format!("/api/v1/emails?account_id={account_id}&limit=100"),
+        },
+        Case {
+            label: "… &meta_only=true",
+            path: format!("/api/v1/emails?account_id={account_id}&limit=100&meta_only=true"),
         },
         Case {
             label: "… &search= a rare word",

@@ -84,10 +84,11 @@ pub struct MailParamsView {
 pub struct SourceView {
     pub id: String,
     /// The mailbox sync's health: `CONNECTING` while a sync loop starts, `OK`, `ERROR` (see
-    /// `reason`; retried with backoff), `CREDENTIALS` (the login was refused: reconnect).
+    /// `reason`; retried with backoff), `CREDENTIALS` (the login was refused: reconnect),
+    /// `STOPPED` (the server kept refusing the sync: restart or reconnect).
     pub status: SourceStatus,
-    /// mailroom's extension: why the status is what it is (the error of an `ERROR` or a
-    /// `CREDENTIALS`); absent when there is nothing to say.
+    /// mailroom's extension: why the status is what it is (the error of an `ERROR`, a
+    /// `CREDENTIALS` or a `STOPPED`); absent when there is nothing to say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

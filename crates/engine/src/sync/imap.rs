@@ -143,10 +143,10 @@ pub(crate) async fn index_appended(
         moves: Mutex::default(),
     };
     let mut report = SyncReport::default();
-    let mut tx = engine.store.begin_write().await?;
+    let mut batch = Batch::begin(&engine.store).await?;
     let id = pass
         .index_one(
-            &mut tx,
+            &mut batch,
             folder,
             uid_validity,
             message,
@@ -156,8 +156,52 @@ pub(crate) async fn index_appended(
             &mut report,
         )
         .await?;
-    tx.commit().await?;
+    batch.commit().await?;
     Ok(id)
+}
+
+/// Whether a pass that went from `before` to `after` messages indexed should refresh the
+/// planner's statistics: at 1,000 and then each time the count grows fourfold (a first sync
+/// into an empty index; a few times per pass at most).
+fn statistics_due(before: usize, after: usize) -> bool {
+    let step = |n: usize| if n < 1000 { 0 } else { 1 + (n / 1000).ilog(4) };
+    step(after) > step(before)
+}
+
+/// Where a fetched batch is written ([`Store::batches_writes`]): PostgreSQL, one transaction
+/// for the whole batch, its reads included (so they see the batch's own writes); SQLite, a
+/// short transaction per message around its writes, reads on the pool (earlier messages of the
+/// batch are committed by then). Either way a message and the events announcing it are
+/// stored together.
+struct Batch {
+    tx: Option<WriteTx>,
+}
+
+impl Batch {
+    async fn begin(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            tx: if store.batches_writes() {
+                Some(store.begin_write().await?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Where the batch's reads go.
+    fn reads<'a>(&'a mut self, store: &'a Store) -> Db<'a> {
+        match &mut self.tx {
+            Some(tx) => Db::Tx(tx),
+            None => Db::Pool(store),
+        }
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        if let Some(tx) = self.tx {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
 }
 
 /// The event new mail in a folder of this role announces, if any.
@@ -445,9 +489,9 @@ impl Pass<'_> {
                 .mailbox
                 .fetch_new(&f.provider_id, uv, cursor, BATCH)
                 .await?;
-            // The batch is written in one transaction: one commit for up to BATCH messages,
-            // and a message is never stored without the event announcing it.
-            let mut tx = self.store.begin_write().await?;
+            // Written as one transaction where the store batches writes (see `Batch`).
+            let indexed_before = report.indexed;
+            let mut writes = Batch::begin(self.store).await?;
             let mut joined = Vec::new();
             for m in &batch {
                 cursor = cursor.max(m.uid);
@@ -457,19 +501,25 @@ impl Pass<'_> {
                 // days; this is the exact cut), unless a rebuild finds it already indexed.
                 let outside = window_since.is_some_and(|since| arrived < since)
                     || (rebuild && m.uid <= window_after);
-                if !fresh && outside && !(rebuild && self.is_known(&mut tx, m).await?) {
+                if !fresh
+                    && outside
+                    && !(rebuild && self.is_known(writes.reads(self.store), m).await?)
+                {
                     continue;
                 }
                 let announce_this = (announce || fresh) && arrived >= announce_after;
                 let id = self
-                    .index_one(&mut tx, f, uv, m, rebuild, announce_this, &seen, report)
+                    .index_one(&mut writes, f, uv, m, rebuild, announce_this, &seen, report)
                     .await?;
                 if !was_here.contains(id.as_str()) && !rebuild {
                     joined.push((id.clone(), m.uid, announce || fresh));
                 }
                 seen.insert(id);
             }
-            tx.commit().await?;
+            writes.commit().await?;
+            if statistics_due(indexed_before, report.indexed) {
+                index::refresh_statistics(self.store).await?;
+            }
             for (id, uid, announce) in joined {
                 self.note_joined(&id, f, uid, announce);
             }
@@ -612,11 +662,11 @@ impl Pass<'_> {
 
     /// Whether a message is already indexed (same Message-ID, size and date): on a rebuild,
     /// known mail is found again even when it is older than the window.
-    async fn is_known(&self, tx: &mut WriteTx, m: &FetchedMessage) -> Result<bool, SyncError> {
+    async fn is_known(&self, db: Db<'_>, m: &FetchedMessage) -> Result<bool, SyncError> {
         let Some(mid) = m.parsed.as_ref().and_then(|p| p.message_id.as_deref()) else {
             return Ok(false);
         };
-        let rows = self.with_message_id(Db::Tx(tx), mid, 20).await?;
+        let rows = self.with_message_id(db, mid, 20).await?;
         Ok(rows.iter().any(|r| r.size == i64::from(m.size)))
     }
 
@@ -710,7 +760,7 @@ impl Pass<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn index_one(
         &self,
-        tx: &mut WriteTx,
+        batch: &mut Batch,
         f: &FolderRow,
         uv: u32,
         m: &FetchedMessage,
@@ -729,8 +779,17 @@ impl Pass<'_> {
         let own = provider_id(&f.provider_id, uv, m.uid);
         let matched = match message_id {
             Some(mid) => {
-                self.same_message(tx, f, mid, size, date, rebuild, seen, &own)
-                    .await?
+                self.same_message(
+                    batch.reads(self.store),
+                    f,
+                    mid,
+                    size,
+                    date,
+                    rebuild,
+                    seen,
+                    &own,
+                )
+                .await?
             }
             None => None,
         };
@@ -738,7 +797,7 @@ impl Pass<'_> {
         let thread = match &matched {
             Some(r) => r.thread_id.clone(),
             None => match p {
-                Some(p) => self.thread_of(tx, p, date).await?,
+                Some(p) => self.thread_of(batch.reads(self.store), p, date).await?,
                 None => None,
             }
             .unwrap_or_else(|| new.clone()),
@@ -774,6 +833,12 @@ impl Pass<'_> {
             MailOrigin::External
         };
         let tracking_id = sent_here.as_ref().map(|job| job.id.to_string());
+        // The writes: in the batch's transaction, or in one of this message's own.
+        let mut own_tx: Option<WriteTx> = None;
+        let tx = match batch.tx.as_mut() {
+            Some(tx) => tx,
+            None => own_tx.insert(self.store.begin_write().await?),
+        };
         let done = index::upsert_message_in(
             tx,
             NewMessage {
@@ -866,6 +931,9 @@ impl Pass<'_> {
                     .await?;
             }
         }
+        if let Some(tx) = own_tx {
+            tx.commit().await?;
+        }
         Ok(done.id)
     }
 
@@ -875,7 +943,7 @@ impl Pass<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn same_message(
         &self,
-        tx: &mut WriteTx,
+        db: Db<'_>,
         f: &FolderRow,
         message_id: &str,
         size: i64,
@@ -884,7 +952,7 @@ impl Pass<'_> {
         seen: &HashSet<String>,
         own: &str,
     ) -> Result<Option<MessageRow>, SyncError> {
-        let rows = self.with_message_id(Db::Tx(tx), message_id, 20).await?;
+        let rows = self.with_message_id(db, message_id, 20).await?;
         Ok(rows.into_iter().find(|r| {
             r.provider_id == own
                 || (r.size == size
@@ -900,7 +968,7 @@ impl Pass<'_> {
     /// subject and someone in common.
     async fn thread_of(
         &self,
-        tx: &mut WriteTx,
+        mut db: Db<'_>,
         p: &ParsedMail,
         date: i64,
     ) -> Result<Option<String>, SyncError> {
@@ -910,7 +978,7 @@ impl Pass<'_> {
             .into_iter()
             .chain(p.references.iter().rev().map(String::as_str));
         for id in ancestors {
-            let found = self.with_message_id(Db::Tx(tx), id, 1).await?;
+            let found = self.with_message_id(db.reborrow(), id, 1).await?;
             if let Some(r) = found.into_iter().next() {
                 return Ok(Some(r.thread_id));
             }
@@ -923,7 +991,7 @@ impl Pass<'_> {
         };
         let people = threading::participants(p);
         let candidates = index::recent_by_subject_tail(
-            Db::Tx(tx),
+            db,
             self.account_id(),
             base,
             date - ANNOUNCE_MAX_AGE_MS,
@@ -974,5 +1042,21 @@ impl Pass<'_> {
         .await?;
         report.events += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statistics_due;
+
+    #[test]
+    fn statistics_are_refreshed_at_1000_then_each_fourfold() {
+        assert!(!statistics_due(0, 999));
+        assert!(statistics_due(900, 1000));
+        assert!(!statistics_due(1000, 3999));
+        assert!(statistics_due(3900, 4000));
+        assert!(statistics_due(0, 20_000));
+        assert!(!statistics_due(16_000, 63_999));
+        assert!(statistics_due(63_999, 64_000));
     }
 }
