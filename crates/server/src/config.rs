@@ -422,6 +422,7 @@ impl Settings {
             sweep: Duration::from_secs(60),
             scan: Duration::from_millis(200),
             heartbeat: Duration::from_millis(500),
+            stop_after: Duration::from_secs(3),
             ..SyncConfig::default()
         }
     }

@@ -7,6 +7,7 @@
 use sqlx::Row;
 
 use crate::error::{Result, StoreError};
+use crate::tx::{Db, with_conn};
 use crate::{Store, with_pool};
 use mailroom_core::cursor::Position;
 use mailroom_core::{AccountId, TrackingId};
@@ -260,11 +261,21 @@ pub async fn get_by_message_id(
     workspace_id: &str,
     message_id: &str,
 ) -> Result<Option<Job>> {
+    get_by_message_id_in(Db::Pool(store), workspace_id, message_id).await
+}
+
+/// [`get_by_message_id`] on the pool or inside a transaction (a sync batch asks on its own
+/// connection: a second one per pass could exhaust the pool when many passes hold a batch).
+pub async fn get_by_message_id_in(
+    db: Db<'_>,
+    workspace_id: &str,
+    message_id: &str,
+) -> Result<Option<Job>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM outbox WHERE workspace_id = $1 AND message_id = $2 ORDER BY created_at LIMIT 1"
     ));
-    with_pool!(store, pool => {
-        sqlx::query(sql).bind(workspace_id).bind(message_id).fetch_optional(pool).await?.as_ref().map(decode).transpose()
+    with_conn!(db, c => {
+        sqlx::query(sql).bind(workspace_id).bind(message_id).fetch_optional(&mut *c).await?.as_ref().map(decode).transpose()
     })
 }
 

@@ -1,8 +1,8 @@
-//! Several repository calls on one connection: a [`WriteTx`] makes them one transaction, so a
-//! batch of sync writes commits once (one WAL flush on PostgreSQL, one write lock on SQLite, not
-//! one per message), is all-or-nothing (a message and the event announcing it are stored
-//! together), and its reads see its own writes. [`Db`] says where a call runs: on the pool, or
-//! inside a transaction.
+//! Several repository calls on one connection: a [`WriteTx`] makes them one transaction, so
+//! they are all-or-nothing (a message and the event announcing it are stored together), its
+//! reads see its own writes, and on PostgreSQL a batch of sync writes commits once (one WAL
+//! flush, not one per message; see [`Store::batches_writes`] for why SQLite does not batch).
+//! [`Db`] says where a call runs: on the pool, or inside a transaction.
 
 use crate::error::Result;
 use crate::{Backend, Store};

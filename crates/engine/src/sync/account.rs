@@ -5,8 +5,8 @@
 //!                 ╰→ transient failure: ERROR (reason), jittered backoff, pass again
 //!                 ╰→ refused login: CREDENTIALS, no more attempts until a reconnect/restart
 //!                 ╰→ the server refused the sync itself (not the login, not "later"), three
-//!                    passes in a row: STOPPED (reason), no more attempts until a
-//!                    reconnect/restart
+//!                    passes in a row over at least `stop_after` (15 min): STOPPED (reason),
+//!                    no more attempts until a reconnect/restart
 //! ```
 //!
 //! Beside it a heartbeat renews the lease and reads the requests other processes wrote on it
@@ -285,8 +285,8 @@ async fn wait_backoff(signals: &AccountSignals, wait: Duration) {
 }
 
 /// Passes in a row that the provider refuses for good (see [`Failure::Refused`]) before the
-/// account is `STOPPED`: one odd answer does not stop a sync, a server that keeps saying no
-/// is not asked forever.
+/// account is `STOPPED`, over at least `SyncConfig::stop_after`: one odd answer or a server
+/// restarting does not stop a sync, a server that keeps saying no is not asked forever.
 const REFUSALS_BEFORE_STOP: u32 = 3;
 
 /// How a pass failed, for the status.
@@ -296,7 +296,7 @@ enum Failure {
     Auth(String),
     /// The provider refused the sync itself, and not as "later" (a `NO`/`BAD` to a command
     /// the sync needs, an OAuth client the provider no longer accepts): `ERROR`, then
-    /// `STOPPED` after [`REFUSALS_BEFORE_STOP`] passes in a row.
+    /// `STOPPED` after [`REFUSALS_BEFORE_STOP`] passes in a row spanning `stop_after`.
     Refused(String),
     /// Anything else (network, throttling, our own database): `ERROR`, try again after a
     /// backoff.
@@ -328,8 +328,9 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
     // When the last failed attempt ended: the next one starts at least `backoff_min` after
     // it, whatever woke the loop (a restart included), so logins are that far apart.
     let mut last_failure: Option<Instant> = None;
-    // Passes in a row the provider refused (Failure::Refused).
+    // Passes in a row the provider refused (Failure::Refused), and when the first of them ended.
     let mut refusals = 0;
+    let mut refused_since: Option<Instant> = None;
     let mut push = Push::new(&config);
     loop {
         let account = match accounts::get_any(&engine.store, account_id).await {
@@ -356,6 +357,7 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
             version = Some(account.updated_at);
             parked = false;
             refusals = 0;
+            refused_since = None;
             backoff.reset();
             set_status(engine, &account, SourceStatus::Connecting, None).await;
         }
@@ -373,6 +375,7 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
                 backoff.reset();
                 last_failure = None;
                 refusals = 0;
+                refused_since = None;
                 if !report.failed.is_empty() {
                     tracing::warn!(account_id, failed = ?report.failed, "some folders could not be synced");
                 }
@@ -386,17 +389,22 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
                 last_failure = Some(Instant::now());
                 push.watch = None;
                 let failure = classify(&e);
-                refusals = match failure {
-                    Failure::Refused(_) => refusals + 1,
-                    _ => 0,
-                };
+                if let Failure::Refused(_) = failure {
+                    refusals += 1;
+                    refused_since.get_or_insert_with(Instant::now);
+                } else {
+                    refusals = 0;
+                    refused_since = None;
+                }
+                let stop = refusals >= REFUSALS_BEFORE_STOP
+                    && refused_since.is_some_and(|t| t.elapsed() >= config.stop_after);
                 match failure {
                     Failure::Auth(reason) => {
                         set_status(engine, &account, SourceStatus::Credentials, Some(&reason))
                             .await;
                         parked = true;
                     }
-                    Failure::Refused(reason) if refusals >= REFUSALS_BEFORE_STOP => {
+                    Failure::Refused(reason) if stop => {
                         tracing::warn!(account_id, error = %reason, "the provider keeps refusing the sync; stopped until a restart or a reconnect");
                         set_status(engine, &account, SourceStatus::Stopped, Some(&reason)).await;
                         parked = true;

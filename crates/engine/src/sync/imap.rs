@@ -41,6 +41,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::{Value, json};
 
@@ -166,6 +167,26 @@ pub(crate) async fn index_appended(
 fn statistics_due(before: usize, after: usize) -> bool {
     let step = |n: usize| if n < 1000 { 0 } else { 1 + (n / 1000).ilog(4) };
     step(after) > step(before)
+}
+
+/// When this process last refreshed the planner's statistics (ms since the epoch).
+static STATISTICS_REFRESHED_AT: AtomicI64 = AtomicI64::new(0);
+
+/// Refreshes the planner's statistics unless this process did within the last 5 minutes: the
+/// tables are every account's, and many accounts in a first sync would otherwise queue one
+/// ANALYZE after another (each holding a connection). A failure is logged, not the pass's.
+async fn refresh_statistics(store: &Store, now_ms: i64) {
+    let last = STATISTICS_REFRESHED_AT.load(Ordering::Relaxed);
+    if now_ms - last < 5 * 60_000
+        || STATISTICS_REFRESHED_AT
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    if let Err(e) = index::refresh_statistics(store).await {
+        tracing::warn!(error = %e, "could not refresh the index's planner statistics");
+    }
 }
 
 /// Where a fetched batch is written ([`Store::batches_writes`]): PostgreSQL, one transaction
@@ -518,7 +539,7 @@ impl Pass<'_> {
             }
             writes.commit().await?;
             if statistics_due(indexed_before, report.indexed) {
-                index::refresh_statistics(self.store).await?;
+                refresh_statistics(self.store, self.now_ms).await;
             }
             for (id, uid, announce) in joined {
                 self.note_joined(&id, f, uid, announce);
@@ -822,9 +843,11 @@ impl Pass<'_> {
         // Mail this account sent through mailroom (its Sent copy, or a copy to itself) is
         // `origin: unipile` with the send's tracking id, as Unipile marks it.
         let sent_here = match (matched.is_none(), message_id) {
-            (true, Some(mid)) => outbox::get_by_message_id(self.store, self.workspace_id(), mid)
-                .await?
-                .filter(|job| job.account_id == self.account.id),
+            (true, Some(mid)) => {
+                outbox::get_by_message_id_in(batch.reads(self.store), self.workspace_id(), mid)
+                    .await?
+                    .filter(|job| job.account_id == self.account.id)
+            }
             _ => None,
         };
         let origin = if sent_here.is_some() {

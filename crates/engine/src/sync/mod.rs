@@ -43,6 +43,10 @@ pub struct SyncConfig {
     pub backoff_min: Duration,
     /// The longest wait between attempts.
     pub backoff_max: Duration,
+    /// How long the provider must keep refusing the sync itself (at least three passes in a
+    /// row) before the account is `STOPPED`: a server that says `NO`/`BAD` for a few minutes
+    /// (restarting, overloaded) is not stopped for good.
+    pub stop_after: Duration,
 }
 
 impl Default for SyncConfig {
@@ -55,6 +59,7 @@ impl Default for SyncConfig {
             heartbeat: Duration::from_secs(5),
             backoff_min: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
+            stop_after: Duration::from_secs(15 * 60),
         }
     }
 }
