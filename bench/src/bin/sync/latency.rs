@@ -30,7 +30,6 @@ use tokio::sync::mpsc;
 
 use crate::api::{self, Served};
 use crate::initial::httpdate;
-use crate::load::ServerOptions;
 use crate::{Args, BackendArg, Rig, machine_busy_now};
 
 /// The folder created after the account's first pass.
@@ -332,13 +331,7 @@ async fn one_backend(
     b: BackendArg,
     out: &mut String,
 ) -> anyhow::Result<()> {
-    let opts = ServerOptions {
-        log: args.server_log.clone(),
-        log_file: args
-            .server_log_dir
-            .as_ref()
-            .map(|d| d.join(format!("latency-{}.log", b.label()))),
-    };
+    let opts = args.server_options("latency", b);
     let s = api::serve(b, &opts).await?;
     let user = rig.rig.create_user();
     let linked = Instant::now();

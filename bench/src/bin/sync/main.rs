@@ -107,6 +107,20 @@ impl BackendArg {
     }
 }
 
+impl Args {
+    /// How `mailroom serve` is started for `scenario` on backend `b`: the log filter asked for,
+    /// its log kept in `--server-log-dir` as `<scenario>-<backend>.log`.
+    pub fn server_options(&self, scenario: &str, b: BackendArg) -> load::ServerOptions {
+        load::ServerOptions {
+            log: self.server_log.clone(),
+            log_file: self
+                .server_log_dir
+                .as_ref()
+                .map(|d| d.join(format!("{scenario}-{}.log", b.label()))),
+        }
+    }
+}
+
 /// The rig's directory and what the benchmark needs from it.
 pub struct Rig {
     pub rig: MailRig,

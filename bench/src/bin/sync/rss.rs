@@ -22,7 +22,7 @@ use futures_util::StreamExt as _;
 use mailroom_testkit::{TestDb, app::spawn_on};
 
 use crate::api::{self, Api};
-use crate::load::{Server, ServerOptions, rss_of};
+use crate::load::{Server, rss_of};
 use crate::{Args, BackendArg, Rig, machine_busy_now};
 
 /// How long the pooled sessions of a pass stay logged in (`session_pool::IDLE_TTL`), plus room.
@@ -117,13 +117,7 @@ async fn with_accounts(
     base_rss: u64,
     out: &mut String,
 ) -> anyhow::Result<()> {
-    let opts = ServerOptions {
-        log: args.server_log.clone(),
-        log_file: args
-            .server_log_dir
-            .as_ref()
-            .map(|d| d.join(format!("rss-{}.log", b.label()))),
-    };
+    let opts = args.server_options("rss", b);
     let s = api::serve(b, &opts).await?;
     let pid = s.server.pid();
     println!(

@@ -33,6 +33,48 @@ async fn syncing_app(backend: Backend, sweep: Duration) -> Option<TestApp> {
     )
 }
 
+/// A syncing server (1 s sweep) with a rig user's account linked through a fresh
+/// [`ImapProxy`] and synced once; `None` when the rig or the backend is missing.
+struct Linked {
+    rig: MailRig,
+    app: TestApp,
+    proxy: ImapProxy,
+    user: MailUser,
+    acc: String,
+}
+
+async fn linked_through_proxy(backend: Backend) -> Option<Linked> {
+    let rig = MailRig::from_env()?;
+    let app = syncing_app(backend, Duration::from_secs(1)).await?;
+    let proxy = ImapProxy::start(&rig).await;
+    let user = rig.create_user();
+    let acc = link(&app, &proxy.account_body(&user)).await;
+    wait_synced(&app, &acc).await;
+    Some(Linked {
+        rig,
+        app,
+        proxy,
+        user,
+        acc,
+    })
+}
+
+/// The account's loop is alive (its lease renewed for 3 s) and parked in `status`: after a
+/// nudge and several sweeps, no login was tried and the status is unchanged.
+async fn stays_parked(app: &TestApp, acc: &str, proxy: &ImapProxy, status: &str) {
+    let logins = proxy.login_times().len();
+    let since = lease_of(app, acc).await.unwrap().heartbeat_at;
+    let (s, _) = app.get(&format!("/api/v1/accounts/{acc}/sync")).await;
+    assert_eq!(s, 200);
+    wait::until("3 s of heartbeats", DEADLINE, || async {
+        let l = lease_of(app, acc).await?;
+        (l.heartbeat_at >= since + 3_000).then_some(())
+    })
+    .await;
+    assert_eq!(proxy.login_times().len(), logins, "logins after {status}");
+    assert_eq!(source(app, acc).await["status"], status);
+}
+
 fn message(run: &str, n: u32) -> Vec<u8> {
     format!(
         "From: Sender <s@example.test>\r\nTo: r@example.test\r\nSubject: live {n}\r\n\
@@ -391,16 +433,16 @@ async fn push_brings_new_mail_without_a_sweep(backend: Backend) {
 both_backends!(push_brings_new_mail_without_a_sweep);
 
 async fn a_refused_login_is_credentials_until_reconnected(backend: Backend) {
-    let Some(rig) = MailRig::from_env() else {
+    let Some(Linked {
+        rig,
+        app,
+        proxy,
+        mut user,
+        acc,
+    }) = linked_through_proxy(backend).await
+    else {
         return;
     };
-    let Some(app) = syncing_app(backend, Duration::from_secs(1)).await else {
-        return;
-    };
-    let proxy = ImapProxy::start(&rig).await;
-    let mut user = rig.create_user();
-    let acc = link(&app, &proxy.account_body(&user)).await;
-    wait_synced(&app, &acc).await;
 
     // The user changes their password at the provider; the sessions mailroom holds go.
     let new_password = format!("pw-{}", mailroom_testkit::token());
@@ -411,24 +453,10 @@ async fn a_refused_login_is_credentials_until_reconnected(backend: Backend) {
         src["reason"].as_str().is_some_and(|r| !r.is_empty()),
         "{src}"
     );
-    let logins = proxy.login_times().len();
 
     // The loop stays alive (its lease is renewed) and parked: several sweeps and a nudge
     // later, no login was tried.
-    let since = lease_of(&app, &acc).await.unwrap().heartbeat_at;
-    let (s, _) = app.get(&format!("/api/v1/accounts/{acc}/sync")).await;
-    assert_eq!(s, 200);
-    wait::until("3 s of heartbeats", DEADLINE, || async {
-        let l = lease_of(&app, &acc).await?;
-        (l.heartbeat_at >= since + 3_000).then_some(())
-    })
-    .await;
-    assert_eq!(
-        proxy.login_times().len(),
-        logins,
-        "logins after CREDENTIALS"
-    );
-    assert_eq!(source(&app, &acc).await["status"], "CREDENTIALS");
+    stays_parked(&app, &acc, &proxy, "CREDENTIALS").await;
 
     // Sending is refused while the credentials are (a sync ERROR would not refuse it).
     let (s, e) = app
@@ -477,16 +505,16 @@ async fn a_refused_login_is_credentials_until_reconnected(backend: Backend) {
 both_backends!(a_refused_login_is_credentials_until_reconnected);
 
 async fn a_server_dropping_after_login_sees_one_login_per_2s_and_restart_resumes(backend: Backend) {
-    let Some(rig) = MailRig::from_env() else {
+    let Some(Linked {
+        rig: _,
+        app,
+        proxy,
+        user: _,
+        acc,
+    }) = linked_through_proxy(backend).await
+    else {
         return;
     };
-    let Some(app) = syncing_app(backend, Duration::from_secs(1)).await else {
-        return;
-    };
-    let proxy = ImapProxy::start(&rig).await;
-    let user = rig.create_user();
-    let acc = link(&app, &proxy.account_body(&user)).await;
-    wait_synced(&app, &acc).await;
 
     proxy.set_drop_after_login(true);
     proxy.disconnect_all();
@@ -578,16 +606,16 @@ async fn deleting_an_account_removes_its_index_events_and_lease(backend: Backend
 both_backends!(deleting_an_account_removes_its_index_events_and_lease);
 
 async fn credentials_refused_elsewhere_park_the_loop_until_a_restart(backend: Backend) {
-    let Some(rig) = MailRig::from_env() else {
+    let Some(Linked {
+        rig: _,
+        app,
+        proxy,
+        user: _,
+        acc,
+    }) = linked_through_proxy(backend).await
+    else {
         return;
     };
-    let Some(app) = syncing_app(backend, Duration::from_secs(1)).await else {
-        return;
-    };
-    let proxy = ImapProxy::start(&rig).await;
-    let user = rig.create_user();
-    let acc = link(&app, &proxy.account_body(&user)).await;
-    wait_synced(&app, &acc).await;
 
     // The SMTP side of a send (or a token refresh) found the credentials refused.
     let account = accounts::get_any(&app.store, &acc).await.unwrap().unwrap();
@@ -632,16 +660,16 @@ async fn a_new_account_is_connecting_until_its_first_pass(backend: Backend) {
 both_backends!(a_new_account_is_connecting_until_its_first_pass);
 
 async fn a_server_that_keeps_refusing_the_sync_stops_it_until_a_restart(backend: Backend) {
-    let Some(rig) = MailRig::from_env() else {
+    let Some(Linked {
+        rig,
+        app,
+        proxy,
+        user,
+        acc,
+    }) = linked_through_proxy(backend).await
+    else {
         return;
     };
-    let Some(app) = syncing_app(backend, Duration::from_secs(1)).await else {
-        return;
-    };
-    let proxy = ImapProxy::start(&rig).await;
-    let user = rig.create_user();
-    let acc = link(&app, &proxy.account_body(&user)).await;
-    wait_synced(&app, &acc).await;
     let run = mailroom_testkit::token();
     append(&rig, &user, "INBOX", &message(&run, 1)).await;
     let known = format!("<{run}.1@example.test>");
@@ -664,17 +692,7 @@ async fn a_server_that_keeps_refusing_the_sync_stops_it_until_a_restart(backend:
     assert_eq!(seen, ["OK", "ERROR", "STOPPED"], "{seen:?}");
 
     // Stopped means stopped: sweeps and a nudge later, no login was tried.
-    let logins = proxy.login_times().len();
-    let since = lease_of(&app, &acc).await.unwrap().heartbeat_at;
-    let (s, _) = app.get(&format!("/api/v1/accounts/{acc}/sync")).await;
-    assert_eq!(s, 200);
-    wait::until("3 s of heartbeats", DEADLINE, || async {
-        let l = lease_of(&app, &acc).await?;
-        (l.heartbeat_at >= since + 3_000).then_some(())
-    })
-    .await;
-    assert_eq!(proxy.login_times().len(), logins, "logins after STOPPED");
-    assert_eq!(source(&app, &acc).await["status"], "STOPPED");
+    stays_parked(&app, &acc, &proxy, "STOPPED").await;
     // A refused listing is not "every folder is gone": the index keeps what it had.
     assert!(
         indexed(&app, &acc, &known).await,
