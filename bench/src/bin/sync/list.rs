@@ -242,6 +242,10 @@ async fn one_backend(
         BackendArg::Postgres => 4,
     };
     let took = fill(&app, &account_id, n, tasks).await?;
+    // The planner's statistics as on a server that has been running (autovacuum analyzes a
+    // table after enough writes, within minutes; a first sync runs ANALYZE itself): without
+    // them PostgreSQL plans the list queries for an empty table.
+    mailroom_store::index::refresh_statistics(&app.store).await?;
     println!(
         "  list ({}): {n} messages indexed through upsert_message_in in {:.1} s",
         b.label(),
