@@ -614,10 +614,7 @@ pub async fn run(rig: &Rig, args: &Args, work: &Path) -> anyhow::Result<String> 
         fetch.as_secs_f64(),
         parse.as_secs_f64()
     );
-    let backends = match args.backend {
-        Some(b) => vec![b],
-        None => vec![BackendArg::Sqlite, BackendArg::Postgres],
-    };
+    let backends = args.backends();
     let mut runs = Vec::new();
     for b in backends {
         match mailroom_initial(rig, &user, b).await {

@@ -288,10 +288,7 @@ pub fn pct(sorted: &[Duration], q: f64) -> f64 {
 }
 
 pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {
-    let backends = match args.backend {
-        Some(b) => vec![b],
-        None => vec![BackendArg::Sqlite, BackendArg::Postgres],
-    };
+    let backends = args.backends();
     let mut out = String::new();
     let _ = writeln!(
         out,

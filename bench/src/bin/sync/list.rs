@@ -186,10 +186,7 @@ struct Case {
 
 pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {
     let n = args.list_messages;
-    let backends = match args.backend {
-        Some(b) => vec![b],
-        None => vec![BackendArg::Sqlite, BackendArg::Postgres],
-    };
+    let backends = args.backends();
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -108,6 +108,14 @@ impl BackendArg {
 }
 
 impl Args {
+    /// The backends to run: the one asked for, else SQLite then PostgreSQL.
+    pub fn backends(&self) -> Vec<BackendArg> {
+        match self.backend {
+            Some(b) => vec![b],
+            None => vec![BackendArg::Sqlite, BackendArg::Postgres],
+        }
+    }
+
     /// How `mailroom serve` is started for `scenario` on backend `b`: the log filter asked for,
     /// its log kept in `--server-log-dir` as `<scenario>-<backend>.log`.
     pub fn server_options(&self, scenario: &str, b: BackendArg) -> load::ServerOptions {

@@ -31,10 +31,7 @@ const SETTLE: Duration = Duration::from_secs(35);
 const STEP_DEADLINE: Duration = Duration::from_secs(600);
 
 pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {
-    let backends = match args.backend {
-        Some(b) => vec![b],
-        None => vec![BackendArg::Sqlite, BackendArg::Postgres],
-    };
+    let backends = args.backends();
     let mut out = String::new();
     let _ = writeln!(
         out,

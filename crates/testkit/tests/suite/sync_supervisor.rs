@@ -506,11 +506,7 @@ both_backends!(a_refused_login_is_credentials_until_reconnected);
 
 async fn a_server_dropping_after_login_sees_one_login_per_2s_and_restart_resumes(backend: Backend) {
     let Some(Linked {
-        rig: _,
-        app,
-        proxy,
-        user: _,
-        acc,
+        app, proxy, acc, ..
     }) = linked_through_proxy(backend).await
     else {
         return;
@@ -607,11 +603,7 @@ both_backends!(deleting_an_account_removes_its_index_events_and_lease);
 
 async fn credentials_refused_elsewhere_park_the_loop_until_a_restart(backend: Backend) {
     let Some(Linked {
-        rig: _,
-        app,
-        proxy,
-        user: _,
-        acc,
+        app, proxy, acc, ..
     }) = linked_through_proxy(backend).await
     else {
         return;
