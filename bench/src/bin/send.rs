@@ -23,7 +23,6 @@ use lettre::transport::smtp::extension::ClientId;
 use serde_json::{Value, json};
 
 use mailroom_core::account::TlsMode;
-use mailroom_providers::NetPolicy;
 use mailroom_providers::imap_smtp::imap::{self, ImapLogin};
 use mailroom_providers::imap_smtp::send::DEFAULT_CONNECTIONS_PER_ACCOUNT;
 use mailroom_testkit::{Backend, MailRig, MailUser, TestApp, TestDb, app::spawn_on};
@@ -525,11 +524,7 @@ async fn mailbox_count(rig: &MailRig, user: &MailUser, mailbox: &str) -> Option<
         user: &user.address,
         password: &password,
     };
-    let policy = NetPolicy {
-        allow_private: true,
-        tls_insecure_skip_verify: true,
-        connect_timeout: Duration::from_secs(10),
-    };
+    let policy = mailroom_testkit::mail::test_net_policy();
     let mut s = imap::login(&login, &policy).await.ok()?;
     let n = s.select(mailbox).await.map(|m| m.exists).unwrap_or(0);
     let _ = s.logout().await;

@@ -193,11 +193,7 @@ impl MailRig {
             user: &user.address,
             password: &password,
         };
-        let policy = NetPolicy {
-            allow_private: true,
-            tls_insecure_skip_verify: true,
-            connect_timeout: Duration::from_secs(10),
-        };
+        let policy = test_net_policy();
         imap::login(&login, &policy).await.expect("test IMAP login")
     }
 
@@ -225,6 +221,16 @@ impl MailRig {
     }
 }
 
+/// The network policy of tests and benchmarks: loopback allowed, self-signed certificates
+/// accepted (the rig's), 10 s to connect.
+pub fn test_net_policy() -> NetPolicy {
+    NetPolicy {
+        allow_private: true,
+        tls_insecure_skip_verify: true,
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
 /// The providers' shared state as tests use it: loopback allowed, self-signed certificates
 /// accepted, no OAuth apps.
 pub fn test_providers() -> Providers {
@@ -233,11 +239,7 @@ pub fn test_providers() -> Providers {
 
 /// [`test_providers`] with other IMAP limits (sessions per account, logins per host).
 pub fn test_providers_with(limits: ImapLimits) -> Providers {
-    let net = NetPolicy {
-        allow_private: true,
-        tls_insecure_skip_verify: true,
-        connect_timeout: Duration::from_secs(10),
-    };
+    let net = test_net_policy();
     Providers::with_limits(
         net,
         reqwest::Client::new(),

@@ -15,7 +15,6 @@ use serde_json::json;
 
 use mailroom_core::account::TlsMode;
 use mailroom_engine::sync::imap::sync_account_once;
-use mailroom_providers::NetPolicy;
 use mailroom_providers::imap_smtp::imap::{self, ImapLogin};
 use mailroom_store::{Store, accounts};
 use mailroom_testkit::{MailUser, TestApp, TestDb, app::spawn_on};
@@ -457,11 +456,7 @@ async fn fetch_and_parse(
         user: &user.address,
         password: &password,
     };
-    let policy = NetPolicy {
-        allow_private: true,
-        tls_insecure_skip_verify: true,
-        connect_timeout: Duration::from_secs(10),
-    };
+    let policy = mailroom_testkit::mail::test_net_policy();
     let start = Instant::now();
     let mut session = imap::login(&login, &policy).await?;
     let mut parse = Duration::ZERO;
