@@ -13,13 +13,15 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 
 use mailroom_core::email::OutgoingAttachment;
 use mailroom_core::id::looks_like_id;
 use mailroom_core::mail::FolderRole;
 use mailroom_core::{ApiError, ErrorKind, new_id};
-use mailroom_providers::mailbox::{FetchedMessage, MessageFlags};
+use mailroom_providers::mailbox::{FetchedMessage, MessageFlags, PartStream};
 use mailroom_providers::{FailureKind, MailError, Mailbox, Trashed};
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::events::{self, NewEvent};
@@ -46,12 +48,14 @@ pub struct Update {
     pub folders: Option<Vec<String>>,
 }
 
-/// An attachment's bytes, with what the index knows of it.
-#[derive(Debug, Clone)]
-pub struct AttachmentBytes {
+/// An attachment's bytes as they are fetched, with what the index knows of it.
+pub struct AttachmentStream {
     pub name: String,
     pub mime: String,
-    pub bytes: Vec<u8>,
+    /// The decoded bytes, piece by piece. An error (the mailbox failed or went silent for
+    /// the send timeout half-way through) ends it; it is logged here, and the client sees the
+    /// download cut short.
+    pub body: BoxStream<'static, Result<Vec<u8>, std::io::Error>>,
 }
 
 /// Where a draft is, to remove it once it was sent.
@@ -414,13 +418,15 @@ pub async fn delete(engine: &Engine, workspace: &str, r: EmailRef<'_>) -> Result
     Ok(())
 }
 
-/// `GET /emails/{id}/attachments/{attachment_id}`: the bytes, fetched live from the mailbox.
+/// `GET /emails/{id}/attachments/{attachment_id}`: the bytes, fetched live from the mailbox
+/// and streamed (the first piece is fetched before this answers, so an unknown message or part
+/// is a clean error).
 pub async fn attachment(
     engine: &Engine,
     workspace: &str,
     r: EmailRef<'_>,
     attachment_id: &str,
-) -> Result<AttachmentBytes, ApiError> {
+) -> Result<AttachmentStream, ApiError> {
     let l = locate(engine, workspace, r).await?;
     let meta = l
         .message
@@ -439,12 +445,38 @@ pub async fn attachment(
     let part = meta.part.as_deref().unwrap_or(&meta.id);
     let (folder, uid) = l.first_place()?;
     let mailbox = open(engine, &l.account).await?;
-    let bytes = bounded(engine, mailbox.fetch_part(&folder.provider_id, *uid, part)).await?;
-    Ok(AttachmentBytes {
+    let stream = bounded(engine, mailbox.open_part(&folder.provider_id, *uid, part)).await?;
+    let deadline = engine.outbox.config().send_timeout;
+    Ok(AttachmentStream {
         name: meta.name.clone(),
         mime: meta.mime.clone(),
-        bytes,
+        body: piece_deadline(stream, deadline, l.message.id.clone()),
     })
+}
+
+/// Each piece of `stream` within `deadline` (a mailbox that stops answering half-way through
+/// does not hold the download open for ever); errors logged and turned into I/O errors for
+/// the HTTP body, after which the stream ends.
+fn piece_deadline(
+    stream: PartStream,
+    deadline: Duration,
+    email_id: String,
+) -> BoxStream<'static, Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::unfold(Some(stream), move |state| {
+        let email_id = email_id.clone();
+        async move {
+            let mut stream = state?;
+            let failed = match tokio::time::timeout(deadline, stream.next()).await {
+                Ok(None) => return None,
+                Ok(Some(Ok(bytes))) => return Some((Ok(bytes), Some(stream))),
+                Ok(Some(Err(e))) => e.to_string(),
+                Err(_) => format!("the mailbox did not answer within {}s", deadline.as_secs()),
+            };
+            tracing::warn!(email_id, error = %failed, "attachment download cut short");
+            Some((Err(std::io::Error::other(failed)), None))
+        }
+    })
+    .boxed()
 }
 
 /// `POST /drafts`: the message built as a send would build it (Bcc kept in a header, as mail

@@ -7,6 +7,7 @@
 //! - [`parent`]: the threading facts of a mail being answered.
 //! - [`parse`]: a fetched message's ids, people, bodies and attachment metadata
 //!   ([`parse_mail`]), and one attachment's bytes ([`attachment_bytes`]).
+//! - [`PartDecoder`]: one part decoded piece by piece as partial fetches bring it.
 //! - [`recipients`]: the visible (To/Cc) recipients of a built message.
 //! - [`insert_bcc`]: the `Bcc:` header the HTTP APIs (Gmail, Microsoft Graph `sendMail`) need,
 //!   added on top of a built message.
@@ -20,6 +21,7 @@ pub mod guard;
 mod message;
 pub mod parent;
 pub mod parse;
+mod part_stream;
 pub mod recipients;
 mod text;
 
@@ -28,4 +30,5 @@ pub use error::MimeError;
 pub use graph_message::{BodyKind, GraphAttachment, GraphMessage, GraphRecipient, graph_message};
 pub use message::{BuiltMessage, build_message, reply_subject};
 pub use parse::{AttachmentMeta, ParsedMail, attachment_bytes, decode_part, parse_mail};
+pub use part_stream::PartDecoder;
 pub use text::{TEXT_WIDTH, derive_text, looks_like_html};

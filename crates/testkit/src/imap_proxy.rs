@@ -62,6 +62,8 @@ struct State {
     max_logins: AtomicUsize,
     idles: AtomicUsize,
     notifies: AtomicUsize,
+    /// The arguments of every `FETCH` / `UID FETCH`, in order.
+    fetches: Mutex<Vec<String>>,
     /// Bumped by [`ImapProxy::disconnect_all`].
     kill: watch::Sender<u64>,
 }
@@ -123,6 +125,7 @@ impl ImapProxy {
             max_logins: AtomicUsize::new(0),
             idles: AtomicUsize::new(0),
             notifies: AtomicUsize::new(0),
+            fetches: Mutex::new(Vec::new()),
             kill: watch::Sender::new(0),
         });
         let acceptor = TlsAcceptor::from(crate::smtp_fault::tls_config());
@@ -191,6 +194,12 @@ impl ImapProxy {
     /// When each login (`LOGIN` / `AUTHENTICATE`) was sent, oldest first.
     pub fn login_times(&self) -> Vec<std::time::Instant> {
         self.state.login_times.lock().unwrap().clone()
+    }
+
+    /// The arguments of every `FETCH` and `UID FETCH` sent so far (`"7 (UID FLAGS)"`), oldest
+    /// first.
+    pub fn fetches(&self) -> Vec<String> {
+        self.state.fetches.lock().unwrap().clone()
     }
 
     pub fn counts(&self) -> ProxyCounts {
@@ -405,6 +414,13 @@ async fn client_to_server<R, W>(
                 }
                 "NOTIFY" => {
                     state.notifies.fetch_add(1, Ordering::SeqCst);
+                }
+                "FETCH" => {
+                    state
+                        .fetches
+                        .lock()
+                        .unwrap()
+                        .push(rest.trim_end().to_owned());
                 }
                 _ => {}
             }

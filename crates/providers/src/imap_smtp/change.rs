@@ -1,6 +1,7 @@
 //! Changing a mailbox over one IMAP session: the read flag (UID STORE), moves (UID MOVE,
 //! RFC 6851, else UID COPY + `\Deleted` + UID EXPUNGE, RFC 4315), deletion (to the Trash
-//! folder, else expunged), one MIME part fetched on its own (`BODY.PEEK[<part>]`), and drafts
+//! folder, else expunged), one MIME part fetched on its own in pieces
+//! (`BODY.PEEK[<part>]<offset.size>`), and drafts
 //! (APPEND `\Draft`).
 //!
 //! The new UIDs a move or an APPEND gives a message come from the UIDPLUS response codes
@@ -222,14 +223,28 @@ fn trash_for(all: &[Folder], folder: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The decoded bytes of MIME part `part` (`"2"`, `"1.2"`) of `uid` in `folder`, fetched alone
-/// with its MIME header (`BODY.PEEK[<part>.MIME]`, which tells its transfer encoding).
-pub async fn fetch_part(
+/// The first piece of a MIME part fetched alone: its MIME header (which tells its transfer
+/// encoding and charset) and up to [`PART_PIECE`] of its still encoded body.
+pub struct PartStart {
+    pub mime: Vec<u8>,
+    pub first: Vec<u8>,
+    /// The section path (`[1, 2]` for `"1.2"`), for [`fetch_piece`].
+    pub path: Vec<u32>,
+}
+
+/// The size of one partial fetch (`BODY.PEEK[<part>]<offset.size>`): what a download holds in
+/// memory at once, against one round trip per piece.
+pub const PART_PIECE: u32 = 256 * 1024;
+
+/// Opens MIME part `part` (`"2"`, `"1.2"`) of `uid` in `folder`: EXAMINE, then its MIME header
+/// (`BODY.PEEK[<part>.MIME]`) and the first piece of its body. The folder stays selected for
+/// the [`fetch_piece`]s that follow on the same session.
+pub async fn open_part(
     session: &mut ImapSession,
     folder: &str,
     uid: u32,
     part: &str,
-) -> Result<Vec<u8>, MailError> {
+) -> Result<PartStart, MailError> {
     let path: Vec<u32> = part
         .split('.')
         .map(|n| n.parse::<u32>().ok().filter(|n| *n > 0))
@@ -241,31 +256,68 @@ pub async fn fetch_part(
         .map_err(|e| read_err(&format!("EXAMINE {folder}"), e))?;
     // A message that is not multipart has a part 1 whose MIME header is the message's header;
     // servers differ on answering `1.MIME` for it, so the header is fetched as well.
-    let items = if path == [1] {
-        format!("(UID BODY.PEEK[HEADER] BODY.PEEK[{part}.MIME] BODY.PEEK[{part}])")
+    let header = if path == [1] {
+        "BODY.PEEK[HEADER] "
     } else {
-        format!("(UID BODY.PEEK[{part}.MIME] BODY.PEEK[{part}])")
+        ""
     };
-    let fetches: Vec<Fetch> = session
+    let items = format!("(UID {header}BODY.PEEK[{part}.MIME] BODY.PEEK[{part}]<0.{PART_PIECE}>)");
+    let fetches = uid_fetch(session, folder, uid, &items).await?;
+    let f = fetches
+        .iter()
+        .find(|f| f.uid == Some(uid))
+        .ok_or_else(|| not_found(format!("no message with UID {uid} in {folder} any more")))?;
+    let first = f
+        .section(&SectionPath::Part(path.clone(), None))
+        .ok_or_else(|| not_found(format!("the message has no part {part}")))?
+        .to_vec();
+    let mime = f
+        .section(&SectionPath::Part(path.clone(), Some(MessageSection::Mime)))
+        .filter(|h| !h.iter().all(u8::is_ascii_whitespace))
+        .or_else(|| (path == [1]).then(|| f.header()).flatten())
+        .unwrap_or_default()
+        .to_vec();
+    Ok(PartStart { mime, first, path })
+}
+
+/// The encoded bytes of the part at `path` of `uid` from `offset`, at most [`PART_PIECE`]
+/// (fewer: the part ends there), in the folder [`open_part`] selected.
+pub async fn fetch_piece(
+    session: &mut ImapSession,
+    folder: &str,
+    uid: u32,
+    path: &[u32],
+    offset: u64,
+) -> Result<Vec<u8>, MailError> {
+    let part: Vec<String> = path.iter().map(u32::to_string).collect();
+    let part = part.join(".");
+    let items = format!("(UID BODY.PEEK[{part}]<{offset}.{PART_PIECE}>)");
+    let fetches = uid_fetch(session, folder, uid, &items).await?;
+    fetches
+        .iter()
+        .find(|f| f.uid == Some(uid))
+        .ok_or_else(|| not_found(format!("message UID {uid} left {folder} while being read")))
+        .map(|f| {
+            // Past the end a server answers an empty string (or NIL).
+            f.section(&SectionPath::Part(path.to_vec(), None))
+                .unwrap_or_default()
+                .to_vec()
+        })
+}
+
+async fn uid_fetch(
+    session: &mut ImapSession,
+    folder: &str,
+    uid: u32,
+    items: &str,
+) -> Result<Vec<Fetch>, MailError> {
+    session
         .uid_fetch(uid.to_string(), items)
         .await
         .map_err(|e| read_err(&format!("UID FETCH in {folder}"), e))?
         .try_collect()
         .await
-        .map_err(|e| read_err(&format!("UID FETCH in {folder}"), e))?;
-    let f = fetches
-        .iter()
-        .find(|f| f.uid == Some(uid))
-        .ok_or_else(|| not_found(format!("no message with UID {uid} in {folder} any more")))?;
-    let body = f
-        .section(&SectionPath::Part(path.clone(), None))
-        .ok_or_else(|| not_found(format!("the message has no part {part}")))?;
-    let mime = f
-        .section(&SectionPath::Part(path.clone(), Some(MessageSection::Mime)))
-        .filter(|h| !h.iter().all(u8::is_ascii_whitespace))
-        .or_else(|| (path == [1]).then(|| f.header()).flatten())
-        .unwrap_or_default();
-    Ok(mailroom_mime::decode_part(mime, body))
+        .map_err(|e| read_err(&format!("UID FETCH in {folder}"), e))
 }
 
 /// The whole message `uid` of `folder`, as stored (`BODY.PEEK[]`: nothing is marked seen).
@@ -278,14 +330,8 @@ pub async fn fetch_raw(
         .examine(folder)
         .await
         .map_err(|e| read_err(&format!("EXAMINE {folder}"), e))?;
-    let fetches: Vec<Fetch> = session
-        .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
-        .await
-        .map_err(|e| read_err(&format!("UID FETCH in {folder}"), e))?
-        .try_collect()
-        .await
-        .map_err(|e| read_err(&format!("UID FETCH in {folder}"), e))?;
-    fetches
+    uid_fetch(session, folder, uid, "(UID BODY.PEEK[])")
+        .await?
         .iter()
         .find(|f| f.uid == Some(uid))
         .and_then(|f| f.body())

@@ -7,6 +7,7 @@ use mailroom_core::ErrorKind;
 
 use super::Mailbox;
 use super::imap::{ImapMailbox, settle};
+use super::part_stream::PartStream;
 use crate::failure::{MailError, Protocol};
 use crate::imap_smtp::change;
 
@@ -69,14 +70,15 @@ impl Mailbox {
     }
 
     /// The bytes of one MIME part (`part` as the index keeps it: `"2"`, `"1.2"`), decoded
-    /// from its transfer encoding, fetched without the rest of the message.
-    pub async fn fetch_part(
+    /// from its transfer encoding as they are fetched, in pieces, without the rest of the
+    /// message. A missing message or part is an error before the stream starts.
+    pub async fn open_part(
         &self,
         folder: &str,
         uid: u32,
         part: &str,
-    ) -> Result<Vec<u8>, MailError> {
-        imap_only!(self, m => m.fetch_part(folder, uid, part).await)
+    ) -> Result<PartStream, MailError> {
+        imap_only!(self, m => m.open_part(folder, uid, part).await)
     }
 
     /// The whole message as stored (nothing marked seen).
@@ -117,12 +119,6 @@ impl ImapMailbox {
     async fn expunge(&self, folder: &str, uid: u32) -> Result<(), MailError> {
         let mut pooled = self.checkout().await?;
         let r = change::expunge(pooled.session(), folder, uid).await;
-        settle(pooled, r)
-    }
-
-    async fn fetch_part(&self, folder: &str, uid: u32, part: &str) -> Result<Vec<u8>, MailError> {
-        let mut pooled = self.checkout().await?;
-        let r = change::fetch_part(pooled.session(), folder, uid, part).await;
         settle(pooled, r)
     }
 

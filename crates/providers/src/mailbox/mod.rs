@@ -19,6 +19,7 @@ mod gmail;
 mod grants;
 mod graph;
 mod imap;
+mod part_stream;
 pub mod reading;
 pub mod session_pool;
 mod verify;
@@ -43,6 +44,7 @@ use crate::imap_smtp::send::SmtpPool;
 use crate::provider::Provider;
 
 pub use self::changing::{Appended, Trashed};
+pub use self::part_stream::PartStream;
 pub use self::reading::{
     FetchedMessage, FlagChange, FolderChanges, FolderState, MessageFlags, RemoteFolder, RemoteRole,
 };

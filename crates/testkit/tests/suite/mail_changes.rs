@@ -42,11 +42,19 @@ fn message(run: &str, n: u32) -> Vec<u8> {
 /// first sync pass (which announces nothing).
 async fn setup(backend: Backend, mail: &[(&str, Vec<u8>)]) -> Option<Ctx> {
     let rig = MailRig::from_env()?;
+    setup_linked(rig, backend, mail, |rig, user| rig.account_body(user)).await
+}
+
+/// As [`setup`], with the account linked by the body `link` gives (e.g. through a proxy).
+async fn setup_linked(
+    rig: MailRig,
+    backend: Backend,
+    mail: &[(&str, Vec<u8>)],
+    link: impl FnOnce(&MailRig, &MailUser) -> Value,
+) -> Option<Ctx> {
     let app = spawn_app(backend).await?;
     let user = rig.create_user();
-    let (s, created) = app
-        .post_json("/api/v1/accounts", &rig.account_body(&user))
-        .await;
+    let (s, created) = app.post_json("/api/v1/accounts", &link(&rig, &user)).await;
     assert_eq!(s, 201, "{created}");
     let acc = created["account_id"].as_str().unwrap().to_owned();
     let account = accounts::get_any(&app.store, &acc).await.unwrap().unwrap();
@@ -454,6 +462,159 @@ async fn attachments_come_back_byte_for_byte(backend: Backend) {
     );
 }
 both_backends!(attachments_come_back_byte_for_byte);
+
+/// Bytes that do not repeat within a piece, so a piece served twice or skipped shows.
+fn large_binary(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// `latin1` as quoted-printable lines of at most 76 characters (soft breaks), CRLF-ended.
+fn quoted_printable(latin1: &[u8]) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for &b in latin1 {
+        let token = if b == b'=' || !(32..127).contains(&b) {
+            format!("={b:02X}")
+        } else {
+            (b as char).to_string()
+        };
+        if line + token.len() > 75 {
+            out.push_str("=\r\n");
+            line = 0;
+        }
+        line += token.len();
+        out.push_str(&token);
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// An attachment several partial fetches long comes back whole and in order, through fetches
+/// of one piece each (never the whole part), a quoted-printable Latin-1 text part comes back
+/// as UTF-8 however the pieces cut it, and downloads dropped half-way give their IMAP session
+/// back (the account's budget is two sessions: leaked ones would stall the last download).
+async fn large_attachments_are_streamed_in_partial_fetches(backend: Backend) {
+    use base64::Engine as _;
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let proxy = mailroom_testkit::imap_proxy::ImapProxy::start(&rig).await;
+    let run = mailroom_testkit::token();
+    let file = large_binary(700_000);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&file);
+    let wrapped: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let text = "caf\u{e9} cr\u{e8}me br\u{fb}l\u{e9}e = dessert\n".repeat(10_000);
+    let latin1: Vec<u8> = text.chars().map(|c| c as u32 as u8).collect();
+    let raw = format!(
+        "From: s@example.test\r\nTo: r@example.test\r\nSubject: large files\r\n\
+         Message-ID: <{run}.large@example.test>\r\nDate: Tue, 1 Dec 2026 12:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee the files\r\n\
+         --b1\r\nContent-Type: application/octet-stream; name=\"big.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"big.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+         --b1\r\nContent-Type: text/plain; charset=iso-8859-1; name=\"menu.txt\"\r\n\
+         Content-Disposition: attachment; filename=\"menu.txt\"\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n{}--b1--\r\n",
+        wrapped.join("\r\n"),
+        quoted_printable(&latin1),
+    );
+    let Some(ctx) = setup_linked(rig, backend, &[("INBOX", raw.into_bytes())], |_, user| {
+        proxy.account_body(user)
+    })
+    .await
+    else {
+        return;
+    };
+    let m = ctx
+        .by_message_id(&format!("<{run}.large@example.test>"))
+        .await
+        .expect("indexed");
+    let id_of = |name: &str| {
+        let a = m.attachments.iter().find(|a| a.name == name);
+        a.unwrap_or_else(|| panic!("{name} in {:?}", m.attachments))
+            .id
+            .clone()
+    };
+    let (big, menu) = (id_of("big.bin"), id_of("menu.txt"));
+    let download = |aid: String| {
+        let path = format!("/api/v1/emails/{}/attachments/{aid}", m.id);
+        ctx.app.request(Method::GET, &path).send()
+    };
+
+    let before = proxy.fetches().len();
+    let resp = download(big.clone()).await.expect("GET");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.content_length(),
+        None,
+        "streamed, so no length up front"
+    );
+    let got = resp.bytes().await.unwrap();
+    assert!(
+        got.as_ref() == file.as_slice(),
+        "{} bytes of {}",
+        got.len(),
+        file.len()
+    );
+    let part_fetches: Vec<String> = proxy.fetches()[before..]
+        .iter()
+        .filter(|f| f.contains("BODY.PEEK[2"))
+        .cloned()
+        .collect();
+    let pieces = part_fetches
+        .iter()
+        .filter(|f| f.contains("BODY.PEEK[2]<"))
+        .count();
+    assert!(
+        pieces >= encoded.len().div_ceil(256 * 1024),
+        "{part_fetches:#?}"
+    );
+    assert!(
+        part_fetches
+            .iter()
+            .all(|f| !f.contains("BODY.PEEK[2])") && !f.contains("BODY.PEEK[2] ")),
+        "the part was fetched whole: {part_fetches:#?}"
+    );
+
+    let resp = download(menu).await.expect("GET");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    assert!(
+        resp.text().await.unwrap() == text,
+        "the Latin-1 text as UTF-8"
+    );
+
+    for _ in 0..3 {
+        let mut resp = download(big.clone()).await.expect("GET");
+        assert_eq!(resp.status().as_u16(), 200);
+        let first = resp.chunk().await.expect("a first piece");
+        assert!(first.is_some_and(|c| !c.is_empty()));
+        drop(resp);
+    }
+    let again = wait::until("a download after dropped ones", DEADLINE, || async {
+        let resp = download(big.clone()).await.ok()?;
+        (resp.status() == 200).then_some(resp.bytes().await.ok()?)
+    })
+    .await;
+    assert!(again.as_ref() == file.as_slice());
+}
+both_backends!(large_attachments_are_streamed_in_partial_fetches);
 
 async fn drafts_are_filed_then_sent_by_draft_id(backend: Backend) {
     let Some(ctx) = setup(backend, &[]).await else {

@@ -1,6 +1,7 @@
 //! `GET /api/v1/emails/{id}/attachments/{attachment_id}`: the bytes of one attachment,
-//! fetched live from the mailbox (the index keeps only its metadata), with its own content
-//! type (never JSON unless the file is) and a `Content-Disposition` naming the file.
+//! fetched live from the mailbox (the index keeps only its metadata) and streamed as it is
+//! fetched, with its own content type (never JSON unless the file is) and a
+//! `Content-Disposition` naming the file.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -66,7 +67,7 @@ fn content_type(mime: &str) -> HeaderValue {
         ("account_id" = Option<String>, Query, description = "Required when `email_id` is the provider's id"),
     ),
     responses(
-        (status = 200, description = "The file, with its MIME type and a Content-Disposition naming it", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file, streamed as it is fetched from the mailbox (chunked, no Content-Length), with its MIME type and a Content-Disposition naming it", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 401, description = "Bad API key, or `errors/disconnected_account`", body = ErrorBody),
         (status = 404, description = "Unknown email or attachment", body = ErrorBody),
         (status = 422, description = "The account's provider cannot serve attachments through mailroom yet (Gmail, Outlook)", body = ErrorBody),
@@ -93,7 +94,7 @@ pub async fn get_attachment(
             (header::CONTENT_TYPE, content_type(&found.mime)),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        Body::from(found.bytes),
+        Body::from_stream(found.body),
     )
         .into_response())
 }
