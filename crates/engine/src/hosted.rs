@@ -10,13 +10,15 @@ use serde_json::json;
 
 use crate::Engine;
 use crate::apps::{self, IdP, Pkce};
-use crate::link::{Linked, link_mail, link_oauth};
+use crate::link::{Linked, link_mail, link_oauth, window_of};
 use crate::notify;
 use mailroom_core::account::{AccountMode, MailSettings};
 use mailroom_core::id::random_bytes;
+use mailroom_core::mail::SyncLimit;
 use mailroom_core::{ApiError, ErrorKind};
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::hosted_links::{self, HostedLink};
+use mailroom_store::sync_window::SyncWindow;
 
 /// Why a step of the flow did not go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,9 @@ pub struct NewLinkRequest {
     pub success_redirect_url: Option<String>,
     pub failure_redirect_url: Option<String>,
     pub notify_url: Option<String>,
+    /// How much existing mail the linked mailbox's first sync indexes (create links only: a
+    /// reconnected account keeps its window).
+    pub sync_limit: SyncLimit,
 }
 
 /// Makes a hosted link for `workspace`; answers its token (the page is `hosted/{token}`).
@@ -118,6 +123,10 @@ pub async fn create_link(
         None => AccountMode::Full,
     });
     let token = random_token();
+    let sync_limit = match (&reconnect, req.sync_limit) {
+        (None, l) if l != SyncLimit::Default => Some(l.as_stored()),
+        _ => None,
+    };
     hosted_links::insert(
         &engine.store,
         hosted_links::NewLink {
@@ -138,6 +147,7 @@ pub async fn create_link(
             notify_url: req.notify_url.as_deref(),
             expires_at,
             now_ms: now,
+            sync_limit: sync_limit.as_deref(),
         },
     )
     .await
@@ -286,7 +296,7 @@ pub async fn finish_oauth(
         tokens,
         asked,
         reconnect.as_ref(),
-        None,
+        window_for(engine, &link, reconnect.as_ref()),
     )
     .await
     {
@@ -302,6 +312,24 @@ pub async fn finish_oauth(
             Err(failed(link, reason, &e.detail))
         }
     }
+}
+
+/// The sync window a create link's new account gets: the link's `sync_limit` from now (a
+/// reconnect keeps the account's window: `None`).
+fn window_for(
+    engine: &Engine,
+    link: &HostedLink,
+    reconnect: Option<&Account>,
+) -> Option<SyncWindow> {
+    if reconnect.is_some() {
+        return None;
+    }
+    let limit = link
+        .sync_limit
+        .as_deref()
+        .and_then(SyncLimit::from_stored)
+        .unwrap_or_default();
+    Some(window_of(limit, engine.clock.now_ms()))
 }
 
 /// The account a reconnect link is for (`None` for a create link).
@@ -343,7 +371,7 @@ pub async fn link_imap(
         password.clone(),
         password,
         reconnect.as_ref(),
-        None,
+        window_for(engine, link, reconnect.as_ref()),
     )
     .await;
     if linked.is_err() {
