@@ -18,6 +18,7 @@ pub mod replies;
 pub mod send;
 pub mod sync;
 pub mod tokens;
+pub mod tracking;
 
 use std::sync::Arc;
 

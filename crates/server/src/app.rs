@@ -160,10 +160,14 @@ impl Application {
                 })
                 .await
         });
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the HTTP server failed");
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed");
         let _ = stop_tx.send(true);
         let _ = worker.await;
         self.engine.store.close().await;

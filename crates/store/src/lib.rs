@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod search;
 pub mod sync_leases;
 pub mod sync_window;
+pub mod tracking;
 pub mod tx;
 pub mod vault;
 pub mod workspaces;

@@ -6,6 +6,7 @@ mod fields;
 mod folders;
 mod hosted;
 mod ops;
+mod tracking;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -77,7 +78,9 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/oauth/{provider}/callback",
             axum::routing::get(hosted::oauth_callback),
-        );
+        )
+        .route("/t/o/{token}", axum::routing::get(tracking::open))
+        .route("/t/c/{token}", axum::routing::get(tracking::click));
     let body_limit = state.config.body_limit;
 
     Router::new()
