@@ -4,6 +4,7 @@
 
 mod accounts;
 mod api_basics;
+mod api_keys;
 mod gmail;
 mod graph;
 mod hosted;

@@ -1,0 +1,6 @@
+-- API key management: scopes (comma-separated: read, send, manage), an optional expiry, a
+-- revocation time, and the last use (refreshed at most once a minute per key, not per request).
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,send,manage';
+ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;
+ALTER TABLE api_keys ADD COLUMN revoked_at BIGINT;
+ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT;
