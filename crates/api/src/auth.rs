@@ -83,6 +83,19 @@ pub async fn require_api_key(
                 )
                 .into_response();
             }
+            if let Err(wait) = state.key_limits.check(&identity) {
+                let secs = crate::rate_limit::retry_after_secs(wait);
+                let mut resp = err(
+                    ErrorKind::TooManyRequests,
+                    format!("this API key made too many requests; retry in {secs}s"),
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(secs),
+                );
+                return resp;
+            }
             req.extensions_mut().insert(Caller(identity));
             next.run(req).await
         }

@@ -123,6 +123,7 @@ impl Application {
                 message_max_bytes: settings.message_max_bytes,
                 public_url,
                 webhook_allow_private: settings.webhook_allow_private,
+                api_rate_per_second: settings.api_rate_per_second,
             },
         );
         let router = mailroom_api::router(state);

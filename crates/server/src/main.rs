@@ -62,6 +62,10 @@ enum KeysCommand {
         /// When the key stops working: an RFC 3339 date, or a number of days from now (`90d`).
         #[arg(long)]
         expires: Option<String>,
+        /// Requests per second this key may make on each node (default: the server's
+        /// `MAILROOM_API_RATE_PER_SECOND`).
+        #[arg(long)]
+        rate: Option<u32>,
     },
     /// List the keys (never their secrets): id, workspace, name, scopes, created, expires, last
     /// used, state.
@@ -141,6 +145,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     workspace,
                     scopes,
                     expires,
+                    rate,
                 },
         } => {
             let now = clock.now_ms();
@@ -159,6 +164,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     name: &name,
                     scopes,
                     expires_at,
+                    rate_per_second: rate,
                 },
                 now,
             )
@@ -176,7 +182,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let store = open_store(&settings).await?;
             let now = clock.now_ms();
             let when = |t: Option<i64>| t.map_or("-".to_owned(), format_ms);
-            println!("id\tworkspace\tname\tscopes\tcreated\texpires\tlast_used\tstate");
+            println!("id\tworkspace\tname\tscopes\tcreated\texpires\tlast_used\tstate\trate");
             for k in api_keys::list(&store, workspace.as_deref()).await? {
                 let state = if k.revoked_at.is_some() {
                     "revoked"
@@ -185,8 +191,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 } else {
                     "active"
                 };
+                let rate = k
+                    .rate_per_second
+                    .map_or("default".to_owned(), |r| r.to_string());
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{state}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{state}\t{rate}",
                     k.key_id,
                     k.workspace_id,
                     k.name,

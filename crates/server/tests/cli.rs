@@ -572,6 +572,8 @@ async fn keys_are_listed_scoped_and_revoked_from_the_command_line() {
         "read",
         "--expires",
         "30d",
+        "--rate",
+        "5",
     ]));
     let admin = last_line(&run(&["keys", "create", "--name", "ops"]));
     for bad in [
@@ -602,8 +604,8 @@ async fn keys_are_listed_scoped_and_revoked_from_the_command_line() {
     };
     let r = row(reader_id);
     assert_eq!(
-        (r[2].as_str(), r[3].as_str(), r[7].as_str()),
-        ("dashboard", "read", "active")
+        (r[2].as_str(), r[3].as_str(), r[7].as_str(), r[8].as_str()),
+        ("dashboard", "read", "active", "5")
     );
     assert_ne!(r[5], "-", "an expiry: {r:?}");
     assert!(
@@ -650,7 +652,7 @@ async fn keys_are_listed_scoped_and_revoked_from_the_command_line() {
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with(reader_id) && l.ends_with("\trevoked"))
+            .any(|l| l.starts_with(reader_id) && l.contains("\trevoked\t"))
     );
     server.stop();
 }

@@ -68,6 +68,8 @@ pub struct KeyIdentity {
     pub key_id: String,
     pub workspace_id: String,
     pub scopes: Scopes,
+    /// Requests per second this key may make (per node); `None`: the server's default.
+    pub rate_per_second: Option<u32>,
 }
 
 /// Why a presented key is not accepted.
@@ -90,6 +92,7 @@ pub struct KeyInfo {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    pub rate_per_second: Option<u32>,
 }
 
 /// A key to create.
@@ -98,6 +101,8 @@ pub struct NewKey<'a> {
     pub name: &'a str,
     pub scopes: Scopes,
     pub expires_at: Option<i64>,
+    /// Requests per second (per node); `None`: the server's default.
+    pub rate_per_second: Option<u32>,
 }
 
 /// The last use is written when the stored one is older than this: a busy key costs one write a
@@ -129,6 +134,7 @@ pub async fn create(
             name,
             scopes: Scopes::ALL,
             expires_at: None,
+            rate_per_second: None,
         },
         now_ms,
     )
@@ -142,14 +148,15 @@ pub async fn create_with(store: &Store, new: NewKey<'_>, now_ms: i64) -> Result<
         name,
         scopes,
         expires_at,
+        rate_per_second,
     } = new;
     let key_id = new_id();
     let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let hash = hash_secret(&secret);
     with_pool!(store, pool => {
         sqlx::query(
-            "INSERT INTO api_keys (id, workspace_id, name, secret_hash, created_at, scopes, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, workspace_id, name, secret_hash, created_at, scopes, expires_at, \
+             rate_per_second) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&key_id)
         .bind(workspace_id)
@@ -158,6 +165,7 @@ pub async fn create_with(store: &Store, new: NewKey<'_>, now_ms: i64) -> Result<
         .bind(now_ms)
         .bind(scopes.as_stored())
         .bind(expires_at)
+        .bind(rate_per_second.map(i64::from))
         .execute(pool)
         .await?;
     });
@@ -189,18 +197,20 @@ pub async fn verify(
         Option<i64>,
         Option<i64>,
         Option<i64>,
+        Option<i64>,
     );
     let row: Option<KeyRow> = with_pool!(store, pool => {
         sqlx::query(
-            "SELECT workspace_id, secret_hash, scopes, expires_at, revoked_at, last_used_at \
-             FROM api_keys WHERE id = $1",
+            "SELECT workspace_id, secret_hash, scopes, expires_at, revoked_at, last_used_at, \
+             rate_per_second FROM api_keys WHERE id = $1",
         )
         .bind(key_id)
         .fetch_optional(pool)
         .await?
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
     });
-    let Some((workspace_id, stored, scopes, expires_at, revoked_at, last_used_at)) = row else {
+    let Some((workspace_id, stored, scopes, expires_at, revoked_at, last_used_at, rate)) = row
+    else {
         return Ok(Err(Refused::Invalid));
     };
     let presented = hash_secret(secret);
@@ -227,6 +237,7 @@ pub async fn verify(
         workspace_id,
         // A stored value no version of mailroom writes: no scope rather than every scope.
         scopes: Scopes::parse(&scopes).unwrap_or_default(),
+        rate_per_second: rate.and_then(|r| u32::try_from(r).ok()),
     }))
 }
 
@@ -234,8 +245,8 @@ pub async fn verify(
 pub async fn list(store: &Store, workspace_id: Option<&str>) -> Result<Vec<KeyInfo>> {
     let rows = with_pool!(store, pool => {
         sqlx::query(
-            "SELECT id, workspace_id, name, scopes, created_at, expires_at, revoked_at, last_used_at \
-             FROM api_keys WHERE ($1 IS NULL OR workspace_id = $1) ORDER BY created_at, id",
+            "SELECT id, workspace_id, name, scopes, created_at, expires_at, revoked_at, last_used_at, \
+             rate_per_second FROM api_keys WHERE ($1 IS NULL OR workspace_id = $1) ORDER BY created_at, id",
         )
         .bind(workspace_id)
         .fetch_all(pool)
@@ -250,6 +261,7 @@ pub async fn list(store: &Store, workspace_id: Option<&str>) -> Result<Vec<KeyIn
             expires_at: r.get(5),
             revoked_at: r.get(6),
             last_used_at: r.get(7),
+            rate_per_second: r.get::<Option<i64>, _>(8).and_then(|r| u32::try_from(r).ok()),
         })
         .collect::<Vec<_>>()
     });

@@ -9,9 +9,18 @@ use serde_json::json;
 
 use mailroom_store::api_keys::{self, NewKey, Scopes};
 use mailroom_testkit::app::{TestApp, assert_error, spawn_on};
-use mailroom_testkit::{Backend, both_backends, spawn_app, wait};
+use mailroom_testkit::{Backend, TestDb, both_backends, spawn_app, wait};
 
 async fn key(app: &TestApp, scopes: &str, expires_at: Option<i64>) -> (String, String) {
+    key_with_rate(app, scopes, expires_at, None).await
+}
+
+async fn key_with_rate(
+    app: &TestApp,
+    scopes: &str,
+    expires_at: Option<i64>,
+    rate_per_second: Option<u32>,
+) -> (String, String) {
     let k = api_keys::create_with(
         &app.store,
         NewKey {
@@ -19,6 +28,7 @@ async fn key(app: &TestApp, scopes: &str, expires_at: Option<i64>) -> (String, S
             name: scopes,
             scopes: Scopes::parse(scopes).unwrap(),
             expires_at,
+            rate_per_second,
         },
         app.engine.clock.now_ms(),
     )
@@ -140,3 +150,69 @@ async fn scopes_expiry_and_revocation_across_nodes(backend: Backend) {
     );
 }
 both_backends!(scopes_expiry_and_revocation_across_nodes);
+
+/// A burst past a key's rate is answered 429 `errors/too_many_requests` with a `Retry-After`
+/// that, once waited, lets the key in again; a key's own rate wins over the server's default.
+async fn bursts_past_a_keys_rate_are_429_with_retry_after(backend: Backend) {
+    use reqwest::Method;
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = spawn_on(db, |s| s.api_rate_per_second = 2).await;
+    let mut answers = vec![];
+    for _ in 0..6 {
+        let r = app
+            .client
+            .get(app.url("/api/v1/accounts"))
+            .header("X-API-KEY", &app.api_key)
+            .send()
+            .await
+            .unwrap();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        answers.push((status, retry_after, body));
+    }
+    assert_eq!((answers[0].0, answers[1].0), (200, 200), "{answers:?}");
+    let refused: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert!(!refused.is_empty(), "{answers:?}");
+    for (_, retry_after, body) in &refused {
+        assert_eq!(body["type"], "errors/too_many_requests");
+        assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+    }
+    wait::until(
+        "the key is let in again",
+        Duration::from_secs(5),
+        || async {
+            (status(&app, &app.api_key, Method::GET, "/api/v1/accounts")
+                .await
+                .0
+                == 200)
+                .then_some(())
+        },
+    )
+    .await;
+    // Unauthenticated routes are not limited by key.
+    for _ in 0..10 {
+        assert_eq!(
+            app.client
+                .get(app.url("/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let (_, fast) = key_with_rate(&app, "read", None, Some(50)).await;
+    for _ in 0..10 {
+        assert_eq!(
+            status(&app, &fast, Method::GET, "/api/v1/accounts").await.0,
+            200
+        );
+    }
+}
+both_backends!(bursts_past_a_keys_rate_are_429_with_retry_after);

@@ -133,6 +133,7 @@ async fn api_keys_expire_revoke_and_record_their_last_use(backend: Backend) {
         name,
         scopes,
         expires_at,
+        rate_per_second: None,
     };
     let reader = api_keys::Scopes::parse("read").unwrap();
     let short = api_keys::create_with(&store, new("short", reader, Some(t0 + 1_000)), t0)
@@ -150,7 +151,9 @@ async fn api_keys_expire_revoke_and_record_their_last_use(backend: Backend) {
         Err(api_keys::Refused::Expired)
     );
 
-    let key = api_keys::create(&store, "w1", "long", t0 + 1).await.unwrap();
+    let key = api_keys::create(&store, "w1", "long", t0 + 1)
+        .await
+        .unwrap();
     let other = api_keys::create(&store, "w2", "theirs", t0).await.unwrap();
     let last_used = |id: String| {
         let store = store.clone();
