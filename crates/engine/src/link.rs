@@ -212,6 +212,10 @@ pub async fn delete(engine: &Engine, workspace: &str, account: &Account) -> Resu
     events::delete_for_account(&engine.store, &account.id)
         .await
         .map_err(store_error)?;
+    // After the purge: the webhooks still hear that the account is gone.
+    crate::sync::status::announce(&engine.store, account, "DELETED", "", engine.clock.now_ms())
+        .await
+        .map_err(store_error)?;
     if let Some(s) = engine.sync.local(&account.id) {
         s.nudge();
     }
@@ -283,6 +287,15 @@ async fn save(
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| ApiError::not_found("account"))?;
+            crate::sync::status::announce(
+                &engine.store,
+                &account,
+                "RECONNECTED",
+                &now.to_string(),
+                now,
+            )
+            .await
+            .map_err(store_error)?;
             tracing::info!(account_id = %account.id, "account reconnected");
             Ok(Linked {
                 account,
@@ -314,6 +327,9 @@ async fn save(
             )
             .await
             .map_err(store_error)?;
+            crate::sync::status::announce(&engine.store, &account, "CREATION_SUCCESS", "", now)
+                .await
+                .map_err(store_error)?;
             tracing::info!(account_id = %id, account_type = account_type.as_str(), "account linked");
             Ok(Linked {
                 account,

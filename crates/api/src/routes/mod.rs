@@ -6,6 +6,7 @@ mod fields;
 mod folders;
 mod hosted;
 mod ops;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +53,15 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(emails::attachments::get_attachment))
         .routes(routes!(folders::list_folders))
         .routes(routes!(folders::get_folder))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::replay_delivery))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(emails::send_email))

@@ -50,3 +50,31 @@ pub async fn set(
     tracing::info!(account_id = %account.id, status = status.as_str(), detail, "account status changed");
     Ok(true)
 }
+
+/// Records an `account_status` event that no status column holds (`CREATION_SUCCESS`,
+/// `RECONNECTED`, `SYNC_SUCCESS`, `DELETED`). `key` makes the id: the same key is announced once
+/// (e.g. `""` for what happens once in an account's life, the time for a reconnect).
+pub async fn announce(
+    store: &Store,
+    account: &Account,
+    message: &str,
+    key: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    events::record(
+        store,
+        NewEvent {
+            id: event_id(&["account_status", &account.id, message, key]),
+            workspace_id: &account.workspace_id,
+            account_id: Some(&account.id),
+            kind: "account_status",
+            payload: json!({ "AccountStatus": {
+                "account_id": account.id,
+                "account_type": account.account_type.as_str(),
+                "message": message,
+            }}),
+            now_ms,
+        },
+    )
+    .await
+}
