@@ -43,6 +43,7 @@ pub struct RawConfig {
     pub webhook_retry_base_secs: u64,
     pub webhook_retry_cap_secs: u64,
     pub webhook_per_host: usize,
+    pub webhook_lease_margin_secs: u64,
     pub sync: bool,
     pub sync_sweep_secs: u64,
     pub log: String,
@@ -83,6 +84,7 @@ impl Default for RawConfig {
             webhook_retry_base_secs: 60,
             webhook_retry_cap_secs: 8 * 3600,
             webhook_per_host: 8,
+            webhook_lease_margin_secs: 15,
             sync: true,
             sync_sweep_secs: 60,
             log: "info".into(),
@@ -359,6 +361,11 @@ impl RawConfig {
         if !(1..=1000).contains(&self.webhook_per_host) {
             return Err(invalid("MAILROOM_WEBHOOK_PER_HOST must be from 1 to 1000"));
         }
+        if !(1..=600).contains(&self.webhook_lease_margin_secs) {
+            return Err(invalid(
+                "MAILROOM_WEBHOOK_LEASE_MARGIN_SECS must be from 1 to 600",
+            ));
+        }
         let webhooks = WebhookConfig {
             allow_private: self.webhook_allow_private,
             attempt_timeout: Duration::from_secs(self.webhook_timeout_secs),
@@ -366,6 +373,7 @@ impl RawConfig {
             retry_base: Duration::from_secs(self.webhook_retry_base_secs),
             retry_cap: Duration::from_secs(self.webhook_retry_cap_secs),
             per_host: self.webhook_per_host,
+            lease_margin: Duration::from_secs(self.webhook_lease_margin_secs),
             ..WebhookConfig::default()
         };
         if !(1..=3600).contains(&self.sync_sweep_secs) {

@@ -23,6 +23,7 @@ mod smtp_send;
 mod store;
 mod sync_semantics;
 mod sync_supervisor;
+mod webhooks;
 
 use mailroom_testkit::Backend;
 use mailroom_testkit::app::{TestApp, spawn_app};
