@@ -69,9 +69,7 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     pub async fn start() -> WebhookReceiver {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new()
-            .fallback(receive)
-            .with_state(inner.clone());
+        let app = Router::new().fallback(receive).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

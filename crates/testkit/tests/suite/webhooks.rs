@@ -225,7 +225,11 @@ async fn webhooks_api_and_its_errors(backend: Backend) {
         .await;
     assert_error(&r, 400, "malformed_request");
     let (_, list) = app.get("/api/v1/webhooks").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 2, "nothing half-written");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        2,
+        "nothing half-written"
+    );
 
     // Another workspace sees none of it.
     let other = app.other_workspace_key().await;
@@ -286,7 +290,10 @@ async fn deliveries_are_retried_signed_and_logged(backend: Backend) {
     .await;
     let event = mail_event(&app, &acc, "mail_received", 1).await;
     let got = rx.wait_for(4, DEADLINE).await;
-    assert!(got.iter().all(|r| r.id() == event), "one webhook-id: {got:?}");
+    assert!(
+        got.iter().all(|r| r.id() == event),
+        "one webhook-id: {got:?}"
+    );
     assert!(got.iter().all(|r| r.header("x-token") == Some("t0k")));
     assert!(
         got.iter()
@@ -641,7 +648,12 @@ async fn dovecot_mail_and_status_reach_the_receiver(backend: Backend) {
     let statuses = |r: &[mailroom_testkit::webhook_receiver::Received]| -> Vec<String> {
         r.iter()
             .filter(|r| r.path == "/status")
-            .map(|r| r.json()["AccountStatus"]["message"].as_str().unwrap().to_owned())
+            .map(|r| {
+                r.json()["AccountStatus"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     };
     let got = rx
