@@ -49,6 +49,8 @@ pub struct WebhookView {
     pub type_: &'static str,
     /// `email`, `email_tracking` or `account_status`.
     pub source: String,
+    /// Absent when it has none (the SDK's schema refuses `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub request_url: String,
     /// `json` or `form`.

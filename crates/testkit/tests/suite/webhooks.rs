@@ -122,6 +122,14 @@ async fn webhooks_api_and_its_errors(backend: Backend) {
     assert_eq!(w["data"], json!([{"name": "mail", "key": "email_id"}]));
     assert!(w.get("secret").is_none(), "the secret is shown once");
     let s2 = &items[1];
+    assert!(
+        s2.get("name").is_none(),
+        "no name is no field (the SDK refuses null): {s2}"
+    );
+    assert!(
+        s2.get("events").is_none(),
+        "account_status has no events: {s2}"
+    );
     assert_eq!(s2["format"], "json");
     assert_eq!(s2["headers"], json!([]));
     assert_eq!(s2["data"], json!([]));
