@@ -57,6 +57,9 @@ impl Received {
 struct Inner {
     received: Vec<Received>,
     plan: VecDeque<Reply>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -92,6 +95,16 @@ impl WebhookReceiver {
     /// The next requests get these answers, in order; later ones 200.
     pub fn plan(&self, replies: impl IntoIterator<Item = Reply>) {
         self.inner.lock().unwrap().plan.extend(replies);
+    }
+
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.lock().unwrap().in_flight
+    }
+
+    /// The most requests that were ever being answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.lock().unwrap().max_in_flight
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -143,9 +156,11 @@ async fn receive(
                 .collect(),
             body: body.to_vec(),
         });
+        i.in_flight += 1;
+        i.max_in_flight = i.max_in_flight.max(i.in_flight);
         i.plan.pop_front()
     };
-    match reply {
+    let status = match reply {
         Some(Reply::Status(s)) => StatusCode::from_u16(s).unwrap_or(StatusCode::OK),
         Some(Reply::Hang(d)) => {
             // Simulates a receiver that does not answer in time; not a wait of the test's.
@@ -153,7 +168,9 @@ async fn receive(
             StatusCode::OK
         }
         None => StatusCode::OK,
-    }
+    };
+    inner.lock().unwrap().in_flight -= 1;
+    status
 }
 
 /// Verifies every request's Standard Webhooks signature under `secret` with the reference

@@ -172,10 +172,12 @@ impl Webhooks {
             return Ok(());
         };
         let now = self.inner.clock.now_ms();
-        let Some((kind, _account, event, _at)) = deliveries::event_of(store, &d.event_id).await?
+        let Some((kind, _account, mut event, _at)) =
+            deliveries::event_of(store, &d.event_id).await?
         else {
             return Ok(()); // the event's deletion takes its deliveries with it
         };
+        payload::complete_email(store, &d.workspace_id, &kind, &mut event).await?;
         let webhook = match &d.webhook_id {
             Some(wid) => match webhooks::get_any(store, wid).await? {
                 Some(w) => Some(w),

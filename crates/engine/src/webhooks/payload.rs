@@ -6,6 +6,45 @@
 use serde_json::{Map, Value};
 
 use mailroom_store::webhooks::Webhook;
+use mailroom_store::{Store, StoreError, index};
+
+/// Adds the bodies (`body`: the HTML, or the text when there is none; `body_plain`) and
+/// `is_complete` to a new-email event (`mail_received`, `mail_sent`) from the index: the event
+/// stores the headers only, so a large message is not copied into the event log.
+/// `is_complete` is false when the message is no longer indexed (its bodies are then empty).
+pub async fn complete_email(
+    store: &Store,
+    workspace_id: &str,
+    kind: &str,
+    payload: &mut Value,
+) -> Result<(), StoreError> {
+    if kind != "mail_received" && kind != "mail_sent" {
+        return Ok(());
+    }
+    let Some(fields) = payload.as_object_mut() else {
+        return Ok(());
+    };
+    if fields.contains_key("body") {
+        return Ok(());
+    }
+    let Some(id) = fields.get("email_id").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let content = index::get_message(store, workspace_id, id)
+        .await?
+        .and_then(|m| m.content);
+    let (html, text, complete) = match content {
+        Some(c) => {
+            let text = c.body_text.unwrap_or_default();
+            (c.body_html.unwrap_or_else(|| text.clone()), text, true)
+        }
+        None => (String::new(), String::new(), false),
+    };
+    fields.insert("body".into(), Value::String(html));
+    fields.insert("body_plain".into(), Value::String(text));
+    fields.insert("is_complete".into(), Value::Bool(complete));
+    Ok(())
+}
 
 /// A rendered body and its Content-Type.
 pub struct Body {

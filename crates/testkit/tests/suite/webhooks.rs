@@ -716,6 +716,9 @@ async fn dovecot_mail_and_status_reach_the_receiver(backend: Backend) {
     assert_eq!(m["subject"], "webhook live");
     assert_eq!(m["webhook_name"], "dovecot");
     assert_eq!(m["role"], "inbox");
+    assert_eq!(m["body_plain"].as_str().unwrap().trim(), "hello");
+    assert_eq!(m["body"], m["body_plain"], "no HTML part: the text");
+    assert_eq!(m["is_complete"], true);
     verify_signatures(&mail_secret, &mail);
 
     // Reconnect, then delete.
@@ -738,3 +741,30 @@ async fn dovecot_mail_and_status_reach_the_receiver(backend: Backend) {
     .await;
 }
 both_backends!(dovecot_mail_and_status_reach_the_receiver);
+
+/// At most `per_host` attempts to one host at once, however many queues are due.
+async fn attempts_to_one_host_are_bounded(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = spawn_on(db, |s| s.webhooks.per_host = 2).await;
+    let rx = WebhookReceiver::start().await;
+    rx.plan([Reply::Hang(Duration::from_millis(700)); 6]);
+    create(
+        &app,
+        json!({"source": "email", "request_url": rx.url("/bounded")}),
+    )
+    .await;
+    // Six accounts: six queues, all due at once.
+    for n in 0..6 {
+        let acc = account(&app).await;
+        mail_event(&app, &acc, "mail_received", n).await;
+    }
+    rx.wait_for(6, DEADLINE).await;
+    wait::until("the answers", DEADLINE, || async {
+        (rx.in_flight() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(rx.max_in_flight(), 2, "per-host bound");
+}
+both_backends!(attempts_to_one_host_are_bounded);
