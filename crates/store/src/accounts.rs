@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
 use crate::sync_window::SyncWindow;
+use crate::tx::{Db, with_conn};
 use crate::vault::Vault;
 use crate::{Store, with_pool};
 use mailroom_core::AccountId;
@@ -393,12 +394,22 @@ pub async fn set_status(
     status: SourceStatus,
     now_ms: i64,
 ) -> Result<bool> {
-    let n = with_pool!(store, pool => {
+    set_status_in(Db::Pool(store), id, status, now_ms).await
+}
+
+/// [`set_status`] on the pool or inside a transaction (with the event announcing the change).
+pub async fn set_status_in(
+    db: Db<'_>,
+    id: &str,
+    status: SourceStatus,
+    now_ms: i64,
+) -> Result<bool> {
+    let n = with_conn!(db, c => {
         sqlx::query("UPDATE accounts SET status = $1, status_detail = NULL, updated_at = $2 WHERE id = $3 AND status <> $1")
             .bind(status.as_str())
             .bind(now_ms)
             .bind(id)
-            .execute(pool)
+            .execute(&mut *c)
             .await?
             .rows_affected()
     });
@@ -415,14 +426,25 @@ pub async fn set_sync_status(
     status: SourceStatus,
     detail: Option<&str>,
 ) -> Result<bool> {
-    let changed = with_pool!(store, pool => {
+    set_sync_status_in(Db::Pool(store), id, status, detail).await
+}
+
+/// [`set_sync_status`] on the pool or inside a transaction (with the event announcing the
+/// change).
+pub async fn set_sync_status_in(
+    db: Db<'_>,
+    id: &str,
+    status: SourceStatus,
+    detail: Option<&str>,
+) -> Result<bool> {
+    let changed = with_conn!(db, c => {
         let changed = sqlx::query(
             "UPDATE accounts SET status = $1, status_detail = $2 WHERE id = $3 AND status <> $1",
         )
         .bind(status.as_str())
         .bind(detail)
         .bind(id)
-        .execute(pool)
+        .execute(&mut *c)
         .await?
         .rows_affected();
         if changed == 0 {
@@ -430,7 +452,7 @@ pub async fn set_sync_status(
                 .bind(detail)
                 .bind(id)
                 .bind(status.as_str())
-                .execute(pool)
+                .execute(&mut *c)
                 .await?;
         }
         changed

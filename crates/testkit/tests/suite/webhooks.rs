@@ -265,6 +265,34 @@ async fn webhooks_api_and_its_errors(backend: Backend) {
         .await;
     assert_eq!(r.1["items"], json!([]));
 
+    // The OpenAPI document describes every route.
+    let spec: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, methods) in [
+        ("/api/v1/webhooks", &["get", "post"][..]),
+        (
+            "/api/v1/webhooks/{webhook_id}",
+            &["get", "patch", "delete"][..],
+        ),
+        ("/api/v1/webhooks/{webhook_id}/rotate-secret", &["post"][..]),
+        ("/api/v1/webhooks/{webhook_id}/deliveries", &["get"][..]),
+        (
+            "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+            &["post"][..],
+        ),
+    ] {
+        for m in methods {
+            assert!(spec["paths"][path][m].is_object(), "{m} {path} in the spec");
+        }
+    }
+
     // DELETE.
     let (s, deleted) = app.delete(&format!("/api/v1/webhooks/{id}")).await;
     assert_eq!((s, &deleted["object"]), (200, &json!("WebhookDeleted")));
