@@ -12,6 +12,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse as _;
 use serde_json::Value;
 
 /// How the receiver answers one request.
@@ -20,6 +21,8 @@ pub enum Reply {
     Status(u16),
     /// Answer 200 only after this long (past the sender's attempt timeout).
     Hang(Duration),
+    /// 307 to this path of the receiver (a sender following it would POST there).
+    Redirect(&'static str),
 }
 
 /// A request as received.
@@ -29,6 +32,8 @@ pub struct Received {
     /// Lowercase names.
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -140,7 +145,7 @@ async fn receive(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
     let reply = {
         let mut i = inner.lock().unwrap();
         i.received.push(Received {
@@ -155,22 +160,33 @@ async fn receive(
                 })
                 .collect(),
             body: body.to_vec(),
+            at: std::time::Instant::now(),
         });
         i.in_flight += 1;
         i.max_in_flight = i.max_in_flight.max(i.in_flight);
         i.plan.pop_front()
     };
-    let status = match reply {
-        Some(Reply::Status(s)) => StatusCode::from_u16(s).unwrap_or(StatusCode::OK),
+    let answer = match reply {
+        Some(Reply::Redirect(to)) => {
+            let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+            r.headers_mut().insert(
+                axum::http::header::LOCATION,
+                axum::http::HeaderValue::from_static(to),
+            );
+            r
+        }
+        Some(Reply::Status(s)) => StatusCode::from_u16(s)
+            .unwrap_or(StatusCode::OK)
+            .into_response(),
         Some(Reply::Hang(d)) => {
             // Simulates a receiver that does not answer in time; not a wait of the test's.
             tokio::time::sleep(d).await;
-            StatusCode::OK
+            StatusCode::OK.into_response()
         }
-        None => StatusCode::OK,
+        None => StatusCode::OK.into_response(),
     };
     inner.lock().unwrap().in_flight -= 1;
-    status
+    answer
 }
 
 /// Verifies every request's Standard Webhooks signature under `secret` with the reference

@@ -304,7 +304,7 @@ async fn webhooks_api_and_its_errors(backend: Backend) {
 }
 both_backends!(webhooks_api_and_its_errors);
 
-/// Fails twice, times out once, then takes it: four attempts with one `webhook-id`, every
+/// Fails, redirects (not followed), times out, then takes it: four attempts with one `webhook-id`, every
 /// signature verified by the reference library, each attempt in the log. A replay sends it
 /// again with the same id.
 async fn deliveries_are_retried_signed_and_logged(backend: Backend) {
@@ -314,7 +314,7 @@ async fn deliveries_are_retried_signed_and_logged(backend: Backend) {
     let rx = WebhookReceiver::start().await;
     rx.plan([
         Reply::Status(500),
-        Reply::Status(503),
+        Reply::Redirect("/elsewhere"),       // never followed
         Reply::Hang(Duration::from_secs(4)), // past the tests' 2 s attempt timeout
     ]);
     let acc = account(&app).await;
@@ -354,7 +354,17 @@ async fn deliveries_are_retried_signed_and_logged(backend: Backend) {
     let attempts = d["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 4, "{d}");
     assert_eq!(attempts[0]["status"], 500);
-    assert_eq!(attempts[1]["status"], 503);
+    assert_eq!(attempts[1]["status"], 307);
+    assert!(
+        attempts[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("redirects are not followed")
+    );
+    assert!(
+        rx.received().iter().all(|r| r.path == "/hook"),
+        "no redirect followed"
+    );
     assert!(attempts[2].get("status").is_none(), "{}", attempts[2]);
     assert!(
         attempts[2]["error"].as_str().unwrap().contains("no answer"),
@@ -469,11 +479,14 @@ async fn one_accounts_events_arrive_in_order(backend: Backend) {
 }
 both_backends!(one_accounts_events_arrive_in_order);
 
-/// `format: "form"` and the rename map; the account filter.
+/// `format: "form"` and the rename map; the account filter; delivery well under a second after
+/// the event is recorded.
 async fn form_rename_and_account_filter(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(db) = TestDb::new(backend).await else {
         return;
     };
+    // A poll far longer than the deadline below: only the wake-up on commit can be that quick.
+    let app = spawn_on(db, |s| s.webhooks.poll_interval = Duration::from_secs(60)).await;
     let rx = WebhookReceiver::start().await;
     let a = account(&app).await;
     let b = account(&app).await;
@@ -491,9 +504,16 @@ async fn form_rename_and_account_filter(backend: Backend) {
             .is_empty(),
         "another account's event is not for this webhook"
     );
+    let recorded = std::time::Instant::now();
     let wanted = mail_event(&app, &a, "mail_received", 2).await;
     let got = rx.wait_for(1, DEADLINE).await;
     assert_eq!(got.len(), 1);
+    // The worker is woken when the event's transaction commits, not at its next poll.
+    let latency = got[0].at - recorded;
+    assert!(
+        latency < Duration::from_secs(1),
+        "delivered after {latency:?}"
+    );
     assert_eq!(got[0].id(), wanted);
     assert_eq!(
         got[0].header("content-type"),
