@@ -73,10 +73,15 @@ async fn record_tx(tx: &mut WriteTx, e: NewEvent<'_>) -> Result<()> {
 
 /// Drops every event of a deleted account (nothing is delivered about its mail any more).
 pub async fn delete_for_account(store: &Store, account_id: &str) -> Result<u64> {
-    Ok(with_pool!(store, pool => {
+    delete_for_account_in(Db::Pool(store), account_id).await
+}
+
+/// [`delete_for_account`] on the pool or inside a transaction (their deliveries go with them).
+pub async fn delete_for_account_in(db: Db<'_>, account_id: &str) -> Result<u64> {
+    Ok(with_conn!(db, c => {
         sqlx::query("DELETE FROM events WHERE account_id = $1")
             .bind(account_id)
-            .execute(pool)
+            .execute(&mut *c)
             .await?
             .rows_affected()
     }))

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use mailroom_core::account::SourceStatus;
 use mailroom_providers::mailbox::{Changes, Watch};
-use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::sync_leases::{self, Requests};
+use mailroom_store::{Db, StoreError};
 
 use super::backoff::Backoff;
 use super::control::AccountSignals;
@@ -386,7 +386,7 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
                     // event id has no time in it); later loops only try again after a restart.
                     synced_once = true;
                     if let Err(e) = status::announce(
-                        &engine.store,
+                        Db::Pool(&engine.store),
                         &account,
                         "SYNC_SUCCESS",
                         "",

@@ -56,17 +56,18 @@ pub async fn set(
 }
 
 /// Records an `account_status` event that no status column holds (`CREATION_SUCCESS`,
-/// `RECONNECTED`, `SYNC_SUCCESS`, `DELETED`). `key` makes the id: the same key is announced once
-/// (e.g. `""` for what happens once in an account's life, the time for a reconnect).
+/// `RECONNECTED`, `SYNC_SUCCESS`, `DELETED`), on the pool or in the transaction of the change it
+/// announces. `key` makes the id: the same key is announced once (e.g. `""` for what happens
+/// once in an account's life, the time for a reconnect).
 pub async fn announce(
-    store: &Store,
+    db: Db<'_>,
     account: &Account,
     message: &str,
     key: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    events::record(
-        store,
+    events::record_in(
+        db,
         NewEvent {
             id: event_id(&["account_status", &account.id, message, key]),
             workspace_id: &account.workspace_id,
