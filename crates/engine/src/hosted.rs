@@ -10,13 +10,15 @@ use serde_json::json;
 
 use crate::Engine;
 use crate::apps::{self, IdP, Pkce};
-use crate::link::{Linked, link_mail, link_oauth};
+use crate::link::{Linked, link_mail, link_oauth, window_of};
 use mailroom_core::account::{AccountMode, MailSettings};
 use mailroom_core::id::random_bytes;
+use mailroom_core::mail::SyncLimit;
 use mailroom_core::{ApiError, ErrorKind};
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::events::{self, NewEvent};
 use mailroom_store::hosted_links::{self, HostedLink};
+use mailroom_store::sync_window::SyncWindow;
 use mailroom_store::{Db, webhook_deliveries};
 
 /// Why a step of the flow did not go on.
@@ -67,6 +69,9 @@ pub struct NewLinkRequest {
     pub success_redirect_url: Option<String>,
     pub failure_redirect_url: Option<String>,
     pub notify_url: Option<String>,
+    /// How much existing mail the linked mailbox's first sync indexes (create links only: a
+    /// reconnected account keeps its window).
+    pub sync_limit: SyncLimit,
 }
 
 /// Makes a hosted link for `workspace`; answers its token (the page is `hosted/{token}`).
@@ -119,6 +124,10 @@ pub async fn create_link(
         None => AccountMode::Full,
     });
     let token = random_token();
+    let sync_limit = match (&reconnect, req.sync_limit) {
+        (None, l) if l != SyncLimit::Default => Some(l.as_stored()),
+        _ => None,
+    };
     hosted_links::insert(
         &engine.store,
         hosted_links::NewLink {
@@ -139,6 +148,7 @@ pub async fn create_link(
             notify_url: req.notify_url.as_deref(),
             expires_at,
             now_ms: now,
+            sync_limit: sync_limit.as_deref(),
         },
     )
     .await
@@ -287,7 +297,7 @@ pub async fn finish_oauth(
         tokens,
         asked,
         reconnect.as_ref(),
-        None,
+        window_for(engine, &link, reconnect.as_ref()),
     )
     .await
     {
@@ -303,6 +313,24 @@ pub async fn finish_oauth(
             Err(failed(link, reason, &e.detail))
         }
     }
+}
+
+/// The sync window a create link's new account gets: the link's `sync_limit` from now (a
+/// reconnect keeps the account's window: `None`).
+fn window_for(
+    engine: &Engine,
+    link: &HostedLink,
+    reconnect: Option<&Account>,
+) -> Option<SyncWindow> {
+    if reconnect.is_some() {
+        return None;
+    }
+    let limit = link
+        .sync_limit
+        .as_deref()
+        .and_then(SyncLimit::from_stored)
+        .unwrap_or_default();
+    Some(window_of(limit, engine.clock.now_ms()))
 }
 
 /// The account a reconnect link is for (`None` for a create link).
@@ -344,7 +372,7 @@ pub async fn link_imap(
         password.clone(),
         password,
         reconnect.as_ref(),
-        None,
+        window_for(engine, link, reconnect.as_ref()),
     )
     .await;
     if linked.is_err() {

@@ -168,7 +168,7 @@ pub async fn reconnect(
 }
 
 /// The window of existing mail a first sync indexes, fixed at link time `now_ms`.
-fn window_of(limit: SyncLimit, now_ms: i64) -> SyncWindow {
+pub(crate) fn window_of(limit: SyncLimit, now_ms: i64) -> SyncWindow {
     match limit {
         SyncLimit::Default => SyncWindow::default_at(now_ms),
         SyncLimit::NoHistory => SyncWindow {
