@@ -600,3 +600,51 @@ pub async fn replay_delivery(
     let d = manage::replay(&state.engine, caller.workspace(), &id, &delivery_id).await?;
     Ok(Json(delivery_view(d, vec![])))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SDK's account types: a Gmail account is `GOOGLE` there, not `GOOGLE_OAUTH`.
+    #[test]
+    fn account_types_are_the_sdks() {
+        assert_eq!(sdk_type("GOOGLE_OAUTH"), "GOOGLE");
+        assert_eq!(sdk_type("OUTLOOK"), "OUTLOOK");
+        assert_eq!(sdk_type("MAIL"), "MAIL");
+    }
+
+    #[test]
+    fn mailroom_events_are_kept_out_of_the_sdk_enum() {
+        let w = Webhook {
+            id: "w".into(),
+            workspace_id: "ws".into(),
+            name: None,
+            source: "email".into(),
+            request_url: "https://example.com/".into(),
+            format: "json".into(),
+            events: vec!["mail_deleted".into(), "mail_received".into()],
+            account_ids: vec![mailroom_store::webhooks::AccountRef {
+                id: "a".into(),
+                account_type: "GOOGLE_OAUTH".into(),
+                name: None,
+            }],
+            headers: vec![],
+            data: vec![],
+            enabled: true,
+            secret: vec![],
+            old_secret: None,
+            old_secret_until: None,
+            disabled_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let v = serde_json::to_value(view(&w)).unwrap();
+        assert_eq!(v["events"], serde_json::json!(["mail_received"]));
+        assert_eq!(v["mailroom_events"], serde_json::json!(["mail_deleted"]));
+        assert_eq!(
+            v["account_ids"],
+            serde_json::json!([{"id": "a", "type": "GOOGLE"}])
+        );
+        assert!(v.get("name").is_none());
+    }
+}
