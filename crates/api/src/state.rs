@@ -15,8 +15,6 @@ pub struct ApiConfig {
     pub message_max_bytes: usize,
     /// The URL clients reach mailroom at (hosted links, OAuth callbacks).
     pub public_url: url::Url,
-    /// Let `notify_url` calls reach loopback and private networks.
-    pub webhook_allow_private: bool,
     /// Requests per second per API key (on this node) for keys without their own rate; 0: no
     /// limit.
     pub api_rate_per_second: u32,
@@ -29,7 +27,6 @@ impl Default for ApiConfig {
             attachment_max_bytes: 25 * 1024 * 1024,
             message_max_bytes: 35 * 1024 * 1024,
             public_url: url::Url::parse("http://127.0.0.1:8080/").expect("valid"),
-            webhook_allow_private: false,
             api_rate_per_second: 0,
         }
     }

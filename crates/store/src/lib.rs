@@ -20,6 +20,8 @@ pub mod sync_window;
 pub mod tracking;
 pub mod tx;
 pub mod vault;
+pub mod webhook_deliveries;
+pub mod webhooks;
 pub mod workspaces;
 
 pub use db::{Backend, Store};

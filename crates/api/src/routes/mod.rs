@@ -7,6 +7,7 @@ mod folders;
 mod hosted;
 mod ops;
 mod tracking;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -53,6 +54,15 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(emails::attachments::get_attachment))
         .routes(routes!(folders::list_folders))
         .routes(routes!(folders::get_folder))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::replay_delivery))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(emails::send_email))

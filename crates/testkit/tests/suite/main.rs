@@ -25,6 +25,7 @@ mod store;
 mod sync_semantics;
 mod sync_supervisor;
 mod tracking;
+mod webhooks;
 
 use mailroom_testkit::Backend;
 use mailroom_testkit::app::{TestApp, spawn_app};

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use mailroom_store::events;
 use mailroom_testkit::app::{TestApp, assert_error};
+use mailroom_testkit::webhook_receiver::{WebhookReceiver, verify_signatures};
 use mailroom_testkit::{Backend, MailRig, MailUser, both_backends, spawn_app, wait};
 
 const PERSON: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15";
@@ -67,6 +68,15 @@ async fn opens_and_clicks_become_events(backend: Backend) {
         .await;
     assert_eq!(s, 201, "{created}");
     let account = created["account_id"].as_str().unwrap();
+    let rx = WebhookReceiver::start().await;
+    let (s, hook) = app
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"source": "email_tracking", "events": ["mail_opened", "mail_link_clicked"],
+                    "request_url": rx.url("/tracking")}),
+        )
+        .await;
+    assert_eq!(s, 201, "{hook}");
     let body = json!({
         "account_id": account,
         "to": [{"identifier": to.address}],
@@ -149,6 +159,22 @@ async fn opens_and_clicks_become_events(backend: Backend) {
     assert_eq!(clicked[0]["url"], "https://example.com/offer?a=1&b=2");
     assert_eq!(clicked[0]["label"], "campaign-7");
     assert_ne!(clicked[0]["event_id"], clicked[1]["event_id"]);
+    // The same events reach an `email_tracking` webhook, signed.
+    let got = rx.wait_for(4, Duration::from_secs(20)).await;
+    verify_signatures(hook["secret"].as_str().unwrap(), &got);
+    let kinds: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        (
+            kinds.iter().filter(|k| *k == "mail_opened").count(),
+            kinds.iter().filter(|k| *k == "mail_link_clicked").count()
+        ),
+        (2, 2),
+        "{kinds:?}"
+    );
+    assert!(got.iter().all(|r| r.json()["tracking_id"] == tracking_id));
 
     // No open redirect: a token that was not in a message leads nowhere and records nothing;
     // an open token is no click token.

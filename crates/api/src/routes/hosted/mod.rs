@@ -411,13 +411,7 @@ fn fail(link: &HostedLink, reason: &str, text: &str) -> Response {
 /// The mailbox is linked: tell the integrator (`notify_url`) and send the user on.
 async fn finish(state: &AppState, link: &HostedLink, linked: Linked) -> Response {
     let account = &linked.account;
-    let status = hosted::linked(
-        &state.engine,
-        link,
-        &linked,
-        state.config.webhook_allow_private,
-    )
-    .await;
+    let status = hosted::linked(&state.engine, link, &linked).await;
     match link
         .success_redirect_url
         .as_deref()
