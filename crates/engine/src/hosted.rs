@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::Engine;
 use crate::apps::{self, IdP, Pkce};
-use crate::link::{Linked, link_mail, link_oauth, window_of};
+use crate::link::{Linked, Saving, link_mail, link_oauth, window_of};
 use mailroom_core::account::{AccountMode, MailSettings};
 use mailroom_core::id::random_bytes;
 use mailroom_core::mail::SyncLimit;
@@ -296,8 +296,11 @@ pub async fn finish_oauth(
         idp,
         tokens,
         asked,
-        reconnect.as_ref(),
-        window_for(engine, &link, reconnect.as_ref()),
+        Saving {
+            reconnect: reconnect.as_ref(),
+            window: window_for(engine, &link, reconnect.as_ref()),
+            hosted: Some(&link),
+        },
     )
     .await
     {
@@ -371,8 +374,11 @@ pub async fn link_imap(
         settings,
         password.clone(),
         password,
-        reconnect.as_ref(),
-        window_for(engine, link, reconnect.as_ref()),
+        Saving {
+            reconnect: reconnect.as_ref(),
+            window: window_for(engine, link, reconnect.as_ref()),
+            hosted: Some(link),
+        },
     )
     .await;
     if linked.is_err() {
@@ -381,55 +387,53 @@ pub async fn link_imap(
     linked.map_err(Ok)
 }
 
-/// A link's mailbox is linked: records it on the link and tells the integrator
-/// (`notify_url`): the call is queued in one transaction with an event of its own, and
-/// delivered like a webhook (durable, retried, egress-guarded). Answers the status word.
+/// A link's mailbox is linked: records it on the link. The integrator's `notify_url` call was
+/// queued with the account itself ([`queue_notify`]). Answers the status word.
 pub async fn linked(engine: &Engine, link: &HostedLink, linked: &Linked) -> &'static str {
     let account = &linked.account;
-    // The mailbox is linked whatever happens here: the integrator must still hear of it.
+    // The mailbox is linked whatever happens here.
     if let Err(e) = hosted_links::set_account(&engine.store, &link.id, &account.id).await {
         tracing::warn!(link = %link.id, error = %e, "cannot record the linked account on its link");
     }
-    let status = if linked.reconnected {
+    if linked.reconnected {
         "RECONNECTED"
     } else {
         "CREATION_SUCCESS"
-    };
-    if let Some(u) = link
+    }
+}
+
+/// Records the `notify_url` call of `link` (`{status, account_id, name}`, `unipile-api.md`
+/// §5.4) and queues its delivery, in `tx`: the transaction that saves the account, so the call
+/// is made if and only if the mailbox was linked (delivered like a webhook: durable, retried,
+/// egress-guarded). A link without a usable `notify_url` queues nothing.
+pub(crate) async fn queue_notify(
+    tx: &mut mailroom_store::WriteTx,
+    link: &HostedLink,
+    account_id: &str,
+    status: &str,
+    now: i64,
+) -> Result<(), mailroom_store::StoreError> {
+    let Some(url) = link
         .notify_url
         .as_deref()
         .filter(|u| url::Url::parse(u).is_ok())
-        && let Err(e) = queue_notify(engine, link, account, status, u).await
-    {
-        tracing::error!(link = %link.id, error = %e, "cannot queue the notify_url call");
-    }
-    status
-}
-
-/// Records the `notify_url` call (`{status, account_id, name}`, `unipile-api.md` §5.4) and
-/// queues its delivery, together.
-async fn queue_notify(
-    engine: &Engine,
-    link: &HostedLink,
-    account: &Account,
-    status: &str,
-    url: &str,
-) -> Result<(), mailroom_store::StoreError> {
-    let now = engine.clock.now_ms();
-    let id = events::event_id(&["hosted_notify", &link.id, &account.id, status]);
-    let mut tx = engine.store.begin_write().await?;
+    else {
+        return Ok(());
+    };
+    let id = events::event_id(&["hosted_notify", &link.id, account_id, status]);
     events::record_in(
-        Db::Tx(&mut tx),
+        Db::Tx(tx),
         NewEvent {
             id: id.clone(),
             workspace_id: &link.workspace_id,
-            account_id: Some(&account.id),
+            account_id: Some(account_id),
             kind: "hosted_notify",
-            payload: json!({"status": status, "account_id": account.id, "name": link.name.clone().unwrap_or_default()}),
+            payload: json!({"status": status, "account_id": account_id, "name": link.name.clone().unwrap_or_default()}),
             now_ms: now,
         },
     )
     .await?;
-    webhook_deliveries::queue_call(&mut tx, &link.workspace_id, &id, url, now).await?;
-    tx.commit().await
+    webhook_deliveries::queue_call(tx, &link.workspace_id, &id, url, now)
+        .await
+        .map(|_| ())
 }

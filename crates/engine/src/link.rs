@@ -16,6 +16,7 @@ use mailroom_providers::apps::{IdP, TokenSet};
 use mailroom_providers::mailbox::{Prospect, Verified};
 use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
 use mailroom_store::events;
+use mailroom_store::hosted_links::HostedLink;
 use mailroom_store::sync_window::SyncWindow;
 use mailroom_store::{Db, StoreError};
 
@@ -88,8 +89,10 @@ pub async fn link(
                 settings,
                 imap_password,
                 smtp_password,
-                None,
-                window,
+                Saving {
+                    window,
+                    ..Saving::default()
+                },
             )
             .await
         }
@@ -161,8 +164,10 @@ pub async fn reconnect(
         settings,
         req.imap_password.unwrap_or(old_imap),
         req.smtp_password.unwrap_or(old_smtp),
-        Some(account),
-        None,
+        Saving {
+            reconnect: Some(account),
+            ..Saving::default()
+        },
     )
     .await
 }
@@ -234,15 +239,31 @@ pub async fn delete(engine: &Engine, workspace: &str, account: &Account) -> Resu
     Ok(())
 }
 
+/// How a verified mailbox is saved.
+#[derive(Clone, Copy, Default)]
+pub struct Saving<'a> {
+    /// The account the mailbox reconnects (`None`: a new account).
+    pub reconnect: Option<&'a Account>,
+    /// A new account's sync window (`None`: the default, or the reconnected account's own).
+    pub window: Option<SyncWindow>,
+    /// The hosted link it was linked through: its `notify_url` call is queued in the same
+    /// transaction as the account (a crash cannot lose it).
+    pub hosted: Option<&'a HostedLink>,
+}
+
 /// Saves a verified account: a new one, or new settings and credentials for `reconnect`.
 async fn save(
     engine: &Engine,
     workspace: &str,
     verified: Verified,
     credentials: Credentials,
-    reconnect: Option<&Account>,
-    window: Option<SyncWindow>,
+    how: Saving<'_>,
 ) -> Result<Linked, ApiError> {
+    let Saving {
+        reconnect,
+        window,
+        hosted,
+    } = how;
     let now = engine.clock.now_ms();
     let Verified {
         account_type,
@@ -298,6 +319,11 @@ async fn save(
             )
             .await
             .map_err(store_error)?;
+            if let Some(link) = hosted {
+                crate::hosted::queue_notify(&mut tx, link, &existing.id, "RECONNECTED", now)
+                    .await
+                    .map_err(store_error)?;
+            }
             tx.commit().await.map_err(store_error)?;
             // Open mailboxes and pooled connections still hold the old login; the sync loop
             // (in whichever process) starts again with the new one.
@@ -345,6 +371,11 @@ async fn save(
             announce(Db::Tx(&mut tx), &account, "CREATION_SUCCESS", "", now)
                 .await
                 .map_err(store_error)?;
+            if let Some(link) = hosted {
+                crate::hosted::queue_notify(&mut tx, link, &account.id, "CREATION_SUCCESS", now)
+                    .await
+                    .map_err(store_error)?;
+            }
             tx.commit().await.map_err(store_error)?;
             tracing::info!(account_id = %id, account_type = account_type.as_str(), "account linked");
             Ok(Linked {
@@ -362,8 +393,7 @@ pub async fn link_mail(
     settings: MailSettings,
     imap_password: SecretString,
     smtp_password: SecretString,
-    reconnect: Option<&Account>,
-    window: Option<SyncWindow>,
+    how: Saving<'_>,
 ) -> Result<Linked, ApiError> {
     let verified = engine
         .providers
@@ -382,8 +412,7 @@ pub async fn link_mail(
             imap_password,
             smtp_password,
         },
-        reconnect,
-        window,
+        how,
     )
     .await
 }
@@ -397,8 +426,7 @@ pub async fn link_oauth(
     idp: IdP,
     tokens: TokenSet,
     asked: Option<AccountMode>,
-    reconnect: Option<&Account>,
-    window: Option<SyncWindow>,
+    how: Saving<'_>,
 ) -> Result<Linked, ApiError> {
     let verified = engine
         .providers
@@ -417,7 +445,7 @@ pub async fn link_oauth(
         refresh_token,
         expires_at_ms: tokens.expires_at_ms,
     };
-    save(engine, workspace, verified, credentials, reconnect, window).await
+    save(engine, workspace, verified, credentials, how).await
 }
 
 /// Links a mailbox from tokens the integrator obtained itself. The refresh token is what
@@ -451,5 +479,10 @@ pub async fn link_with_tokens(
         refresh_token: fresh.refresh_token.or(Some(refresh_token)),
         ..fresh
     };
-    link_oauth(engine, workspace, idp, tokens, None, reconnect, window).await
+    let how = Saving {
+        reconnect,
+        window,
+        hosted: None,
+    };
+    link_oauth(engine, workspace, idp, tokens, None, how).await
 }

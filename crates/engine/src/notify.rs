@@ -47,6 +47,9 @@ pub fn pinned_client(
     let host = url.host_str().unwrap_or_default();
     reqwest::Client::builder()
         .resolve_to_addrs(host, addrs)
+        // A proxy from the environment (HTTP(S)_PROXY) would resolve the name again and reach
+        // whatever it likes: the pinning would mean nothing.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .build()

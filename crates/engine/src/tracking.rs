@@ -80,7 +80,10 @@ pub fn instrument(
             return url.to_owned();
         }
         let token = new_id();
-        clicks.push((token.clone(), url.to_owned()));
+        // Stored as the URL parser writes it (punycode host, percent-encoded path): the
+        // redirect's Location header must be ASCII.
+        let normal = Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.to_string());
+        clicks.push((token.clone(), normal));
         format!("{ours}c/{token}")
     };
     let html = mailroom_mime::tracking::instrument(
@@ -290,6 +293,16 @@ mod tests {
         assert!(out.html.contains("https://mail.example.com/t/c/keep"));
         assert!(!out.html.contains("https://a.example/1"));
         assert!(instrument(html, &opts(false, false), "w", "acc", "trk").is_none());
+    }
+
+    #[test]
+    fn non_ascii_links_are_stored_as_ascii_urls() {
+        let html = "<a href=\"https://bücher.example/café?q=é\">x</a>";
+        let out = instrument(html, &opts(false, true), "w", "acc", "trk").unwrap();
+        assert_eq!(
+            out.links[0].url.as_deref(),
+            Some("https://xn--bcher-kva.example/caf%C3%A9?q=%C3%A9")
+        );
     }
 
     #[test]

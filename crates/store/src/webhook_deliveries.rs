@@ -238,9 +238,12 @@ pub async fn claim_due(
                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.queue = d.queue AND p.seq < d.seq \
                                 AND p.status IN ('pending', 'delivering')) \
                 ORDER BY d.seq LIMIT $4";
+    // The claim is `node:id:nonce` (a fresh nonce per claim call, so a claim taken again after its
+    // lease ran out never equals the old one). No attempt is counted here: only
+    // [`start_attempt`], right before a request is sent, counts one.
+    let nonce = mailroom_core::id::new_id();
     let set = "UPDATE webhook_deliveries SET status = 'delivering', \
-               locked_by = $1 || ':' || id || ':' || CAST(attempts + 1 AS TEXT), \
-               locked_until = $2, attempts = attempts + 1, updated_at = $3 WHERE seq IN";
+               locked_by = $1 || ':' || id || ':' || $5, locked_until = $2, updated_at = $3 WHERE seq IN";
     let rows = match store {
         // Rows another process is claiming are skipped, not waited for.
         Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -250,6 +253,7 @@ pub async fn claim_due(
         .bind(lease_until)
         .bind(now_ms)
         .bind(limit)
+        .bind(&nonce)
         .fetch_all(pool)
         .await?
         .into_iter()
@@ -263,6 +267,7 @@ pub async fn claim_due(
         .bind(lease_until)
         .bind(now_ms)
         .bind(limit)
+        .bind(&nonce)
         .fetch_all(pool)
         .await?
         .into_iter()
@@ -272,11 +277,33 @@ pub async fn claim_due(
     Ok(rows)
 }
 
-/// Extends the lease of claim `token`; false when the claim is no longer current.
-pub async fn renew(store: &Store, id: &str, token: &str, until: i64) -> Result<bool> {
+/// Starts an attempt under claim `token`: extends the lease to `until` and counts the attempt.
+/// Answers its number, or `None` when the claim is no longer current (nothing is sent then).
+pub async fn start_attempt(
+    store: &Store,
+    id: &str,
+    token: &str,
+    until: i64,
+) -> Result<Option<i64>> {
     let n = with_pool!(store, pool => {
-        sqlx::query("UPDATE webhook_deliveries SET locked_until = $1 WHERE id = $2 AND locked_by = $3 AND status = 'delivering'")
-            .bind(until).bind(id).bind(token).execute(pool).await?.rows_affected()
+        sqlx::query_scalar(
+            "UPDATE webhook_deliveries SET locked_until = $1, attempts = attempts + 1 \
+             WHERE id = $2 AND locked_by = $3 AND status = 'delivering' RETURNING attempts",
+        )
+        .bind(until).bind(id).bind(token).fetch_optional(pool).await?
+    });
+    Ok(n)
+}
+
+/// Gives claim `token` back without an attempt (its destination is busy): pending again from
+/// `run_after`, at its place in its queue.
+pub async fn unclaim(store: &Store, id: &str, token: &str, run_after: i64) -> Result<bool> {
+    let n = with_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', locked_by = NULL, locked_until = NULL, \
+             run_after = $1 WHERE id = $2 AND locked_by = $3 AND status = 'delivering'",
+        )
+        .bind(run_after).bind(id).bind(token).execute(pool).await?.rows_affected()
     });
     Ok(n == 1)
 }

@@ -130,6 +130,12 @@ pub fn router(state: AppState) -> Router {
 
 /// The request path as logged: hosted-link tokens are secrets, so their segment is replaced.
 pub(crate) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    // Tracking tokens lead to a message's pixel and links: not for the logs either.
+    for prefix in ["/t/o/", "/t/c/"] {
+        if path.starts_with(prefix) {
+            return std::borrow::Cow::Owned(format!("{prefix}{{token}}"));
+        }
+    }
     match path.strip_prefix("/hosted/") {
         Some(rest) => {
             let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
@@ -149,6 +155,8 @@ mod tests {
     #[test]
     fn hosted_tokens_are_not_logged() {
         assert_eq!(super::loggable_path("/hosted/SeCrEt"), "/hosted/{token}");
+        assert_eq!(super::loggable_path("/t/c/SeCrEt"), "/t/c/{token}");
+        assert_eq!(super::loggable_path("/t/o/SeCrEt"), "/t/o/{token}");
         assert_eq!(
             super::loggable_path("/hosted/SeCrEt/oauth/google"),
             "/hosted/{token}/oauth/google"

@@ -22,9 +22,10 @@ const PIXEL: &[u8] = &[
 
 const NO_STORE: &str = "no-store, no-cache, must-revalidate, private";
 
-/// The client's address: the peer, or the first `X-Forwarded-For` address when the peer is a
-/// proxy on this machine or a private network (a reverse proxy in front of mailroom); a public
-/// peer cannot claim another address.
+/// The client's address: the peer, or, when the peer is a proxy on this machine or a private
+/// network (a reverse proxy in front of mailroom), the rightmost `X-Forwarded-For` address that
+/// is not one too. Proxies append what they saw, so the entries left of the first public one
+/// are the client's own claims and are not believed.
 fn client_ip(headers: &HeaderMap, ext: &Extensions) -> Option<String> {
     let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let proxied = |ip: &IpAddr| match ip {
@@ -32,15 +33,19 @@ fn client_ip(headers: &HeaderMap, ext: &Extensions) -> Option<String> {
         IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local(),
     };
     let forwarded = || {
-        headers
+        let chain: Vec<IpAddr> = headers
             .get("x-forwarded-for")?
             .to_str()
             .ok()?
             .split(',')
-            .next()?
-            .trim()
-            .parse::<IpAddr>()
-            .ok()
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .collect();
+        chain
+            .iter()
+            .rev()
+            .find(|ip| !proxied(ip))
+            .or(chain.first())
+            .copied()
     };
     match peer {
         Some(p) if proxied(&p) => Some(forwarded().unwrap_or(p).to_string()),

@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use mailroom_core::Clock;
-use mailroom_store::webhook_deliveries::{self as deliveries, Attempt, Settle, signal};
+use mailroom_store::webhook_deliveries::{self as deliveries, Attempt, Delivery, Settle, signal};
 use mailroom_store::webhooks::{self, Webhook};
 use mailroom_store::{Store, StoreError, Vault};
 
@@ -47,6 +47,18 @@ struct Answer {
     status: Option<u16>,
     error: Option<String>,
 }
+
+/// A delivery ready to send.
+struct Prepared {
+    /// `None`: the stored URL does not parse.
+    url: Option<url::Url>,
+    webhook: Option<Webhook>,
+    body: payload::Body,
+    secrets: Vec<SecretString>,
+}
+
+/// How long a delivery whose destination has no free slot waits before it is claimed again.
+const HOST_BUSY_RETRY_MS: i64 = 1_000;
 
 impl Webhooks {
     pub fn new(store: Store, vault: Vault, clock: Arc<dyn Clock>, config: WebhookConfig) -> Self {
@@ -160,6 +172,41 @@ impl Webhooks {
         Ok(out)
     }
 
+    /// What claimed delivery `d` sends: `None` when its event or webhook is gone (the
+    /// deletion takes the delivery with it).
+    async fn prepare(&self, d: &Delivery, now: i64) -> Result<Option<Prepared>, StoreError> {
+        let store = &self.inner.store;
+        let Some((kind, _account, mut event, _at)) =
+            deliveries::event_of(store, &d.event_id).await?
+        else {
+            return Ok(None);
+        };
+        payload::complete_email(store, &d.workspace_id, &kind, &mut event).await?;
+        let webhook = match &d.webhook_id {
+            Some(wid) => match webhooks::get_any(store, wid).await? {
+                Some(w) => Some(w),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let url = match (&webhook, &d.target_url) {
+            (Some(w), _) => w.request_url.clone(),
+            (None, Some(u)) => u.clone(),
+            (None, None) => return Ok(None),
+        };
+        let body = payload::render(webhook.as_ref(), &kind, event);
+        let secrets = match &webhook {
+            Some(w) => self.secrets(w, now).await?,
+            None => vec![],
+        };
+        Ok(Some(Prepared {
+            url: url::Url::parse(&url).ok(),
+            webhook,
+            body,
+            secrets,
+        }))
+    }
+
     /// One attempt of claimed delivery `id` under claim `token`.
     async fn attempt(
         &self,
@@ -172,32 +219,18 @@ impl Webhooks {
             return Ok(());
         };
         let now = self.inner.clock.now_ms();
-        let Some((kind, _account, mut event, _at)) =
-            deliveries::event_of(store, &d.event_id).await?
-        else {
-            return Ok(()); // the event's deletion takes its deliveries with it
+        // A delivery that cannot be prepared (its event unreadable, its secret not opening) is
+        // a failed attempt like a refused POST: retried, then given up, never left claimed
+        // (it would hold its account's later events back for ever).
+        let prepared = match self.prepare(&d, now).await {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => return Ok(()),
+            Err(e) => Err(format!("cannot prepare the delivery: {e}")),
         };
-        payload::complete_email(store, &d.workspace_id, &kind, &mut event).await?;
-        let webhook = match &d.webhook_id {
-            Some(wid) => match webhooks::get_any(store, wid).await? {
-                Some(w) => Some(w),
-                None => return Ok(()),
-            },
-            None => None,
-        };
-        let url = match (&webhook, &d.target_url) {
-            (Some(w), _) => w.request_url.clone(),
-            (None, Some(u)) => u.clone(),
-            (None, None) => return Ok(()),
-        };
-        let body = payload::render(webhook.as_ref(), &kind, event);
-        let secrets = match &webhook {
-            Some(w) => self.secrets(w, now).await?,
-            None => vec![],
-        };
-        let parsed = url::Url::parse(&url).ok();
-        let host_key = parsed
+        let host_key = prepared
             .as_ref()
+            .ok()
+            .and_then(|p| p.url.as_ref())
             .map(|u| {
                 format!(
                     "{}:{}",
@@ -206,37 +239,64 @@ impl Webhooks {
                 )
             })
             .unwrap_or_default();
-        let _host = self
-            .host_slots(&host_key)
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        // Waiting for the host may have taken a while: the lease must cover the attempt.
-        let started_at = self.inner.clock.now_ms();
-        if !deliveries::renew(store, id, token, self.lease_until(started_at)).await? {
+        // A busy destination is not waited for: the claim goes back (no attempt counted) and
+        // this process's slot serves other hosts meanwhile.
+        let Ok(_host) = self.host_slots(&host_key).try_acquire_owned() else {
+            deliveries::unclaim(store, id, token, now + HOST_BUSY_RETRY_MS).await?;
             return Ok(());
-        }
+        };
+        // The attempt counts from here, under a lease that covers it.
+        let started_at = self.inner.clock.now_ms();
+        let Some(attempt_no) =
+            deliveries::start_attempt(store, id, token, self.lease_until(started_at)).await?
+        else {
+            return Ok(());
+        };
         let started = Instant::now();
-        let answer = match parsed {
-            None => Answer {
-                status: None,
-                error: Some("the URL does not parse".into()),
-            },
-            Some(u) => {
-                self.post(
+        let limit = self.inner.config.attempt_timeout;
+        let (answer, webhook) = match prepared {
+            Err(e) => (
+                Answer {
+                    status: None,
+                    error: Some(e),
+                },
+                None,
+            ),
+            Ok(Prepared {
+                url: None, webhook, ..
+            }) => (
+                Answer {
+                    status: None,
+                    error: Some("the URL does not parse".into()),
+                },
+                webhook,
+            ),
+            Ok(Prepared {
+                url: Some(u),
+                webhook,
+                body,
+                secrets,
+            }) => {
+                // One deadline for the name lookup and the request together: the lease is
+                // sized on it.
+                let post = self.post(
                     &u,
                     &d.event_id,
                     webhook.as_ref(),
                     &secrets,
                     body,
                     started_at,
-                )
-                .await
+                );
+                let answer = tokio::time::timeout(limit, post).await.unwrap_or(Answer {
+                    status: None,
+                    error: Some(format!("no answer within {limit:?}")),
+                });
+                (answer, webhook)
             }
         };
         let latency_ms = started.elapsed().as_millis() as i64;
         let attempt = Attempt {
-            attempt: d.attempts,
+            attempt: attempt_no,
             started_at,
             status_code: answer.status.map(i64::from),
             latency_ms,
@@ -255,12 +315,12 @@ impl Webhooks {
                 error: &error_text,
                 disable_webhook: Some("the receiver answered 410 Gone"),
             },
-            _ if d.attempts >= max => Settle::Failed {
+            _ if attempt_no >= max => Settle::Failed {
                 error: &error_text,
                 disable_webhook: None,
             },
             _ => Settle::Retry {
-                run_after: now + backoff_ms(&self.inner.config, d.attempts),
+                run_after: now + backoff_ms(&self.inner.config, attempt_no),
                 error: &error_text,
             },
         };
@@ -269,7 +329,7 @@ impl Webhooks {
             metrics::counter!("mailroom_webhook_attempts_total", "outcome" => if delivered { "delivered" } else { "failed" })
                 .increment(1);
             if !delivered {
-                tracing::info!(delivery = %id, attempt = d.attempts, status = ?answer.status, error = %error_text, "webhook delivery attempt failed");
+                tracing::info!(delivery = %id, attempt = attempt_no, status = ?answer.status, error = %error_text, "webhook delivery attempt failed");
             }
         }
         Ok(())
