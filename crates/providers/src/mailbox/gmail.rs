@@ -1,16 +1,71 @@
-//! Gmail accounts through the Gmail API.
+//! Gmail accounts through the Gmail API: sending, finding a reply's parent, and the change
+//! feed a sync reads (labels as folders, `messages.list`/`get`, `history.list`).
+//!
+//! Every call holds one of the mailbox's request slots (shared with sending), and a throttled
+//! read (429, or 403 `rateLimitExceeded`) is tried again after the wait Gmail names
+//! (`Retry-After`), else after an exponential backoff, a few times: a short throttle costs a
+//! pass some seconds, not a failure; a long one fails it (transient) and the sync loop backs
+//! off.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
 use mailroom_core::MessageId;
 use mailroom_core::account::AccountMode;
 use mailroom_core::email::ReplyParent;
 
+use super::feed::{FeedChanges, FeedFolder, FeedMessage, FeedPage, FeedWindow, Touched};
+use super::reading::RemoteRole;
 use super::{Delivered, Outgoing, TokenSource, bcc_of, with_token};
-use crate::failure::MailError;
-use crate::gmail::GmailClient;
+use crate::failure::{FailureKind, MailError, Protocol};
+use crate::gmail::{GmailClient, GmailMessage};
+
+/// System labels that are folders, with their roles. Every other system label (`UNREAD`,
+/// `STARRED`, `IMPORTANT`, `CHAT`, `CATEGORY_*`) is a flag or a view, not a folder; user
+/// labels are folders without a role.
+const FOLDER_LABELS: [(&str, RemoteRole); 5] = [
+    ("INBOX", RemoteRole::Inbox),
+    ("SENT", RemoteRole::Sent),
+    ("DRAFT", RemoteRole::Drafts),
+    ("TRASH", RemoteRole::Trash),
+    ("SPAM", RemoteRole::Spam),
+];
+
+/// System labels that are not folders.
+const NOT_FOLDERS: [&str; 5] = ["UNREAD", "STARRED", "IMPORTANT", "CHAT", "OPENED"];
+
+/// Whether a label id names a folder (see [`FOLDER_LABELS`]).
+fn is_folder(label: &str) -> bool {
+    FOLDER_LABELS.iter().any(|(id, _)| *id == label)
+        || !(NOT_FOLDERS.contains(&label) || label.starts_with("CATEGORY_"))
+}
+
+/// A throttled call is tried again at most this many times …
+const QUOTA_RETRIES: u32 = 4;
+/// … and only when Gmail asks for no longer a wait than this (a sending quota's hours-long
+/// `Retry-After` fails the call at once).
+const QUOTA_WAIT_MAX: Duration = Duration::from_secs(60);
+
+fn feed_message(m: GmailMessage, whole: bool) -> FeedMessage {
+    FeedMessage {
+        read: !m.label_ids.iter().any(|l| l == "UNREAD"),
+        folders: m.label_ids.into_iter().filter(|l| is_folder(l)).collect(),
+        id: m.id,
+        thread_id: m.thread_id,
+        internal_date_ms: m.internal_date_ms,
+        size: m.size_estimate,
+        version: m.history_id,
+        parsed: if whole {
+            m.raw.as_deref().and_then(mailroom_mime::parse_mail)
+        } else {
+            None
+        },
+    }
+}
 
 pub struct GmailMailbox {
     client: GmailClient,
@@ -84,5 +139,163 @@ impl GmailMailbox {
         })
         .await?;
         Ok(found.and_then(|r| r.reply_parent()))
+    }
+}
+
+impl GmailMailbox {
+    /// Runs a read call in one of the mailbox's request slots, with a fresh token when the old
+    /// one is refused, and again after Gmail's throttling wait (see the module docs). The slot
+    /// is given back while waiting.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, MailError>
+    where
+        F: Fn(SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<T, MailError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let result = {
+                let _slot = self.slots.acquire().await.expect("never closed");
+                with_token(self.tokens.as_ref(), &f).await
+            };
+            match result {
+                Err(e) if e.is_quota() && attempt < QUOTA_RETRIES => {
+                    let wait = e.retry_after().unwrap_or(Duration::from_secs(1 << attempt));
+                    if wait > QUOTA_WAIT_MAX {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    tracing::debug!(?wait, attempt, error = %e, "Gmail throttles; waiting");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub(super) async fn feed_folders(&self) -> Result<Vec<FeedFolder>, MailError> {
+        let labels = self
+            .call(|t| async move { self.client.labels(&t).await })
+            .await?;
+        Ok(labels
+            .into_iter()
+            .filter(|l| {
+                is_folder(&l.id)
+                    && (l.kind == "user" || FOLDER_LABELS.iter().any(|(id, _)| *id == l.id))
+            })
+            .map(|l| FeedFolder {
+                role: FOLDER_LABELS
+                    .iter()
+                    .find(|(id, _)| *id == l.id)
+                    .map_or(RemoteRole::Unknown, |(_, r)| *r),
+                name: if l.name.is_empty() {
+                    l.id.clone()
+                } else {
+                    l.name
+                },
+                id: l.id,
+            })
+            .collect())
+    }
+
+    /// The history id now (`users.getProfile`: 1 quota unit, the cheapest baseline).
+    pub(super) async fn feed_cursor(&self) -> Result<String, MailError> {
+        let p = self
+            .call(|t| async move { self.client.profile(&t).await })
+            .await?;
+        Ok(p.history_id.to_string())
+    }
+
+    /// `messages.list` with `q=after:<unix seconds>`: Gmail compares whole seconds, so the
+    /// window starts at the second before (the caller drops what is older by the exact time).
+    pub(super) async fn feed_list(
+        &self,
+        window: FeedWindow,
+        page_size: u32,
+        page: Option<&str>,
+    ) -> Result<FeedPage, MailError> {
+        let q = window
+            .since_ms
+            .map(|ms| format!("after:{}", ms.div_euclid(1000) - 1));
+        let p = self
+            .call(|t| {
+                let q = q.as_deref();
+                async move { self.client.list_ids(&t, q, page_size, page).await }
+            })
+            .await?;
+        Ok(FeedPage {
+            ids: p.ids,
+            next: p.next,
+        })
+    }
+
+    pub(super) async fn feed_fetch(
+        &self,
+        id: &str,
+        whole: bool,
+    ) -> Result<Option<FeedMessage>, MailError> {
+        let m = self
+            .call(|t| async move { self.client.message(&t, id, whole).await })
+            .await?;
+        Ok(m.map(|m| feed_message(m, whole)))
+    }
+
+    /// `history.list` from `cursor`, every page; each message once, with the id of the last
+    /// record that touched it.
+    pub(super) async fn feed_changes(&self, cursor: &str) -> Result<FeedChanges, MailError> {
+        let start: u64 = cursor.parse().map_err(|_| {
+            MailError::new(
+                Protocol::Gmail,
+                FailureKind::CursorExpired,
+                format!("stored Gmail history id {cursor:?} is not a number"),
+            )
+        })?;
+        let mut touched: Vec<Touched> = vec![];
+        let mut at: HashMap<String, usize> = HashMap::new();
+        let mut page: Option<String> = None;
+        let mut latest = start;
+        loop {
+            let p = self
+                .call(|t| {
+                    let page = page.as_deref();
+                    async move { self.client.history(&t, start, page).await }
+                })
+                .await?;
+            latest = latest.max(p.history_id);
+            for r in p.records {
+                let mut note = |id: String, added: bool, deleted: bool| {
+                    let i = *at.entry(id.clone()).or_insert_with(|| {
+                        touched.push(Touched {
+                            id,
+                            at: r.id,
+                            added: false,
+                            deleted: false,
+                        });
+                        touched.len() - 1
+                    });
+                    let t = &mut touched[i];
+                    t.at = t.at.max(r.id);
+                    t.added |= added;
+                    t.deleted |= deleted;
+                };
+                for id in r.added {
+                    note(id, true, false);
+                }
+                for id in r.deleted {
+                    note(id, false, true);
+                }
+                for id in r.relabelled {
+                    note(id, false, false);
+                }
+            }
+            match p.next {
+                Some(n) => page = Some(n),
+                None => break,
+            }
+        }
+        touched.sort_by_key(|t| t.at);
+        Ok(FeedChanges {
+            cursor: latest.to_string(),
+            touched,
+        })
     }
 }

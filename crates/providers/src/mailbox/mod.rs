@@ -15,6 +15,7 @@
 //! of the provider APIs and the per-mailbox request slots of Gmail and Graph.
 
 mod changing;
+pub mod feed;
 mod gmail;
 mod grants;
 mod graph;
@@ -44,6 +45,9 @@ use crate::imap_smtp::send::SmtpPool;
 use crate::provider::Provider;
 
 pub use self::changing::{Appended, Trashed};
+pub use self::feed::{
+    FeedChanges, FeedFolder, FeedMessage, FeedPage, FeedWindow, SyncModel, Touched,
+};
 pub use self::part_stream::PartStream;
 pub use self::reading::{
     FetchedMessage, FlagChange, FolderChanges, FolderState, MessageFlags, RemoteFolder, RemoteRole,
@@ -421,19 +425,16 @@ impl Mailbox {
     }
 }
 
-/// Gmail and Outlook mail is read through their APIs (history / delta), which this seam does
-/// not speak yet: said plainly rather than answered with an empty mailbox.
+/// The per-folder (IMAP) reads on a mailbox that is read through a change feed instead
+/// (Gmail: [`feed`]), or not at all yet (Outlook's Graph delta): said plainly rather than
+/// answered with an empty mailbox.
 fn reading_not_built(protocol: Protocol) -> MailError {
-    let which = if protocol == Protocol::Gmail {
-        "Gmail"
+    let what = if protocol == Protocol::Gmail {
+        "Gmail mailboxes are read through their change feed (history), not by folder and UID"
     } else {
-        "Outlook"
+        "reading Outlook mail through the seam is not built yet"
     };
-    MailError::rejected(
-        protocol,
-        ErrorKind::InvalidAccount,
-        format!("reading {which} mail through the seam is not built yet"),
-    )
+    MailError::rejected(protocol, ErrorKind::InvalidAccount, what)
 }
 
 /// Sent copies of one batch (see [`Mailbox::sent_copier`]).

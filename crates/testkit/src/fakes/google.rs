@@ -387,6 +387,63 @@ impl FakeGoogle {
         }
     }
 
+    /// Puts `raw` in the mailbox with exactly `labels` (system label ids, or user label ids
+    /// from [`FakeGoogle::create_label`]), received `age` ago: mail already there, sent from
+    /// Gmail's own apps (`SENT`), or old mail outside a sync window. Not threaded with
+    /// anything. Recorded in the history like any arrival.
+    pub fn insert_message(
+        &self,
+        raw: &[u8],
+        labels: &[&str],
+        age: std::time::Duration,
+    ) -> Delivered {
+        let mut s = self.lock();
+        for l in labels {
+            assert!(s.mailbox.label_exists(l), "no label {l}");
+        }
+        let at = mailbox::now_ms() - age.as_millis() as i64;
+        let m = s.mailbox.insert_at(raw.to_vec(), None, labels, at);
+        Delivered {
+            id: m.id.clone(),
+            thread_id: m.thread_id.clone(),
+            message_id: format!("<{}>", m.message_id.as_deref().unwrap_or("")),
+        }
+    }
+
+    /// Creates a user label (as `labels.create` would); answers its id (`Label_N`). A label
+    /// with that name already there is answered instead.
+    pub fn create_label(&self, name: &str) -> String {
+        self.lock().mailbox.create_label(name)
+    }
+
+    /// Adds and removes labels of a message as the Gmail apps do (`UNREAD` removed: read;
+    /// `INBOX` removed: archived; `TRASH` added: deleted to the bin), one history record per
+    /// effective change. Panics on an unknown message or label.
+    pub fn modify_labels(&self, id: &str, add: &[&str], remove: &[&str]) {
+        let mut s = self.lock();
+        for l in add.iter().chain(remove) {
+            assert!(s.mailbox.label_exists(l), "no label {l}");
+        }
+        assert!(s.mailbox.modify(id, add, remove), "no message {id}");
+    }
+
+    /// Deletes a message for good (`messages.delete`, emptying the bin): a
+    /// `messagesDeleted` history record. Panics on an unknown message.
+    pub fn delete_message(&self, id: &str) {
+        assert!(self.lock().mailbox.delete(id), "no message {id}");
+    }
+
+    /// Drops the history kept so far, as Google does after about a week: `history.list` from
+    /// any `startHistoryId` older than the mailbox's current one answers 404 `notFound`.
+    pub fn expire_history(&self) {
+        self.lock().mailbox.expire_history();
+    }
+
+    /// The mailbox's current history id.
+    pub fn history_id(&self) -> u64 {
+        self.lock().mailbox.history_id()
+    }
+
     /// The labels of a stored message (`None`: no such message).
     pub fn labels_of(&self, id: &str) -> Option<Vec<String>> {
         self.lock().mailbox.get(id).map(|m| m.labels.clone())
@@ -450,6 +507,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{users}/threads"), get(api::list_threads))
         .route(&format!("{users}/threads/{{id}}"), get(api::get_thread))
         .route(&format!("{users}/labels"), get(api::list_labels))
+        .route(&format!("{users}/history"), get(api::list_history))
         .route(
             "/upload/gmail/v1/users/{user}/messages/send",
             post(api::upload_start).put(api::upload_put),

@@ -159,8 +159,8 @@ pub(super) async fn list_labels(
     Path(user): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (_s, _) = guard!(shared, headers, "gmail.users.labels.list", user);
-    let labels: Vec<Value> = mailbox::SYSTEM_LABELS
+    let (s, _) = guard!(shared, headers, "gmail.users.labels.list", user);
+    let mut labels: Vec<Value> = mailbox::SYSTEM_LABELS
         .iter()
         .map(|(id, vis)| {
             let mut l = json!({"id": id, "name": id, "type": "system"});
@@ -171,7 +171,113 @@ pub(super) async fn list_labels(
             l
         })
         .collect();
+    labels.extend(s.mailbox.user_labels().iter().map(|(id, name)| {
+        json!({"id": id, "name": name, "type": "user",
+               "messageListVisibility": "show", "labelListVisibility": "labelShow"})
+    }));
     ok_json(json!({ "labels": labels }))
+}
+
+// ----- history.list -----
+
+/// `GET …/history`: the records after `startHistoryId` (required), filtered by
+/// `historyTypes` and `labelId`, in pages of `maxResults` (default 100, at most 500); 404
+/// `notFound` for a `startHistoryId` older than the retained history. The top-level
+/// `historyId` is the mailbox's current one.
+pub(super) async fn list_history(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (s, _) = guard!(shared, headers, "gmail.users.history.list", user);
+    let pairs = query_pairs(&q);
+    let Some(start) = first(&pairs, "startHistoryId") else {
+        return errors::invalid_argument("Missing required field: startHistoryId");
+    };
+    let Ok(start) = start.parse::<u64>() else {
+        return errors::invalid_argument(&format!(
+            "Invalid value at 'start_history_id' (TYPE_UINT64), \"{start}\""
+        ));
+    };
+    let types = all(&pairs, "historyTypes");
+    for t in &types {
+        if ![
+            "messageAdded",
+            "messageDeleted",
+            "labelAdded",
+            "labelRemoved",
+        ]
+        .contains(t)
+        {
+            return errors::invalid_argument(&format!(
+                "Invalid value at 'history_types' (type.googleapis.com/caribou.api.proto.HistoryType), \"{t}\""
+            ));
+        }
+    }
+    let label = first(&pairs, "labelId");
+    let p = match list_params(
+        &pairs,
+        &Access {
+            metadata_only: false,
+        },
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(records) = s.mailbox.history_since(start) else {
+        return errors::not_found();
+    };
+    let records: Vec<Value> = records
+        .into_iter()
+        .filter(|r| types.is_empty() || types.contains(&r.change.history_type()))
+        .filter(|r| {
+            label.is_none_or(|l| {
+                let in_change = match &r.change {
+                    mailbox::Change::Added(ls)
+                    | mailbox::Change::LabelsAdded(ls)
+                    | mailbox::Change::LabelsRemoved(ls) => ls.iter().any(|x| x == l),
+                    mailbox::Change::Deleted => false,
+                };
+                in_change
+                    || s.mailbox
+                        .get(&r.message_id)
+                        .is_some_and(|m| has_label(m, l))
+            })
+        })
+        .map(history_record)
+        .collect();
+    let (items, next, _) = page(records, &p);
+    let mut v = json!({ "historyId": s.mailbox.history_id().to_string() });
+    if !items.is_empty() {
+        v["history"] = Value::Array(items);
+    }
+    if let Some(n) = next {
+        v["nextPageToken"] = json!(n);
+    }
+    ok_json(v)
+}
+
+/// One `History` as Google writes it: `messages` (id and threadId) and the typed array.
+fn history_record(r: &mailbox::HistoryRecord) -> Value {
+    let short = json!({"id": r.message_id, "threadId": r.thread_id});
+    let mut v = json!({"id": r.id.to_string(), "messages": [short]});
+    match &r.change {
+        mailbox::Change::Added(labels) => {
+            v["messagesAdded"] = json!([{"message": {
+                "id": r.message_id, "threadId": r.thread_id, "labelIds": labels}}]);
+        }
+        mailbox::Change::Deleted => {
+            v["messagesDeleted"] = json!([{"message": short}]);
+        }
+        mailbox::Change::LabelsAdded(labels) => {
+            v["labelsAdded"] = json!([{"message": short, "labelIds": labels}]);
+        }
+        mailbox::Change::LabelsRemoved(labels) => {
+            v["labelsRemoved"] = json!([{"message": short, "labelIds": labels}]);
+        }
+    }
+    v
 }
 
 // ----- messages.list, threads.list -----
