@@ -159,7 +159,9 @@ impl GmailMailbox {
             };
             match result {
                 Err(e) if e.is_quota() && attempt < QUOTA_RETRIES => {
-                    let wait = e.retry_after().unwrap_or(Duration::from_secs(1 << attempt));
+                    let wait = e
+                        .retry_after()
+                        .unwrap_or(Duration::from_millis(500 << attempt));
                     if wait > QUOTA_WAIT_MAX {
                         return Err(e);
                     }

@@ -5,6 +5,7 @@
 mod accounts;
 mod api_basics;
 mod gmail;
+mod gmail_sync;
 mod graph;
 mod hosted;
 mod hosted_outlook;

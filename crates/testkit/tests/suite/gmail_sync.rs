@@ -1,0 +1,584 @@
+//! Gmail accounts in the index, against the in-process Google fake (both backends): the first
+//! listing (labels as folders with roles, one message in two labels, the window, nothing
+//! announced), history deltas (arrival, read, label change, deletion, mail sent from Gmail's
+//! own apps: each announced once), an expired history id (404) → a resync without duplicate
+//! events, throttling honoured, and through the running sync loop a nudge that lists new mail
+//! and a revoked grant that sets `CREDENTIALS`. The fake's `history.list` is checked against
+//! the discovery document.
+
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use mailroom_engine::sync::imap::SyncReport;
+use mailroom_engine::sync::sync_once;
+use mailroom_server::Settings;
+use mailroom_server::config::AppConfig;
+use mailroom_store::accounts::{self, Account};
+use mailroom_store::events;
+use mailroom_testkit::app::{TestApp, spawn_on};
+use mailroom_testkit::fakes::Fault;
+use mailroom_testkit::fakes::google::{FakeGoogle, GoogleConfig, contract};
+use mailroom_testkit::{Backend, TestDb, both_backends, wait};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn google_app_config(google: &FakeGoogle) -> AppConfig {
+    let cfg = google.config();
+    AppConfig {
+        client_id: cfg.client_id.clone(),
+        client_secret: SecretString::from(cfg.client_secret.clone()),
+        auth_url: google.auth_url(),
+        token_url: google.token_url(),
+        api_url: google.base_url(),
+    }
+}
+
+struct Linked {
+    app: TestApp,
+    google: FakeGoogle,
+    account: Account,
+    acc: String,
+}
+
+/// A mailroom with a Google app pointing at a fresh fake; `sync_loop` runs the supervisor
+/// (else the test drives the passes). `before` fills the mailbox before the account is linked.
+async fn linked(
+    backend: Backend,
+    sync_loop: bool,
+    before: impl FnOnce(&FakeGoogle),
+) -> Option<Linked> {
+    let db = TestDb::new(backend).await?;
+    let google = FakeGoogle::start(GoogleConfig::default()).await;
+    before(&google);
+    let app = spawn_on(db, |s: &mut Settings| {
+        s.google = Some(google_app_config(&google));
+        if sync_loop {
+            s.sync = Settings::sync_for_tests();
+        }
+    })
+    .await;
+    let t = google.issue_tokens(&["https://www.googleapis.com/auth/gmail.modify"]);
+    let (s, r) = app
+        .post_json(
+            "/api/v1/accounts",
+            &json!({"provider": "GOOGLE_OAUTH", "access_token": t.access_token, "refresh_token": t.refresh_token}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let acc = r["account_id"].as_str().unwrap().to_owned();
+    let account = accounts::get_any(&app.store, &acc).await.unwrap().unwrap();
+    Some(Linked {
+        app,
+        google,
+        account,
+        acc,
+    })
+}
+
+fn mail(n: &str, from: &str, to: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{n}@example.test>\r\n\
+         Date: Tue, 1 Dec 2026 12:00:00 +0000\r\n\r\nbody {n}\r\n"
+    )
+    .into_bytes()
+}
+
+fn inbound(n: &str) -> Vec<u8> {
+    mail(
+        n,
+        "ann@example.test",
+        "user@gmail.test",
+        &format!("about {n}"),
+    )
+}
+
+async fn pass(l: &Linked) -> SyncReport {
+    sync_once(&l.app.engine, &l.account)
+        .await
+        .expect("sync pass")
+}
+
+async fn events_of(l: &Linked, kind: &str) -> Vec<Value> {
+    events::of_type(&l.app.store, &l.app.workspace, kind)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
+/// Every announcement about mail, by kind.
+async fn mail_events(l: &Linked) -> Vec<(String, Value)> {
+    let mut out = vec![];
+    for kind in [
+        "mail_received",
+        "mail_sent",
+        "mail_read",
+        "mail_moved",
+        "mail_deleted",
+    ] {
+        for p in events_of(l, kind).await {
+            out.push((kind.to_owned(), p));
+        }
+    }
+    out
+}
+
+async fn emails(l: &Linked, extra: &str) -> Vec<Value> {
+    let (s, body) = l
+        .app
+        .get(&format!("/api/v1/emails?account_id={}{extra}", l.acc))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    body["items"].as_array().unwrap().clone()
+}
+
+fn by_subject<'a>(items: &'a [Value], subject: &str) -> Option<&'a Value> {
+    items.iter().find(|i| i["subject"] == subject)
+}
+
+async fn initial_sync_lists_labels_as_folders_and_announces_nothing(backend: Backend) {
+    let mut ids = vec![];
+    let Some(l) = linked(backend, false, |g| {
+        let projects = g.create_label("Projects");
+        let p = projects.as_str();
+        for (n, labels, age) in [
+            ("in", vec!["INBOX", "UNREAD", "CATEGORY_PERSONAL"], DAY),
+            ("read", vec!["INBOX", "IMPORTANT"], DAY),
+            ("sent", vec!["SENT"], DAY),
+            ("labelled", vec![p], 2 * DAY),
+            ("both", vec!["INBOX", p], DAY),
+            ("archived", vec![], DAY),
+            ("old", vec!["INBOX"], 60 * DAY),
+        ] {
+            ids.push(g.insert_message(&inbound(n), &labels, age));
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 6, "{r:?}");
+    let items = emails(&l, "").await;
+    assert_eq!(
+        items.len(),
+        6,
+        "the 60-day-old message is outside the window"
+    );
+    assert!(by_subject(&items, "about old").is_none());
+    let inbox = by_subject(&items, "about in").unwrap();
+    assert_eq!(inbox["role"], "inbox");
+    assert_eq!(inbox["folders"], json!(["INBOX"]));
+    assert!(
+        inbox["read_date"].is_null(),
+        "UNREAD is the read flag: {inbox}"
+    );
+    assert_eq!(
+        inbox["thread_id"],
+        ids[0].thread_id.as_str(),
+        "Gmail's thread id"
+    );
+    assert_eq!(inbox["provider_id"], ids[0].id.as_str());
+    assert!(!by_subject(&items, "about read").unwrap()["read_date"].is_null());
+    assert_eq!(by_subject(&items, "about sent").unwrap()["role"], "sent");
+    let mut both: Vec<String> = by_subject(&items, "about both").unwrap()["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect();
+    both.sort();
+    assert_eq!(both, ["INBOX", "Projects"], "one message in two labels");
+    assert_eq!(
+        by_subject(&items, "about archived").unwrap()["folders"],
+        json!([])
+    );
+
+    let (s, list) = l
+        .app
+        .get(&format!("/api/v1/folders?account_id={}", l.acc))
+        .await;
+    assert_eq!(s, 200, "{list}");
+    let folders: Vec<(String, String, String, i64)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["provider_id"].as_str().unwrap().to_owned(),
+                f["name"].as_str().unwrap().to_owned(),
+                f["role"].as_str().unwrap().to_owned(),
+                f["nb_mails"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for want in [
+        ("INBOX", "INBOX", "inbox", 3),
+        ("SENT", "SENT", "sent", 1),
+        ("DRAFT", "DRAFT", "drafts", 0),
+        ("TRASH", "TRASH", "trash", 0),
+        ("SPAM", "SPAM", "spam", 0),
+        ("Label_1", "Projects", "unknown", 2),
+    ] {
+        let want = (want.0.into(), want.1.into(), want.2.into(), want.3);
+        assert!(folders.contains(&want), "{want:?} in {folders:?}");
+    }
+    assert_eq!(
+        folders.len(),
+        6,
+        "no UNREAD, STARRED, CATEGORY_* folders: {folders:?}"
+    );
+    let (_, by_label) = l
+        .app
+        .get(&format!("/api/v1/emails?account_id={}&role=inbox", l.acc))
+        .await;
+    assert_eq!(by_label["items"].as_array().unwrap().len(), 3);
+
+    assert_eq!(
+        mail_events(&l).await,
+        vec![],
+        "mail already there is not announced"
+    );
+    let again = pass(&l).await;
+    assert_eq!((again.indexed, again.events), (0, 0), "{again:?}");
+    assert_eq!(emails(&l, "").await.len(), 6);
+}
+both_backends!(initial_sync_lists_labels_as_folders_and_announces_nothing);
+
+async fn each_change_in_the_history_is_announced_once(backend: Backend) {
+    let Some(l) = linked(backend, false, |g| {
+        g.create_label("Projects");
+    })
+    .await
+    else {
+        return;
+    };
+    pass(&l).await;
+    let d = l.google.deliver_inbound(&inbound("new"));
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 1, "{r:?}");
+    let items = emails(&l, "").await;
+    let new = by_subject(&items, "about new").expect("listed");
+    assert_eq!(new["role"], "inbox");
+    let received = events_of(&l, "mail_received").await;
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["email_id"], new["id"]);
+    assert_eq!(received[0]["provider_id"], d.id.as_str());
+    assert_eq!(received[0]["message_id"], "<new@example.test>");
+    pass(&l).await;
+    assert_eq!(
+        mail_events(&l).await.len(),
+        1,
+        "a second pass announces nothing"
+    );
+
+    l.google.modify_labels(&d.id, &[], &["UNREAD"]);
+    pass(&l).await;
+    let read = events_of(&l, "mail_read").await;
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0]["email_id"], new["id"]);
+    let now = by_subject(&emails(&l, "").await, "about new")
+        .unwrap()
+        .clone();
+    assert!(!now["read_date"].is_null(), "{now}");
+
+    l.google.modify_labels(&d.id, &["Label_1"], &["INBOX"]);
+    pass(&l).await;
+    let moved = events_of(&l, "mail_moved").await;
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0]["from_folder"], "INBOX");
+    assert_eq!(moved[0]["folder"], "Projects");
+    assert_eq!(moved[0]["role"], "unknown");
+    let now = by_subject(&emails(&l, "").await, "about new")
+        .unwrap()
+        .clone();
+    assert_eq!(now["folders"], json!(["Projects"]));
+    assert!(emails(&l, "&role=inbox").await.is_empty());
+
+    l.google.delete_message(&d.id);
+    pass(&l).await;
+    let deleted = events_of(&l, "mail_deleted").await;
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0]["email_id"], new["id"]);
+    assert!(emails(&l, "").await.is_empty());
+
+    // Mail sent from Gmail's own apps is `mail_sent`; a draft is not announced.
+    l.google.insert_message(
+        &mail("out", "user@gmail.test", "bob@example.test", "hi bob"),
+        &["SENT"],
+        Duration::ZERO,
+    );
+    l.google.insert_message(
+        &mail("draft", "user@gmail.test", "bob@example.test", "draft"),
+        &["DRAFT"],
+        Duration::ZERO,
+    );
+    pass(&l).await;
+    let sent = events_of(&l, "mail_sent").await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["role"], "sent");
+    assert_eq!(
+        emails(&l, "").await.len(),
+        2,
+        "the draft is indexed, not announced"
+    );
+
+    pass(&l).await;
+    assert_eq!(
+        mail_events(&l).await.len(),
+        5,
+        "each change once: {:?}",
+        mail_events(&l).await
+    );
+}
+both_backends!(each_change_in_the_history_is_announced_once);
+
+async fn an_expired_history_id_resyncs_without_duplicates(backend: Backend) {
+    let Some(l) = linked(backend, false, |g| {
+        g.insert_message(&inbound("before"), &["INBOX", "UNREAD"], DAY);
+    })
+    .await
+    else {
+        return;
+    };
+    pass(&l).await;
+    let a = l.google.deliver_inbound(&inbound("a"));
+    pass(&l).await;
+    assert_eq!(events_of(&l, "mail_received").await.len(), 1);
+
+    // While the history is lost: a new message, a read, a deletion.
+    let gone = l.google.deliver_inbound(&inbound("gone"));
+    pass(&l).await;
+    let b = l.google.deliver_inbound(&inbound("b"));
+    l.google.modify_labels(&a.id, &[], &["UNREAD"]);
+    l.google.delete_message(&gone.id);
+    l.google.expire_history();
+    let r = pass(&l).await;
+    assert_eq!(r.rebuilt, ["*"], "a resync: {r:?}");
+
+    let items = emails(&l, "").await;
+    let subjects: Vec<&str> = items
+        .iter()
+        .map(|i| i["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(items.len(), 3, "{subjects:?}");
+    assert!(by_subject(&items, "about gone").is_none());
+    assert!(!by_subject(&items, "about a").unwrap()["read_date"].is_null());
+    let received: Vec<String> = events_of(&l, "mail_received")
+        .await
+        .iter()
+        .map(|e| e["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        received,
+        [
+            "<a@example.test>",
+            "<gone@example.test>",
+            "<b@example.test>"
+        ],
+        "new mail found by the resync is announced once; known mail is not again"
+    );
+    assert!(
+        events_of(&l, "mail_read").await.is_empty(),
+        "known mail: quiet"
+    );
+    assert_eq!(b.message_id, "<b@example.test>");
+
+    // The resync stored a fresh cursor: the next pass reads the history again.
+    let r = pass(&l).await;
+    assert!(r.rebuilt.is_empty(), "{r:?}");
+    let count = mail_events(&l).await.len();
+    l.google.deliver_inbound(&inbound("c"));
+    pass(&l).await;
+    assert_eq!(mail_events(&l).await.len(), count + 1);
+}
+both_backends!(an_expired_history_id_resyncs_without_duplicates);
+
+async fn throttling_is_waited_out(backend: Backend) {
+    let Some(l) = linked(backend, false, |g| {
+        g.insert_message(&inbound("one"), &["INBOX"], DAY);
+    })
+    .await
+    else {
+        return;
+    };
+    l.google.inject(
+        Fault::Throttle {
+            retry_after_secs: 1,
+        },
+        2,
+    );
+    l.google.inject(Fault::RateLimit403, 1);
+    let before = l.google.gmail_request_count();
+    let start = Instant::now();
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 1, "{r:?}");
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "Retry-After honoured: {:?}",
+        start.elapsed()
+    );
+    assert!(l.google.gmail_request_count() - before >= 3 + 4);
+    assert_eq!(emails(&l, "").await.len(), 1);
+}
+both_backends!(throttling_is_waited_out);
+
+async fn the_sync_loop_lists_new_mail_and_stops_on_a_revoked_grant(backend: Backend) {
+    let Some(l) = linked(backend, true, |_| {}).await else {
+        return;
+    };
+    wait::until("the first pass", Duration::from_secs(20), || async {
+        (status(&l).await == "OK").then_some(())
+    })
+    .await;
+    l.google.deliver_inbound(&inbound("live"));
+    let (s, _) = l.app.get(&format!("/api/v1/accounts/{}/sync", l.acc)).await;
+    assert_eq!(s, 200);
+    wait::until(
+        "the delivered mail is listed",
+        Duration::from_secs(20),
+        || async {
+            let items = emails(&l, "").await;
+            by_subject(&items, "about live").map(|_| ())
+        },
+    )
+    .await;
+    assert_eq!(events_of(&l, "mail_received").await.len(), 1);
+
+    l.google.revoke();
+    l.google.expire_access_tokens();
+    l.app.get(&format!("/api/v1/accounts/{}/sync", l.acc)).await;
+    wait::until("CREDENTIALS", Duration::from_secs(20), || async {
+        (status(&l).await == "CREDENTIALS").then_some(())
+    })
+    .await;
+    let statuses: Vec<String> = events_of(&l, "account_status")
+        .await
+        .iter()
+        .map(|e| e["AccountStatus"]["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("CREDENTIALS"),
+        "{statuses:?}"
+    );
+}
+both_backends!(the_sync_loop_lists_new_mail_and_stops_on_a_revoked_grant);
+
+async fn status(l: &Linked) -> String {
+    let (_, a) = l.app.get(&format!("/api/v1/accounts/{}", l.acc)).await;
+    a["sources"][0]["status"].as_str().unwrap_or("").to_owned()
+}
+
+async fn get(g: &FakeGoogle, token: &SecretString, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(
+            g.base_url()
+                .join(&format!("gmail/v1/users/me/{path}"))
+                .unwrap(),
+        )
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_fakes_history_matches_the_discovery_document() {
+    let g = FakeGoogle::start(GoogleConfig::default()).await;
+    let t = SecretString::from(
+        g.issue_tokens(&["https://www.googleapis.com/auth/gmail.readonly"])
+            .access_token,
+    );
+    let label = g.create_label("Projects");
+    let start = g.history_id();
+    let d = g.deliver_inbound(&inbound("h"));
+    g.modify_labels(&d.id, &[&label], &["UNREAD"]);
+    let other = g.insert_message(&inbound("x"), &["INBOX"], Duration::ZERO);
+    g.delete_message(&other.id);
+
+    let (s, h) = get(&g, &t, &format!("history?startHistoryId={start}")).await;
+    assert_eq!(s, 200, "{h}");
+    let problems = contract::check("ListHistoryResponse", &h);
+    assert!(problems.is_empty(), "{problems:#?}\n{h:#}");
+    let records = h["history"].as_array().unwrap();
+    assert_eq!(records.len(), 5, "{h:#}");
+    assert_eq!(
+        records[0]["messagesAdded"][0]["message"]["id"],
+        d.id.as_str()
+    );
+    assert_eq!(records[1]["labelsAdded"][0]["labelIds"], json!([label]));
+    assert_eq!(
+        records[2]["labelsRemoved"][0]["labelIds"],
+        json!(["UNREAD"])
+    );
+    assert_eq!(
+        records[4]["messagesDeleted"][0]["message"]["id"],
+        other.id.as_str()
+    );
+    assert_eq!(h["historyId"], g.history_id().to_string());
+    let ids: Vec<u64> = records
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    // Pages, and the type filter.
+    let (_, p1) = get(
+        &g,
+        &t,
+        &format!("history?startHistoryId={start}&maxResults=2"),
+    )
+    .await;
+    assert_eq!(p1["history"].as_array().unwrap().len(), 2);
+    let next = p1["nextPageToken"].as_str().unwrap();
+    let (_, p2) = get(
+        &g,
+        &t,
+        &format!("history?startHistoryId={start}&maxResults=2&pageToken={next}"),
+    )
+    .await;
+    assert_eq!(p2["history"][0]["id"], records[2]["id"]);
+    let (_, added) = get(
+        &g,
+        &t,
+        &format!("history?startHistoryId={start}&historyTypes=messageAdded"),
+    )
+    .await;
+    assert_eq!(added["history"].as_array().unwrap().len(), 2);
+    let (s, _) = get(
+        &g,
+        &t,
+        &format!("history?startHistoryId={start}&historyTypes=bogus"),
+    )
+    .await;
+    assert_eq!(s, 400);
+
+    // Nothing after the current id; 404 notFound once the history is dropped.
+    let (_, none) = get(
+        &g,
+        &t,
+        &format!("history?startHistoryId={}", g.history_id()),
+    )
+    .await;
+    assert!(none.get("history").is_none(), "{none}");
+    g.expire_history();
+    let (s, e) = get(&g, &t, &format!("history?startHistoryId={start}")).await;
+    assert_eq!(s, 404, "{e}");
+    assert_eq!(e["error"]["errors"][0]["reason"], "notFound");
+
+    let (_, labels) = get(&g, &t, "labels").await;
+    let problems = contract::check("ListLabelsResponse", &labels);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        labels["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == label.as_str() && l["type"] == "user")
+    );
+}
