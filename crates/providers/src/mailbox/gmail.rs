@@ -1,7 +1,9 @@
 //! Gmail accounts through the Gmail API: sending, finding a reply's parent, and the change
 //! feed a sync reads (labels as folders, `messages.list`/`get`, `history.list`).
 //!
-//! Every call holds one of the mailbox's request slots (shared with sending), and a throttled
+//! Every read is paced to the per-user quota ([`super::pacing`], with its cost in units from
+//! `reference/providers.md`), holds one of the mailbox's request slots (shared with sending),
+//! and a throttled
 //! read (429, or 403 `rateLimitExceeded`) is tried again after the wait Gmail names
 //! (`Retry-After`), else after an exponential backoff, a few times: a short throttle costs a
 //! pass some seconds, not a failure; a long one fails it (transient) and the sync loop backs
@@ -19,6 +21,7 @@ use mailroom_core::account::AccountMode;
 use mailroom_core::email::ReplyParent;
 
 use super::feed::{FeedChanges, FeedFolder, FeedMessage, FeedPage, FeedWindow, Touched};
+use super::pacing::Pacer;
 use super::reading::RemoteRole;
 use super::{Delivered, Outgoing, TokenSource, bcc_of, with_token};
 use crate::failure::{FailureKind, MailError, Protocol};
@@ -72,6 +75,8 @@ pub struct GmailMailbox {
     tokens: Arc<dyn TokenSource>,
     mode: AccountMode,
     slots: Arc<Semaphore>,
+    /// The mailbox's quota budget, shared by every read of the account.
+    pacer: Arc<Pacer>,
 }
 
 impl GmailMailbox {
@@ -80,12 +85,14 @@ impl GmailMailbox {
         tokens: Arc<dyn TokenSource>,
         mode: AccountMode,
         slots: Arc<Semaphore>,
+        pacer: Arc<Pacer>,
     ) -> Self {
         Self {
             client,
             tokens,
             mode,
             slots,
+            pacer,
         }
     }
 
@@ -146,13 +153,14 @@ impl GmailMailbox {
     /// Runs a read call in one of the mailbox's request slots, with a fresh token when the old
     /// one is refused, and again after Gmail's throttling wait (see the module docs). The slot
     /// is given back while waiting.
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, MailError>
+    async fn call<T, F, Fut>(&self, units: u32, f: F) -> Result<T, MailError>
     where
         F: Fn(SecretString) -> Fut,
         Fut: std::future::Future<Output = Result<T, MailError>>,
     {
         let mut attempt = 0;
         loop {
+            self.pacer.take(units).await;
             let result = {
                 let _slot = self.slots.acquire().await.expect("never closed");
                 with_token(self.tokens.as_ref(), &f).await
@@ -176,7 +184,7 @@ impl GmailMailbox {
 
     pub(super) async fn feed_folders(&self) -> Result<Vec<FeedFolder>, MailError> {
         let labels = self
-            .call(|t| async move { self.client.labels(&t).await })
+            .call(1, |t| async move { self.client.labels(&t).await })
             .await?;
         Ok(labels
             .into_iter()
@@ -202,7 +210,7 @@ impl GmailMailbox {
     /// The history id now (`users.getProfile`: 1 quota unit, the cheapest baseline).
     pub(super) async fn feed_cursor(&self) -> Result<String, MailError> {
         let p = self
-            .call(|t| async move { self.client.profile(&t).await })
+            .call(1, |t| async move { self.client.profile(&t).await })
             .await?;
         Ok(p.history_id.to_string())
     }
@@ -219,7 +227,7 @@ impl GmailMailbox {
             .since_ms
             .map(|ms| format!("after:{}", ms.div_euclid(1000) - 1));
         let p = self
-            .call(|t| {
+            .call(5, |t| {
                 let q = q.as_deref();
                 async move { self.client.list_ids(&t, q, page_size, page).await }
             })
@@ -236,7 +244,10 @@ impl GmailMailbox {
         whole: bool,
     ) -> Result<Option<FeedMessage>, MailError> {
         let m = self
-            .call(|t| async move { self.client.message(&t, id, whole).await })
+            .call(
+                5,
+                |t| async move { self.client.message(&t, id, whole).await },
+            )
             .await?;
         Ok(m.map(|m| feed_message(m, whole)))
     }
@@ -257,7 +268,7 @@ impl GmailMailbox {
         let mut latest = start;
         loop {
             let p = self
-                .call(|t| {
+                .call(2, |t| {
                     let page = page.as_deref();
                     async move { self.client.history(&t, start, page).await }
                 })

@@ -17,6 +17,7 @@ use mailroom_server::Settings;
 use mailroom_server::config::AppConfig;
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::events;
+use mailroom_store::{Db, feed};
 use mailroom_testkit::app::{TestApp, spawn_on};
 use mailroom_testkit::fakes::Fault;
 use mailroom_testkit::fakes::google::{FakeGoogle, GoogleConfig, contract};
@@ -397,6 +398,75 @@ async fn an_expired_history_id_resyncs_without_duplicates(backend: Backend) {
 }
 both_backends!(an_expired_history_id_resyncs_without_duplicates);
 
+/// A pass interrupted after its writes but before its cursor (simulated by putting the old
+/// cursor back), then a restart on the same database: the same history is read again and
+/// nothing is announced twice.
+async fn history_read_again_after_a_restart_announces_nothing_twice(backend: Backend) {
+    let Some(l) = linked(backend, false, |g| {
+        g.create_label("Projects");
+    })
+    .await
+    else {
+        return;
+    };
+    pass(&l).await;
+    let (old, _) = feed::cursor(&l.app.store, &l.acc)
+        .await
+        .unwrap()
+        .expect("a cursor");
+    let d = l.google.deliver_inbound(&inbound("r"));
+    let gone = l.google.deliver_inbound(&inbound("gone"));
+    l.google.modify_labels(&d.id, &["Label_1"], &["UNREAD"]);
+    l.google.delete_message(&gone.id);
+    l.google.insert_message(
+        &mail("s", "user@gmail.test", "bob@example.test", "sent"),
+        &["SENT"],
+        Duration::ZERO,
+    );
+    pass(&l).await;
+    let announced = mail_events(&l).await;
+    let kinds: Vec<&str> = announced.iter().map(|(k, _)| k.as_str()).collect();
+    // `gone` arrived and left within one history read: never indexed, never announced.
+    assert_eq!(kinds, ["mail_received", "mail_sent"], "{announced:?}");
+    let before = emails(&l, "").await;
+
+    feed::set_cursor_in(Db::Pool(&l.app.store), &l.acc, &old, 0)
+        .await
+        .unwrap();
+    let Linked {
+        app,
+        google,
+        account,
+        acc,
+    } = l;
+    let db = app.stop().await;
+    let app = spawn_on(db, |s: &mut Settings| {
+        s.google = Some(google_app_config(&google));
+    })
+    .await;
+    // The restarted app has another workspace key; the account stays in the first workspace.
+    let l = Linked {
+        app,
+        google,
+        account,
+        acc,
+    };
+    let r = sync_once(&l.app.engine, &l.account).await.expect("pass");
+    assert_eq!(r.indexed, 0, "{r:?}");
+    let events = events::of_type(&l.app.store, &l.account.workspace_id, "mail_received")
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let sent = events::of_type(&l.app.store, &l.account.workspace_id, "mail_sent")
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (_, now) = feed::cursor(&l.app.store, &l.acc).await.unwrap().unwrap();
+    assert!(now > 0, "the cursor is stored again");
+    assert_eq!(before.len(), 2);
+}
+both_backends!(history_read_again_after_a_restart_announces_nothing_twice);
+
 async fn throttling_is_waited_out(backend: Backend) {
     let Some(l) = linked(backend, false, |g| {
         g.insert_message(&inbound("one"), &["INBOX"], DAY);
@@ -455,16 +525,20 @@ async fn the_sync_loop_lists_new_mail_and_stops_on_a_revoked_grant(backend: Back
         (status(&l).await == "CREDENTIALS").then_some(())
     })
     .await;
-    let statuses: Vec<String> = events_of(&l, "account_status")
-        .await
-        .iter()
-        .map(|e| e["AccountStatus"]["message"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        statuses.last().map(String::as_str),
-        Some("CREDENTIALS"),
-        "{statuses:?}"
-    );
+    // The status and its event are written one after the other: wait for the event too.
+    wait::until(
+        "the account_status event",
+        Duration::from_secs(10),
+        || async {
+            let statuses: Vec<String> = events_of(&l, "account_status")
+                .await
+                .iter()
+                .map(|e| e["AccountStatus"]["message"].as_str().unwrap().to_owned())
+                .collect();
+            (statuses.last().map(String::as_str) == Some("CREDENTIALS")).then_some(())
+        },
+    )
+    .await;
 }
 both_backends!(the_sync_loop_lists_new_mail_and_stops_on_a_revoked_grant);
 
