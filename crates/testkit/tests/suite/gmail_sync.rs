@@ -467,6 +467,43 @@ async fn history_read_again_after_a_restart_announces_nothing_twice(backend: Bac
 }
 both_backends!(history_read_again_after_a_restart_announces_nothing_twice);
 
+/// More than one chunk of 100 in the listing and in one history read: every message indexed,
+/// every arrival announced once, the cursor stored with the last chunk.
+async fn listings_and_histories_longer_than_a_chunk(backend: Backend) {
+    let Some(l) = linked(backend, false, |g| {
+        for i in 0..130 {
+            g.insert_message(&inbound(&format!("old{i}")), &["INBOX"], DAY);
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 130, "{r:?}");
+    for i in 0..105 {
+        l.google.deliver_inbound(&inbound(&format!("new{i}")));
+    }
+    let r = pass(&l).await;
+    assert_eq!(r.indexed, 105, "{r:?}");
+    assert_eq!(events_of(&l, "mail_received").await.len(), 105);
+    let r = pass(&l).await;
+    assert_eq!((r.indexed, r.events), (0, 0), "{r:?}");
+    let (_, folders) = l
+        .app
+        .get(&format!("/api/v1/folders?account_id={}", l.acc))
+        .await;
+    let inbox = folders["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["role"] == "inbox")
+        .unwrap()
+        .clone();
+    assert_eq!(inbox["nb_mails"], 235, "{inbox}");
+}
+both_backends!(listings_and_histories_longer_than_a_chunk);
+
 async fn throttling_is_waited_out(backend: Backend) {
     let Some(l) = linked(backend, false, |g| {
         g.insert_message(&inbound("one"), &["INBOX"], DAY);
