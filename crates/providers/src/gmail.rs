@@ -10,7 +10,9 @@ mod feed;
 
 use std::time::Duration;
 
-pub use self::feed::{GmailLabel, GmailMessage, HistoryPage, HistoryRecord, MessagePage};
+pub use self::feed::{
+    GmailLabel, GmailMessage, GmailWatch, HistoryPage, HistoryRecord, MessagePage,
+};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

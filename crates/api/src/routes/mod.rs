@@ -6,6 +6,7 @@ mod fields;
 mod folders;
 mod hosted;
 mod ops;
+mod push;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -77,7 +78,9 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/oauth/{provider}/callback",
             axum::routing::get(hosted::oauth_callback),
-        );
+        )
+        // Outside the API key: Pub/Sub authenticates by the secret in the URL.
+        .route("/push/google/{token}", axum::routing::post(push::google));
     let body_limit = state.config.body_limit;
 
     Router::new()
@@ -117,6 +120,9 @@ pub fn router(state: AppState) -> Router {
 
 /// The request path as logged: hosted-link tokens are secrets, so their segment is replaced.
 pub(crate) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.starts_with("/push/google/") {
+        return std::borrow::Cow::Borrowed("/push/google/{token}");
+    }
     match path.strip_prefix("/hosted/") {
         Some(rest) => {
             let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or("");

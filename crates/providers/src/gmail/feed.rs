@@ -310,3 +310,42 @@ impl GmailClient {
         })
     }
 }
+
+/// What `users.watch` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GmailWatch {
+    /// The mailbox's history id when the watch began.
+    pub history_id: u64,
+    /// When Gmail stops publishing unless `watch` is called again (unix ms; about 7 days).
+    pub expiration_ms: i64,
+}
+
+impl GmailClient {
+    /// `POST …/watch` with `{"topicName": topic}`: every change to the mailbox (all labels) is
+    /// published to the Pub/Sub topic until the expiration.
+    pub async fn watch(&self, token: &SecretString, topic: &str) -> Result<GmailWatch, MailError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Answer {
+            history_id: String,
+            expiration: String,
+        }
+        let resp = self
+            .http
+            .post(self.url("gmail/v1/users/me/watch"))
+            .header(AUTHORIZATION, bearer(token))
+            .json(&serde_json::json!({ "topicName": topic }))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(network)?;
+        let a: Answer = read(resp).await?;
+        Ok(GmailWatch {
+            history_id: number(&a.history_id, "watch historyId")?,
+            expiration_ms: a
+                .expiration
+                .parse()
+                .map_err(|_| unreadable("watch expiration is not a number"))?,
+        })
+    }
+}

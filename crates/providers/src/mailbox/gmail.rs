@@ -77,6 +77,8 @@ pub struct GmailMailbox {
     slots: Arc<Semaphore>,
     /// The mailbox's quota budget, shared by every read of the account.
     pacer: Arc<Pacer>,
+    /// The Pub/Sub topic Gmail publishes changes to, when push is set up.
+    push_topic: Option<String>,
 }
 
 impl GmailMailbox {
@@ -86,6 +88,7 @@ impl GmailMailbox {
         mode: AccountMode,
         slots: Arc<Semaphore>,
         pacer: Arc<Pacer>,
+        push_topic: Option<String>,
     ) -> Self {
         Self {
             client,
@@ -93,6 +96,7 @@ impl GmailMailbox {
             mode,
             slots,
             pacer,
+            push_topic,
         }
     }
 
@@ -311,4 +315,73 @@ impl GmailMailbox {
             touched,
         })
     }
+}
+
+/// Gmail's push, once `users.watch` accepted the topic: the changes themselves arrive as
+/// Pub/Sub push requests to mailroom's endpoint (which nudges the account's sync loop), so
+/// this watch only says when it must be renewed.
+pub(crate) struct GmailPushWatch {
+    /// When to call `users.watch` again: a day before Gmail's expiration (Google recommends
+    /// renewing daily; the expiration is about 7 days out).
+    renew_at: std::time::Instant,
+}
+
+/// Renew this long before Gmail's expiration.
+const RENEW_BEFORE_MS: i64 = 86_400_000;
+
+impl GmailPushWatch {
+    /// Waits at most `max_wait`: `Ok(())` when it elapsed, an error (transient) once the
+    /// watch must be renewed (the sync loop opens it again after its next pass).
+    pub(crate) async fn next(&mut self, max_wait: Duration) -> Result<(), MailError> {
+        let now = std::time::Instant::now();
+        if self.renew_at <= now {
+            return Err(MailError::transient(
+                Protocol::Gmail,
+                "the Gmail watch is due for renewal",
+            ));
+        }
+        tokio::time::sleep(max_wait.min(self.renew_at - now)).await;
+        if std::time::Instant::now() >= self.renew_at {
+            return Err(MailError::transient(
+                Protocol::Gmail,
+                "the Gmail watch is due for renewal",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl GmailMailbox {
+    /// `users.watch` on the operator's topic; refused (Rejected) when push is not set up or the
+    /// account cannot read (send-only): the sync loop then polls.
+    pub(crate) async fn watch(&self) -> Result<GmailPushWatch, MailError> {
+        let Some(topic) = self.push_topic.as_deref() else {
+            return Err(MailError::rejected(
+                Protocol::Gmail,
+                mailroom_core::ErrorKind::InvalidAccount,
+                "Gmail push is not set up (MAILROOM_GOOGLE_PUBSUB_TOPIC); polling",
+            ));
+        };
+        if self.mode == AccountMode::Send {
+            return Err(MailError::rejected(
+                Protocol::Gmail,
+                mailroom_core::ErrorKind::InvalidAccount,
+                "a send-only Gmail account is not synced",
+            ));
+        }
+        let w = self
+            .call(100, |t| async move { self.client.watch(&t, topic).await })
+            .await?;
+        let left_ms = (w.expiration_ms - now_ms() - RENEW_BEFORE_MS).max(60_000);
+        Ok(GmailPushWatch {
+            renew_at: std::time::Instant::now() + Duration::from_millis(left_ms as u64),
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

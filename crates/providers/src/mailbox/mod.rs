@@ -261,6 +261,7 @@ impl Providers {
                     s.mode,
                     self.api_slots(o.account_id),
                     self.gmail_pacer(o.account_id),
+                    app.push.as_ref().map(|p| p.topic.clone()),
                 )))
             }
             (Provider::Graph, AccountSettings::OAuth(s), Secrets::Tokens(tokens)) => {

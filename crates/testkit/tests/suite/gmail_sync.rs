@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use mailroom_engine::sync::imap::SyncReport;
 use mailroom_engine::sync::sync_once;
 use mailroom_server::Settings;
-use mailroom_server::config::AppConfig;
+use mailroom_server::config::{AppConfig, GooglePush};
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::events;
 use mailroom_store::{Db, feed};
@@ -50,6 +50,20 @@ async fn linked(
     sync_loop: bool,
     before: impl FnOnce(&FakeGoogle),
 ) -> Option<Linked> {
+    linked_with(backend, sync_loop, false, before).await
+}
+
+const PUSH_TOPIC: &str = "projects/mailroom-test/topics/gmail";
+const PUSH_TOKEN: &str = "push-token-0123456789abcdefghij";
+
+/// [`linked`], with Gmail push set up (`push`): the topic and token configured, the fake's
+/// push subscription posting to mailroom's endpoint.
+async fn linked_with(
+    backend: Backend,
+    sync_loop: bool,
+    push: bool,
+    before: impl FnOnce(&FakeGoogle),
+) -> Option<Linked> {
     let db = TestDb::new(backend).await?;
     let google = FakeGoogle::start(GoogleConfig::default()).await;
     before(&google);
@@ -58,8 +72,19 @@ async fn linked(
         if sync_loop {
             s.sync = Settings::sync_for_tests();
         }
+        if push {
+            s.google_push = Some(GooglePush {
+                topic: PUSH_TOPIC.into(),
+                token: SecretString::from(PUSH_TOKEN),
+            });
+        }
     })
     .await;
+    if push {
+        google.set_push_endpoint(
+            url::Url::parse(&app.url(&format!("/push/google/{PUSH_TOKEN}"))).unwrap(),
+        );
+    }
     let t = google.issue_tokens(&["https://www.googleapis.com/auth/gmail.modify"]);
     let (s, r) = app
         .post_json(
@@ -579,6 +604,66 @@ async fn the_sync_loop_lists_new_mail_and_stops_on_a_revoked_grant(backend: Back
 }
 both_backends!(the_sync_loop_lists_new_mail_and_stops_on_a_revoked_grant);
 
+/// With push set up: the loop watches the mailbox (`users.watch` on the topic), a delivered
+/// message is listed and announced within 2 s through the push alone (the sweep is 60 s), and
+/// a push and a poll that see the same change announce it once. A wrong token is refused.
+async fn gmail_push_brings_new_mail_within_two_seconds(backend: Backend) {
+    let Some(l) = linked_with(backend, true, true, |_| {}).await else {
+        return;
+    };
+    wait::until("the first pass", Duration::from_secs(20), || async {
+        (status(&l).await == "OK").then_some(())
+    })
+    .await;
+    wait::until("the watch", Duration::from_secs(20), || async {
+        (l.google.watched_topic().as_deref() == Some(PUSH_TOPIC)).then_some(())
+    })
+    .await;
+    let start = Instant::now();
+    let d = l.google.deliver_inbound(&inbound("pushed"));
+    wait::until(
+        "the pushed mail is announced",
+        Duration::from_secs(10),
+        || async { (!events_of(&l, "mail_received").await.is_empty()).then_some(()) },
+    )
+    .await;
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "delivery → event took {took:?}"
+    );
+    assert!(by_subject(&emails(&l, "").await, "about pushed").is_some());
+
+    l.google.modify_labels(&d.id, &[], &["UNREAD"]);
+    wait::until("the pushed read", Duration::from_secs(10), || async {
+        (!events_of(&l, "mail_read").await.is_empty()).then_some(())
+    })
+    .await;
+    // A poll over the same history: nothing new.
+    let before = l.google.gmail_request_count();
+    let (s, _) = l.app.get(&format!("/api/v1/accounts/{}/sync", l.acc)).await;
+    assert_eq!(s, 200);
+    wait::until("the polled pass", Duration::from_secs(10), || async {
+        (l.google.gmail_request_count() >= before + 2).then_some(())
+    })
+    .await;
+    assert_eq!(events_of(&l, "mail_received").await.len(), 1);
+    assert_eq!(events_of(&l, "mail_read").await.len(), 1);
+    let (ok, failed) = l.google.pushes();
+    assert!(ok >= 2 && failed == 0, "{ok} {failed}");
+
+    let r = l
+        .app
+        .client
+        .post(l.app.url("/push/google/not-the-token-0123456789abc"))
+        .json(&json!({"message": {"data": ""}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+both_backends!(gmail_push_brings_new_mail_within_two_seconds);
+
 async fn status(l: &Linked) -> String {
     let (_, a) = l.app.get(&format!("/api/v1/accounts/{}", l.acc)).await;
     a["sources"][0]["status"].as_str().unwrap_or("").to_owned()
@@ -681,6 +766,25 @@ async fn the_fakes_history_matches_the_discovery_document() {
     let (s, e) = get(&g, &t, &format!("history?startHistoryId={start}")).await;
     assert_eq!(s, 404, "{e}");
     assert_eq!(e["error"]["errors"][0]["reason"], "notFound");
+
+    // users.watch answers a WatchResponse; a topic of another form is refused.
+    let watch = |topic: &str| {
+        reqwest::Client::new()
+            .post(g.base_url().join("gmail/v1/users/me/watch").unwrap())
+            .bearer_auth(t.expose_secret())
+            .json(&json!({"topicName": topic}))
+            .send()
+    };
+    let r = watch("projects/p/topics/gmail").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let w: Value = r.json().await.unwrap();
+    let problems = contract::check("WatchResponse", &w);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(
+        g.watched_topic().as_deref(),
+        Some("projects/p/topics/gmail")
+    );
+    assert_eq!(watch("gmail").await.unwrap().status(), 400);
 
     let (_, labels) = get(&g, &t, "labels").await;
     let problems = contract::check("ListLabelsResponse", &labels);

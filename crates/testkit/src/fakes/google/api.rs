@@ -1,6 +1,8 @@
 //! The Gmail API v1 handlers: bearer-token and scope checks (scopes from the discovery
 //! document), `getProfile`, `messages.send` in its JSON and upload forms, `messages.list` /
-//! `get` / `attachments.get`, `threads.list` / `get`, `labels.list`.
+//! `get` / `attachments.get`, `threads.list` / `get`, `labels.list`, `history.list` (404
+//! `notFound` below the retained history), `watch` / `stop` (changes then pushed as a Pub/Sub
+//! push subscription would, see `publish`).
 
 // Validation helpers bail out with the finished answer (`Err(Response)`), the usual axum
 // shape; a test fake is not a hot path worth boxing for.
@@ -176,6 +178,66 @@ pub(super) async fn list_labels(
                "messageListVisibility": "show", "labelListVisibility": "labelShow"})
     }));
     ok_json(json!({ "labels": labels }))
+}
+
+// ----- watch, stop -----
+
+/// How long a watch lasts (Gmail: 7 days).
+const WATCH_DAYS: i64 = 7;
+
+/// `POST …/watch` with a `WatchRequest`: every change is published to `topicName` (as
+/// `projects/<p>/topics/<t>`) until the answer's `expiration`; a second call renews it.
+pub(super) async fn watch(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_body(body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (mut s, _) = guard!(shared, headers, "gmail.users.watch", user);
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return errors::invalid_argument(&format!("Invalid JSON payload received. {e}")),
+    };
+    let declared = &super::contract::document()["schemas"]["WatchRequest"]["properties"];
+    if let Some(obj) = v.as_object() {
+        for k in obj.keys() {
+            if declared.get(k).is_none() {
+                return errors::invalid_argument(&format!(
+                    "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
+                ));
+            }
+        }
+    }
+    let topic = v["topicName"].as_str().unwrap_or("");
+    let parts: Vec<&str> = topic.split('/').collect();
+    if !(parts.len() == 4 && parts[0] == "projects" && parts[2] == "topics")
+        || parts.iter().any(|p| p.is_empty())
+    {
+        return errors::invalid_argument(
+            "Invalid topicName does not match projects/SOME-ANDROID-PROJECT/topics/*",
+        );
+    }
+    let expiration = mailbox::now_ms() + WATCH_DAYS * 86_400_000;
+    s.watch = Some((topic.to_owned(), expiration));
+    ok_json(json!({
+        "historyId": s.mailbox.history_id().to_string(),
+        "expiration": expiration.to_string(),
+    }))
+}
+
+/// `POST …/stop`: no more publishing.
+pub(super) async fn stop(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (mut s, _) = guard!(shared, headers, "gmail.users.stop", user);
+    s.watch = None;
+    StatusCode::NO_CONTENT.into_response()
 }
 
 // ----- history.list -----
@@ -609,6 +671,17 @@ pub(super) async fn get_thread(
 
 // ----- messages.send -----
 
+/// The answer to a send, published to the watched topic when it was accepted.
+fn published(shared: &Arc<Shared>, done: Result<Value, Response>) -> Response {
+    match done {
+        Ok(v) => {
+            super::publish(shared);
+            ok_json(v)
+        }
+        Err(r) => r,
+    }
+}
+
 /// Stores an accepted message and answers with its `Message`.
 fn accept(
     s: &mut FakeState,
@@ -733,10 +806,9 @@ pub(super) async fn send_json(
             "Invalid value at 'message.raw' (TYPE_BYTES), Base64 decoding failed",
         );
     };
-    match accept(&mut s, raw, thread_id, UploadType::Json) {
-        Ok(v) => ok_json(v),
-        Err(r) => r,
-    }
+    let done = accept(&mut s, raw, thread_id, UploadType::Json);
+    drop(s);
+    published(&shared, done)
 }
 
 fn is_message_type(ct: &str) -> bool {
@@ -839,10 +911,9 @@ pub(super) async fn upload_start(
             if !is_message_type(&content_type) {
                 return unsupported_media(&content_type);
             }
-            match accept(&mut s, body, None, UploadType::Media) {
-                Ok(v) => ok_json(v),
-                Err(r) => r,
-            }
+            let done = accept(&mut s, body, None, UploadType::Media);
+            drop(s);
+            published(&shared, done)
         }
         Some("multipart") => {
             if !content_type
@@ -886,10 +957,9 @@ pub(super) async fn upload_start(
                 Ok(t) => t,
                 Err(r) => return r,
             };
-            match accept(&mut s, media.clone(), thread_id, UploadType::Multipart) {
-                Ok(v) => ok_json(v),
-                Err(r) => r,
-            }
+            let done = accept(&mut s, media.clone(), thread_id, UploadType::Multipart);
+            drop(s);
+            published(&shared, done)
         }
         Some("resumable") => {
             if let Some(ct) = header_str(&headers, "x-upload-content-type")
@@ -1066,6 +1136,8 @@ pub(super) async fn upload_put(
             if let Some(session) = s.uploads.get_mut(&upload_id) {
                 session.result = Some(v.clone());
             }
+            drop(s);
+            super::publish(&shared);
             ok_json(v)
         }
         Err(r) => {
