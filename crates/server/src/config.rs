@@ -594,4 +594,37 @@ mod tests {
         );
         assert!(bad(|c| c.public_url = Some("ftp://x".into())).contains("MAILROOM_PUBLIC_URL"));
     }
+
+    #[test]
+    fn gmail_push_needs_both_variables_a_topic_and_a_long_token() {
+        let with = |topic: Option<&str>, token: Option<&str>, google: bool| {
+            let mut c = RawConfig::default();
+            if google {
+                c.google_client_id = Some("id".into());
+                c.google_client_secret = Some(SecretString::from("secret"));
+            }
+            c.google_pubsub_topic = topic.map(str::to_owned);
+            c.google_push_token = token.map(|t| SecretString::from(t.to_owned()));
+            c.validate()
+        };
+        let token = "abcdefghijklmnopqrstuvwxyz";
+        let ok = with(Some("projects/p/topics/gmail"), Some(token), true).unwrap();
+        assert_eq!(ok.google_push.unwrap().topic, "projects/p/topics/gmail");
+        assert!(with(None, None, true).unwrap().google_push.is_none());
+        let err =
+            |r: Result<Settings, ConfigError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(with(Some("projects/p/topics/gmail"), None, true)).contains("go together"));
+        assert!(
+            err(with(Some("gmail"), Some(token), true))
+                .contains("MAILROOM_GOOGLE_PUBSUB_TOPIC must be")
+        );
+        assert!(
+            err(with(Some("projects/p/topics/g"), Some("short"), true))
+                .contains("MAILROOM_GOOGLE_PUSH_TOKEN")
+        );
+        assert!(
+            err(with(Some("projects/p/topics/g"), Some(token), false))
+                .contains("MAILROOM_GOOGLE_CLIENT_ID")
+        );
+    }
 }
