@@ -324,15 +324,22 @@ pub(crate) struct GmailPushWatch {
     /// When to call `users.watch` again: a day before Gmail's expiration (Google recommends
     /// renewing daily; the expiration is about 7 days out).
     renew_at: std::time::Instant,
+    /// Not asked yet: a change between the caller's last pass and the watch was pushed to
+    /// nobody, so the first `next` says "something may have changed" (one more history read).
+    fresh: bool,
 }
 
 /// Renew this long before Gmail's expiration.
 const RENEW_BEFORE_MS: i64 = 86_400_000;
 
 impl GmailPushWatch {
-    /// Waits at most `max_wait`: `Ok(())` when it elapsed, an error (transient) once the
-    /// watch must be renewed (the sync loop opens it again after its next pass).
-    pub(crate) async fn next(&mut self, max_wait: Duration) -> Result<(), MailError> {
+    /// Waits at most `max_wait`: `Ok(false)` when it elapsed (`Ok(true)` at once the first
+    /// time), an error (transient) once the watch must be renewed (the sync loop opens it again
+    /// after its next pass).
+    pub(crate) async fn next(&mut self, max_wait: Duration) -> Result<bool, MailError> {
+        if std::mem::take(&mut self.fresh) {
+            return Ok(true);
+        }
         let now = std::time::Instant::now();
         if self.renew_at <= now {
             return Err(MailError::transient(
@@ -347,7 +354,7 @@ impl GmailPushWatch {
                 "the Gmail watch is due for renewal",
             ));
         }
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -375,6 +382,7 @@ impl GmailMailbox {
         let left_ms = (w.expiration_ms - now_ms() - RENEW_BEFORE_MS).max(60_000);
         Ok(GmailPushWatch {
             renew_at: std::time::Instant::now() + Duration::from_millis(left_ms as u64),
+            fresh: true,
         })
     }
 }
@@ -384,4 +392,32 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_labels_and_flags() {
+        for folder in ["INBOX", "SENT", "DRAFT", "TRASH", "SPAM", "Label_7"] {
+            assert!(is_folder(folder), "{folder}");
+        }
+        for flag in ["UNREAD", "STARRED", "IMPORTANT", "CHAT", "CATEGORY_SOCIAL"] {
+            assert!(!is_folder(flag), "{flag}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_push_watch_says_look_once_then_times_out_then_asks_for_renewal() {
+        let mut w = GmailPushWatch {
+            renew_at: std::time::Instant::now() + Duration::from_secs(3600),
+            fresh: true,
+        };
+        assert!(w.next(Duration::from_millis(1)).await.unwrap());
+        assert!(!w.next(Duration::from_millis(1)).await.unwrap());
+        w.renew_at = std::time::Instant::now();
+        let e = w.next(Duration::from_secs(3600)).await.unwrap_err();
+        assert!(e.is_transient(), "{e}");
+    }
 }

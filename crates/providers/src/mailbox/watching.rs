@@ -78,8 +78,13 @@ impl Watch {
         match &mut self.inner {
             Inner::Imap(w) => w.next(max_wait).await,
             // Gmail's changes arrive as Pub/Sub pushes, which nudge the sync loop directly;
-            // this only times out, or ends when the watch is due for renewal.
-            Inner::Gmail(w) => w.next(max_wait).await.map(|()| Changes::Timeout),
+            // this only times out (after one "look everywhere" right after the watch began),
+            // or ends when the watch is due for renewal.
+            Inner::Gmail(w) => Ok(if w.next(max_wait).await? {
+                Changes::Folders(vec![])
+            } else {
+                Changes::Timeout
+            }),
         }
     }
 }
