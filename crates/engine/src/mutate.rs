@@ -21,7 +21,7 @@ use mailroom_core::email::OutgoingAttachment;
 use mailroom_core::id::looks_like_id;
 use mailroom_core::mail::FolderRole;
 use mailroom_core::{ApiError, ErrorKind, new_id};
-use mailroom_providers::mailbox::{FetchedMessage, MessageFlags, PartStream};
+use mailroom_providers::mailbox::{FetchedMessage, MessageFlags, PartStream, SyncModel};
 use mailroom_providers::{FailureKind, MailError, Mailbox, Trashed};
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::events::{self, NewEvent};
@@ -443,9 +443,17 @@ pub async fn attachment(
             )
         })?;
     let part = meta.part.as_deref().unwrap_or(&meta.id);
-    let (folder, uid) = l.first_place()?;
     let mailbox = open(engine, &l.account).await?;
-    let stream = bounded(engine, mailbox.open_part(&folder.provider_id, *uid, part)).await?;
+    let stream = match mailbox.sync_model() {
+        SyncModel::Folders => {
+            let (folder, uid) = l.first_place()?;
+            bounded(engine, mailbox.open_part(&folder.provider_id, *uid, part)).await?
+        }
+        // A feed mailbox finds a message by its provider id, in whatever folders it is.
+        SyncModel::Feed => {
+            bounded(engine, mailbox.feed_open_part(&l.message.provider_id, part)).await?
+        }
+    };
     let deadline = engine.outbox.config().send_timeout;
     Ok(AttachmentStream {
         name: meta.name.clone(),

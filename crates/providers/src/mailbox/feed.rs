@@ -163,6 +163,21 @@ impl Mailbox {
         }
     }
 
+    /// The decoded bytes of one attachment (`part` as the index keeps it) of message `id`.
+    /// Gmail's own attachment ids are not the MIME part ids the index keeps: the message is
+    /// fetched whole (`raw`) and the part cut out of it, so the stream is one piece. A missing
+    /// message or part is a `ResourceNotFound` refusal.
+    pub async fn feed_open_part(
+        &self,
+        id: &str,
+        part: &str,
+    ) -> Result<super::PartStream, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_open_part(id, part).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
     /// Everything that changed since `cursor` (every page). A cursor the provider no longer
     /// knows is [`MailError::is_cursor_expired`].
     pub async fn feed_changes(&self, cursor: &str) -> Result<FeedChanges, MailError> {

@@ -256,6 +256,32 @@ impl GmailMailbox {
         Ok(m.map(|m| feed_message(m, whole)))
     }
 
+    pub(super) async fn feed_open_part(
+        &self,
+        id: &str,
+        part: &str,
+    ) -> Result<super::PartStream, MailError> {
+        use futures_util::StreamExt as _;
+        let gone = |what: String| {
+            MailError::rejected(
+                Protocol::Gmail,
+                mailroom_core::ErrorKind::ResourceNotFound,
+                what,
+            )
+        };
+        let m = self
+            .call(
+                5,
+                |t| async move { self.client.message(&t, id, true).await },
+            )
+            .await?
+            .ok_or_else(|| gone(format!("Gmail has no message {id} any more")))?;
+        let raw = m.raw.unwrap_or_default();
+        let (_, _, bytes) = mailroom_mime::attachment_bytes(&raw, part)
+            .ok_or_else(|| gone(format!("Gmail message {id} has no part {part}")))?;
+        Ok(futures_util::stream::once(async move { Ok(bytes) }).boxed())
+    }
+
     /// `history.list` from `cursor`, every page; each message once, with the id of the last
     /// record that touched it.
     pub(super) async fn feed_changes(&self, cursor: &str) -> Result<FeedChanges, MailError> {

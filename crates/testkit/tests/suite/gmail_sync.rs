@@ -529,6 +529,45 @@ async fn listings_and_histories_longer_than_a_chunk(backend: Backend) {
 }
 both_backends!(listings_and_histories_longer_than_a_chunk);
 
+/// An attachment of an indexed Gmail message is fetched live from Gmail, as for IMAP.
+async fn attachments_are_fetched_from_gmail(backend: Backend) {
+    let raw = "From: <ann@example.test>\r\nTo: <user@gmail.test>\r\nSubject: with a file\r\n\
+               Message-ID: <att@example.test>\r\nMIME-Version: 1.0\r\n\
+               Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n\
+               --o\r\nContent-Type: text/plain\r\n\r\nsee the file\r\n\
+               --o\r\nContent-Type: application/pdf; name=\"cv.pdf\"\r\n\
+               Content-Disposition: attachment; filename=\"cv.pdf\"\r\n\
+               Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--o--\r\n";
+    let Some(l) = linked(backend, false, |g| {
+        g.insert_message(raw.as_bytes(), &["INBOX"], DAY);
+    })
+    .await
+    else {
+        return;
+    };
+    pass(&l).await;
+    let items = emails(&l, "").await;
+    let item = by_subject(&items, "with a file").expect("indexed");
+    let att = &item["attachments"][0];
+    assert_eq!(att["name"], "cv.pdf", "{item}");
+    let path = format!(
+        "/api/v1/emails/{}/attachments/{}",
+        item["id"].as_str().unwrap(),
+        att["id"].as_str().unwrap()
+    );
+    let r = l
+        .app
+        .request(reqwest::Method::GET, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"%PDF-1.4\n");
+    let (s, e) = l.app.get(&format!("{path}x")).await;
+    assert_eq!(s, 404, "{e}");
+}
+both_backends!(attachments_are_fetched_from_gmail);
+
 async fn throttling_is_waited_out(backend: Backend) {
     let Some(l) = linked(backend, false, |g| {
         g.insert_message(&inbound("one"), &["INBOX"], DAY);
