@@ -11,7 +11,7 @@ mod feed;
 use std::time::Duration;
 
 pub use self::feed::{
-    GmailLabel, GmailMessage, GmailWatch, HistoryPage, HistoryRecord, MessagePage,
+    GmailLabel, GmailMessage, GmailWatch, HistoryPage, HistoryRecord, MessagePage, Relabel,
 };
 
 use base64::Engine as _;

@@ -349,3 +349,60 @@ impl GmailClient {
         })
     }
 }
+
+impl GmailClient {
+    /// `POST …/messages/{id}/modify` (`trash`: `POST …/messages/{id}/trash`, no body): the
+    /// message's label ids afterwards. `Ok(None)` when the message is gone.
+    pub async fn relabel(
+        &self,
+        token: &SecretString,
+        id: &str,
+        change: Relabel<'_>,
+    ) -> Result<Option<Vec<String>>, MailError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Answer {
+            #[serde(default)]
+            label_ids: Vec<String>,
+        }
+        let mut u = self.url("gmail/v1/users/me/messages/");
+        u.path_segments_mut()
+            .map_err(|_| unreadable("API root cannot be a base"))?
+            .pop_if_empty()
+            .push(id)
+            .push(match change {
+                Relabel::Modify { .. } => "modify",
+                Relabel::Trash => "trash",
+            });
+        let mut req = self
+            .http
+            .post(u)
+            .header(AUTHORIZATION, bearer(token))
+            .timeout(self.timeout);
+        req = match change {
+            Relabel::Modify { add, remove } => req.json(&serde_json::json!({
+                "addLabelIds": add,
+                "removeLabelIds": remove,
+            })),
+            Relabel::Trash => req.header(reqwest::header::CONTENT_LENGTH, "0"),
+        };
+        let resp = req.send().await.map_err(network)?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let a: Answer = read(resp).await?;
+        Ok(Some(a.label_ids))
+    }
+}
+
+/// A label change [`GmailClient::relabel`] makes.
+#[derive(Debug, Clone, Copy)]
+pub enum Relabel<'a> {
+    /// `messages.modify`.
+    Modify {
+        add: &'a [&'a str],
+        remove: &'a [&'a str],
+    },
+    /// `messages.trash`.
+    Trash,
+}

@@ -178,6 +178,37 @@ impl Mailbox {
         }
     }
 
+    /// Marks message `id` read or unread (Gmail: the `UNREAD` label).
+    pub async fn feed_set_read(&self, id: &str, read: bool) -> Result<(), MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_set_read(id, read).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// Puts message `id` in folder `add` and out of the folders `remove` (Gmail: labels);
+    /// answers the folders it is in afterwards.
+    pub async fn feed_move(
+        &self,
+        id: &str,
+        add: &str,
+        remove: &[&str],
+    ) -> Result<Vec<String>, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_move(id, add, remove).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// Moves message `id` to the Trash (Gmail `messages.trash`); answers the folders it is in
+    /// afterwards.
+    pub async fn feed_trash(&self, id: &str) -> Result<Vec<String>, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_trash(id).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
     /// Everything that changed since `cursor` (every page). A cursor the provider no longer
     /// knows is [`MailError::is_cursor_expired`].
     pub async fn feed_changes(&self, cursor: &str) -> Result<FeedChanges, MailError> {

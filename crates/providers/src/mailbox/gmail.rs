@@ -25,7 +25,7 @@ use super::pacing::Pacer;
 use super::reading::RemoteRole;
 use super::{Delivered, Outgoing, TokenSource, bcc_of, with_token};
 use crate::failure::{FailureKind, MailError, Protocol};
-use crate::gmail::{GmailClient, GmailMessage};
+use crate::gmail::{GmailClient, GmailMessage, Relabel};
 
 /// System labels that are folders, with their roles. Every other system label (`UNREAD`,
 /// `STARRED`, `IMPORTANT`, `CHAT`, `CATEGORY_*`) is a flag or a view, not a folder; user
@@ -280,6 +280,54 @@ impl GmailMailbox {
         let (_, _, bytes) = mailroom_mime::attachment_bytes(&raw, part)
             .ok_or_else(|| gone(format!("Gmail message {id} has no part {part}")))?;
         Ok(futures_util::stream::once(async move { Ok(bytes) }).boxed())
+    }
+
+    /// A label change; a message that is gone is `ResourceNotFound`.
+    async fn relabel(&self, id: &str, change: Relabel<'_>) -> Result<Vec<String>, MailError> {
+        let labels = self
+            .call(
+                5,
+                |t| async move { self.client.relabel(&t, id, change).await },
+            )
+            .await?
+            .ok_or_else(|| {
+                MailError::rejected(
+                    Protocol::Gmail,
+                    mailroom_core::ErrorKind::ResourceNotFound,
+                    format!("Gmail has no message {id} any more"),
+                )
+            })?;
+        Ok(labels.into_iter().filter(|l| is_folder(l)).collect())
+    }
+
+    pub(super) async fn feed_set_read(&self, id: &str, read: bool) -> Result<(), MailError> {
+        let (add, remove): (&[&str], &[&str]) = if read {
+            (&[], &["UNREAD"])
+        } else {
+            (&["UNREAD"], &[])
+        };
+        self.relabel(id, Relabel::Modify { add, remove }).await?;
+        Ok(())
+    }
+
+    pub(super) async fn feed_move(
+        &self,
+        id: &str,
+        add: &str,
+        remove: &[&str],
+    ) -> Result<Vec<String>, MailError> {
+        self.relabel(
+            id,
+            Relabel::Modify {
+                add: &[add],
+                remove,
+            },
+        )
+        .await
+    }
+
+    pub(super) async fn feed_trash(&self, id: &str) -> Result<Vec<String>, MailError> {
+        self.relabel(id, Relabel::Trash).await
     }
 
     /// `history.list` from `cursor`, every page; each message once, with the id of the last

@@ -592,6 +592,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{users}/messages/send"), post(api::send_json))
         .route(&format!("{users}/messages/{{id}}"), get(api::get_message))
         .route(
+            &format!("{users}/messages/{{id}}/modify"),
+            post(api::modify_message),
+        )
+        .route(
+            &format!("{users}/messages/{{id}}/trash"),
+            post(api::trash_message),
+        )
+        .route(
             &format!("{users}/messages/{{id}}/attachments/{{attachment}}"),
             get(api::get_attachment),
         )

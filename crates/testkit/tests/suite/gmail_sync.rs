@@ -568,6 +568,79 @@ async fn attachments_are_fetched_from_gmail(backend: Backend) {
 }
 both_backends!(attachments_are_fetched_from_gmail);
 
+/// `PUT` (read, a move to a label) and `DELETE` (to the bin) on a Gmail message change it in
+/// Gmail, then the index; each is announced once, and the next pass (which reads the same
+/// changes in the history) announces nothing more.
+async fn api_changes_reach_gmail_and_are_announced_once(backend: Backend) {
+    let mut id = String::new();
+    let Some(l) = linked(backend, false, |g| {
+        g.create_label("Projects");
+        id = g
+            .insert_message(&inbound("m"), &["INBOX", "UNREAD"], DAY)
+            .id;
+    })
+    .await
+    else {
+        return;
+    };
+    pass(&l).await;
+    let ours = by_subject(&emails(&l, "").await, "about m").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let put = |body: Value| {
+        let req = l
+            .app
+            .request(reqwest::Method::PUT, &format!("/api/v1/emails/{ours}"))
+            .json(&body);
+        l.app.call(req)
+    };
+    let (s, r) = put(json!({"unread": false})).await;
+    assert_eq!(s, 200, "{r}");
+    assert!(
+        !l.google
+            .labels_of(&id)
+            .unwrap()
+            .contains(&"UNREAD".to_owned())
+    );
+    let (s, r) = put(json!({"folders": ["Projects"]})).await;
+    assert_eq!(s, 200, "{r}");
+    let labels = l.google.labels_of(&id).unwrap();
+    assert!(
+        labels.contains(&"Label_1".to_owned()) && !labels.contains(&"INBOX".to_owned()),
+        "{labels:?}"
+    );
+    let now = by_subject(&emails(&l, "").await, "about m")
+        .unwrap()
+        .clone();
+    assert_eq!(now["folders"], json!(["Projects"]));
+    assert!(!now["read_date"].is_null());
+    let (s, r) = l.app.delete(&format!("/api/v1/emails/{ours}")).await;
+    assert_eq!(s, 200, "{r}");
+    assert!(
+        l.google
+            .labels_of(&id)
+            .unwrap()
+            .contains(&"TRASH".to_owned())
+    );
+    assert_eq!(
+        by_subject(&emails(&l, "").await, "about m").unwrap()["role"],
+        "trash"
+    );
+    let kinds = |e: Vec<(String, Value)>| e.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(mail_events(&l).await),
+        ["mail_read", "mail_moved", "mail_deleted"]
+    );
+    pass(&l).await;
+    assert_eq!(
+        kinds(mail_events(&l).await),
+        ["mail_read", "mail_moved", "mail_deleted"],
+        "the history of our own changes announces nothing more"
+    );
+}
+both_backends!(api_changes_reach_gmail_and_are_announced_once);
+
 async fn throttling_is_waited_out(backend: Backend) {
     let Some(l) = linked(backend, false, |g| {
         g.insert_message(&inbound("one"), &["INBOX"], DAY);

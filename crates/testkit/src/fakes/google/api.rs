@@ -180,6 +180,104 @@ pub(super) async fn list_labels(
     ok_json(json!({ "labels": labels }))
 }
 
+// ----- messages.modify, messages.trash -----
+
+fn labels_field(v: &Value, key: &str) -> Result<Vec<String>, Response> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_str().map(str::to_owned).ok_or_else(|| {
+                    errors::invalid_argument(&format!("Invalid value at '{key}' (TYPE_STRING)"))
+                })
+            })
+            .collect(),
+        Some(other) => Err(errors::invalid_argument(&format!(
+            "Invalid value at '{key}', {other}"
+        ))),
+    }
+}
+
+/// The answer of `modify` and `trash`: the message's id, thread and labels.
+fn labels_answer(m: &Stored) -> Value {
+    json!({"id": m.id, "threadId": m.thread_id, "labelIds": m.labels})
+}
+
+/// `POST …/messages/{id}/modify` with a `ModifyMessageRequest`; each effective change is a
+/// history record (and a push).
+pub(super) async fn modify_message(
+    State(shared): State<Arc<Shared>>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_body(body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (mut s, _) = guard!(shared, headers, "gmail.users.messages.modify", user);
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return errors::invalid_argument(&format!("Invalid JSON payload received. {e}")),
+    };
+    let declared = &super::contract::document()["schemas"]["ModifyMessageRequest"]["properties"];
+    if let Some(obj) = v.as_object() {
+        for k in obj.keys() {
+            if declared.get(k).is_none() {
+                return errors::invalid_argument(&format!(
+                    "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
+                ));
+            }
+        }
+    }
+    let (add, remove) = match (
+        labels_field(&v, "addLabelIds"),
+        labels_field(&v, "removeLabelIds"),
+    ) {
+        (Ok(a), Ok(r)) => (a, r),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    if !valid_id(&id) {
+        return errors::invalid_argument("Invalid id value");
+    }
+    if let Some(bad) = add
+        .iter()
+        .chain(&remove)
+        .find(|l| !s.mailbox.label_exists(l))
+    {
+        return errors::invalid_argument(&format!("Invalid label: {bad}"));
+    }
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
+    if !s.mailbox.modify(&id, &add, &remove) {
+        return errors::not_found();
+    }
+    let answer = labels_answer(s.mailbox.get(&id).expect("just modified"));
+    drop(s);
+    super::publish(&shared);
+    ok_json(answer)
+}
+
+/// `POST …/messages/{id}/trash`: into the bin (`TRASH` added, `INBOX` removed).
+pub(super) async fn trash_message(
+    State(shared): State<Arc<Shared>>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (mut s, _) = guard!(shared, headers, "gmail.users.messages.trash", user);
+    if !valid_id(&id) {
+        return errors::invalid_argument("Invalid id value");
+    }
+    if !s.mailbox.modify(&id, &["TRASH"], &["INBOX"]) {
+        return errors::not_found();
+    }
+    let answer = labels_answer(s.mailbox.get(&id).expect("just trashed"));
+    drop(s);
+    super::publish(&shared);
+    ok_json(answer)
+}
+
 // ----- watch, stop -----
 
 /// How long a watch lasts (Gmail: 7 days).
