@@ -799,7 +799,7 @@ async fn get(g: &FakeGoogle, token: &SecretString, path: &str) -> (u16, Value) {
 async fn the_fakes_history_matches_the_discovery_document() {
     let g = FakeGoogle::start(GoogleConfig::default()).await;
     let t = SecretString::from(
-        g.issue_tokens(&["https://www.googleapis.com/auth/gmail.readonly"])
+        g.issue_tokens(&["https://www.googleapis.com/auth/gmail.modify"])
             .access_token,
     );
     let label = g.create_label("Projects");
@@ -878,6 +878,83 @@ async fn the_fakes_history_matches_the_discovery_document() {
     let (s, e) = get(&g, &t, &format!("history?startHistoryId={start}")).await;
     assert_eq!(s, 404, "{e}");
     assert_eq!(e["error"]["errors"][0]["reason"], "notFound");
+
+    // messages.modify and messages.trash answer a Message; unknown fields and labels are refused.
+    let post = |path: String, body: Value| {
+        reqwest::Client::new()
+            .post(
+                g.base_url()
+                    .join(&format!("gmail/v1/users/me/{path}"))
+                    .unwrap(),
+            )
+            .bearer_auth(t.expose_secret())
+            .json(&body)
+            .send()
+    };
+    // A read-only grant may not change labels (the fake checks scopes as Google does).
+    let readonly = SecretString::from(
+        g.issue_tokens(&["https://www.googleapis.com/auth/gmail.readonly"])
+            .access_token,
+    );
+    let denied = reqwest::Client::new()
+        .post(
+            g.base_url()
+                .join(&format!("gmail/v1/users/me/messages/{}/modify", d.id))
+                .unwrap(),
+        )
+        .bearer_auth(readonly.expose_secret())
+        .json(&json!({"addLabelIds": ["STARRED"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let r = post(
+        format!("messages/{}/modify", d.id),
+        json!({"addLabelIds": ["STARRED"], "removeLabelIds": []}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let m: Value = r.json().await.unwrap();
+    assert!(contract::check("Message", &m).is_empty(), "{m}");
+    assert!(
+        m["labelIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "STARRED")
+    );
+    let bad = post(
+        format!("messages/{}/modify", d.id),
+        json!({"addLabels": ["X"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad = post(
+        format!("messages/{}/modify", d.id),
+        json!({"addLabelIds": ["Nope"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    let r = post(format!("messages/{}/trash", d.id), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let m: Value = r.json().await.unwrap();
+    assert!(contract::check("Message", &m).is_empty(), "{m}");
+    assert!(
+        m["labelIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "TRASH")
+    );
+    let gone = post("messages/0123abcd/trash".into(), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
 
     // users.watch answers a WatchResponse; a topic of another form is refused.
     let watch = |topic: &str| {
