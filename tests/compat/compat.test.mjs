@@ -1246,5 +1246,61 @@ function defineSuite() {
         type: "errors/invalid_parameters",
       });
     });
+
+    it("19. webhook.create / webhook.getAll / webhook.delete, with mailroom's own events subscribed", { timeout: STEP_TIMEOUT_MS }, async () => {
+      // `.invalid` never resolves: nothing is ever sent anywhere from this step.
+      const mail = await ok(
+        "webhook.create (email)",
+        client.webhook.create({
+          source: "email",
+          request_url: "https://compat-hooks.invalid/mail",
+          name: "compat",
+          format: "form",
+          events: ["mail_received", "mail_sent", "mail_moved", "send_failed"],
+          headers: [{ key: "X-Compat", value: "1" }],
+          data: [{ name: "id", key: "email_id" }],
+          ...(state.senderId ? { account_ids: [state.senderId] } : {}),
+        }),
+      );
+      assert.equal(mail.object, "WebhookCreated", `response: ${show(mail)}`);
+      assert.equal(typeof mail.webhook_id, "string");
+      assert.match(mail.secret, /^whsec_[A-Za-z0-9+/]+=*$/, "a Standard Webhooks secret");
+      const status = await ok(
+        "webhook.create (account_status)",
+        client.webhook.create({ source: "account_status", request_url: "https://compat-hooks.invalid/status" }),
+      );
+      assert.equal(status.object, "WebhookCreated", `response: ${show(status)}`);
+
+      const list = await ok("webhook.getAll()", client.webhook.getAll());
+      assert.equal(list.object, "WebhookList");
+      const mine = list.items.find((w) => w.id === mail.webhook_id);
+      assert.ok(mine, `webhook.getAll() does not list ${mail.webhook_id}: ${show(list)}`);
+      assert.deepEqual(mine.events, ["mail_received", "mail_sent"], "the SDK's events only");
+      assert.deepEqual(mine.mailroom_events, ["mail_moved", "send_failed"], "mailroom's apart");
+      assert.equal(mine.format, "form");
+      assert.deepEqual(mine.headers, [{ key: "X-Compat", value: "1" }]);
+      assert.deepEqual(mine.data, [{ name: "id", key: "email_id" }]);
+      if (state.senderId) {
+        assert.equal(mine.account_ids[0].id, state.senderId);
+        assert.equal(mine.account_ids[0].type, "MAIL");
+      }
+      assert.ok(list.items.some((w) => w.id === status.webhook_id), "the account_status webhook is listed");
+
+      for (const id of [mail.webhook_id, status.webhook_id]) {
+        const res = await ok("webhook.delete", client.webhook.delete(id));
+        assert.equal(res.object, "WebhookDeleted", `response: ${show(res)}`);
+      }
+      const after = await ok("webhook.getAll() after delete", client.webhook.getAll());
+      assert.ok(!after.items.some((w) => w.id === mail.webhook_id), "a deleted webhook must not be listed");
+      await apiError("webhook.delete (gone)", client.webhook.delete(mail.webhook_id), {
+        status: 404,
+        type: "errors/resource_not_found",
+      });
+      await apiError(
+        "webhook.create (bad source)",
+        client.webhook.create({ source: "nope", request_url: "https://compat-hooks.invalid/x" }),
+        { status: 400, type: "errors/invalid_parameters" },
+      );
+    });
   });
 }

@@ -8,8 +8,9 @@ use secrecy::SecretString;
 
 use crate::error::{Error, err};
 use crate::state::AppState;
+use axum::http::Method;
 use mailroom_core::ErrorKind;
-use mailroom_store::api_keys::{self, KeyIdentity};
+use mailroom_store::api_keys::{self, KeyIdentity, Refused, Scopes};
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -67,13 +68,118 @@ pub async fn require_api_key(
             }
         },
     };
-    match api_keys::verify(state.store(), &presented).await {
-        Ok(Some(identity)) => {
+    let now = state.engine.clock.now_ms();
+    match api_keys::verify(state.store(), &presented, now).await {
+        Ok(Ok(identity)) => {
             tracing::Span::current().record("key_id", identity.key_id.as_str());
+            let scope = needed_scope(req.method(), req.uri().path());
+            if !scope.granted(identity.scopes) {
+                return err(
+                    ErrorKind::InsufficientPermissions,
+                    format!(
+                        "this API key does not have the `{}` scope this request needs",
+                        scope.name()
+                    ),
+                )
+                .into_response();
+            }
+            if let Err(wait) = state.key_limits.check(&identity) {
+                let secs = crate::rate_limit::retry_after_secs(wait);
+                let mut resp = err(
+                    ErrorKind::TooManyRequests,
+                    format!("this API key made too many requests; retry in {secs}s"),
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(secs),
+                );
+                return resp;
+            }
             req.extensions_mut().insert(Caller(identity));
             next.run(req).await
         }
-        Ok(None) => err(ErrorKind::InvalidCredentials, "the API key is not valid").into_response(),
+        Ok(Err(refused)) => {
+            let detail = match refused {
+                Refused::Invalid => "the API key is not valid",
+                Refused::Revoked => "the API key was revoked",
+                Refused::Expired => "the API key has expired",
+            };
+            err(ErrorKind::InvalidCredentials, detail).into_response()
+        }
         Err(e) => Error::from(e).into_response(),
+    }
+}
+
+/// The scope a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Read,
+    Send,
+    Manage,
+}
+
+impl Scope {
+    fn granted(self, s: Scopes) -> bool {
+        match self {
+            Scope::Read => s.read,
+            Scope::Send => s.send,
+            Scope::Manage => s.manage,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Send => "send",
+            Scope::Manage => "manage",
+        }
+    }
+}
+
+/// `read`: reading (every `GET` but the webhooks, whose list carries their settings); `send`:
+/// sending and changing mail; `manage`: accounts, hosted links, webhooks and anything else
+/// that is not a read.
+fn needed_scope(method: &Method, path: &str) -> Scope {
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if under("/api/v1/webhooks") {
+        return Scope::Manage;
+    }
+    if method == Method::GET || method == Method::HEAD {
+        return Scope::Read;
+    }
+    if under("/api/v1/emails") || under("/api/v1/drafts") {
+        Scope::Send
+    } else {
+        Scope::Manage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_needs_the_scope_of_what_it_does() {
+        let cases = [
+            (Method::GET, "/api/v1/emails", Scope::Read),
+            (Method::GET, "/api/v1/accounts/x/sync", Scope::Read),
+            (Method::POST, "/api/v1/emails", Scope::Send),
+            (Method::PUT, "/api/v1/emails/x", Scope::Send),
+            (Method::DELETE, "/api/v1/emails/x", Scope::Send),
+            (Method::POST, "/api/v1/drafts", Scope::Send),
+            (Method::POST, "/api/v1/accounts", Scope::Manage),
+            (Method::DELETE, "/api/v1/accounts/x", Scope::Manage),
+            (Method::POST, "/api/v1/hosted/accounts/link", Scope::Manage),
+            (Method::GET, "/api/v1/webhooks", Scope::Manage),
+            (Method::POST, "/api/v1/webhooks", Scope::Manage),
+            (Method::POST, "/api/v1/emailsx", Scope::Manage),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(needed_scope(&m, p), want, "{m} {p}");
+        }
     }
 }

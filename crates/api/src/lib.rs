@@ -8,6 +8,7 @@ mod extract;
 mod middleware;
 pub mod openapi;
 mod pagination;
+mod rate_limit;
 mod routes;
 mod state;
 pub mod telemetry;

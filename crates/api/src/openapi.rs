@@ -18,6 +18,7 @@ use crate::error::ErrorBody;
         (name = "Accounts", description = "Link and manage mailboxes"),
         (name = "Emails", description = "Send email and follow what became of it; list and read email and folders from the index"),
         (name = "Hosted auth", description = "Links that let end users connect their own mailbox"),
+        (name = "Webhooks", description = "Signed, durable, at-least-once event delivery (see docs/webhooks.md)"),
     )
 )]
 struct Base;

@@ -15,8 +15,9 @@ pub struct ApiConfig {
     pub message_max_bytes: usize,
     /// The URL clients reach mailroom at (hosted links, OAuth callbacks).
     pub public_url: url::Url,
-    /// Let `notify_url` calls reach loopback and private networks.
-    pub webhook_allow_private: bool,
+    /// Requests per second per API key (on this node) for keys without their own rate; 0: no
+    /// limit.
+    pub api_rate_per_second: u32,
 }
 
 impl Default for ApiConfig {
@@ -26,7 +27,7 @@ impl Default for ApiConfig {
             attachment_max_bytes: 25 * 1024 * 1024,
             message_max_bytes: 35 * 1024 * 1024,
             public_url: url::Url::parse("http://127.0.0.1:8080/").expect("valid"),
-            webhook_allow_private: false,
+            api_rate_per_second: 0,
         }
     }
 }
@@ -43,12 +44,16 @@ impl ApiConfig {
 pub struct AppState {
     pub engine: Engine,
     pub config: Arc<ApiConfig>,
+    pub key_limits: Arc<crate::rate_limit::KeyLimits>,
 }
 
 impl AppState {
     pub fn new(engine: Engine, config: ApiConfig) -> Self {
         Self {
             engine,
+            key_limits: Arc::new(crate::rate_limit::KeyLimits::new(
+                config.api_rate_per_second,
+            )),
             config: Arc::new(config),
         }
     }

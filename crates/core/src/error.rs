@@ -43,6 +43,7 @@ catalogue! {
     ExpiredLink => (401, "expired_link", "Expired link"),
     InsufficientPermissions => (403, "insufficient_permissions", "Forbidden"),
     ResourceNotFound => (404, "resource_not_found", "Not found"),
+    TooManyRequests => (429, "too_many_requests", "Too many requests"),
     Conflict => (409, "idempotency_key_reused", "Resource already used"),
     UnprocessableEntity => (422, "unprocessable_entity", "Unprocessable entity"),
     ParentMailNotFound => (422, "parent_mail_not_found", "Parent mail not found"),

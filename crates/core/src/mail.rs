@@ -167,3 +167,47 @@ pub enum SyncLimit {
     /// The newest this many messages of each folder.
     Count(u32),
 }
+
+impl SyncLimit {
+    /// The stored form (a hosted link keeps the limit until its mailbox is linked).
+    pub fn as_stored(self) -> String {
+        match self {
+            SyncLimit::Default => "default".into(),
+            SyncLimit::NoHistory => "none".into(),
+            SyncLimit::Since(ms) => format!("since:{ms}"),
+            SyncLimit::Count(n) => format!("count:{n}"),
+        }
+    }
+
+    /// The limit [`SyncLimit::as_stored`] wrote.
+    pub fn from_stored(s: &str) -> Option<SyncLimit> {
+        match s {
+            "default" => Some(SyncLimit::Default),
+            "none" => Some(SyncLimit::NoHistory),
+            _ => match s.split_once(':')? {
+                ("since", ms) => ms.parse().ok().map(SyncLimit::Since),
+                ("count", n) => n.parse().ok().map(SyncLimit::Count),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod sync_limit_tests {
+    use super::SyncLimit;
+
+    #[test]
+    fn stored_limits_read_back() {
+        for l in [
+            SyncLimit::Default,
+            SyncLimit::NoHistory,
+            SyncLimit::Since(1_793_491_200_000),
+            SyncLimit::Count(500),
+        ] {
+            assert_eq!(SyncLimit::from_stored(&l.as_stored()), Some(l));
+        }
+        assert_eq!(SyncLimit::from_stored("count:x"), None);
+        assert_eq!(SyncLimit::from_stored(""), None);
+    }
+}

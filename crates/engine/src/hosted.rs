@@ -10,13 +10,16 @@ use serde_json::json;
 
 use crate::Engine;
 use crate::apps::{self, IdP, Pkce};
-use crate::link::{Linked, link_mail, link_oauth};
-use crate::notify;
+use crate::link::{Linked, link_mail, link_oauth, window_of};
 use mailroom_core::account::{AccountMode, MailSettings};
 use mailroom_core::id::random_bytes;
+use mailroom_core::mail::SyncLimit;
 use mailroom_core::{ApiError, ErrorKind};
 use mailroom_store::accounts::{self, Account};
+use mailroom_store::events::{self, NewEvent};
 use mailroom_store::hosted_links::{self, HostedLink};
+use mailroom_store::sync_window::SyncWindow;
+use mailroom_store::{Db, webhook_deliveries};
 
 /// Why a step of the flow did not go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,9 @@ pub struct NewLinkRequest {
     pub success_redirect_url: Option<String>,
     pub failure_redirect_url: Option<String>,
     pub notify_url: Option<String>,
+    /// How much existing mail the linked mailbox's first sync indexes (create links only: a
+    /// reconnected account keeps its window).
+    pub sync_limit: SyncLimit,
 }
 
 /// Makes a hosted link for `workspace`; answers its token (the page is `hosted/{token}`).
@@ -118,6 +124,10 @@ pub async fn create_link(
         None => AccountMode::Full,
     });
     let token = random_token();
+    let sync_limit = match (&reconnect, req.sync_limit) {
+        (None, l) if l != SyncLimit::Default => Some(l.as_stored()),
+        _ => None,
+    };
     hosted_links::insert(
         &engine.store,
         hosted_links::NewLink {
@@ -138,6 +148,7 @@ pub async fn create_link(
             notify_url: req.notify_url.as_deref(),
             expires_at,
             now_ms: now,
+            sync_limit: sync_limit.as_deref(),
         },
     )
     .await
@@ -286,7 +297,7 @@ pub async fn finish_oauth(
         tokens,
         asked,
         reconnect.as_ref(),
-        None,
+        window_for(engine, &link, reconnect.as_ref()),
     )
     .await
     {
@@ -302,6 +313,24 @@ pub async fn finish_oauth(
             Err(failed(link, reason, &e.detail))
         }
     }
+}
+
+/// The sync window a create link's new account gets: the link's `sync_limit` from now (a
+/// reconnect keeps the account's window: `None`).
+fn window_for(
+    engine: &Engine,
+    link: &HostedLink,
+    reconnect: Option<&Account>,
+) -> Option<SyncWindow> {
+    if reconnect.is_some() {
+        return None;
+    }
+    let limit = link
+        .sync_limit
+        .as_deref()
+        .and_then(SyncLimit::from_stored)
+        .unwrap_or_default();
+    Some(window_of(limit, engine.clock.now_ms()))
 }
 
 /// The account a reconnect link is for (`None` for a create link).
@@ -343,7 +372,7 @@ pub async fn link_imap(
         password.clone(),
         password,
         reconnect.as_ref(),
-        None,
+        window_for(engine, link, reconnect.as_ref()),
     )
     .await;
     if linked.is_err() {
@@ -353,13 +382,9 @@ pub async fn link_imap(
 }
 
 /// A link's mailbox is linked: records it on the link and tells the integrator
-/// (`notify_url`, in the background, retried, egress-guarded). Answers the status word.
-pub async fn linked(
-    engine: &Engine,
-    link: &HostedLink,
-    linked: &Linked,
-    allow_private: bool,
-) -> &'static str {
+/// (`notify_url`): the call is queued in one transaction with an event of its own, and
+/// delivered like a webhook (durable, retried, egress-guarded). Answers the status word.
+pub async fn linked(engine: &Engine, link: &HostedLink, linked: &Linked) -> &'static str {
     let account = &linked.account;
     // The mailbox is linked whatever happens here: the integrator must still hear of it.
     if let Err(e) = hosted_links::set_account(&engine.store, &link.id, &account.id).await {
@@ -373,10 +398,38 @@ pub async fn linked(
     if let Some(u) = link
         .notify_url
         .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
+        .filter(|u| url::Url::parse(u).is_ok())
+        && let Err(e) = queue_notify(engine, link, account, status, u).await
     {
-        let body = json!({"status": status, "account_id": account.id, "name": link.name.clone().unwrap_or_default()});
-        notify::post_json_later(u, body, allow_private);
+        tracing::error!(link = %link.id, error = %e, "cannot queue the notify_url call");
     }
     status
+}
+
+/// Records the `notify_url` call (`{status, account_id, name}`, `unipile-api.md` §5.4) and
+/// queues its delivery, together.
+async fn queue_notify(
+    engine: &Engine,
+    link: &HostedLink,
+    account: &Account,
+    status: &str,
+    url: &str,
+) -> Result<(), mailroom_store::StoreError> {
+    let now = engine.clock.now_ms();
+    let id = events::event_id(&["hosted_notify", &link.id, &account.id, status]);
+    let mut tx = engine.store.begin_write().await?;
+    events::record_in(
+        Db::Tx(&mut tx),
+        NewEvent {
+            id: id.clone(),
+            workspace_id: &link.workspace_id,
+            account_id: Some(&account.id),
+            kind: "hosted_notify",
+            payload: json!({"status": status, "account_id": account.id, "name": link.name.clone().unwrap_or_default()}),
+            now_ms: now,
+        },
+    )
+    .await?;
+    webhook_deliveries::queue_call(&mut tx, &link.workspace_id, &id, url, now).await?;
+    tx.commit().await
 }

@@ -1,6 +1,6 @@
 //! The engine: the use cases the API calls (accept a send, link or reconnect an account, the
 //! hosted OAuth round trip) and the background workers (the outbox sender and the sync
-//! supervisor; webhook delivery joins through the same [`Engine::run_workers`]). It talks to mail
+//! supervisor and webhook delivery, all started by [`Engine::run_workers`]). It talks to mail
 //! providers only through the mailbox seam (`mailroom_providers::Mailbox`), never by asking
 //! which provider an account is.
 
@@ -18,6 +18,8 @@ pub mod replies;
 pub mod send;
 pub mod sync;
 pub mod tokens;
+pub mod tracking;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -45,6 +47,8 @@ pub struct Engine {
     /// This process's sync ownership: its lease owner id, the supervisor's configuration,
     /// the signals of the account loops it runs.
     pub sync: sync::SyncControl,
+    /// Webhook delivery (its policy, and the worker [`Engine::run_workers`] starts).
+    pub webhooks: webhooks::Webhooks,
 }
 
 impl Engine {
@@ -72,6 +76,12 @@ impl Engine {
             providers.clone(),
         );
         let outbox = outbox::Outbox::new(store.clone(), clock.clone(), mailboxes.clone(), outbox);
+        let webhooks = webhooks::Webhooks::new(
+            store.clone(),
+            vault.clone(),
+            clock.clone(),
+            webhooks::WebhookConfig::default(),
+        );
         Self {
             store,
             vault,
@@ -84,7 +94,19 @@ impl Engine {
             mailboxes,
             outbox,
             sync: sync::SyncControl::new(sync::SyncConfig::default()),
+            webhooks,
         }
+    }
+
+    /// The same engine with another webhook delivery policy (set before the workers start).
+    pub fn with_webhook_config(mut self, config: webhooks::WebhookConfig) -> Self {
+        self.webhooks = webhooks::Webhooks::new(
+            self.store.clone(),
+            self.vault.clone(),
+            self.clock.clone(),
+            config,
+        );
+        self
     }
 
     /// The same engine with another sync configuration (set before the workers start).
@@ -107,6 +129,11 @@ impl Engine {
             let outbox = self.outbox.clone();
             tokio::spawn(async move { outbox.run(stop.cancelled_owned()).await })
         };
+        let webhooks = {
+            let stop = stop.clone();
+            let webhooks = self.webhooks.clone();
+            tokio::spawn(async move { webhooks.run(stop.cancelled_owned()).await })
+        };
         let sync = self
             .sync
             .config()
@@ -116,6 +143,9 @@ impl Engine {
         stop.cancel();
         if let Err(e) = outbox.await {
             tracing::error!(error = %e, "the outbox worker panicked");
+        }
+        if let Err(e) = webhooks.await {
+            tracing::error!(error = %e, "the webhook worker panicked");
         }
         if let Some(sync) = sync
             && let Err(e) = sync.await

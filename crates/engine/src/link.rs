@@ -6,6 +6,7 @@ use secrecy::SecretString;
 
 use crate::Engine;
 use crate::connect::{grant_error, to_api_error};
+use crate::sync::status::announce;
 use mailroom_core::account::{
     AccountMode, AccountSettings, AccountType, ImapEncryption, MailSettings, SourceStatus, TlsMode,
 };
@@ -13,10 +14,10 @@ use mailroom_core::mail::SyncLimit;
 use mailroom_core::{ApiError, ErrorKind, new_id};
 use mailroom_providers::apps::{IdP, TokenSet};
 use mailroom_providers::mailbox::{Prospect, Verified};
-use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
 use mailroom_store::events;
 use mailroom_store::sync_window::SyncWindow;
+use mailroom_store::{Db, StoreError};
 
 /// The account a linking produced.
 pub struct Linked {
@@ -167,7 +168,7 @@ pub async fn reconnect(
 }
 
 /// The window of existing mail a first sync indexes, fixed at link time `now_ms`.
-fn window_of(limit: SyncLimit, now_ms: i64) -> SyncWindow {
+pub(crate) fn window_of(limit: SyncLimit, now_ms: i64) -> SyncWindow {
     match limit {
         SyncLimit::Default => SyncWindow::default_at(now_ms),
         SyncLimit::NoHistory => SyncWindow {
@@ -203,15 +204,28 @@ fn oauth_idp(engine: &Engine, t: AccountType) -> Result<IdP, ApiError> {
 /// sync loop stops (here at once; in another process at its next heartbeat, the lease row
 /// being gone).
 pub async fn delete(engine: &Engine, workspace: &str, account: &Account) -> Result<(), ApiError> {
-    if !accounts::delete(&engine.store, workspace, &account.id)
+    // The account, the purge of its events and the announcement of its deletion (recorded
+    // after the purge, so the webhooks still hear it): one transaction.
+    let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+    if !accounts::delete_in(Db::Tx(&mut tx), workspace, &account.id)
         .await
         .map_err(store_error)?
     {
         return Err(ApiError::not_found("account"));
     }
-    events::delete_for_account(&engine.store, &account.id)
+    events::delete_for_account_in(Db::Tx(&mut tx), &account.id)
         .await
         .map_err(store_error)?;
+    announce(
+        Db::Tx(&mut tx),
+        account,
+        "DELETED",
+        "",
+        engine.clock.now_ms(),
+    )
+    .await
+    .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
     if let Some(s) = engine.sync.local(&account.id) {
         s.nudge();
     }
@@ -260,8 +274,10 @@ async fn save(
                     ),
                 ));
             }
-            let updated = accounts::reconnect(
-                &engine.store,
+            // The new settings and the RECONNECTED announcement commit together.
+            let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+            let updated = accounts::reconnect_in(
+                &mut tx,
                 &engine.vault,
                 existing,
                 &settings,
@@ -273,6 +289,16 @@ async fn save(
             if !updated {
                 return Err(ApiError::not_found("account"));
             }
+            announce(
+                Db::Tx(&mut tx),
+                existing,
+                "RECONNECTED",
+                &now.to_string(),
+                now,
+            )
+            .await
+            .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
             // Open mailboxes and pooled connections still hold the old login; the sync loop
             // (in whichever process) starts again with the new one.
             engine.mailboxes().forget(&existing.id);
@@ -291,8 +317,10 @@ async fn save(
         }
         None => {
             let id = new_id();
-            let account = accounts::create(
-                &engine.store,
+            // The account and its CREATION_SUCCESS announcement commit together.
+            let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+            let account = accounts::create_in(
+                &mut tx,
                 &engine.vault,
                 NewAccount {
                     id: &id,
@@ -314,6 +342,10 @@ async fn save(
             )
             .await
             .map_err(store_error)?;
+            announce(Db::Tx(&mut tx), &account, "CREATION_SUCCESS", "", now)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
             tracing::info!(account_id = %id, account_type = account_type.as_str(), "account linked");
             Ok(Linked {
                 account,

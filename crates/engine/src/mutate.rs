@@ -26,6 +26,7 @@ use mailroom_providers::{FailureKind, MailError, Mailbox, Trashed};
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::events::{self, NewEvent};
 use mailroom_store::index::{self, FolderRow, MessageRow, NewFolder};
+use mailroom_store::tx::Db;
 
 use crate::Engine;
 use crate::mailboxes::OpenError;
@@ -186,9 +187,21 @@ async fn record(
     stamp: &str,
     payload: Value,
 ) -> Result<(), ApiError> {
+    record_in(Db::Pool(&engine.store), engine, l, kind, stamp, payload).await
+}
+
+/// [`record`] on the pool or in a transaction.
+async fn record_in(
+    db: Db<'_>,
+    engine: &Engine,
+    l: &Located,
+    kind: &str,
+    stamp: &str,
+    payload: Value,
+) -> Result<(), ApiError> {
     let account_id = l.account.id.as_str();
-    events::record(
-        &engine.store,
+    events::record_in(
+        db,
         NewEvent {
             id: events::event_id(&[kind, account_id, &l.message.id, stamp]),
             workspace_id: &l.account.workspace_id,
@@ -389,7 +402,10 @@ async fn set_read(engine: &Engine, l: &Located, read: bool) -> Result<(), ApiErr
     for (folder, uid) in &l.places {
         bounded(engine, mailbox.set_read(&folder.provider_id, *uid, read)).await?;
     }
-    let changed = index::set_read(&engine.store, &l.message.id, read, engine.clock.now_ms())
+    // The row and its event in one transaction, the event only if this update changed the row:
+    // a sync pass that saw the same flag change announces it instead, never both.
+    let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+    let changed = index::set_read_in(Db::Tx(&mut tx), &l.message.id, read, engine.clock.now_ms())
         .await
         .map_err(store_error)?;
     // The sync announces a message becoming read, never unread: the same here.
@@ -404,9 +420,9 @@ async fn set_read(engine: &Engine, l: &Located, read: bool) -> Result<(), ApiErr
         // Stamped with the row's last change: marking it read again after an unread is a
         // new event, a retry of the same request is not.
         let stamp = format!("read@{}", l.message.updated_at);
-        record(engine, l, "mail_read", &stamp, payload).await?;
+        record_in(Db::Tx(&mut tx), engine, l, "mail_read", &stamp, payload).await?;
     }
-    Ok(())
+    tx.commit().await.map_err(store_error)
 }
 
 /// The account's folder called `name` (exactly, else ignoring case, else by provider id).

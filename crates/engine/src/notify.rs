@@ -1,14 +1,11 @@
-//! Calls to integrators' URLs (the hosted-auth `notify_url`): JSON POSTs that pass the
-//! egress guard and are retried with backoff when the receiver fails.
+//! The SSRF guard for calls to integrators' URLs (webhooks and the hosted-auth `notify_url`,
+//! both delivered by [`crate::webhooks`]): resolve, check every address, then connect only to
+//! the checked ones.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use mailroom_providers::egress::is_public;
-
-/// Attempts, and the delay before the first retry (doubling).
-const ATTEMPTS: u32 = 6;
-const FIRST_RETRY: Duration = Duration::from_millis(500);
 
 /// Whether `url` may be called: http(s), and every address it resolves to is public unless
 /// `allow_private` (`MAILROOM_WEBHOOK_ALLOW_PRIVATE`).
@@ -39,69 +36,21 @@ pub async fn check_target(url: &url::Url, allow_private: bool) -> Result<Vec<Soc
     Ok(addrs)
 }
 
-/// POSTs `body` to `url` in the background, retrying failures (network errors and non-2xx)
-/// with exponential backoff. The request goes to a vetted address of the host.
-pub fn post_json_later(url: url::Url, body: serde_json::Value, allow_private: bool) {
-    tokio::spawn(async move {
-        let mut delay = FIRST_RETRY;
-        for attempt in 1..=ATTEMPTS {
-            let outcome = match check_target(&url, allow_private).await {
-                Err(e) => {
-                    tracing::warn!(url = %origin(&url), error = %e, "notify_url refused by the egress guard");
-                    return;
-                }
-                // Only a client pinned to the vetted addresses may call a user-given URL: if it
-                // cannot be built, the call fails (and is retried) rather than resolving anew.
-                Ok(addrs) => match pinned_client(&url, &addrs) {
-                    Ok(client) => client.post(url.clone()).json(&body).send().await,
-                    Err(e) => {
-                        tracing::warn!(url = %origin(&url), attempt, error = %e, "cannot build the pinned HTTP client");
-                        if attempt < ATTEMPTS {
-                            tokio::time::sleep(delay).await;
-                            delay *= 2;
-                        }
-                        continue;
-                    }
-                },
-            };
-            match outcome {
-                Ok(r) if r.status().is_success() => {
-                    tracing::info!(url = %origin(&url), attempt, "notify_url called");
-                    return;
-                }
-                Ok(r) => {
-                    tracing::warn!(url = %origin(&url), attempt, status = %r.status(), "notify_url answered an error")
-                }
-                Err(e) => {
-                    tracing::warn!(url = %origin(&url), attempt, error = %e, "notify_url unreachable")
-                }
-            }
-            if attempt < ATTEMPTS {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-        tracing::error!(url = %origin(&url), "notify_url failed {ATTEMPTS} times; giving up");
-    });
-}
-
 /// A client that connects only to `addrs` for the URL's host (the addresses the egress guard
 /// checked: no second resolution can swap in a private one), follows no redirect, and gives
-/// up after 30 s.
-pub fn pinned_client(url: &url::Url, addrs: &[SocketAddr]) -> Result<reqwest::Client, String> {
+/// up after `timeout`.
+pub fn pinned_client(
+    url: &url::Url,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
     let host = url.host_str().unwrap_or_default();
     reqwest::Client::builder()
         .resolve_to_addrs(host, addrs)
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .build()
         .map_err(|e| e.to_string())
-}
-
-/// Only the scheme, host and port of a URL: its path or query may carry the integrator's
-/// secrets (hosted-auth docs suggest a token in the query), which stay out of the logs.
-fn origin(url: &url::Url) -> String {
-    url.origin().ascii_serialization()
 }
 
 #[cfg(test)]
@@ -129,7 +78,7 @@ mod tests {
             addr.port()
         ))
         .unwrap();
-        let client = pinned_client(&url, &[addr]).unwrap();
+        let client = pinned_client(&url, &[addr], Duration::from_secs(30)).unwrap();
         let r = client
             .post(url.clone())
             .json(&serde_json::json!({"a": 1}))
@@ -139,9 +88,5 @@ mod tests {
         let request = server.await.unwrap();
         assert!(request.starts_with("POST /notify?secret=x"), "{request}");
         assert!(request.contains("host: integrator.invalid"), "{request}");
-        assert_eq!(
-            origin(&url),
-            format!("http://integrator.invalid:{}", addr.port())
-        );
     }
 }

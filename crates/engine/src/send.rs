@@ -39,6 +39,8 @@ pub struct SendInput {
     /// Our id of a draft (`POST /drafts`) whose content the send takes where the request gives
     /// none; the draft is removed from Drafts once the send is accepted.
     pub draft_id: Option<String>,
+    /// Open and click tracking of an HTML body (`tracking_options`).
+    pub tracking: Option<crate::tracking::TrackingOptions>,
 }
 
 /// The HTTP answer to a send: its status and body (an `EmailSent`, or an error body for a
@@ -256,6 +258,16 @@ pub async fn compose(
     } else {
         (None, input.body.clone())
     };
+    // The text alternative stays as written; the HTML gets the pixel and tracked links.
+    let (html, tracked) = match (html, &input.tracking) {
+        (Some(h), Some(opts)) => {
+            match crate::tracking::instrument(&h, opts, workspace, &account.id, id.as_ref()) {
+                Some(i) => (Some(i.html), i.links),
+                None => (Some(h), vec![]),
+            }
+        }
+        (h, _) => (h, vec![]),
+    };
     let email = OutgoingEmail {
         from: Attendee {
             identifier: from_address,
@@ -294,6 +306,9 @@ pub async fn compose(
             ),
         ));
     }
+    mailroom_store::tracking::insert_all(store, &tracked, now)
+        .await
+        .map_err(store_error)?;
     Ok(Composed {
         account,
         id,

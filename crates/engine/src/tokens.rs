@@ -19,7 +19,7 @@ use mailroom_core::account::SourceStatus;
 use mailroom_providers::{FailureKind, MailError, Protocol, Providers, TokenSource};
 use mailroom_store::accounts::{self, Account, Credentials};
 use mailroom_store::events::{self, NewEvent, event_id};
-use mailroom_store::{Store, StoreError, Vault};
+use mailroom_store::{Db, Store, StoreError, Vault};
 
 /// Refresh this long before the access token expires.
 pub const REFRESH_AHEAD_MS: i64 = 5 * 60 * 1000;
@@ -257,9 +257,12 @@ pub async fn mark_credentials(
     account: &Account,
     now: i64,
 ) -> Result<(), StoreError> {
-    if accounts::set_status(store, &account.id, SourceStatus::Credentials, now).await? {
-        events::record(
-            store,
+    // The change and its event commit together.
+    let mut tx = store.begin_write().await?;
+    if accounts::set_status_in(Db::Tx(&mut tx), &account.id, SourceStatus::Credentials, now).await?
+    {
+        events::record_in(
+            Db::Tx(&mut tx),
             NewEvent {
                 id: event_id(&["account_status", &account.id, "CREDENTIALS", &now.to_string()]),
                 workspace_id: &account.workspace_id,
@@ -270,6 +273,7 @@ pub async fn mark_credentials(
             },
         )
         .await?;
+        tx.commit().await?;
         tracing::warn!(account_id = %account.id, "the provider refused the account's credentials; status CREDENTIALS");
     }
     Ok(())

@@ -7,6 +7,7 @@
 //! - [`parent`]: the threading facts of a mail being answered.
 //! - [`parse`]: a fetched message's ids, people, bodies and attachment metadata
 //!   ([`parse_mail`]), and one attachment's bytes ([`attachment_bytes`]).
+//! - [`tracking`]: open pixel and tracked links in an HTML body.
 //! - [`PartDecoder`]: one part decoded piece by piece as partial fetches bring it.
 //! - [`recipients`]: the visible (To/Cc) recipients of a built message.
 //! - [`insert_bcc`]: the `Bcc:` header the HTTP APIs (Gmail, Microsoft Graph `sendMail`) need,
@@ -24,6 +25,7 @@ pub mod parse;
 mod part_stream;
 pub mod recipients;
 mod text;
+pub mod tracking;
 
 pub use bcc::insert_bcc;
 pub use error::MimeError;

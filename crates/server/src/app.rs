@@ -12,6 +12,7 @@ use mailroom_api::{ApiConfig, AppState};
 use mailroom_core::{Clock, SystemClock};
 use mailroom_engine::Engine;
 use mailroom_engine::apps::{GmailPush, ProviderApp, ProviderApps};
+use mailroom_engine::webhooks::WebhookConfig;
 use mailroom_providers::NetPolicy;
 use mailroom_providers::oauth::{IdP, OAuthApp};
 use mailroom_store::{Store, Vault};
@@ -114,7 +115,11 @@ impl Application {
         };
         let apps = provider_apps(settings, &public_url)?;
         let engine = Engine::new(store, vault, clock, net, settings.outbox.clone(), apps)
-            .with_sync_config(settings.sync.clone());
+            .with_sync_config(settings.sync.clone())
+            .with_webhook_config(WebhookConfig {
+                allow_private: settings.webhook_allow_private,
+                ..settings.webhooks.clone()
+            });
         let state = AppState::new(
             engine.clone(),
             ApiConfig {
@@ -122,7 +127,7 @@ impl Application {
                 attachment_max_bytes: settings.attachment_max_bytes,
                 message_max_bytes: settings.message_max_bytes,
                 public_url,
-                webhook_allow_private: settings.webhook_allow_private,
+                api_rate_per_second: settings.api_rate_per_second,
             },
         );
         let router = mailroom_api::router(state);
@@ -160,10 +165,14 @@ impl Application {
                 })
                 .await
         });
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the HTTP server failed");
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed");
         let _ = stop_tx.send(true);
         let _ = worker.await;
         self.engine.store.close().await;

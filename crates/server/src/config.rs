@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use mailroom_engine::outbox::OutboxConfig;
 use mailroom_engine::sync::SyncConfig;
+use mailroom_engine::webhooks::WebhookConfig;
 use mailroom_store::{Backend, MasterKey};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./mailroom-data/mailroom.db";
@@ -29,6 +30,7 @@ pub struct RawConfig {
     pub mail_allow_private: bool,
     pub webhook_allow_private: bool,
     pub tls_insecure_skip_verify: bool,
+    pub api_rate_per_second: u32,
     pub mail_connect_timeout_secs: u64,
     pub body_limit_bytes: usize,
     pub attachment_max_bytes: usize,
@@ -37,6 +39,12 @@ pub struct RawConfig {
     pub send_max_attempts: i64,
     pub send_retry_base_secs: u64,
     pub send_retry_horizon_secs: u64,
+    pub webhook_timeout_secs: u64,
+    pub webhook_max_attempts: i64,
+    pub webhook_retry_base_secs: u64,
+    pub webhook_retry_cap_secs: u64,
+    pub webhook_per_host: usize,
+    pub webhook_lease_margin_secs: u64,
     pub sync: bool,
     pub sync_sweep_secs: u64,
     pub log: String,
@@ -68,6 +76,7 @@ impl Default for RawConfig {
             mail_allow_private: false,
             webhook_allow_private: false,
             tls_insecure_skip_verify: false,
+            api_rate_per_second: 1000,
             mail_connect_timeout_secs: 15,
             body_limit_bytes: 2 * 1024 * 1024,
             attachment_max_bytes: 25 * 1024 * 1024,
@@ -76,6 +85,12 @@ impl Default for RawConfig {
             send_max_attempts: 10,
             send_retry_base_secs: 30,
             send_retry_horizon_secs: 48 * 3600,
+            webhook_timeout_secs: 30,
+            webhook_max_attempts: 14,
+            webhook_retry_base_secs: 60,
+            webhook_retry_cap_secs: 8 * 3600,
+            webhook_per_host: 8,
+            webhook_lease_margin_secs: 15,
             sync: true,
             sync_sweep_secs: 60,
             log: "info".into(),
@@ -230,11 +245,14 @@ pub struct Settings {
     pub mail_allow_private: bool,
     pub webhook_allow_private: bool,
     pub tls_insecure_skip_verify: bool,
+    /// Requests per second per API key on this node (keys without their own rate); 0: none.
+    pub api_rate_per_second: u32,
     pub mail_connect_timeout: Duration,
     pub body_limit_bytes: usize,
     pub attachment_max_bytes: usize,
     pub message_max_bytes: usize,
     pub outbox: OutboxConfig,
+    pub webhooks: WebhookConfig,
     pub sync: SyncConfig,
     pub log: String,
     pub log_json: bool,
@@ -392,6 +410,41 @@ impl RawConfig {
             retry_base: Duration::from_secs(self.send_retry_base_secs),
             ..OutboxConfig::default()
         };
+        if !(1..=300).contains(&self.webhook_timeout_secs) {
+            return Err(invalid(
+                "MAILROOM_WEBHOOK_TIMEOUT_SECS must be from 1 to 300",
+            ));
+        }
+        if !(1..=100).contains(&self.webhook_max_attempts) {
+            return Err(invalid(
+                "MAILROOM_WEBHOOK_MAX_ATTEMPTS must be from 1 to 100",
+            ));
+        }
+        if self.webhook_retry_base_secs == 0
+            || self.webhook_retry_cap_secs < self.webhook_retry_base_secs
+        {
+            return Err(invalid(
+                "MAILROOM_WEBHOOK_RETRY_BASE_SECS must be positive and at most MAILROOM_WEBHOOK_RETRY_CAP_SECS",
+            ));
+        }
+        if !(1..=1000).contains(&self.webhook_per_host) {
+            return Err(invalid("MAILROOM_WEBHOOK_PER_HOST must be from 1 to 1000"));
+        }
+        if !(1..=600).contains(&self.webhook_lease_margin_secs) {
+            return Err(invalid(
+                "MAILROOM_WEBHOOK_LEASE_MARGIN_SECS must be from 1 to 600",
+            ));
+        }
+        let webhooks = WebhookConfig {
+            allow_private: self.webhook_allow_private,
+            attempt_timeout: Duration::from_secs(self.webhook_timeout_secs),
+            max_attempts: self.webhook_max_attempts,
+            retry_base: Duration::from_secs(self.webhook_retry_base_secs),
+            retry_cap: Duration::from_secs(self.webhook_retry_cap_secs),
+            per_host: self.webhook_per_host,
+            lease_margin: Duration::from_secs(self.webhook_lease_margin_secs),
+            ..WebhookConfig::default()
+        };
         if !(1..=3600).contains(&self.sync_sweep_secs) {
             return Err(invalid("MAILROOM_SYNC_SWEEP_SECS must be from 1 to 3600"));
         }
@@ -422,11 +475,13 @@ impl RawConfig {
             mail_allow_private: self.mail_allow_private,
             webhook_allow_private: self.webhook_allow_private,
             tls_insecure_skip_verify: self.tls_insecure_skip_verify,
+            api_rate_per_second: self.api_rate_per_second,
             mail_connect_timeout: Duration::from_secs(self.mail_connect_timeout_secs),
             body_limit_bytes: self.body_limit_bytes,
             attachment_max_bytes: self.attachment_max_bytes,
             message_max_bytes: self.message_max_bytes,
             outbox,
+            webhooks,
             sync,
             log: self.log,
             log_json,
@@ -462,6 +517,8 @@ impl Settings {
             mail_allow_private: true,
             webhook_allow_private: true,
             tls_insecure_skip_verify: true,
+            // Off: tests make bursts of requests with one key; the rate tests set it.
+            api_rate_per_second: 0,
             mail_connect_timeout: Duration::from_secs(15),
             body_limit_bytes: 2 * 1024 * 1024,
             attachment_max_bytes: 25 * 1024 * 1024,
@@ -469,6 +526,16 @@ impl Settings {
             outbox: OutboxConfig {
                 retry_base: Duration::from_millis(200),
                 ..OutboxConfig::default()
+            },
+            // Quick retries and a short lease, so tests of retries and takeovers are quick.
+            webhooks: WebhookConfig {
+                allow_private: true,
+                attempt_timeout: Duration::from_secs(2),
+                retry_base: Duration::from_millis(100),
+                retry_cap: Duration::from_millis(500),
+                poll_interval: Duration::from_millis(200),
+                lease_margin: Duration::from_millis(500),
+                ..WebhookConfig::default()
             },
             // Off: most tests drive sync passes themselves; the supervisor's tests turn it on
             // (see `sync_for_tests`).

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
+use mailroom_core::time_fmt::format_ms;
 use mailroom_core::{Clock, SystemClock};
 use mailroom_server::app::{ConfigProblem, install_crypto_provider, open_store, open_vault};
 use mailroom_server::{Application, RawConfig, Settings, telemetry};
@@ -54,6 +55,29 @@ enum KeysCommand {
         /// The workspace the key belongs to (created if missing).
         #[arg(long, default_value = workspaces::DEFAULT_WORKSPACE)]
         workspace: String,
+        /// What the key may do, comma-separated: `read` (GET routes but webhooks), `send`
+        /// (sending and changing mail), `manage` (accounts, hosted links, webhooks).
+        #[arg(long, default_value = "read,send,manage")]
+        scopes: String,
+        /// When the key stops working: an RFC 3339 date, or a number of days from now (`90d`).
+        #[arg(long)]
+        expires: Option<String>,
+        /// Requests per second this key may make on each node (default: the server's
+        /// `MAILROOM_API_RATE_PER_SECOND`).
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// List the keys (never their secrets): id, workspace, name, scopes, created, expires, last
+    /// used, state.
+    List {
+        /// Only this workspace's keys.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Revoke a key: refused at once by every process serving this database.
+    Revoke {
+        /// The key's id (the part of the key before the dot).
+        id: String,
     },
 }
 
@@ -115,16 +139,82 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys {
-            command: KeysCommand::Create { name, workspace },
+            command:
+                KeysCommand::Create {
+                    name,
+                    workspace,
+                    scopes,
+                    expires,
+                    rate,
+                },
         } => {
+            let now = clock.now_ms();
+            let scopes = api_keys::Scopes::parse(&scopes).map_err(ConfigProblem)?;
+            let expires_at = expires
+                .as_deref()
+                .map(|e| expiry(e, now))
+                .transpose()
+                .map_err(ConfigProblem)?;
             let store = open_store(&settings).await?;
-            workspaces::ensure(&store, &workspace, clock.now_ms()).await?;
-            let key = api_keys::create(&store, &workspace, &name, clock.now_ms()).await?;
+            workspaces::ensure(&store, &workspace, now).await?;
+            let key = api_keys::create_with(
+                &store,
+                api_keys::NewKey {
+                    workspace_id: &workspace,
+                    name: &name,
+                    scopes,
+                    expires_at,
+                    rate_per_second: rate,
+                },
+                now,
+            )
+            .await?;
             eprintln!(
                 "created API key {} in workspace {}; it is shown once:",
                 key.key_id, key.workspace_id
             );
             println!("{}", key.token.expose_secret());
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::List { workspace },
+        } => {
+            let store = open_store(&settings).await?;
+            let now = clock.now_ms();
+            let when = |t: Option<i64>| t.map_or("-".to_owned(), format_ms);
+            println!("id\tworkspace\tname\tscopes\tcreated\texpires\tlast_used\tstate\trate");
+            for k in api_keys::list(&store, workspace.as_deref()).await? {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k.expires_at.is_some_and(|at| at <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                let rate = k
+                    .rate_per_second
+                    .map_or("default".to_owned(), |r| r.to_string());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{state}\t{rate}",
+                    k.key_id,
+                    k.workspace_id,
+                    k.name,
+                    k.scopes.as_stored(),
+                    format_ms(k.created_at),
+                    when(k.expires_at),
+                    when(k.last_used_at),
+                );
+            }
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Revoke { id },
+        } => {
+            let store = open_store(&settings).await?;
+            if !api_keys::revoke(&store, &id, clock.now_ms()).await? {
+                anyhow::bail!("no API key with id {id}");
+            }
+            println!("revoked API key {id}");
             Ok(())
         }
         Command::Vault {
@@ -159,4 +249,23 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// `--expires`: an RFC 3339 date (in the future) or `<N>d`, N days from `now_ms`.
+fn expiry(s: &str, now_ms: i64) -> Result<i64, String> {
+    let at = match s.trim().strip_suffix('d') {
+        Some(days) => days
+            .parse::<u32>()
+            .ok()
+            .filter(|d| *d > 0)
+            .map(|d| now_ms + i64::from(d) * 86_400_000),
+        None => mailroom_core::time_fmt::parse_ms(s.trim()),
+    };
+    match at {
+        Some(at) if at > now_ms => Ok(at),
+        Some(_) => Err(format!("--expires {s} is not in the future")),
+        None => Err(format!(
+            "--expires must be an RFC 3339 date or a number of days like 90d, got `{s}`"
+        )),
+    }
 }

@@ -544,3 +544,115 @@ async fn passwords_stay_out_of_the_log_even_at_trace() {
         assert!(!log.contains(secret), "a secret leaked into the log");
     }
 }
+
+#[tokio::test]
+async fn keys_are_listed_scoped_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let run = |args: &[&str]| mailroom(cwd, &[]).args(args).output().unwrap();
+    let last_line = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let reader = last_line(&run(&[
+        "keys",
+        "create",
+        "--name",
+        "dashboard",
+        "--scopes",
+        "read",
+        "--expires",
+        "30d",
+        "--rate",
+        "5",
+    ]));
+    let admin = last_line(&run(&["keys", "create", "--name", "ops"]));
+    for bad in [
+        &["keys", "create", "--scopes", "read,admin"][..],
+        &["keys", "create", "--expires", "2001-01-01T00:00:00Z"],
+        &["keys", "create", "--expires", "soon"],
+        &["keys", "revoke", "AAAAAAAAAAAAAAAAAAAAAA"],
+    ] {
+        let out = run(bad);
+        assert!(!out.status.success(), "{bad:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().count() == 1 && err.starts_with("mailroom: "),
+            "{bad:?}: {err}"
+        );
+    }
+    let list = run(&["keys", "list"]);
+    let table = String::from_utf8(list.stdout).unwrap();
+    let reader_id = reader.split_once('.').unwrap().0;
+    let row = |id: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} in {table}"))
+            .split('\t')
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let r = row(reader_id);
+    assert_eq!(
+        (r[2].as_str(), r[3].as_str(), r[7].as_str(), r[8].as_str()),
+        ("dashboard", "read", "active", "5")
+    );
+    assert_ne!(r[5], "-", "an expiry: {r:?}");
+    assert!(
+        !table.contains(reader.split_once('.').unwrap().1),
+        "no secret in the list"
+    );
+
+    let server = Server::start(cwd, &[]);
+    let client = reqwest::Client::new();
+    let (s, _) = get(&client, &server.url("/api/v1/accounts"), &reader).await;
+    assert_eq!(s, 200);
+    let post = |key: &str| {
+        client
+            .post(server.url("/api/v1/accounts"))
+            .header("X-API-KEY", key)
+            .json(&json!({"provider": "MAIL"}))
+            .send()
+    };
+    let r = post(&reader).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["type"], "errors/insufficient_permissions");
+    assert!(
+        body["detail"].as_str().unwrap().contains("manage"),
+        "{body}"
+    );
+    assert_eq!(
+        post(&admin).await.unwrap().status(),
+        400,
+        "allowed, then validated"
+    );
+    // Used keys show their last use; a revoked key is refused by the running server at once.
+    let table = String::from_utf8(run(&["keys", "list"]).stdout).unwrap();
+    let used = table.lines().find(|l| l.starts_with(reader_id)).unwrap();
+    assert_ne!(used.split('\t').nth(6), Some("-"), "{used}");
+    let out = run(&["keys", "revoke", reader_id]);
+    assert!(out.status.success());
+    let (s, body) = get(&client, &server.url("/api/v1/accounts"), &reader).await;
+    assert_eq!(
+        (s, body["detail"].clone()),
+        (401, json!("the API key was revoked"))
+    );
+    let table = String::from_utf8(run(&["keys", "list"]).stdout).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(reader_id) && l.contains("\trevoked\t"))
+    );
+    server.stop();
+}

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
 use crate::sync_window::SyncWindow;
+use crate::tx::{Db, WriteTx, with_conn};
 use crate::vault::Vault;
 use crate::{Store, with_pool};
 use mailroom_core::AccountId;
@@ -173,13 +174,20 @@ where
 
 /// Inserts an account with its credentials sealed.
 pub async fn create(store: &Store, vault: &Vault, new: NewAccount<'_>) -> Result<Account> {
+    let mut tx = store.begin_write().await?;
+    let account = create_in(&mut tx, vault, new).await?;
+    tx.commit().await?;
+    Ok(account)
+}
+
+/// [`create`] inside a transaction (the account, its sync window and the event announcing it,
+/// together or not at all).
+pub async fn create_in(tx: &mut WriteTx, vault: &Vault, new: NewAccount<'_>) -> Result<Account> {
     let sealed = vault
         .seal(&credentials_aad(new.id), &new.credentials.to_bytes())
         .await?;
     let settings = new.settings.to_json();
-    // The account and its sync window, together or not at all.
-    with_pool!(store, pool => {
-        let mut tx = pool.begin().await?;
+    with_conn!(Db::Tx(&mut *tx), c => {
         sqlx::query(
             "INSERT INTO accounts (id, workspace_id, type, name, status, settings, credentials, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -192,7 +200,7 @@ pub async fn create(store: &Store, vault: &Vault, new: NewAccount<'_>) -> Result
         .bind(&settings)
         .bind(&sealed)
         .bind(new.now_ms)
-        .execute(&mut *tx)
+        .execute(&mut *c)
         .await?;
         if let Some(w) = new.window {
             sqlx::query(
@@ -203,10 +211,9 @@ pub async fn create(store: &Store, vault: &Vault, new: NewAccount<'_>) -> Result
             .bind(w.since_ms)
             .bind(w.max_per_folder)
             .bind(new.now_ms)
-            .execute(&mut *tx)
+            .execute(&mut *c)
             .await?;
         }
-        tx.commit().await?;
     });
     Ok(Account {
         id: AccountId::from(new.id),
@@ -277,11 +284,26 @@ pub async fn reconnect(
     credentials: &Credentials,
     now_ms: i64,
 ) -> Result<bool> {
+    let mut tx = store.begin_write().await?;
+    let done = reconnect_in(&mut tx, vault, account, settings, credentials, now_ms).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// [`reconnect`] inside a transaction (with the event announcing it).
+pub async fn reconnect_in(
+    tx: &mut WriteTx,
+    vault: &Vault,
+    account: &Account,
+    settings: &AccountSettings,
+    credentials: &Credentials,
+    now_ms: i64,
+) -> Result<bool> {
     let sealed = vault
         .seal(&credentials_aad(&account.id), &credentials.to_bytes())
         .await?;
     let settings = settings.to_json();
-    let n = with_pool!(store, pool => {
+    let n = with_conn!(Db::Tx(&mut *tx), c => {
         sqlx::query(
             "UPDATE accounts SET settings = $1, credentials = $2, status = $3, status_detail = NULL, updated_at = $4 \
              WHERE workspace_id = $5 AND id = $6",
@@ -292,7 +314,7 @@ pub async fn reconnect(
         .bind(now_ms)
         .bind(&account.workspace_id)
         .bind(account.id.as_str())
-        .execute(pool)
+        .execute(&mut *c)
         .await?
         .rows_affected()
     });
@@ -319,11 +341,17 @@ pub async fn credentials(store: &Store, vault: &Vault, id: &str) -> Result<Optio
 
 /// Deletes the account and, with it, its sealed credentials.
 pub async fn delete(store: &Store, workspace_id: &str, id: &str) -> Result<bool> {
-    let n = with_pool!(store, pool => {
+    delete_in(Db::Pool(store), workspace_id, id).await
+}
+
+/// [`delete`] on the pool or inside a transaction (with the purge of its events and the
+/// event announcing the deletion).
+pub async fn delete_in(db: Db<'_>, workspace_id: &str, id: &str) -> Result<bool> {
+    let n = with_conn!(db, c => {
         sqlx::query("DELETE FROM accounts WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)
             .bind(id)
-            .execute(pool)
+            .execute(&mut *c)
             .await?
             .rows_affected()
     });
@@ -393,12 +421,22 @@ pub async fn set_status(
     status: SourceStatus,
     now_ms: i64,
 ) -> Result<bool> {
-    let n = with_pool!(store, pool => {
+    set_status_in(Db::Pool(store), id, status, now_ms).await
+}
+
+/// [`set_status`] on the pool or inside a transaction (with the event announcing the change).
+pub async fn set_status_in(
+    db: Db<'_>,
+    id: &str,
+    status: SourceStatus,
+    now_ms: i64,
+) -> Result<bool> {
+    let n = with_conn!(db, c => {
         sqlx::query("UPDATE accounts SET status = $1, status_detail = NULL, updated_at = $2 WHERE id = $3 AND status <> $1")
             .bind(status.as_str())
             .bind(now_ms)
             .bind(id)
-            .execute(pool)
+            .execute(&mut *c)
             .await?
             .rows_affected()
     });
@@ -415,14 +453,25 @@ pub async fn set_sync_status(
     status: SourceStatus,
     detail: Option<&str>,
 ) -> Result<bool> {
-    let changed = with_pool!(store, pool => {
+    set_sync_status_in(Db::Pool(store), id, status, detail).await
+}
+
+/// [`set_sync_status`] on the pool or inside a transaction (with the event announcing the
+/// change).
+pub async fn set_sync_status_in(
+    db: Db<'_>,
+    id: &str,
+    status: SourceStatus,
+    detail: Option<&str>,
+) -> Result<bool> {
+    let changed = with_conn!(db, c => {
         let changed = sqlx::query(
             "UPDATE accounts SET status = $1, status_detail = $2 WHERE id = $3 AND status <> $1",
         )
         .bind(status.as_str())
         .bind(detail)
         .bind(id)
-        .execute(pool)
+        .execute(&mut *c)
         .await?
         .rows_affected();
         if changed == 0 {
@@ -430,7 +479,7 @@ pub async fn set_sync_status(
                 .bind(detail)
                 .bind(id)
                 .bind(status.as_str())
-                .execute(pool)
+                .execute(&mut *c)
                 .await?;
         }
         changed

@@ -4,7 +4,8 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::tx::{Db, with_conn};
+use crate::tx::{Db, WriteTx, with_conn};
+use crate::webhook_deliveries;
 use crate::{Store, with_pool};
 
 /// A deterministic event id from its parts (e.g. `["send_failed", outbox_id]`).
@@ -33,10 +34,22 @@ pub async fn record(store: &Store, e: NewEvent<'_>) -> Result<()> {
 }
 
 /// [`record`] on the pool or inside a transaction (a sync pass stores a message and the event
-/// announcing it together).
+/// announcing it together). A new event queues its webhook deliveries in the same transaction
+/// (on the pool, a transaction of its own), so it is never stored without them.
 pub async fn record_in(db: Db<'_>, e: NewEvent<'_>) -> Result<()> {
+    match db {
+        Db::Pool(store) => {
+            let mut tx = store.begin_write().await?;
+            record_tx(&mut tx, e).await?;
+            tx.commit().await
+        }
+        Db::Tx(tx) => record_tx(tx, e).await,
+    }
+}
+
+async fn record_tx(tx: &mut WriteTx, e: NewEvent<'_>) -> Result<()> {
     let payload = e.payload.to_string();
-    with_conn!(db, c => {
+    let inserted = with_conn!(Db::Tx(&mut *tx), c => {
         sqlx::query(
             "INSERT INTO events (id, workspace_id, account_id, type, payload, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
@@ -48,17 +61,27 @@ pub async fn record_in(db: Db<'_>, e: NewEvent<'_>) -> Result<()> {
         .bind(&payload)
         .bind(e.now_ms)
         .execute(&mut *c)
-        .await?;
+        .await?
+        .rows_affected()
     });
+    if inserted == 1 {
+        webhook_deliveries::fan_out(tx, e.workspace_id, &e.id, e.kind, e.account_id, e.now_ms)
+            .await?;
+    }
     Ok(())
 }
 
 /// Drops every event of a deleted account (nothing is delivered about its mail any more).
 pub async fn delete_for_account(store: &Store, account_id: &str) -> Result<u64> {
-    Ok(with_pool!(store, pool => {
+    delete_for_account_in(Db::Pool(store), account_id).await
+}
+
+/// [`delete_for_account`] on the pool or inside a transaction (their deliveries go with them).
+pub async fn delete_for_account_in(db: Db<'_>, account_id: &str) -> Result<u64> {
+    Ok(with_conn!(db, c => {
         sqlx::query("DELETE FROM events WHERE account_id = $1")
             .bind(account_id)
-            .execute(pool)
+            .execute(&mut *c)
             .await?
             .rows_affected()
     }))

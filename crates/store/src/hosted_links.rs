@@ -29,6 +29,8 @@ pub struct HostedLink {
     pub account_id: Option<String>,
     pub oauth_provider: Option<String>,
     pub created_at: i64,
+    /// The link's `sync_limit` as stored (`SyncLimit::as_stored`); `None`: the default.
+    pub sync_limit: Option<String>,
 }
 
 pub struct NewLink<'a> {
@@ -45,10 +47,11 @@ pub struct NewLink<'a> {
     pub notify_url: Option<&'a str>,
     pub expires_at: i64,
     pub now_ms: i64,
+    pub sync_limit: Option<&'a str>,
 }
 
 const COLUMNS: &str = "id, workspace_id, kind, providers, reconnect_account, name, success_redirect_url, \
-     failure_redirect_url, notify_url, expires_at, used_at, account_id, oauth_provider, created_at, mode";
+     failure_redirect_url, notify_url, expires_at, used_at, account_id, oauth_provider, created_at, mode, sync_limit";
 
 fn decode<R: Row>(r: &R) -> Result<HostedLink>
 where
@@ -76,6 +79,7 @@ where
         oauth_provider: r.try_get(12)?,
         created_at: r.try_get(13)?,
         mode: r.try_get(14)?,
+        sync_limit: r.try_get(15)?,
     })
 }
 
@@ -84,8 +88,8 @@ pub async fn insert(store: &Store, l: NewLink<'_>) -> Result<()> {
     with_pool!(store, pool => {
         sqlx::query(
             "INSERT INTO hosted_links (id, token_hash, workspace_id, kind, providers, reconnect_account, name, \
-             success_redirect_url, failure_redirect_url, notify_url, expires_at, created_at, mode) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             success_redirect_url, failure_redirect_url, notify_url, expires_at, created_at, mode, sync_limit) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(l.id)
         .bind(hash_token(l.token))
@@ -100,6 +104,7 @@ pub async fn insert(store: &Store, l: NewLink<'_>) -> Result<()> {
         .bind(l.expires_at)
         .bind(l.now_ms)
         .bind(l.mode)
+        .bind(l.sync_limit)
         .execute(pool)
         .await?;
     });
@@ -125,7 +130,7 @@ pub async fn by_oauth_state(store: &Store, state: &str) -> Result<Option<(Hosted
         match sqlx::query(sql).bind(hash_token(state)).fetch_optional(pool).await? {
             None => Ok(None),
             Some(r) => {
-                let verifier: Option<Vec<u8>> = r.try_get(15)?;
+                let verifier: Option<Vec<u8>> = r.try_get(16)?;
                 Ok(Some((decode(&r)?, verifier.unwrap_or_default())))
             }
         }

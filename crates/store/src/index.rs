@@ -859,10 +859,17 @@ pub async fn list_messages_in(
 
 /// Sets the read flag; true when it changed (false also when there is no such message).
 pub async fn set_read(store: &Store, message_id: &str, read: bool, now_ms: i64) -> Result<bool> {
-    let n = with_pool!(store, pool => {
+    set_read_in(Db::Pool(store), message_id, read, now_ms).await
+}
+
+/// [`set_read`] on the pool or in a transaction: with the event announcing the change in the
+/// same transaction, only the writer whose update changed the row announces it (the API and a
+/// sync pass that both saw the flag change cannot both record it).
+pub async fn set_read_in(db: Db<'_>, message_id: &str, read: bool, now_ms: i64) -> Result<bool> {
+    let n = with_conn!(db, c => {
         sqlx::query("UPDATE messages SET read = $1, updated_at = $2 WHERE id = $3 AND read <> $1")
             .bind(read).bind(now_ms).bind(message_id)
-            .execute(pool).await?.rows_affected()
+            .execute(c).await?.rows_affected()
     });
     Ok(n == 1)
 }

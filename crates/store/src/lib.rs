@@ -18,8 +18,11 @@ pub mod outbox;
 pub mod search;
 pub mod sync_leases;
 pub mod sync_window;
+pub mod tracking;
 pub mod tx;
 pub mod vault;
+pub mod webhook_deliveries;
+pub mod webhooks;
 pub mod workspaces;
 
 pub use db::{Backend, Store};

@@ -9,8 +9,9 @@ use crate::{Backend, Store};
 
 /// A write transaction on either backend (SQLite: `BEGIN IMMEDIATE`, so it never has to upgrade
 /// a read lock and fail with SQLITE_BUSY half-way). Dropped without [`WriteTx::commit`], it rolls
-/// back.
-pub struct WriteTx(pub(crate) TxInner);
+/// back. The flag says it queued webhook deliveries: committing it wakes this process's
+/// dispatchers ([`crate::webhook_deliveries::signal`]).
+pub struct WriteTx(pub(crate) TxInner, pub(crate) bool);
 
 pub(crate) enum TxInner {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
@@ -20,10 +21,13 @@ pub(crate) enum TxInner {
 impl Store {
     /// Begins a write transaction.
     pub async fn begin_write(&self) -> Result<WriteTx> {
-        Ok(WriteTx(match self {
-            Store::Sqlite(pool) => TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
-            Store::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
-        }))
+        Ok(WriteTx(
+            match self {
+                Store::Sqlite(pool) => TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+                Store::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
+            },
+            false,
+        ))
     }
 }
 
@@ -45,6 +49,9 @@ impl WriteTx {
         match self.0 {
             TxInner::Sqlite(t) => t.commit().await?,
             TxInner::Postgres(t) => t.commit().await?,
+        }
+        if self.1 {
+            crate::webhook_deliveries::signal().notify_waiters();
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ pub mod integrator;
 pub mod mail;
 pub mod smtp_fault;
 pub mod wait;
+pub mod webhook_receiver;
 
 pub use app::{TestApp, spawn_app};
 pub use db::TestDb;

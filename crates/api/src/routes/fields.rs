@@ -6,6 +6,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, err};
 use mailroom_core::ErrorKind;
+use mailroom_core::mail::SyncLimit;
+use mailroom_core::time_fmt::parse_ms;
 
 pub struct Fields<'a>(pub &'a Map<String, Value>);
 
@@ -101,5 +103,68 @@ impl Fields<'_> {
 
     pub fn host_req(&self, name: &str) -> Result<String, Error> {
         self.host_opt(name)?.ok_or_else(|| missing(name))
+    }
+}
+
+/// `sync_limit`: `"NO_HISTORY_SYNC"` (Unipile's one value), an RFC 3339 date, a message count
+/// per folder, or Unipile's hosted form `{"MAILING": <one of those>}`; absent: the last 30 days.
+pub fn sync_limit(v: Option<&Value>) -> Result<SyncLimit, Error> {
+    let bad = || {
+        err(
+            ErrorKind::InvalidParameters,
+            "sync_limit must be \"NO_HISTORY_SYNC\", an RFC 3339 date (index mail that arrived \
+             since then), a whole number of messages per folder, or {\"MAILING\": one of those}",
+        )
+    };
+    match v {
+        None | Some(Value::Null) => Ok(SyncLimit::Default),
+        Some(Value::String(s)) if s == "NO_HISTORY_SYNC" => Ok(SyncLimit::NoHistory),
+        Some(Value::String(s)) => parse_ms(s.trim()).map(SyncLimit::Since).ok_or_else(bad),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(SyncLimit::Count)
+            .ok_or_else(bad),
+        Some(Value::Object(o)) if o.len() == 1 && o.contains_key("MAILING") => {
+            match o.get("MAILING") {
+                Some(Value::Object(_)) => Err(bad()),
+                inner => sync_limit(inner),
+            }
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sync_limits_parse_every_accepted_form() {
+        let p = |v: serde_json::Value| sync_limit(Some(&v)).map_err(|_| ());
+        assert_eq!(sync_limit(None).ok(), Some(SyncLimit::Default));
+        assert_eq!(p(json!(null)), Ok(SyncLimit::Default));
+        assert_eq!(p(json!("NO_HISTORY_SYNC")), Ok(SyncLimit::NoHistory));
+        assert_eq!(
+            p(json!({"MAILING": "NO_HISTORY_SYNC"})),
+            Ok(SyncLimit::NoHistory)
+        );
+        assert_eq!(
+            p(json!("2026-11-01T00:00:00Z")),
+            Ok(SyncLimit::Since(1_793_491_200_000))
+        );
+        assert_eq!(p(json!(500)), Ok(SyncLimit::Count(500)));
+        for bad in [
+            json!("yesterday"),
+            json!(-1),
+            json!(1.5),
+            json!(true),
+            json!([]),
+            json!({"MESSAGING": 1}),
+            json!({"MAILING": {"MAILING": 1}}),
+        ] {
+            assert_eq!(p(bad.clone()), Err(()), "{bad}");
+        }
     }
 }

@@ -7,6 +7,8 @@ mod folders;
 mod hosted;
 mod ops;
 mod push;
+mod tracking;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -53,6 +55,15 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(emails::attachments::get_attachment))
         .routes(routes!(folders::list_folders))
         .routes(routes!(folders::get_folder))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::replay_delivery))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(emails::send_email))
@@ -80,7 +91,9 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(hosted::oauth_callback),
         )
         // Outside the API key: Pub/Sub authenticates by the secret in the URL.
-        .route("/push/google/{token}", axum::routing::post(push::google));
+        .route("/push/google/{token}", axum::routing::post(push::google))
+        .route("/t/o/{token}", axum::routing::get(tracking::open))
+        .route("/t/c/{token}", axum::routing::get(tracking::click));
     let body_limit = state.config.body_limit;
 
     Router::new()

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use mailroom_core::account::SourceStatus;
 use mailroom_providers::mailbox::{Changes, Watch};
-use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::sync_leases::{self, Requests};
+use mailroom_store::{Db, StoreError};
 
 use super::backoff::Backoff;
 use super::control::AccountSignals;
@@ -326,6 +326,7 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
     let mut version: Option<i64> = None;
     // Set on CREDENTIALS: no attempt until a new version or a restart.
     let mut parked = false;
+    let mut synced_once = false;
     // When the last failed attempt ended: the next one starts at least `backoff_min` after
     // it, whatever woke the loop (a restart included), so logins are that far apart.
     let mut last_failure: Option<Instant> = None;
@@ -381,6 +382,22 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
                     tracing::warn!(account_id, failed = ?report.failed, "some folders could not be synced");
                 }
                 set_status(engine, &account, SourceStatus::Ok, None).await;
+                if !synced_once {
+                    // The first complete pass, announced once in the account's life (the
+                    // event id has no time in it); later loops only try again after a restart.
+                    synced_once = true;
+                    if let Err(e) = status::announce(
+                        Db::Pool(&engine.store),
+                        &account,
+                        "SYNC_SUCCESS",
+                        "",
+                        engine.clock.now_ms(),
+                    )
+                    .await
+                    {
+                        tracing::warn!(account_id, error = %e, "cannot record SYNC_SUCCESS");
+                    }
+                }
                 push.ensure(engine, &account).await;
                 if let Woken::Sweep = wait_for_change(signals, config.sweep, &mut push).await {
                     tracing::trace!(account_id, "sweep");

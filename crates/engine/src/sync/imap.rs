@@ -740,9 +740,15 @@ impl Pass<'_> {
             if *read == c.flags.seen {
                 continue;
             }
-            // Announced before the index changes, under an id fixed by the change (its modseq,
-            // or the row's last change on servers without), so a pass interrupted between
-            // the two announces it once.
+            // The row and the event change together, and only if the row still differs: the
+            // snapshot above may be stale (`PUT /emails/{id}` changed the row and announced it
+            // meanwhile). The event's id is fixed by the change (its modseq, or the row's last
+            // change on servers without).
+            let mut tx = self.store.begin_write().await?;
+            if !index::set_read_in(Db::Tx(&mut tx), message, c.flags.seen, self.now_ms).await? {
+                continue;
+            }
+            report.read_changed += 1;
             if c.flags.seen && announce {
                 let payload = json!({
                     "event": "mail_read",
@@ -755,11 +761,10 @@ impl Pass<'_> {
                     Some(m) => format!("{message}:m{m}"),
                     None => format!("{message}:t{at}"),
                 };
-                self.event("mail_read", &key, payload, report).await?;
+                self.event_in(Db::Tx(&mut tx), "mail_read", &key, payload, report)
+                    .await?;
             }
-            if index::set_read(self.store, message, c.flags.seen, self.now_ms).await? {
-                report.read_changed += 1;
-            }
+            tx.commit().await?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use serde_json::json;
 use mailroom_core::account::SourceStatus;
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::events::{self, NewEvent, event_id};
-use mailroom_store::{Store, StoreError};
+use mailroom_store::{Db, Store, StoreError};
 
 /// Sets `account`'s status (and its reason); records an `account_status` event when the
 /// status actually changed. The event id is derived from the account, the status and the time
@@ -19,7 +19,10 @@ pub async fn set(
     detail: Option<&str>,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
-    if !accounts::set_sync_status(store, &account.id, status, detail).await? {
+    // The change and its event commit together: a crash cannot keep one without the other.
+    let mut tx = store.begin_write().await?;
+    if !accounts::set_sync_status_in(Db::Tx(&mut tx), &account.id, status, detail).await? {
+        tx.commit().await?; // a new reason for the same status
         return Ok(false);
     }
     let mut body = json!({
@@ -30,8 +33,8 @@ pub async fn set(
     if let Some(d) = detail {
         body["reason"] = json!(d);
     }
-    events::record(
-        store,
+    events::record_in(
+        Db::Tx(&mut tx),
         NewEvent {
             id: event_id(&[
                 "account_status",
@@ -47,6 +50,36 @@ pub async fn set(
         },
     )
     .await?;
+    tx.commit().await?;
     tracing::info!(account_id = %account.id, status = status.as_str(), detail, "account status changed");
     Ok(true)
+}
+
+/// Records an `account_status` event that no status column holds (`CREATION_SUCCESS`,
+/// `RECONNECTED`, `SYNC_SUCCESS`, `DELETED`), on the pool or in the transaction of the change it
+/// announces. `key` makes the id: the same key is announced once (e.g. `""` for what happens
+/// once in an account's life, the time for a reconnect).
+pub async fn announce(
+    db: Db<'_>,
+    account: &Account,
+    message: &str,
+    key: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    events::record_in(
+        db,
+        NewEvent {
+            id: event_id(&["account_status", &account.id, message, key]),
+            workspace_id: &account.workspace_id,
+            account_id: Some(&account.id),
+            kind: "account_status",
+            payload: json!({ "AccountStatus": {
+                "account_id": account.id,
+                "account_type": account.account_type.as_str(),
+                "message": message,
+            }}),
+            now_ms,
+        },
+    )
+    .await
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod api_basics;
+mod api_keys;
 mod gmail;
 mod gmail_sync;
 mod graph;
@@ -24,6 +25,8 @@ mod smtp_send;
 mod store;
 mod sync_semantics;
 mod sync_supervisor;
+mod tracking;
+mod webhooks;
 
 use mailroom_testkit::Backend;
 use mailroom_testkit::app::{TestApp, spawn_app};

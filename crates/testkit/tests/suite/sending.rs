@@ -750,7 +750,9 @@ async fn refused_credentials_mark_the_account_and_wait_for_a_reconnect() {
         events::of_type(&app.store, &app.workspace, "account_status")
             .await
             .unwrap()
-            .len(),
+            .iter()
+            .filter(|(_, p)| p["AccountStatus"]["message"] == "CREDENTIALS")
+            .count(),
         1
     );
     // New sends are refused while disconnected; the queued one waits without spending attempts.

@@ -84,7 +84,7 @@ async fn api_keys_verify_only_the_right_secret(backend: Backend) {
     };
     workspaces::ensure(&store, "w1", now()).await.unwrap();
     let key = api_keys::create(&store, "w1", "k", now()).await.unwrap();
-    let id = api_keys::verify(&store, &key.token)
+    let id = api_keys::verify(&store, &key.token, now())
         .await
         .unwrap()
         .expect("valid key");
@@ -94,17 +94,17 @@ async fn api_keys_verify_only_the_right_secret(backend: Backend) {
     // Change the last character of the secret (to one it is not).
     let last = wrong.pop().unwrap();
     wrong.push(if last == 'Q' { 'R' } else { 'Q' });
-    assert!(
-        api_keys::verify(&store, &SecretString::from(wrong))
+    assert_eq!(
+        api_keys::verify(&store, &SecretString::from(wrong), now())
             .await
-            .unwrap()
-            .is_none()
+            .unwrap(),
+        Err(api_keys::Refused::Invalid)
     );
-    assert!(
-        api_keys::verify(&store, &SecretString::from("no-dot".to_owned()))
+    assert_eq!(
+        api_keys::verify(&store, &SecretString::from("no-dot".to_owned()), now())
             .await
-            .unwrap()
-            .is_none()
+            .unwrap(),
+        Err(api_keys::Refused::Invalid)
     );
     // Only a hash is stored: the secret half is nowhere in the table.
     let secret = key
@@ -118,6 +118,117 @@ async fn api_keys_verify_only_the_right_secret(backend: Backend) {
     assert!(!dump.contains(&secret));
 }
 both_backends!(api_keys_verify_only_the_right_secret);
+
+/// Keys expire, are revoked for good, carry their scopes, and record their last use at most
+/// once a minute (not a write per request).
+async fn api_keys_expire_revoke_and_record_their_last_use(backend: Backend) {
+    let Some((_db, store)) = open(backend).await else {
+        return;
+    };
+    let t0 = now();
+    workspaces::ensure(&store, "w1", t0).await.unwrap();
+    workspaces::ensure(&store, "w2", t0).await.unwrap();
+    let new = |name, scopes, expires_at| api_keys::NewKey {
+        workspace_id: "w1",
+        name,
+        scopes,
+        expires_at,
+        rate_per_second: None,
+    };
+    let reader = api_keys::Scopes::parse("read").unwrap();
+    let short = api_keys::create_with(&store, new("short", reader, Some(t0 + 1_000)), t0)
+        .await
+        .unwrap();
+    let id = api_keys::verify(&store, &short.token, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id.scopes, reader);
+    assert_eq!(
+        api_keys::verify(&store, &short.token, t0 + 1_000)
+            .await
+            .unwrap(),
+        Err(api_keys::Refused::Expired)
+    );
+
+    let key = api_keys::create(&store, "w1", "long", t0 + 1)
+        .await
+        .unwrap();
+    let other = api_keys::create(&store, "w2", "theirs", t0).await.unwrap();
+    let last_used = |id: String| {
+        let store = store.clone();
+        async move {
+            api_keys::list(&store, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|k| k.key_id == id)
+                .unwrap()
+                .last_used_at
+        }
+    };
+    assert_eq!(last_used(key.key_id.clone()).await, None);
+    api_keys::verify(&store, &key.token, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    api_keys::verify(&store, &key.token, t0 + 59_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        last_used(key.key_id.clone()).await,
+        Some(t0),
+        "not rewritten within a minute"
+    );
+    api_keys::verify(&store, &key.token, t0 + 61_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last_used(key.key_id.clone()).await, Some(t0 + 61_000));
+
+    let w1: Vec<String> = api_keys::list(&store, Some("w1"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(w1, ["short", "long"]);
+    assert!(
+        api_keys::revoke(&store, &key.key_id, t0 + 70_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        api_keys::revoke(&store, &key.key_id, t0 + 80_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !api_keys::revoke(&store, "AAAAAAAAAAAAAAAAAAAAAA", t0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        api_keys::verify(&store, &key.token, t0 + 71_000)
+            .await
+            .unwrap(),
+        Err(api_keys::Refused::Revoked)
+    );
+    let revoked = api_keys::list(&store, Some("w1")).await.unwrap();
+    assert_eq!(
+        revoked[1].revoked_at,
+        Some(t0 + 70_000),
+        "the first revocation stays"
+    );
+    assert!(
+        api_keys::verify(&store, &other.token, t0)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+both_backends!(api_keys_expire_revoke_and_record_their_last_use);
 
 /// Every row of every table as text (to look for leaked secrets on PostgreSQL, where the
 /// data files are not ours to read).

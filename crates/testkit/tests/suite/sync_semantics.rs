@@ -299,6 +299,82 @@ async fn sync_limit_no_history_a_date_or_a_count(backend: Backend) {
 }
 both_backends!(sync_limit_no_history_a_date_or_a_count);
 
+/// A hosted link's `sync_limit` (Unipile's `{"MAILING": "NO_HISTORY_SYNC"}`) is the linked
+/// account's window: mail already in the mailbox is left out, as on `POST /accounts`; a link
+/// without one gets the default window (yesterday's mail is indexed).
+async fn hosted_links_carry_their_sync_limit(backend: Backend) {
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let Some(mut app) = spawn_app(backend).await else {
+        return;
+    };
+    let run = mailroom_testkit::token();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let in_an_hour = mailroom_core::time_fmt::format_ms(app.engine.clock.now_ms() + 3_600_000);
+    for (n, extra, indexed) in [
+        (1, json!({}), true),
+        (
+            2,
+            json!({"sync_limit": {"MAILING": "NO_HISTORY_SYNC"}}),
+            false,
+        ),
+    ] {
+        let user = rig.create_user();
+        let mut s = rig.imap(&user).await;
+        append(&mut s, "INBOX", Some(&days_ago(1)), &plain(&run, n)).await;
+        let mut body = json!({"type": "create", "providers": ["MAIL"], "expiresOn": in_an_hour,
+            "api_url": app.base_url});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (st, link) = app.post_json("/api/v1/hosted/accounts/link", &body).await;
+        assert_eq!(st, 201, "{link}");
+        let url = link["url"].as_str().unwrap();
+        let form = [
+            ("email", user.address.clone()),
+            ("username", user.address.clone()),
+            ("password", user.password.clone()),
+            ("imap_host", rig.host.clone()),
+            ("imap_port", rig.imap_port.to_string()),
+            ("smtp_host", rig.host.clone()),
+            ("smtp_port", rig.smtp_port.to_string()),
+        ];
+        let r = browser
+            .post(format!("{url}/imap"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
+        let (_, list) = app.get("/api/v1/accounts").await;
+        let acc = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == user.address.as_str())
+            .unwrap_or_else(|| panic!("{list}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let account = accounts::get_any(&app.store, &acc).await.unwrap().unwrap();
+        let l = Linked {
+            app,
+            account,
+            acc,
+            session: s,
+        };
+        pass(&l).await;
+        assert_eq!(by_mid(&l, &run, n).await.is_some(), indexed, "{extra}");
+        app = l.app;
+    }
+}
+both_backends!(hosted_links_carry_their_sync_limit);
+
 async fn an_interrupted_first_fetch_resumes_and_announces_what_arrived_meanwhile(backend: Backend) {
     let Some((_rig, _user, mut l)) = link(backend, json!({})).await else {
         return;

@@ -50,7 +50,7 @@ pub async fn create_draft(
         message_max: state.config.message_max_bytes,
     };
     let raw = decode::read(req, &limits).await?;
-    let draft = SendRequest::parse(&raw)?;
+    let draft = SendRequest::parse(&raw, &state.config.public_url)?;
     if draft.input.draft_id.is_some() {
         return Err(err(
             ErrorKind::InvalidParameters,

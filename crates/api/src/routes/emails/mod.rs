@@ -82,7 +82,10 @@ pub struct SendEmailBody {
     reply_to: Option<String>,
     /// `[{name, value}]`: `X-*`, `Reply-To`, `List-Unsubscribe`, `List-Unsubscribe-Post`.
     custom_headers: Option<Vec<HeaderInput>>,
-    /// Accepted; open and click tracking is not implemented yet.
+    /// `{opens?: bool, links?: bool, label?: string, custom_domain?: string}`: an HTML body gets a
+    /// 1×1 image (`/t/o/…`) and its links go through `/t/c/…`; the recipient's opens and clicks
+    /// become `mail_opened` / `mail_link_clicked` events (docs/webhooks.md). Plain-text bodies are
+    /// not tracked.
     tracking_options: Option<Object>,
     /// RFC 3339; a future date schedules the send.
     send_at: Option<String>,
@@ -183,7 +186,7 @@ pub async fn send_email(
         message_max: state.config.message_max_bytes,
     };
     let raw = decode::read(req, &limits).await?;
-    let send = SendRequest::parse(&raw)?;
+    let send = SendRequest::parse(&raw, &state.config.public_url)?;
     let fingerprint = send.fingerprint();
     let answer = mailroom_engine::send::accept(
         &state.engine,

@@ -11,9 +11,79 @@ use mailroom_core::email::Attendee;
 use mailroom_core::time_fmt::parse_ms;
 use mailroom_engine::compose::{MimeError, guard};
 use mailroom_engine::send::SendInput;
+use mailroom_engine::tracking::TrackingOptions;
 
-/// A parsed send: what the engine's send use case takes, and the tracking options (accepted
-/// and part of the request's identity; tracking itself is not built yet).
+/// `tracking_options`: `{opens?, links?, label?, custom_domain?}` (booleans, a label of at most
+/// 255 characters, a host name). `None` when neither opens nor links are asked for.
+fn tracking_options(v: &Value, public_url: &url::Url) -> Result<Option<TrackingOptions>, Error> {
+    let Some(o) = v.as_object() else {
+        return Err(invalid("tracking_options must be an object"));
+    };
+    if let Some(k) = o
+        .keys()
+        .find(|k| !["opens", "links", "label", "custom_domain"].contains(&k.as_str()))
+    {
+        return Err(invalid(format!(
+            "tracking_options.{k} is unknown (opens, links, label, custom_domain)"
+        )));
+    }
+    let flag = |name: &str| match o.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(invalid(format!(
+            "tracking_options.{name} must be true or false"
+        ))),
+    };
+    let text = |name: &str| match o.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= 255 && !s.chars().any(char::is_control) => {
+            Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
+        }
+        Some(_) => Err(invalid(format!(
+            "tracking_options.{name} must be a string of at most 255 characters"
+        ))),
+    };
+    let (opens, links, label) = (flag("opens")?, flag("links")?, text("label")?);
+    let custom_domain = text("custom_domain")?.map(|d| d.to_ascii_lowercase());
+    let base = match &custom_domain {
+        None => public_url.clone(),
+        Some(d) => {
+            let host_like = d.contains('.')
+                && d.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            host_like
+                .then(|| url::Url::parse(&format!("https://{d}/")).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "tracking_options.custom_domain must be a host name like track.example.com, got `{d}`"
+                    ))
+                })?
+        }
+    };
+    if !opens && !links {
+        return Ok(None);
+    }
+    let mut base = base;
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    Ok(Some(TrackingOptions {
+        opens,
+        links,
+        label,
+        custom_domain,
+        base,
+    }))
+}
+
+/// A parsed send: what the engine's send use case takes, and the tracking options as given
+/// (part of the request's identity).
 #[derive(Debug)]
 pub struct SendRequest {
     pub input: SendInput,
@@ -90,7 +160,9 @@ fn attendees(raw: &RawSend, name: &str) -> Result<Vec<Attendee>, Error> {
 }
 
 impl SendRequest {
-    pub fn parse(raw: &RawSend) -> Result<Self, Error> {
+    /// `public_url` is where the tracking URLs point unless `tracking_options.custom_domain`
+    /// names another host.
+    pub fn parse(raw: &RawSend, public_url: &url::Url) -> Result<Self, Error> {
         let account_id = text(raw, "account_id")?
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| err(ErrorKind::MissingParameters, "account_id is required"))?;
@@ -171,12 +243,10 @@ impl SendRequest {
             }
             Some(_) => return Err(invalid("custom_headers must be an array of {name, value}")),
         };
-        if let Some(t) = raw.fields.get("tracking_options")
-            && !t.is_null()
-            && !t.is_object()
-        {
-            return Err(invalid("tracking_options must be an object"));
-        }
+        let tracking = match raw.fields.get("tracking_options") {
+            None | Some(Value::Null) => None,
+            Some(t) => tracking_options(t, public_url)?,
+        };
         for (i, a) in raw.attachments.iter().enumerate() {
             if a.filename.trim().is_empty()
                 || a.filename
@@ -220,6 +290,7 @@ impl SendRequest {
                 custom_headers,
                 send_at,
                 draft_id,
+                tracking,
             },
             tracking_options: raw
                 .fields

@@ -17,7 +17,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use self::pages::ImapValues;
-use super::fields::Fields;
+use super::fields::{Fields, sync_limit};
 use crate::auth::Caller;
 use crate::error::{ErrorBody, Result, err};
 use crate::extract::JsonObject;
@@ -65,6 +65,11 @@ pub struct HostedLinkRequest {
     /// mailroom extension: `full` (default; read and send) or `send` (send only, least scopes:
     /// `gmail.send`, `Mail.Send`).
     mode: Option<String>,
+    /// How much mail already in the mailbox its first sync indexes (create links): Unipile's
+    /// `{"MAILING": "NO_HISTORY_SYNC"}`, or as on `POST /accounts`: `"NO_HISTORY_SYNC"`, an RFC 3339
+    /// date, a count per folder; absent: the last 30 days.
+    #[schema(value_type = Option<Object>)]
+    sync_limit: Option<serde_json::Value>,
 }
 
 fn http_url(f: &Fields<'_>, name: &str) -> Result<Option<String>> {
@@ -184,6 +189,7 @@ pub async fn create_link(
             success_redirect_url: http_url(&f, "success_redirect_url")?,
             failure_redirect_url: http_url(&f, "failure_redirect_url")?,
             notify_url: http_url(&f, "notify_url")?,
+            sync_limit: sync_limit(body.get("sync_limit"))?,
         },
     )
     .await?;
@@ -405,13 +411,7 @@ fn fail(link: &HostedLink, reason: &str, text: &str) -> Response {
 /// The mailbox is linked: tell the integrator (`notify_url`) and send the user on.
 async fn finish(state: &AppState, link: &HostedLink, linked: Linked) -> Response {
     let account = &linked.account;
-    let status = hosted::linked(
-        &state.engine,
-        link,
-        &linked,
-        state.config.webhook_allow_private,
-    )
-    .await;
+    let status = hosted::linked(&state.engine, link, &linked).await;
     match link
         .success_redirect_url
         .as_deref()
