@@ -21,7 +21,7 @@ use mailroom_core::email::OutgoingAttachment;
 use mailroom_core::id::looks_like_id;
 use mailroom_core::mail::FolderRole;
 use mailroom_core::{ApiError, ErrorKind, new_id};
-use mailroom_providers::mailbox::{FetchedMessage, MessageFlags, PartStream};
+use mailroom_providers::mailbox::{FetchedMessage, MessageFlags, PartStream, SyncModel};
 use mailroom_providers::{FailureKind, MailError, Mailbox, Trashed};
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::events::{self, NewEvent};
@@ -239,10 +239,159 @@ pub async fn update(
         )));
     }
     let l = locate(engine, workspace, r).await?;
+    if open(engine, &l.account).await?.sync_model() == SyncModel::Feed {
+        return match (change.unread, change.folders) {
+            (Some(unread), _) => feed::set_read(engine, &l, !unread).await,
+            (None, Some(folders)) => feed::move_to(engine, &l, &folders[0]).await,
+            (None, None) => unreachable!("checked above"),
+        };
+    }
     match (change.unread, change.folders) {
         (Some(unread), _) => set_read(engine, &l, !unread).await,
         (None, Some(folders)) => move_to(engine, &l, &folders[0]).await,
         (None, None) => unreachable!("checked above"),
+    }
+}
+
+/// The same changes on a feed mailbox (Gmail): a message is found by its provider id and is in
+/// folders by label, without UIDs. The provider first, then the index as the feed sync would
+/// leave it (so its next pass finds nothing to announce), then the event.
+mod feed {
+    use super::*;
+
+    /// The index's folder rows of these provider ids (label ids), in that order.
+    async fn rows(
+        engine: &Engine,
+        l: &Located,
+        provider_ids: &[String],
+    ) -> Result<Vec<FolderRow>, ApiError> {
+        let all = index::list_folders(
+            &engine.store,
+            &l.account.workspace_id,
+            Some(l.account.id.as_str()),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(provider_ids
+            .iter()
+            .filter_map(|p| all.iter().find(|f| &f.provider_id == p).cloned())
+            .collect())
+    }
+
+    /// The message's folders as the index has them.
+    async fn current(engine: &Engine, l: &Located) -> Result<Vec<FolderRow>, ApiError> {
+        let mut out = vec![];
+        for link in &l.message.folders {
+            if let Some(f) =
+                index::get_folder(&engine.store, &l.account.workspace_id, &link.folder_id)
+                    .await
+                    .map_err(store_error)?
+            {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Links the message to exactly `folders` in the index.
+    async fn relink(engine: &Engine, l: &Located, folders: &[FolderRow]) -> Result<(), ApiError> {
+        let mut ids: Vec<String> = folders.iter().map(|f| f.id.clone()).collect();
+        ids.sort();
+        let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+        mailroom_store::feed::set_folders_in(&mut tx, &l.message.id, &ids)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    pub(super) async fn set_read(engine: &Engine, l: &Located, read: bool) -> Result<(), ApiError> {
+        let mailbox = open(engine, &l.account).await?;
+        bounded(engine, mailbox.feed_set_read(&l.message.provider_id, read)).await?;
+        let changed = index::set_read(&engine.store, &l.message.id, read, engine.clock.now_ms())
+            .await
+            .map_err(store_error)?;
+        if changed && read {
+            let first = current(engine, l).await?.into_iter().next();
+            let payload = json!({
+                "event": "mail_read",
+                "account_id": l.account.id.as_str(),
+                "email_id": l.message.id,
+                "folder": first.as_ref().map(|f| f.name.clone()),
+                "role": first.as_ref().map(|f| f.role.as_str()),
+            });
+            let stamp = format!("read@{}", l.message.updated_at);
+            record(engine, l, "mail_read", &stamp, payload).await?;
+        }
+        Ok(())
+    }
+
+    /// A move: into `name`, out of every other folder (Gmail: the target label added, the
+    /// other folder labels removed).
+    pub(super) async fn move_to(engine: &Engine, l: &Located, name: &str) -> Result<(), ApiError> {
+        let to = folder_named(engine, l, name).await?;
+        let from = current(engine, l).await?;
+        if from.len() == 1 && from[0].id == to.id {
+            return Ok(());
+        }
+        let remove: Vec<&str> = from
+            .iter()
+            .filter(|f| f.id != to.id)
+            .map(|f| f.provider_id.as_str())
+            .collect();
+        let mailbox = open(engine, &l.account).await?;
+        let now_in = bounded(
+            engine,
+            mailbox.feed_move(&l.message.provider_id, &to.provider_id, &remove),
+        )
+        .await?;
+        let folders = rows(engine, l, &now_in).await?;
+        relink(engine, l, &folders).await?;
+        let left = from.iter().find(|f| f.id != to.id);
+        let payload = json!({
+            "event": "mail_moved",
+            "account_id": l.account.id.as_str(),
+            "email_id": l.message.id,
+            "provider_id": l.message.provider_id,
+            "message_id": l.message.message_id,
+            "from_folder": left.map(|f| f.name.clone()),
+            "from_role": left.map(|f| f.role.as_str()),
+            "folder": to.name,
+            "role": to.role.as_str(),
+            "folders": folders.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+        });
+        // One event per move request that changed something (a retry finds it there).
+        let stamp = format!("{}@{}", to.id, engine.clock.now_ms());
+        record(engine, l, "mail_moved", &stamp, payload).await
+    }
+
+    /// To the Trash (Gmail `messages.trash`); a message already there stays (deleting for
+    /// good needs the full `mail.google.com` scope, which mailroom does not ask for).
+    pub(super) async fn delete(engine: &Engine, l: &Located) -> Result<(), ApiError> {
+        let from = current(engine, l).await?;
+        if from.iter().any(|f| f.role == FolderRole::Trash) {
+            return Ok(());
+        }
+        let mailbox = open(engine, &l.account).await?;
+        let now_in = bounded(engine, mailbox.feed_trash(&l.message.provider_id)).await?;
+        let mut folders = rows(engine, l, &now_in).await?;
+        if !folders.iter().any(|f| f.role == FolderRole::Trash)
+            && now_in.iter().any(|p| p == "TRASH")
+        {
+            folders.push(folder_row(engine, &l.account, "TRASH", FolderRole::Trash).await?);
+        }
+        relink(engine, l, &folders).await?;
+        let first = from.first();
+        let payload = json!({
+            "event": "mail_deleted",
+            "account_id": l.account.id.as_str(),
+            "email_id": l.message.id,
+            "provider_id": l.message.provider_id,
+            "message_id": l.message.message_id,
+            "folder": first.map(|f| f.name.clone()),
+            "role": first.map(|f| f.role.as_str()),
+            "trashed_to": "TRASH",
+        });
+        record(engine, l, "mail_deleted", "trash", payload).await
     }
 }
 
@@ -384,6 +533,9 @@ async fn move_to(engine: &Engine, l: &Located, name: &str) -> Result<(), ApiErro
 /// Trash already).
 pub async fn delete(engine: &Engine, workspace: &str, r: EmailRef<'_>) -> Result<(), ApiError> {
     let l = locate(engine, workspace, r).await?;
+    if open(engine, &l.account).await?.sync_model() == SyncModel::Feed {
+        return feed::delete(engine, &l).await;
+    }
     // A copy outside the Trash first.
     let (from, uid) = l
         .places
@@ -459,9 +611,17 @@ pub async fn attachment(
             )
         })?;
     let part = meta.part.as_deref().unwrap_or(&meta.id);
-    let (folder, uid) = l.first_place()?;
     let mailbox = open(engine, &l.account).await?;
-    let stream = bounded(engine, mailbox.open_part(&folder.provider_id, *uid, part)).await?;
+    let stream = match mailbox.sync_model() {
+        SyncModel::Folders => {
+            let (folder, uid) = l.first_place()?;
+            bounded(engine, mailbox.open_part(&folder.provider_id, *uid, part)).await?
+        }
+        // A feed mailbox finds a message by its provider id, in whatever folders it is.
+        SyncModel::Feed => {
+            bounded(engine, mailbox.feed_open_part(&l.message.provider_id, part)).await?
+        }
+    };
     let deadline = engine.outbox.config().send_timeout;
     Ok(AttachmentStream {
         name: meta.name.clone(),

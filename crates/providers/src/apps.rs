@@ -10,6 +10,27 @@ pub struct ProviderApp {
     pub oauth: OAuthApp,
     /// Gmail: the API root (`https://gmail.googleapis.com/`); Graph: `…/v1.0`.
     pub api_base: url::Url,
+    /// Gmail push through Cloud Pub/Sub, when the operator set it up (Google only).
+    pub push: Option<GmailPush>,
+}
+
+/// The operator's Cloud Pub/Sub set-up for Gmail push: the topic Gmail publishes mailbox
+/// changes to (`users.watch`), and the secret that the push subscription's endpoint URL
+/// carries (`…/push/google/{token}`), which is how a push request proves it comes from that
+/// subscription.
+#[derive(Clone)]
+pub struct GmailPush {
+    /// `projects/<project>/topics/<topic>`.
+    pub topic: String,
+    pub token: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for GmailPush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GmailPush")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the operator configured; either may be absent.

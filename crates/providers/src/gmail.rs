@@ -1,11 +1,18 @@
 //! Gmail API v1 client (reqwest): `users.getProfile`, `users.messages.send` (JSON `raw` up to
 //! 5 MB, a resumable upload above, 35 MiB cap enforced locally) and finding a message by its
-//! Message-ID (`messages.list q=rfc822msgid:` + `messages.get format=metadata`).
+//! Message-ID (`messages.list q=rfc822msgid:` + `messages.get format=metadata`); the sync's
+//! reads (labels, message ids, `messages.get`, `history.list`) are in [`feed`].
 //!
 //! Errors are classified per `reference/providers.md` A.7 into [`MailError`]s
 //! (`Protocol::Gmail`), the same classes the outbox uses for every provider.
 
+mod feed;
+
 use std::time::Duration;
+
+pub use self::feed::{
+    GmailLabel, GmailMessage, GmailWatch, HistoryPage, HistoryRecord, MessagePage, Relabel,
+};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

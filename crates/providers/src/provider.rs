@@ -34,12 +34,13 @@ impl Provider {
         }
     }
 
-    /// Whether mailroom can read (and so sync) this provider's mailboxes yet. Gmail's history
-    /// and Graph's delta readers are not built: their read calls answer "not built".
+    /// Whether mailroom can read (and so sync) this provider's mailboxes yet: IMAP folders and
+    /// Gmail's history feed are built; Graph's delta reader is not (its read calls answer "not
+    /// built").
     pub fn reads(self) -> bool {
         match self {
-            Provider::Imap => true,
-            Provider::Gmail | Provider::Graph => false,
+            Provider::Imap | Provider::Gmail => true,
+            Provider::Graph => false,
         }
     }
 

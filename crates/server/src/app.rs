@@ -11,7 +11,7 @@ use crate::config::Settings;
 use mailroom_api::{ApiConfig, AppState};
 use mailroom_core::{Clock, SystemClock};
 use mailroom_engine::Engine;
-use mailroom_engine::apps::{ProviderApp, ProviderApps};
+use mailroom_engine::apps::{GmailPush, ProviderApp, ProviderApps};
 use mailroom_engine::webhooks::WebhookConfig;
 use mailroom_providers::NetPolicy;
 use mailroom_providers::oauth::{IdP, OAuthApp};
@@ -193,6 +193,13 @@ fn provider_apps(settings: &Settings, public_url: &url::Url) -> anyhow::Result<P
                 redirect_uri: public_url.join(path)?,
             },
             api_base: c.api_url.clone(),
+            push: match idp {
+                IdP::Google => settings.google_push.as_ref().map(|p| GmailPush {
+                    topic: p.topic.clone(),
+                    token: p.token.clone(),
+                }),
+                IdP::Microsoft => None,
+            },
         })
     };
     Ok(ProviderApps {

@@ -55,6 +55,10 @@ pub struct RawConfig {
     pub google_auth_url: Option<String>,
     pub google_token_url: Option<String>,
     pub gmail_api_url: Option<String>,
+    /// Gmail push: the Cloud Pub/Sub topic `users.watch` publishes to, and the secret of the
+    /// push endpoint's URL (both or neither).
+    pub google_pubsub_topic: Option<String>,
+    pub google_push_token: Option<SecretString>,
     pub microsoft_client_id: Option<String>,
     pub microsoft_client_secret: Option<SecretString>,
     pub microsoft_auth_url: Option<String>,
@@ -96,6 +100,8 @@ impl Default for RawConfig {
             google_auth_url: None,
             google_token_url: None,
             gmail_api_url: None,
+            google_pubsub_topic: None,
+            google_push_token: None,
             microsoft_client_id: None,
             microsoft_client_secret: None,
             microsoft_auth_url: None,
@@ -126,6 +132,58 @@ pub struct AppConfig {
     pub token_url: url::Url,
     /// Gmail: the API root; Graph: the `…/v1.0` root.
     pub api_url: url::Url,
+}
+
+/// The operator's Pub/Sub set-up for Gmail push (`docs/sync.md`, "Gmail push").
+#[derive(Clone)]
+pub struct GooglePush {
+    /// `projects/<project>/topics/<topic>`.
+    pub topic: String,
+    /// The secret in the push endpoint's URL: `<public url>/push/google/<token>`.
+    pub token: SecretString,
+}
+
+/// Reads the Gmail push variables: both or neither, a topic of Pub/Sub's form, a token long
+/// enough to be a secret, and only with a Google app.
+fn google_push(
+    topic: Option<String>,
+    token: Option<SecretString>,
+    google: bool,
+) -> Result<Option<GooglePush>, ConfigError> {
+    let topic = topic.filter(|t| !t.trim().is_empty());
+    let token = token.filter(|t| !t.expose_secret().trim().is_empty());
+    match (topic, token) {
+        (None, None) => Ok(None),
+        (Some(topic), Some(token)) => {
+            let parts: Vec<&str> = topic.split('/').collect();
+            if !(parts.len() == 4 && parts[0] == "projects" && parts[2] == "topics")
+                || parts.iter().any(|p| p.is_empty())
+            {
+                return Err(invalid(
+                    "MAILROOM_GOOGLE_PUBSUB_TOPIC must be projects/<project>/topics/<topic>",
+                ));
+            }
+            let t = token.expose_secret();
+            if t.len() < 24
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(
+                    "MAILROOM_GOOGLE_PUSH_TOKEN must be at least 24 URL-safe characters (letters, digits, - and _)",
+                ));
+            }
+            if !google {
+                return Err(invalid(
+                    "MAILROOM_GOOGLE_PUBSUB_TOPIC needs the Google app (MAILROOM_GOOGLE_CLIENT_ID)",
+                ));
+            }
+            Ok(Some(GooglePush { topic, token }))
+        }
+        _ => Err(invalid(
+            "MAILROOM_GOOGLE_PUBSUB_TOPIC and MAILROOM_GOOGLE_PUSH_TOKEN go together",
+        )),
+    }
 }
 
 fn app_config(
@@ -180,6 +238,8 @@ pub struct Settings {
     pub database_url: String,
     pub public_url: Option<url::Url>,
     pub google: Option<AppConfig>,
+    /// Gmail push through Cloud Pub/Sub (needs `google`); `None`: Gmail accounts are polled.
+    pub google_push: Option<GooglePush>,
     pub microsoft: Option<AppConfig>,
     pub master_key: MasterKeySource,
     pub mail_allow_private: bool,
@@ -291,6 +351,11 @@ impl RawConfig {
                     "https://gmail.googleapis.com/",
                 ),
             ],
+        )?;
+        let google_push = google_push(
+            self.google_pubsub_topic,
+            self.google_push_token,
+            google.is_some(),
         )?;
         let microsoft = app_config(
             "MICROSOFT",
@@ -404,6 +469,7 @@ impl RawConfig {
             database_url: self.database_url,
             public_url,
             google,
+            google_push,
             microsoft,
             master_key,
             mail_allow_private: self.mail_allow_private,
@@ -445,6 +511,7 @@ impl Settings {
             database_url: database_url.to_owned(),
             public_url: None,
             google: None,
+            google_push: None,
             microsoft: None,
             master_key: MasterKeySource::Configured(SecretString::from(master_key_b64.to_owned())),
             mail_allow_private: true,
@@ -593,5 +660,38 @@ mod tests {
                 .contains("MAILROOM_MASTER_KEY is required")
         );
         assert!(bad(|c| c.public_url = Some("ftp://x".into())).contains("MAILROOM_PUBLIC_URL"));
+    }
+
+    #[test]
+    fn gmail_push_needs_both_variables_a_topic_and_a_long_token() {
+        let with = |topic: Option<&str>, token: Option<&str>, google: bool| {
+            let mut c = RawConfig::default();
+            if google {
+                c.google_client_id = Some("id".into());
+                c.google_client_secret = Some(SecretString::from("secret"));
+            }
+            c.google_pubsub_topic = topic.map(str::to_owned);
+            c.google_push_token = token.map(|t| SecretString::from(t.to_owned()));
+            c.validate()
+        };
+        let token = "abcdefghijklmnopqrstuvwxyz";
+        let ok = with(Some("projects/p/topics/gmail"), Some(token), true).unwrap();
+        assert_eq!(ok.google_push.unwrap().topic, "projects/p/topics/gmail");
+        assert!(with(None, None, true).unwrap().google_push.is_none());
+        let err =
+            |r: Result<Settings, ConfigError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(with(Some("projects/p/topics/gmail"), None, true)).contains("go together"));
+        assert!(
+            err(with(Some("gmail"), Some(token), true))
+                .contains("MAILROOM_GOOGLE_PUBSUB_TOPIC must be")
+        );
+        assert!(
+            err(with(Some("projects/p/topics/g"), Some("short"), true))
+                .contains("MAILROOM_GOOGLE_PUSH_TOKEN")
+        );
+        assert!(
+            err(with(Some("projects/p/topics/g"), Some(token), false))
+                .contains("MAILROOM_GOOGLE_CLIENT_ID")
+        );
     }
 }

@@ -517,6 +517,23 @@ pub async fn sync_candidates(store: &Store) -> Result<Vec<SyncCandidate>> {
         .collect()
 }
 
+/// Every account of one type, whatever its workspace, oldest first (a Gmail push names a
+/// mailbox address, not an account: the engine finds its accounts among these).
+pub async fn of_type(store: &Store, account_type: AccountType) -> Result<Vec<Account>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM accounts WHERE type = $1 ORDER BY created_at, id"
+    ));
+    with_pool!(store, pool => {
+        sqlx::query(sql)
+            .bind(account_type.as_str())
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    })
+}
+
 /// The account by id, whatever its workspace (the engine's view).
 pub async fn get_any(store: &Store, id: &str) -> Result<Option<Account>> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM accounts WHERE id = $1"));

@@ -10,6 +10,7 @@ mod blob;
 mod db;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod hosted_links;
 pub mod index;
 pub mod index_query;

@@ -6,6 +6,7 @@ mod fields;
 mod folders;
 mod hosted;
 mod ops;
+mod push;
 mod tracking;
 mod webhooks;
 
@@ -89,6 +90,8 @@ pub fn router(state: AppState) -> Router {
             "/oauth/{provider}/callback",
             axum::routing::get(hosted::oauth_callback),
         )
+        // Outside the API key: Pub/Sub authenticates by the secret in the URL.
+        .route("/push/google/{token}", axum::routing::post(push::google))
         .route("/t/o/{token}", axum::routing::get(tracking::open))
         .route("/t/c/{token}", axum::routing::get(tracking::click));
     let body_limit = state.config.body_limit;
@@ -135,6 +138,9 @@ pub(crate) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
         if path.starts_with(prefix) {
             return std::borrow::Cow::Owned(format!("{prefix}{{token}}"));
         }
+    }
+    if path.starts_with("/push/google/") {
+        return std::borrow::Cow::Borrowed("/push/google/{token}");
     }
     match path.strip_prefix("/hosted/") {
         Some(rest) => {

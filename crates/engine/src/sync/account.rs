@@ -26,8 +26,9 @@ use mailroom_store::{Db, StoreError};
 
 use super::backoff::Backoff;
 use super::control::AccountSignals;
-use super::imap::{SyncError, sync_account_once};
+use super::imap::SyncError;
 use super::status;
+use super::sync_once;
 use crate::Engine;
 use crate::mailboxes::OpenError;
 
@@ -371,7 +372,7 @@ async fn account_loop(engine: &Engine, account_id: &str, signals: &AccountSignal
             let earliest = at + config.backoff_min;
             tokio::time::sleep_until(earliest.into()).await;
         }
-        match sync_account_once(engine, &account).await {
+        match sync_once(engine, &account).await {
             Ok(report) => {
                 backoff.reset();
                 last_failure = None;

@@ -171,3 +171,37 @@ pub(crate) async fn restart_loop(
     }
     Ok(())
 }
+
+/// A Gmail push (Cloud Pub/Sub) said the mailbox `email` changed: every Gmail account of that
+/// address (in any workspace) gets a pass now, by whichever process syncs it, exactly as
+/// `GET /accounts/{id}/sync` does. The pass reads the history from the *stored* history id,
+/// not the pushed one (a push is a hint; pushes may be lost, repeated or out of order, and
+/// a push and a poll that see the same change announce it once). Answers how many accounts
+/// were nudged.
+pub async fn gmail_pushed(
+    engine: &Engine,
+    email: &str,
+) -> Result<usize, mailroom_store::StoreError> {
+    let accounts = mailroom_store::accounts::of_type(
+        &engine.store,
+        mailroom_core::account::AccountType::GoogleOauth,
+    )
+    .await?;
+    let now = engine.clock.now_ms();
+    let mut n = 0;
+    for a in accounts {
+        let mailroom_core::account::AccountSettings::OAuth(s) = &a.settings else {
+            continue;
+        };
+        if !s.email.eq_ignore_ascii_case(email.trim()) {
+            continue;
+        }
+        sync_leases::request_resync(&engine.store, &a.id, now).await?;
+        if let Some(local) = engine.sync.local(&a.id) {
+            local.resync_at.store(now, Ordering::SeqCst);
+            local.nudge();
+        }
+        n += 1;
+    }
+    Ok(n)
+}

@@ -1,7 +1,8 @@
 //! Keeping the mail index current from the providers.
 //!
-//! - [`imap::sync_account_once`]: one pass of IMAP folder sync into the index, with the
-//!   subject fallback of threading in [`threading`];
+//! - [`sync_once`]: one pass of the account's sync, by its mailbox's model: per folder
+//!   ([`imap::sync_account_once`], with the subject fallback of threading in [`threading`]) or
+//!   through the account's change feed ([`feed::sync_feed_once`]: Gmail history);
 //! - [`supervisor`]: the background worker that decides which accounts this process syncs
 //!   (leases shared with the other processes) and runs one loop per owned account
 //!   ([`account`]: pass → wait for a change, the sweep timer or a nudge → pass …, with
@@ -14,6 +15,7 @@
 pub mod account;
 mod backoff;
 pub mod control;
+pub mod feed;
 pub mod imap;
 pub mod status;
 pub mod supervisor;
@@ -22,6 +24,22 @@ pub mod threading;
 use std::time::Duration;
 
 pub use control::SyncControl;
+
+use mailroom_providers::mailbox::SyncModel;
+use mailroom_store::accounts::Account;
+
+use self::imap::{SyncError, SyncReport};
+use crate::Engine;
+
+/// One sync pass of `account`, by the model its mailbox is read with (the seam says which;
+/// nothing here asks which provider it is).
+pub async fn sync_once(engine: &Engine, account: &Account) -> Result<SyncReport, SyncError> {
+    let mailbox = engine.mailboxes().open(account).await?;
+    match mailbox.sync_model() {
+        SyncModel::Folders => imap::sync_account_once(engine, account).await,
+        SyncModel::Feed => feed::sync_feed_once(engine, account, &mailbox).await,
+    }
+}
 
 /// How the sync supervisor runs.
 #[derive(Debug, Clone)]

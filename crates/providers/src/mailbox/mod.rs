@@ -15,10 +15,12 @@
 //! of the provider APIs and the per-mailbox request slots of Gmail and Graph.
 
 mod changing;
+pub mod feed;
 mod gmail;
 mod grants;
 mod graph;
 mod imap;
+mod pacing;
 mod part_stream;
 pub mod reading;
 pub mod session_pool;
@@ -44,6 +46,9 @@ use crate::imap_smtp::send::SmtpPool;
 use crate::provider::Provider;
 
 pub use self::changing::{Appended, Trashed};
+pub use self::feed::{
+    FeedChanges, FeedFolder, FeedMessage, FeedPage, FeedWindow, SyncModel, Touched,
+};
 pub use self::part_stream::PartStream;
 pub use self::reading::{
     FetchedMessage, FlagChange, FolderChanges, FolderState, MessageFlags, RemoteFolder, RemoteRole,
@@ -55,6 +60,10 @@ pub use self::watching::{Changes, Watch, WatchOptions};
 /// Requests in flight per Gmail or Outlook mailbox (Graph answers 429 `ApplicationThrottled`
 /// past 4 concurrent requests per app and mailbox; Gmail is held to the same).
 pub const API_CONCURRENCY_PER_MAILBOX: usize = 4;
+
+/// Gmail's per-user quota (`reference/providers.md`: 250 units per user per second as a moving
+/// average; 15,000 per minute in the newer table): what one mailbox's sync reads are paced to.
+pub const GMAIL_UNITS_PER_SEC: u32 = 250;
 
 /// Where an OAuth mailbox gets its access tokens (the engine's token manager: refreshed ahead
 /// of expiry, one refresh per account across processes, a revoked grant recorded).
@@ -123,6 +132,8 @@ struct Shared {
     smtp: SmtpPool,
     imap: ImapPool,
     api_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Per-mailbox quota budgets of the Gmail reads (see [`pacing`]).
+    gmail_pacers: Mutex<HashMap<String, Arc<pacing::Pacer>>>,
 }
 
 impl Providers {
@@ -147,6 +158,7 @@ impl Providers {
                 apps,
                 smtp: SmtpPool::default(),
                 api_slots: Mutex::new(HashMap::new()),
+                gmail_pacers: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -178,6 +190,18 @@ impl Providers {
             .clone()
     }
 
+    fn gmail_pacer(&self, account_id: &str) -> Arc<pacing::Pacer> {
+        self.inner
+            .gmail_pacers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account_id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(pacing::Pacer::new(GMAIL_UNITS_PER_SEC, GMAIL_UNITS_PER_SEC))
+            })
+            .clone()
+    }
+
     /// Whether accounts of type `t` can be synced (their mailboxes read): the sync supervisor
     /// asks this instead of knowing the providers.
     pub fn syncs(&self, t: AccountType) -> bool {
@@ -190,6 +214,11 @@ impl Providers {
         self.inner.imap.forget(account_id);
         self.inner
             .api_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(account_id);
+        self.inner
+            .gmail_pacers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(account_id);
@@ -231,6 +260,8 @@ impl Providers {
                     tokens,
                     s.mode,
                     self.api_slots(o.account_id),
+                    self.gmail_pacer(o.account_id),
+                    app.push.as_ref().map(|p| p.topic.clone()),
                 )))
             }
             (Provider::Graph, AccountSettings::OAuth(s), Secrets::Tokens(tokens)) => {
@@ -421,19 +452,16 @@ impl Mailbox {
     }
 }
 
-/// Gmail and Outlook mail is read through their APIs (history / delta), which this seam does
-/// not speak yet: said plainly rather than answered with an empty mailbox.
+/// The per-folder (IMAP) reads on a mailbox that is read through a change feed instead
+/// (Gmail: [`feed`]), or not at all yet (Outlook's Graph delta): said plainly rather than
+/// answered with an empty mailbox.
 fn reading_not_built(protocol: Protocol) -> MailError {
-    let which = if protocol == Protocol::Gmail {
-        "Gmail"
+    let what = if protocol == Protocol::Gmail {
+        "Gmail mailboxes are read through their change feed (history), not by folder and UID"
     } else {
-        "Outlook"
+        "reading Outlook mail through the seam is not built yet"
     };
-    MailError::rejected(
-        protocol,
-        ErrorKind::InvalidAccount,
-        format!("reading {which} mail through the seam is not built yet"),
-    )
+    MailError::rejected(protocol, ErrorKind::InvalidAccount, what)
 }
 
 /// Sent copies of one batch (see [`Mailbox::sent_copier`]).

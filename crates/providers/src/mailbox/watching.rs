@@ -5,8 +5,10 @@
 //! long as the watch lives; the commands keep the other one; see `session_pool`): NOTIFY for
 //! every folder where the server offers it, else IDLE on INBOX only
 //! ([`Watch::covers_all_folders`] tells which, so the caller sweeps the other folders itself);
-//! see `imap_smtp::watch`. Gmail and Outlook push (Pub/Sub, Graph subscriptions) is not built
-//! yet: their `watch` is refused.
+//! see `imap_smtp::watch`. Gmail accounts watch through Cloud Pub/Sub when the operator set
+//! it up: `users.watch` on the topic, the changes pushed to mailroom's endpoint (which nudges
+//! the sync loop), the watch renewed a day before it expires; without a topic their `watch`
+//! is refused and the loop polls. Outlook push (Graph subscriptions) is not built yet.
 //!
 //! A watch reports changes from the moment [`Mailbox::watch`] returns: sync once after it to
 //! catch what happened before. [`Watch::next`] is cancel-safe (it can sit in a `select!` with
@@ -56,6 +58,7 @@ pub struct Watch {
 
 enum Inner {
     Imap(ImapWatch),
+    Gmail(super::gmail::GmailPushWatch),
 }
 
 impl Watch {
@@ -63,6 +66,8 @@ impl Watch {
     pub fn covers_all_folders(&self) -> bool {
         match &self.inner {
             Inner::Imap(w) => w.covers_all_folders(),
+            // Gmail publishes every change of the mailbox.
+            Inner::Gmail(_) => true,
         }
     }
 
@@ -72,6 +77,14 @@ impl Watch {
     pub async fn next(&mut self, max_wait: Duration) -> Result<Changes, MailError> {
         match &mut self.inner {
             Inner::Imap(w) => w.next(max_wait).await,
+            // Gmail's changes arrive as Pub/Sub pushes, which nudge the sync loop directly;
+            // this only times out (after one "look everywhere" right after the watch began),
+            // or ends when the watch is due for renewal.
+            Inner::Gmail(w) => Ok(if w.next(max_wait).await? {
+                Changes::Folders(vec![])
+            } else {
+                Changes::Timeout
+            }),
         }
     }
 }
@@ -90,7 +103,9 @@ impl Mailbox {
             Mailbox::Imap(m) => Ok(Watch {
                 inner: Inner::Imap(m.watch(options).await?),
             }),
-            Mailbox::Gmail(_) => Err(push_not_built(Protocol::Gmail)),
+            Mailbox::Gmail(m) => Ok(Watch {
+                inner: Inner::Gmail(m.watch().await?),
+            }),
             Mailbox::Graph(_) => Err(push_not_built(Protocol::Graph)),
         }
     }

@@ -179,6 +179,13 @@ pub(crate) struct State {
     mailbox: mailbox::Mailbox,
     sent: Vec<SentMessage>,
     uploads: HashMap<String, UploadSession>,
+    /// `users.watch`: the topic and when the watch ends (unix ms).
+    watch: Option<(String, i64)>,
+    /// Where the fake Pub/Sub push subscription of the watched topic posts.
+    push_endpoint: Option<url::Url>,
+    /// Push deliveries answered 2xx / otherwise.
+    pushes_ok: usize,
+    pushes_failed: usize,
 }
 
 pub(crate) struct Shared {
@@ -191,6 +198,54 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Publishes the mailbox's current history id to the watched topic, as Gmail does after a
+/// change, and delivers it to the push endpoint as a Pub/Sub push subscription does (one
+/// attempt, in the background; the answer is counted).
+pub(crate) fn publish(shared: &Arc<Shared>) {
+    let (endpoint, body) = {
+        let s = shared.lock();
+        let Some((topic, until)) = &s.watch else {
+            return;
+        };
+        let Some(endpoint) = s.push_endpoint.clone() else {
+            return;
+        };
+        if *until <= mailbox::now_ms() {
+            return;
+        }
+        use base64::Engine as _;
+        let data = serde_json::json!({
+            "emailAddress": s.config.email,
+            "historyId": s.mailbox.history_id(),
+        });
+        let project = topic.split('/').nth(1).unwrap_or("fake");
+        let body = serde_json::json!({
+            "message": {
+                "data": base64::engine::general_purpose::STANDARD.encode(data.to_string()),
+                "messageId": mailbox::random_u64().to_string(),
+                "publishTime": mailroom_core::time_fmt::format_ms(mailbox::now_ms()),
+            },
+            "subscription": format!("projects/{project}/subscriptions/mailroom-push"),
+        });
+        (endpoint, body)
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let ok = reqwest::Client::new()
+            .post(endpoint)
+            .json(&body)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        let mut s = shared.lock();
+        if ok {
+            s.pushes_ok += 1;
+        } else {
+            s.pushes_failed += 1;
+        }
+    });
 }
 
 /// Pops the next fault of `queue`, if any.
@@ -240,6 +295,10 @@ impl FakeGoogle {
                 mailbox: mailbox::Mailbox::new(),
                 sent: vec![],
                 uploads: HashMap::new(),
+                watch: None,
+                push_endpoint: None,
+                pushes_ok: 0,
+                pushes_failed: 0,
             }),
             base,
         });
@@ -380,11 +439,100 @@ impl FakeGoogle {
             thread,
             &["INBOX", "UNREAD", "CATEGORY_PERSONAL"],
         );
-        Delivered {
+        let d = Delivered {
             id: m.id.clone(),
             thread_id: m.thread_id.clone(),
             message_id: format!("<{}>", m.message_id.as_deref().unwrap_or("")),
+        };
+        drop(s);
+        publish(&self.shared);
+        d
+    }
+
+    /// Puts `raw` in the mailbox with exactly `labels` (system label ids, or user label ids
+    /// from [`FakeGoogle::create_label`]), received `age` ago: mail already there, sent from
+    /// Gmail's own apps (`SENT`), or old mail outside a sync window. Not threaded with
+    /// anything. Recorded in the history like any arrival.
+    pub fn insert_message(
+        &self,
+        raw: &[u8],
+        labels: &[&str],
+        age: std::time::Duration,
+    ) -> Delivered {
+        let mut s = self.lock();
+        for l in labels {
+            assert!(s.mailbox.label_exists(l), "no label {l}");
         }
+        let at = mailbox::now_ms() - age.as_millis() as i64;
+        let m = s.mailbox.insert_at(raw.to_vec(), None, labels, at);
+        let d = Delivered {
+            id: m.id.clone(),
+            thread_id: m.thread_id.clone(),
+            message_id: format!("<{}>", m.message_id.as_deref().unwrap_or("")),
+        };
+        drop(s);
+        publish(&self.shared);
+        d
+    }
+
+    /// Creates a user label (as `labels.create` would); answers its id (`Label_N`). A label
+    /// with that name already there is answered instead.
+    pub fn create_label(&self, name: &str) -> String {
+        self.lock().mailbox.create_label(name)
+    }
+
+    /// Adds and removes labels of a message as the Gmail apps do (`UNREAD` removed: read;
+    /// `INBOX` removed: archived; `TRASH` added: deleted to the bin), one history record per
+    /// effective change. Panics on an unknown message or label.
+    pub fn modify_labels(&self, id: &str, add: &[&str], remove: &[&str]) {
+        let mut s = self.lock();
+        for l in add.iter().chain(remove) {
+            assert!(s.mailbox.label_exists(l), "no label {l}");
+        }
+        assert!(s.mailbox.modify(id, add, remove), "no message {id}");
+        drop(s);
+        publish(&self.shared);
+    }
+
+    /// Deletes a message for good (`messages.delete`, emptying the bin): a
+    /// `messagesDeleted` history record. Panics on an unknown message.
+    pub fn delete_message(&self, id: &str) {
+        assert!(self.lock().mailbox.delete(id), "no message {id}");
+        publish(&self.shared);
+    }
+
+    /// Drops the history kept so far, as Google does after about a week: `history.list` from
+    /// any `startHistoryId` older than the mailbox's current one answers 404 `notFound`.
+    pub fn expire_history(&self) {
+        self.lock().mailbox.expire_history();
+    }
+
+    /// Where the Pub/Sub push subscription of the watched topic posts (mailroom's
+    /// `…/push/google/{token}`). From then on, while a `users.watch` is active, every change
+    /// of the mailbox is posted there as Pub/Sub does: `{"message": {"data": base64 of
+    /// {"emailAddress", "historyId"}, "messageId", "publishTime"}, "subscription"}`.
+    pub fn set_push_endpoint(&self, url: url::Url) {
+        self.lock().push_endpoint = Some(url);
+    }
+
+    /// The topic of the active `users.watch`, if any.
+    pub fn watched_topic(&self) -> Option<String> {
+        let s = self.lock();
+        s.watch
+            .as_ref()
+            .filter(|(_, until)| *until > mailbox::now_ms())
+            .map(|(t, _)| t.clone())
+    }
+
+    /// Push deliveries answered with a 2xx, and the others.
+    pub fn pushes(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.pushes_ok, s.pushes_failed)
+    }
+
+    /// The mailbox's current history id.
+    pub fn history_id(&self) -> u64 {
+        self.lock().mailbox.history_id()
     }
 
     /// The labels of a stored message (`None`: no such message).
@@ -444,12 +592,23 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{users}/messages/send"), post(api::send_json))
         .route(&format!("{users}/messages/{{id}}"), get(api::get_message))
         .route(
+            &format!("{users}/messages/{{id}}/modify"),
+            post(api::modify_message),
+        )
+        .route(
+            &format!("{users}/messages/{{id}}/trash"),
+            post(api::trash_message),
+        )
+        .route(
             &format!("{users}/messages/{{id}}/attachments/{{attachment}}"),
             get(api::get_attachment),
         )
         .route(&format!("{users}/threads"), get(api::list_threads))
         .route(&format!("{users}/threads/{{id}}"), get(api::get_thread))
         .route(&format!("{users}/labels"), get(api::list_labels))
+        .route(&format!("{users}/history"), get(api::list_history))
+        .route(&format!("{users}/watch"), post(api::watch))
+        .route(&format!("{users}/stop"), post(api::stop))
         .route(
             "/upload/gmail/v1/users/{user}/messages/send",
             post(api::upload_start).put(api::upload_put),

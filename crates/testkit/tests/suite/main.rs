@@ -6,6 +6,7 @@ mod accounts;
 mod api_basics;
 mod api_keys;
 mod gmail;
+mod gmail_sync;
 mod graph;
 mod hosted;
 mod hosted_outlook;

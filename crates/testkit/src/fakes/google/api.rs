@@ -1,6 +1,8 @@
 //! The Gmail API v1 handlers: bearer-token and scope checks (scopes from the discovery
 //! document), `getProfile`, `messages.send` in its JSON and upload forms, `messages.list` /
-//! `get` / `attachments.get`, `threads.list` / `get`, `labels.list`.
+//! `get` / `attachments.get`, `threads.list` / `get`, `labels.list`, `history.list` (404
+//! `notFound` below the retained history), `watch` / `stop` (changes then pushed as a Pub/Sub
+//! push subscription would, see `publish`).
 
 // Validation helpers bail out with the finished answer (`Err(Response)`), the usual axum
 // shape; a test fake is not a hot path worth boxing for.
@@ -159,8 +161,8 @@ pub(super) async fn list_labels(
     Path(user): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (_s, _) = guard!(shared, headers, "gmail.users.labels.list", user);
-    let labels: Vec<Value> = mailbox::SYSTEM_LABELS
+    let (s, _) = guard!(shared, headers, "gmail.users.labels.list", user);
+    let mut labels: Vec<Value> = mailbox::SYSTEM_LABELS
         .iter()
         .map(|(id, vis)| {
             let mut l = json!({"id": id, "name": id, "type": "system"});
@@ -171,7 +173,271 @@ pub(super) async fn list_labels(
             l
         })
         .collect();
+    labels.extend(s.mailbox.user_labels().iter().map(|(id, name)| {
+        json!({"id": id, "name": name, "type": "user",
+               "messageListVisibility": "show", "labelListVisibility": "labelShow"})
+    }));
     ok_json(json!({ "labels": labels }))
+}
+
+// ----- messages.modify, messages.trash -----
+
+fn labels_field(v: &Value, key: &str) -> Result<Vec<String>, Response> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_str().map(str::to_owned).ok_or_else(|| {
+                    errors::invalid_argument(&format!("Invalid value at '{key}' (TYPE_STRING)"))
+                })
+            })
+            .collect(),
+        Some(other) => Err(errors::invalid_argument(&format!(
+            "Invalid value at '{key}', {other}"
+        ))),
+    }
+}
+
+/// The answer of `modify` and `trash`: the message's id, thread and labels.
+fn labels_answer(m: &Stored) -> Value {
+    json!({"id": m.id, "threadId": m.thread_id, "labelIds": m.labels})
+}
+
+/// `POST …/messages/{id}/modify` with a `ModifyMessageRequest`; each effective change is a
+/// history record (and a push).
+pub(super) async fn modify_message(
+    State(shared): State<Arc<Shared>>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_body(body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (mut s, _) = guard!(shared, headers, "gmail.users.messages.modify", user);
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return errors::invalid_argument(&format!("Invalid JSON payload received. {e}")),
+    };
+    let declared = &super::contract::document()["schemas"]["ModifyMessageRequest"]["properties"];
+    if let Some(obj) = v.as_object() {
+        for k in obj.keys() {
+            if declared.get(k).is_none() {
+                return errors::invalid_argument(&format!(
+                    "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
+                ));
+            }
+        }
+    }
+    let (add, remove) = match (
+        labels_field(&v, "addLabelIds"),
+        labels_field(&v, "removeLabelIds"),
+    ) {
+        (Ok(a), Ok(r)) => (a, r),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    if !valid_id(&id) {
+        return errors::invalid_argument("Invalid id value");
+    }
+    if let Some(bad) = add
+        .iter()
+        .chain(&remove)
+        .find(|l| !s.mailbox.label_exists(l))
+    {
+        return errors::invalid_argument(&format!("Invalid label: {bad}"));
+    }
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
+    if !s.mailbox.modify(&id, &add, &remove) {
+        return errors::not_found();
+    }
+    let answer = labels_answer(s.mailbox.get(&id).expect("just modified"));
+    drop(s);
+    super::publish(&shared);
+    ok_json(answer)
+}
+
+/// `POST …/messages/{id}/trash`: into the bin (`TRASH` added, `INBOX` removed).
+pub(super) async fn trash_message(
+    State(shared): State<Arc<Shared>>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (mut s, _) = guard!(shared, headers, "gmail.users.messages.trash", user);
+    if !valid_id(&id) {
+        return errors::invalid_argument("Invalid id value");
+    }
+    if !s.mailbox.modify(&id, &["TRASH"], &["INBOX"]) {
+        return errors::not_found();
+    }
+    let answer = labels_answer(s.mailbox.get(&id).expect("just trashed"));
+    drop(s);
+    super::publish(&shared);
+    ok_json(answer)
+}
+
+// ----- watch, stop -----
+
+/// How long a watch lasts (Gmail: 7 days).
+const WATCH_DAYS: i64 = 7;
+
+/// `POST …/watch` with a `WatchRequest`: every change is published to `topicName` (as
+/// `projects/<p>/topics/<t>`) until the answer's `expiration`; a second call renews it.
+pub(super) async fn watch(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_body(body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (mut s, _) = guard!(shared, headers, "gmail.users.watch", user);
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return errors::invalid_argument(&format!("Invalid JSON payload received. {e}")),
+    };
+    let declared = &super::contract::document()["schemas"]["WatchRequest"]["properties"];
+    if let Some(obj) = v.as_object() {
+        for k in obj.keys() {
+            if declared.get(k).is_none() {
+                return errors::invalid_argument(&format!(
+                    "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
+                ));
+            }
+        }
+    }
+    let topic = v["topicName"].as_str().unwrap_or("");
+    let parts: Vec<&str> = topic.split('/').collect();
+    if !(parts.len() == 4 && parts[0] == "projects" && parts[2] == "topics")
+        || parts.iter().any(|p| p.is_empty())
+    {
+        return errors::invalid_argument(
+            "Invalid topicName does not match projects/SOME-ANDROID-PROJECT/topics/*",
+        );
+    }
+    let expiration = mailbox::now_ms() + WATCH_DAYS * 86_400_000;
+    s.watch = Some((topic.to_owned(), expiration));
+    ok_json(json!({
+        "historyId": s.mailbox.history_id().to_string(),
+        "expiration": expiration.to_string(),
+    }))
+}
+
+/// `POST …/stop`: no more publishing.
+pub(super) async fn stop(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (mut s, _) = guard!(shared, headers, "gmail.users.stop", user);
+    s.watch = None;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+// ----- history.list -----
+
+/// `GET …/history`: the records after `startHistoryId` (required), filtered by
+/// `historyTypes` and `labelId`, in pages of `maxResults` (default 100, at most 500); 404
+/// `notFound` for a `startHistoryId` older than the retained history. The top-level
+/// `historyId` is the mailbox's current one.
+pub(super) async fn list_history(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (s, _) = guard!(shared, headers, "gmail.users.history.list", user);
+    let pairs = query_pairs(&q);
+    let Some(start) = first(&pairs, "startHistoryId") else {
+        return errors::invalid_argument("Missing required field: startHistoryId");
+    };
+    let Ok(start) = start.parse::<u64>() else {
+        return errors::invalid_argument(&format!(
+            "Invalid value at 'start_history_id' (TYPE_UINT64), \"{start}\""
+        ));
+    };
+    let types = all(&pairs, "historyTypes");
+    for t in &types {
+        if ![
+            "messageAdded",
+            "messageDeleted",
+            "labelAdded",
+            "labelRemoved",
+        ]
+        .contains(t)
+        {
+            return errors::invalid_argument(&format!(
+                "Invalid value at 'history_types' (type.googleapis.com/caribou.api.proto.HistoryType), \"{t}\""
+            ));
+        }
+    }
+    let label = first(&pairs, "labelId");
+    let p = match list_params(
+        &pairs,
+        &Access {
+            metadata_only: false,
+        },
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(records) = s.mailbox.history_since(start) else {
+        return errors::not_found();
+    };
+    let records: Vec<Value> = records
+        .into_iter()
+        .filter(|r| types.is_empty() || types.contains(&r.change.history_type()))
+        .filter(|r| {
+            label.is_none_or(|l| {
+                let in_change = match &r.change {
+                    mailbox::Change::Added(ls)
+                    | mailbox::Change::LabelsAdded(ls)
+                    | mailbox::Change::LabelsRemoved(ls) => ls.iter().any(|x| x == l),
+                    mailbox::Change::Deleted => false,
+                };
+                in_change
+                    || s.mailbox
+                        .get(&r.message_id)
+                        .is_some_and(|m| has_label(m, l))
+            })
+        })
+        .map(history_record)
+        .collect();
+    let (items, next, _) = page(records, &p);
+    let mut v = json!({ "historyId": s.mailbox.history_id().to_string() });
+    if !items.is_empty() {
+        v["history"] = Value::Array(items);
+    }
+    if let Some(n) = next {
+        v["nextPageToken"] = json!(n);
+    }
+    ok_json(v)
+}
+
+/// One `History` as Google writes it: `messages` (id and threadId) and the typed array.
+fn history_record(r: &mailbox::HistoryRecord) -> Value {
+    let short = json!({"id": r.message_id, "threadId": r.thread_id});
+    let mut v = json!({"id": r.id.to_string(), "messages": [short]});
+    match &r.change {
+        mailbox::Change::Added(labels) => {
+            v["messagesAdded"] = json!([{"message": {
+                "id": r.message_id, "threadId": r.thread_id, "labelIds": labels}}]);
+        }
+        mailbox::Change::Deleted => {
+            v["messagesDeleted"] = json!([{"message": short}]);
+        }
+        mailbox::Change::LabelsAdded(labels) => {
+            v["labelsAdded"] = json!([{"message": short, "labelIds": labels}]);
+        }
+        mailbox::Change::LabelsRemoved(labels) => {
+            v["labelsRemoved"] = json!([{"message": short, "labelIds": labels}]);
+        }
+    }
+    v
 }
 
 // ----- messages.list, threads.list -----
@@ -503,6 +769,17 @@ pub(super) async fn get_thread(
 
 // ----- messages.send -----
 
+/// The answer to a send, published to the watched topic when it was accepted.
+fn published(shared: &Arc<Shared>, done: Result<Value, Response>) -> Response {
+    match done {
+        Ok(v) => {
+            super::publish(shared);
+            ok_json(v)
+        }
+        Err(r) => r,
+    }
+}
+
 /// Stores an accepted message and answers with its `Message`.
 fn accept(
     s: &mut FakeState,
@@ -627,10 +904,9 @@ pub(super) async fn send_json(
             "Invalid value at 'message.raw' (TYPE_BYTES), Base64 decoding failed",
         );
     };
-    match accept(&mut s, raw, thread_id, UploadType::Json) {
-        Ok(v) => ok_json(v),
-        Err(r) => r,
-    }
+    let done = accept(&mut s, raw, thread_id, UploadType::Json);
+    drop(s);
+    published(&shared, done)
 }
 
 fn is_message_type(ct: &str) -> bool {
@@ -733,10 +1009,9 @@ pub(super) async fn upload_start(
             if !is_message_type(&content_type) {
                 return unsupported_media(&content_type);
             }
-            match accept(&mut s, body, None, UploadType::Media) {
-                Ok(v) => ok_json(v),
-                Err(r) => r,
-            }
+            let done = accept(&mut s, body, None, UploadType::Media);
+            drop(s);
+            published(&shared, done)
         }
         Some("multipart") => {
             if !content_type
@@ -780,10 +1055,9 @@ pub(super) async fn upload_start(
                 Ok(t) => t,
                 Err(r) => return r,
             };
-            match accept(&mut s, media.clone(), thread_id, UploadType::Multipart) {
-                Ok(v) => ok_json(v),
-                Err(r) => r,
-            }
+            let done = accept(&mut s, media.clone(), thread_id, UploadType::Multipart);
+            drop(s);
+            published(&shared, done)
         }
         Some("resumable") => {
             if let Some(ct) = header_str(&headers, "x-upload-content-type")
@@ -960,6 +1234,8 @@ pub(super) async fn upload_put(
             if let Some(session) = s.uploads.get_mut(&upload_id) {
                 session.result = Some(v.clone());
             }
+            drop(s);
+            super::publish(&shared);
             ok_json(v)
         }
         Err(r) => {

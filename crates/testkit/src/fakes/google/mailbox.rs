@@ -40,11 +40,51 @@ pub(super) struct Stored {
     pub snippet: String,
 }
 
+/// One change to the mailbox, as `history.list` reports it.
+#[derive(Clone)]
+pub(super) struct HistoryRecord {
+    pub id: u64,
+    pub message_id: String,
+    pub thread_id: String,
+    pub change: Change,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub(super) enum Change {
+    /// `messagesAdded`, with the labels the message had then.
+    Added(Vec<String>),
+    /// `messagesDeleted` (a permanent delete, not a move to TRASH).
+    Deleted,
+    /// `labelsAdded`.
+    LabelsAdded(Vec<String>),
+    /// `labelsRemoved`.
+    LabelsRemoved(Vec<String>),
+}
+
+impl Change {
+    /// The `historyTypes` value that selects it.
+    pub fn history_type(&self) -> &'static str {
+        match self {
+            Change::Added(_) => "messageAdded",
+            Change::Deleted => "messageDeleted",
+            Change::LabelsAdded(_) => "labelAdded",
+            Change::LabelsRemoved(_) => "labelRemoved",
+        }
+    }
+}
+
 pub(super) struct Mailbox {
     messages: Vec<Stored>,
     history_id: u64,
     seq: u64,
     id_base: u64,
+    /// Every change since `history_floor`, oldest first.
+    history: Vec<HistoryRecord>,
+    /// History before this id is gone (Google keeps about a week): a `startHistoryId` below it
+    /// answers 404.
+    history_floor: u64,
+    /// User labels: (id `Label_N`, name).
+    user_labels: Vec<(String, String)>,
 }
 
 /// What the headers of a message say, for threading and recipients.
@@ -217,12 +257,108 @@ fn snippet_of(raw: &[u8]) -> String {
 
 impl Mailbox {
     pub fn new() -> Self {
+        let history_id = 100_000 + random_u64() % 100_000;
         Self {
             messages: vec![],
-            history_id: 100_000 + random_u64() % 100_000,
+            history_id,
             seq: 0,
             id_base: (now_ms() as u64) << 16,
+            history: vec![],
+            history_floor: history_id,
+            user_labels: vec![],
         }
+    }
+
+    /// The history records after `start`, or `None` when `start` is older than the retained
+    /// history (Google's 404).
+    pub fn history_since(&self, start: u64) -> Option<Vec<&HistoryRecord>> {
+        if start < self.history_floor {
+            return None;
+        }
+        Some(self.history.iter().filter(|r| r.id > start).collect())
+    }
+
+    /// Forgets every history record so far, as Google does after about a week: a
+    /// `startHistoryId` older than now answers 404.
+    pub fn expire_history(&mut self) {
+        self.history.clear();
+        self.history_floor = self.history_id;
+    }
+
+    /// The user labels, (id, name).
+    pub fn user_labels(&self) -> &[(String, String)] {
+        &self.user_labels
+    }
+
+    /// Creates a user label (or finds one with that name); answers its id.
+    pub fn create_label(&mut self, name: &str) -> String {
+        if let Some((id, _)) = self.user_labels.iter().find(|(_, n)| n == name) {
+            return id.clone();
+        }
+        let id = format!("Label_{}", self.user_labels.len() + 1);
+        self.user_labels.push((id.clone(), name.to_owned()));
+        id
+    }
+
+    /// Whether `label` is a system label or one of the user labels.
+    pub fn label_exists(&self, label: &str) -> bool {
+        SYSTEM_LABELS.iter().any(|(id, _)| *id == label)
+            || self.user_labels.iter().any(|(id, _)| id == label)
+    }
+
+    fn record(&mut self, message_id: String, thread_id: String, change: Change) -> u64 {
+        let id = self.bump_history();
+        self.history.push(HistoryRecord {
+            id,
+            message_id,
+            thread_id,
+            change,
+        });
+        id
+    }
+
+    /// Adds and removes labels of a message (`messages.modify`); each effective change is one
+    /// history record. `false` when there is no such message.
+    pub fn modify(&mut self, id: &str, add: &[&str], remove: &[&str]) -> bool {
+        let Some(i) = self.messages.iter().position(|m| m.id == id) else {
+            return false;
+        };
+        let have = self.messages[i].labels.clone();
+        let added: Vec<String> = add
+            .iter()
+            .filter(|l| !have.iter().any(|h| h == *l))
+            .map(|l| (*l).to_owned())
+            .collect();
+        let removed: Vec<String> = remove
+            .iter()
+            .filter(|l| have.iter().any(|h| h == *l))
+            .map(|l| (*l).to_owned())
+            .collect();
+        let (mid, tid) = (
+            self.messages[i].id.clone(),
+            self.messages[i].thread_id.clone(),
+        );
+        if !added.is_empty() {
+            self.messages[i].labels.extend(added.iter().cloned());
+            let h = self.record(mid.clone(), tid.clone(), Change::LabelsAdded(added));
+            self.messages[i].history_id = h;
+        }
+        if !removed.is_empty() {
+            self.messages[i].labels.retain(|l| !removed.contains(l));
+            let h = self.record(mid, tid, Change::LabelsRemoved(removed));
+            self.messages[i].history_id = h;
+        }
+        true
+    }
+
+    /// Deletes a message for good (`messages.delete`); `false` when there is none.
+    pub fn delete(&mut self, id: &str) -> bool {
+        let Some(i) = self.messages.iter().position(|m| m.id == id) else {
+            return false;
+        };
+        let m = self.messages.remove(i);
+        self.record(m.id, m.thread_id, Change::Deleted);
+        true
     }
 
     /// The current history id; every change moves it on by a gappy step.
@@ -294,6 +430,17 @@ impl Mailbox {
     /// Stores `raw` (adding a Message-ID when it has none, as Gmail does) in `thread_id`
     /// (`None`: a new thread) with `labels`.
     pub fn insert(&mut self, raw: Vec<u8>, thread_id: Option<String>, labels: &[&str]) -> &Stored {
+        self.insert_at(raw, thread_id, labels, now_ms())
+    }
+
+    /// [`Mailbox::insert`] with the time Gmail received it (`internalDate`, ms).
+    pub fn insert_at(
+        &mut self,
+        raw: Vec<u8>,
+        thread_id: Option<String>,
+        labels: &[&str],
+        internal_date: i64,
+    ) -> &Stored {
         let mut raw = raw;
         let mut facts = header_facts(&raw);
         if facts.message_id.is_none() {
@@ -309,14 +456,16 @@ impl Mailbox {
             facts.message_id = Some(id);
         }
         let id = self.new_id();
-        let history_id = self.bump_history();
+        let thread_id = thread_id.unwrap_or_else(|| id.clone());
+        let labels: Vec<String> = labels.iter().map(|s| (*s).to_owned()).collect();
+        let history_id = self.record(id.clone(), thread_id.clone(), Change::Added(labels.clone()));
         let snippet = snippet_of(&raw);
         self.messages.push(Stored {
-            thread_id: thread_id.unwrap_or_else(|| id.clone()),
+            thread_id,
             id,
-            labels: labels.iter().map(|s| (*s).to_owned()).collect(),
+            labels,
             raw,
-            internal_date: now_ms(),
+            internal_date,
             history_id,
             message_id: facts.message_id,
             subject: facts.subject,

@@ -1,0 +1,220 @@
+//! The account-wide **change feed** model of reading a mailbox, beside IMAP's per-folder UID
+//! model ([`SyncModel`] says which one an account's mailbox speaks).
+//!
+//! A feed mailbox (Gmail today; Graph will be one too) has one cursor for the whole account:
+//! the sync takes the cursor **before** an initial listing ([`Mailbox::feed_cursor`]), lists
+//! the message ids within its window ([`Mailbox::feed_list`]), fetches each one
+//! ([`Mailbox::feed_fetch`]), and from then on asks only what changed since the cursor
+//! ([`Mailbox::feed_changes`]). A cursor the provider no longer knows (Gmail's 404 on an old
+//! `startHistoryId`) is [`MailError::is_cursor_expired`]: list again.
+//!
+//! Folders are the provider's labels: one message may be in several, and `UNREAD` is the read
+//! flag, not a folder.
+
+use mailroom_core::ErrorKind;
+
+use super::Mailbox;
+use super::reading::{ParsedMail, RemoteRole};
+use crate::failure::{MailError, Protocol};
+
+/// How a mailbox is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncModel {
+    /// Per folder, by UID, UIDVALIDITY and modseq (IMAP): [`Mailbox::list_folders`],
+    /// [`Mailbox::fetch_new`], [`Mailbox::changes_since`] …
+    Folders,
+    /// One change feed for the account (Gmail history): the `feed_*` calls.
+    Feed,
+}
+
+/// A folder of a feed mailbox (a Gmail label that is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedFolder {
+    /// The provider's id (Gmail label id): what [`FeedMessage::folders`] names.
+    pub id: String,
+    /// What people see.
+    pub name: String,
+    pub role: RemoteRole,
+}
+
+/// A message of a feed mailbox, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedMessage {
+    /// The provider's id, stable for the message's life.
+    pub id: String,
+    /// The provider's conversation id.
+    pub thread_id: String,
+    /// The folders it is in ([`FeedFolder::id`]s), possibly none (archived).
+    pub folders: Vec<String>,
+    pub read: bool,
+    /// When the provider received it, unix ms.
+    pub internal_date_ms: Option<i64>,
+    pub size: i64,
+    /// The cursor value of the message's last change (Gmail: its `historyId`).
+    pub version: u64,
+    /// Only when fetched whole; `None` also when the bytes are no message at all.
+    pub parsed: Option<ParsedMail>,
+}
+
+/// One page of an initial listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedPage {
+    /// Message ids, newest first.
+    pub ids: Vec<String>,
+    /// Where the next page starts; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// A message the feed says changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    pub id: String,
+    /// The cursor value of the last change seen to it: what keys the events it causes, so
+    /// the same change read twice is announced once.
+    pub at: u64,
+    /// It arrived in the mailbox within the changes (Gmail `messagesAdded`).
+    pub added: bool,
+    /// It is gone for good (Gmail `messagesDeleted`; a move to Trash is a label change).
+    pub deleted: bool,
+}
+
+/// What changed since a cursor, every page read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedChanges {
+    /// The cursor to store once these changes are applied.
+    pub cursor: String,
+    /// Each message once, in the order of its last change.
+    pub touched: Vec<Touched>,
+}
+
+/// Which messages an initial listing covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedWindow {
+    /// Mail received at or after this time (unix ms); `None`: all of it.
+    pub since_ms: Option<i64>,
+}
+
+/// A feed call on a mailbox that has no feed (IMAP), or whose feed is not built (Graph).
+fn not_a_feed(m: &Mailbox) -> MailError {
+    let (protocol, what) = match m {
+        Mailbox::Imap(_) => (
+            Protocol::Imap,
+            "IMAP mailboxes are read by folder, not through a change feed",
+        ),
+        Mailbox::Gmail(_) => (Protocol::Gmail, "unreachable: Gmail has a change feed"),
+        Mailbox::Graph(_) => (
+            Protocol::Graph,
+            "reading Outlook mail (Graph delta) is not built yet",
+        ),
+    };
+    MailError::rejected(protocol, ErrorKind::InvalidAccount, what)
+}
+
+impl Mailbox {
+    /// How this mailbox is read (see the module docs).
+    pub fn sync_model(&self) -> SyncModel {
+        match self {
+            Mailbox::Imap(_) => SyncModel::Folders,
+            Mailbox::Gmail(_) | Mailbox::Graph(_) => SyncModel::Feed,
+        }
+    }
+
+    /// The folders of a feed mailbox.
+    pub async fn feed_folders(&self) -> Result<Vec<FeedFolder>, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_folders().await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// The feed's cursor now: take it before an initial listing, so nothing that changes
+    /// during the listing is missed by the next [`Mailbox::feed_changes`].
+    pub async fn feed_cursor(&self) -> Result<String, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_cursor().await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// One page of at most `page_size` ids of the messages in `window` (Spam and Trash
+    /// included), newest first; `page` is the previous page's `next`.
+    pub async fn feed_list(
+        &self,
+        window: FeedWindow,
+        page_size: u32,
+        page: Option<&str>,
+    ) -> Result<FeedPage, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_list(window, page_size, page).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// A message as it is now: whole and parsed with `whole`, else only its folders and flags.
+    /// `Ok(None)` when it is gone.
+    pub async fn feed_fetch(
+        &self,
+        id: &str,
+        whole: bool,
+    ) -> Result<Option<FeedMessage>, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_fetch(id, whole).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// The decoded bytes of one attachment (`part` as the index keeps it) of message `id`.
+    /// Gmail's own attachment ids are not the MIME part ids the index keeps: the message is
+    /// fetched whole (`raw`) and the part cut out of it, so the stream is one piece. A missing
+    /// message or part is a `ResourceNotFound` refusal.
+    pub async fn feed_open_part(
+        &self,
+        id: &str,
+        part: &str,
+    ) -> Result<super::PartStream, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_open_part(id, part).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// Marks message `id` read or unread (Gmail: the `UNREAD` label).
+    pub async fn feed_set_read(&self, id: &str, read: bool) -> Result<(), MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_set_read(id, read).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// Puts message `id` in folder `add` and out of the folders `remove` (Gmail: labels);
+    /// answers the folders it is in afterwards.
+    pub async fn feed_move(
+        &self,
+        id: &str,
+        add: &str,
+        remove: &[&str],
+    ) -> Result<Vec<String>, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_move(id, add, remove).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// Moves message `id` to the Trash (Gmail `messages.trash`); answers the folders it is in
+    /// afterwards.
+    pub async fn feed_trash(&self, id: &str) -> Result<Vec<String>, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_trash(id).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+
+    /// Everything that changed since `cursor` (every page). A cursor the provider no longer
+    /// knows is [`MailError::is_cursor_expired`].
+    pub async fn feed_changes(&self, cursor: &str) -> Result<FeedChanges, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_changes(cursor).await,
+            _ => Err(not_a_feed(self)),
+        }
+    }
+}
