@@ -293,25 +293,41 @@ mod feed {
         Ok(out)
     }
 
-    /// Links the message to exactly `folders` in the index.
-    async fn relink(engine: &Engine, l: &Located, folders: &[FolderRow]) -> Result<(), ApiError> {
+    /// Links the message to exactly `folders` in the index and, if that changed the index,
+    /// records the event announcing it, in one transaction: a sync pass that saw the same
+    /// change first leaves nothing to change here, so one change is announced once.
+    async fn relink_and_announce(
+        engine: &Engine,
+        l: &Located,
+        folders: &[FolderRow],
+        kind: &str,
+        stamp: &str,
+        payload: Value,
+    ) -> Result<(), ApiError> {
         let mut ids: Vec<String> = folders.iter().map(|f| f.id.clone()).collect();
         ids.sort();
         let mut tx = engine.store.begin_write().await.map_err(store_error)?;
-        mailroom_store::feed::set_folders_in(&mut tx, &l.message.id, &ids)
+        let changed = mailroom_store::feed::set_folders_in(&mut tx, &l.message.id, &ids)
             .await
             .map_err(store_error)?;
+        if changed {
+            record_in(Db::Tx(&mut tx), engine, l, kind, stamp, payload).await?;
+        }
         tx.commit().await.map_err(store_error)
     }
 
     pub(super) async fn set_read(engine: &Engine, l: &Located, read: bool) -> Result<(), ApiError> {
         let mailbox = open(engine, &l.account).await?;
         bounded(engine, mailbox.feed_set_read(&l.message.provider_id, read)).await?;
-        let changed = index::set_read(&engine.store, &l.message.id, read, engine.clock.now_ms())
-            .await
-            .map_err(store_error)?;
+        let first = current(engine, l).await?.into_iter().next();
+        // The row and its event together, the event only if this update changed the row (as
+        // for IMAP: a sync pass that saw the same change announces it instead).
+        let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+        let changed =
+            index::set_read_in(Db::Tx(&mut tx), &l.message.id, read, engine.clock.now_ms())
+                .await
+                .map_err(store_error)?;
         if changed && read {
-            let first = current(engine, l).await?.into_iter().next();
             let payload = json!({
                 "event": "mail_read",
                 "account_id": l.account.id.as_str(),
@@ -320,9 +336,9 @@ mod feed {
                 "role": first.as_ref().map(|f| f.role.as_str()),
             });
             let stamp = format!("read@{}", l.message.updated_at);
-            record(engine, l, "mail_read", &stamp, payload).await?;
+            record_in(Db::Tx(&mut tx), engine, l, "mail_read", &stamp, payload).await?;
         }
-        Ok(())
+        tx.commit().await.map_err(store_error)
     }
 
     /// A move: into `name`, out of every other folder (Gmail: the target label added, the
@@ -345,7 +361,6 @@ mod feed {
         )
         .await?;
         let folders = rows(engine, l, &now_in).await?;
-        relink(engine, l, &folders).await?;
         let left = from.iter().find(|f| f.id != to.id);
         let payload = json!({
             "event": "mail_moved",
@@ -361,7 +376,7 @@ mod feed {
         });
         // One event per move request that changed something (a retry finds it there).
         let stamp = format!("{}@{}", to.id, engine.clock.now_ms());
-        record(engine, l, "mail_moved", &stamp, payload).await
+        relink_and_announce(engine, l, &folders, "mail_moved", &stamp, payload).await
     }
 
     /// To the Trash (Gmail `messages.trash`); a message already there stays (deleting for
@@ -379,7 +394,6 @@ mod feed {
         {
             folders.push(folder_row(engine, &l.account, "TRASH", FolderRole::Trash).await?);
         }
-        relink(engine, l, &folders).await?;
         let first = from.first();
         let payload = json!({
             "event": "mail_deleted",
@@ -391,7 +405,7 @@ mod feed {
             "role": first.map(|f| f.role.as_str()),
             "trashed_to": "TRASH",
         });
-        record(engine, l, "mail_deleted", "trash", payload).await
+        relink_and_announce(engine, l, &folders, "mail_deleted", "trash", payload).await
     }
 }
 

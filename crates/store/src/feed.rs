@@ -87,7 +87,12 @@ pub async fn provider_ids(store: &Store, account_id: &str) -> Result<Vec<String>
 }
 
 /// Makes the message's folder links exactly `folders` (folder ids, no UID).
-pub async fn set_folders_in(tx: &mut WriteTx, message_id: &str, folders: &[String]) -> Result<()> {
+pub async fn set_folders_in(
+    tx: &mut WriteTx,
+    message_id: &str,
+    folders: &[String],
+) -> Result<bool> {
+    let mut changed = false;
     with_conn!(Db::Tx(tx), c => {
         let have = sqlx::query("SELECT folder FROM message_folders WHERE message = $1")
             .bind(message_id)
@@ -97,6 +102,7 @@ pub async fn set_folders_in(tx: &mut WriteTx, message_id: &str, folders: &[Strin
             .map(|r| r.try_get(0))
             .collect::<std::result::Result<Vec<String>, _>>()?;
         for f in have.iter().filter(|f| !folders.contains(f)) {
+            changed = true;
             sqlx::query("DELETE FROM message_folders WHERE message = $1 AND folder = $2")
                 .bind(message_id)
                 .bind(f)
@@ -104,6 +110,7 @@ pub async fn set_folders_in(tx: &mut WriteTx, message_id: &str, folders: &[Strin
                 .await?;
         }
         for f in folders.iter().filter(|f| !have.contains(f)) {
+            changed = true;
             sqlx::query(
                 "INSERT INTO message_folders (message, folder, uid) VALUES ($1, $2, NULL) \
                  ON CONFLICT (message, folder) DO NOTHING",
@@ -114,7 +121,7 @@ pub async fn set_folders_in(tx: &mut WriteTx, message_id: &str, folders: &[Strin
             .await?;
         }
     });
-    Ok(())
+    Ok(changed)
 }
 
 /// Sets the read flag; true when it changed.

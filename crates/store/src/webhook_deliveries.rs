@@ -223,21 +223,26 @@ pub async fn claim_due(
     if limit <= 0 {
         return Ok(vec![]);
     }
-    // Read-only first: an UPDATE takes SQLite's one write lock even when it matches nothing.
-    let due = "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE \
-               (status = 'pending' AND run_after <= $1) OR (status = 'delivering' AND locked_until < $1))";
+    // What can be claimed: due, of an enabled webhook (or a notify call), and heading its queue.
+    let claimable = "FROM webhook_deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id \
+                     WHERE ((d.status = 'pending' AND d.run_after <= $3) OR (d.status = 'delivering' AND d.locked_until < $3)) \
+                     AND (d.webhook_id IS NULL OR w.enabled) \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.queue = d.queue AND p.seq < d.seq \
+                                     AND p.status IN ('pending', 'delivering'))";
+    // Read-only first, with the claim's own conditions (rows of a disabled webhook, or queued
+    // behind one that backs off, do not count): an UPDATE takes SQLite's one write lock even
+    // when it matches nothing.
+    let due = format!(
+        "SELECT EXISTS (SELECT 1 {} )",
+        claimable.replace("$3", "$1")
+    );
     let any: bool = with_pool!(store, pool => {
-        sqlx::query_scalar::<_, bool>(due).bind(now_ms).fetch_one(pool).await?
+        sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(due)).bind(now_ms).fetch_one(pool).await?
     });
     if !any {
         return Ok(vec![]);
     }
-    let pick = "SELECT d.seq FROM webhook_deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id \
-                WHERE ((d.status = 'pending' AND d.run_after <= $3) OR (d.status = 'delivering' AND d.locked_until < $3)) \
-                AND (d.webhook_id IS NULL OR w.enabled) \
-                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.queue = d.queue AND p.seq < d.seq \
-                                AND p.status IN ('pending', 'delivering')) \
-                ORDER BY d.seq LIMIT $4";
+    let pick = format!("SELECT d.seq {claimable} ORDER BY d.seq LIMIT $4");
     // The claim is `node:id:nonce` (a fresh nonce per claim call, so a claim taken again after its
     // lease ran out never equals the old one). No attempt is counted here: only
     // [`start_attempt`], right before a request is sent, counts one.

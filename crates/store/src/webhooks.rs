@@ -67,7 +67,7 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("webhook {what}: {e}")))
 }
 
-fn to_json<T: Serialize>(v: &T) -> String {
+fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).expect("plain data serializes")
 }
 
@@ -169,38 +169,60 @@ pub async fn delete(store: &Store, workspace_id: &str, id: &str) -> Result<bool>
     Ok(n == 1)
 }
 
-/// Saves the editable fields (`PATCH`): url, events, headers, enabled (re-enabling clears the
-/// reason it was disabled). False when the webhook is gone.
-pub async fn update(store: &Store, w: &Webhook) -> Result<bool> {
+/// The fields a `PATCH` may change; `None` leaves one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct Patch<'a> {
+    pub request_url: Option<&'a str>,
+    pub events: Option<&'a [String]>,
+    pub headers: Option<&'a [Header]>,
+    pub enabled: Option<bool>,
+}
+
+/// Saves what `patch` names and nothing else, in one statement (re-enabling clears the reason
+/// it was disabled): a field the request did not name keeps what a concurrent change, e.g. a
+/// 410 disabling the webhook, wrote. False when the webhook is gone.
+pub async fn update(
+    store: &Store,
+    workspace_id: &str,
+    id: &str,
+    patch: Patch<'_>,
+    now_ms: i64,
+) -> Result<bool> {
     let n = with_pool!(store, pool => {
         sqlx::query(
-            "UPDATE webhooks SET request_url = $1, events = $2, headers = $3, enabled = $4, \
-             disabled_reason = $5, updated_at = $6 WHERE workspace_id = $7 AND id = $8",
+            "UPDATE webhooks SET request_url = COALESCE($1, request_url), \
+             events = COALESCE($2, events), headers = COALESCE($3, headers), \
+             enabled = COALESCE($4, enabled), \
+             disabled_reason = CASE WHEN $4 THEN NULL ELSE disabled_reason END, updated_at = $5 \
+             WHERE workspace_id = $6 AND id = $7",
         )
-        .bind(&w.request_url).bind(to_json(&w.events)).bind(to_json(&w.headers)).bind(w.enabled)
-        .bind(&w.disabled_reason).bind(w.updated_at).bind(&w.workspace_id).bind(&w.id)
+        .bind(patch.request_url)
+        .bind(patch.events.map(to_json))
+        .bind(patch.headers.map(to_json))
+        .bind(patch.enabled)
+        .bind(now_ms).bind(workspace_id).bind(id)
         .execute(pool).await?.rows_affected()
     });
     Ok(n == 1)
 }
 
-/// Replaces the secret; the previous one keeps signing until `old_until`. False when the
-/// webhook is gone.
+/// Replaces the secret; the one current at that moment keeps signing until `old_until` (taken
+/// in the same statement: two rotations at once cannot lose a secret). False when the webhook
+/// is gone.
 pub async fn rotate_secret(
     store: &Store,
     workspace_id: &str,
     id: &str,
     new_sealed: &[u8],
-    old_sealed: &[u8],
     old_until: i64,
     now_ms: i64,
 ) -> Result<bool> {
     let n = with_pool!(store, pool => {
         sqlx::query(
-            "UPDATE webhooks SET secret = $1, old_secret = $2, old_secret_until = $3, updated_at = $4 \
-             WHERE workspace_id = $5 AND id = $6",
+            "UPDATE webhooks SET old_secret = secret, secret = $1, old_secret_until = $2, updated_at = $3 \
+             WHERE workspace_id = $4 AND id = $5",
         )
-        .bind(new_sealed).bind(old_sealed).bind(old_until).bind(now_ms).bind(workspace_id).bind(id)
+        .bind(new_sealed).bind(old_until).bind(now_ms).bind(workspace_id).bind(id)
         .execute(pool).await?.rows_affected()
     });
     Ok(n == 1)

@@ -331,30 +331,32 @@ pub async fn update(
     id: &str,
     change: WebhookChange,
 ) -> Result<Webhook, ApiError> {
-    let mut w = get(engine, workspace, id).await?;
-    if let Some(u) = change.request_url {
-        w.request_url = check_url(&u, engine.webhooks.config().allow_private)?;
+    let w = get(engine, workspace, id).await?;
+    let url = match change.request_url {
+        Some(u) => Some(check_url(&u, engine.webhooks.config().allow_private)?),
+        None => None,
+    };
+    let events = match change.events {
+        Some(events) => Some(check_events(&w.source, events)?),
+        None => None,
+    };
+    if let Some(headers) = &change.headers {
+        check_headers(headers)?;
     }
-    if let Some(events) = change.events {
-        w.events = check_events(&w.source, events)?;
-    }
-    if let Some(headers) = change.headers {
-        check_headers(&headers)?;
-        w.headers = headers;
-    }
-    if let Some(enabled) = change.enabled {
-        w.enabled = enabled;
-        if enabled {
-            w.disabled_reason = None;
-        }
-    }
-    w.updated_at = engine.clock.now_ms();
-    if !webhooks::update(&engine.store, &w)
+    let patch = webhooks::Patch {
+        request_url: url.as_deref(),
+        events: events.as_deref(),
+        headers: change.headers.as_deref(),
+        enabled: change.enabled,
+    };
+    let now = engine.clock.now_ms();
+    if !webhooks::update(&engine.store, workspace, &w.id, patch, now)
         .await
         .map_err(store_error)?
     {
         return Err(ApiError::not_found("webhook"));
     }
+    let w = get(engine, workspace, id).await?;
     if w.enabled {
         // Deliveries that waited while it was disabled may go now.
         deliveries::signal().notify_waiters();
@@ -381,17 +383,9 @@ pub async fn rotate_secret(
         .map_err(store_error)?;
     let now = engine.clock.now_ms();
     let until = now + overlap.as_millis() as i64;
-    if !webhooks::rotate_secret(
-        &engine.store,
-        workspace,
-        &w.id,
-        &sealed,
-        &w.secret,
-        until,
-        now,
-    )
-    .await
-    .map_err(store_error)?
+    if !webhooks::rotate_secret(&engine.store, workspace, &w.id, &sealed, until, now)
+        .await
+        .map_err(store_error)?
     {
         return Err(ApiError::not_found("webhook"));
     }
