@@ -56,6 +56,12 @@ impl Provider {
     }
 }
 
+/// The account type a Gmail Cloud Pub/Sub push (`POST /push/google/…`) concerns: the push
+/// names a mailbox address, and only accounts read through the Gmail API are pushed by it.
+pub fn gmail_push_account_type() -> AccountType {
+    AccountType::GoogleOauth
+}
+
 impl IdP {
     /// Every identity provider, in the order sign-in choices are shown.
     pub const ALL: [IdP; 2] = [IdP::Google, IdP::Microsoft];

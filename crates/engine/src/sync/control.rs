@@ -182,18 +182,13 @@ pub async fn gmail_pushed(
     engine: &Engine,
     email: &str,
 ) -> Result<usize, mailroom_store::StoreError> {
-    let accounts = mailroom_store::accounts::of_type(
-        &engine.store,
-        mailroom_core::account::AccountType::GoogleOauth,
-    )
-    .await?;
+    // Which accounts a Gmail push can concern is the seam's knowledge.
+    let pushed = mailroom_providers::provider::gmail_push_account_type();
+    let accounts = mailroom_store::accounts::of_type(&engine.store, pushed).await?;
     let now = engine.clock.now_ms();
     let mut n = 0;
     for a in accounts {
-        let mailroom_core::account::AccountSettings::OAuth(s) = &a.settings else {
-            continue;
-        };
-        if !s.email.eq_ignore_ascii_case(email.trim()) {
+        if !a.settings.address().eq_ignore_ascii_case(email.trim()) {
             continue;
         }
         sync_leases::request_resync(&engine.store, &a.id, now).await?;
