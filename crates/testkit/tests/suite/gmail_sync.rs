@@ -649,9 +649,11 @@ async fn throttling_is_waited_out(backend: Backend) {
     else {
         return;
     };
+    // Two 429s asking for 3 s each: honoured, the pass takes at least 6 s (the fallback
+    // backoff alone, 0.5 s doubling, would take 1.5 s); then a 403 rateLimitExceeded.
     l.google.inject(
         Fault::Throttle {
-            retry_after_secs: 1,
+            retry_after_secs: 3,
         },
         2,
     );
@@ -661,7 +663,7 @@ async fn throttling_is_waited_out(backend: Backend) {
     let r = pass(&l).await;
     assert_eq!(r.indexed, 1, "{r:?}");
     assert!(
-        start.elapsed() >= Duration::from_secs(2),
+        start.elapsed() >= Duration::from_secs(6),
         "Retry-After honoured: {:?}",
         start.elapsed()
     );

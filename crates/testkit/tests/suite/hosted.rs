@@ -13,6 +13,7 @@ use mailroom_store::events;
 use mailroom_testkit::app::{TestApp, assert_error, spawn_on};
 use mailroom_testkit::fakes::google::{AuthorizeDecision, FakeGoogle, GoogleConfig};
 use mailroom_testkit::integrator::Integrator;
+use mailroom_testkit::webhook_receiver::{WebhookReceiver, verify_signatures};
 use mailroom_testkit::{Backend, TestDb, both_backends, wait};
 use secrecy::SecretString;
 
@@ -464,6 +465,15 @@ async fn revocation_then_reconnect(backend: Backend) {
         return;
     };
     let account = linked_google(&app, &integrator).await;
+    // An integrator's account_status webhook hears of the revocation (issue 10), signed.
+    let rx = WebhookReceiver::start().await;
+    let (s, hook) = app
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"source": "account_status", "request_url": rx.url("/status")}),
+        )
+        .await;
+    assert_eq!(s, 201, "{hook}");
     google.revoke();
     google.expire_access_tokens();
     let body = json!({"account_id": account, "to": [{"identifier": "ann@example.test"}], "subject": "s", "body": "b"});
@@ -481,6 +491,32 @@ async fn revocation_then_reconnect(backend: Backend) {
         .collect();
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].1["AccountStatus"]["message"], "CREDENTIALS");
+    let got = rx
+        .wait_until(
+            "CREDENTIALS at the receiver",
+            Duration::from_secs(20),
+            |r| {
+                r.iter()
+                    .any(|r| r.json()["AccountStatus"]["message"] == "CREDENTIALS")
+            },
+        )
+        .await;
+    let status = got
+        .iter()
+        .find(|r| r.json()["AccountStatus"]["message"] == "CREDENTIALS")
+        .unwrap();
+    assert_eq!(
+        status.json()["AccountStatus"]["account_id"],
+        account.as_str()
+    );
+    assert_eq!(
+        status.json()["AccountStatus"]["account_type"],
+        "GOOGLE_OAUTH"
+    );
+    verify_signatures(
+        hook["secret"].as_str().unwrap(),
+        std::slice::from_ref(status),
+    );
     assert_error(
         &app.post_json("/api/v1/emails", &body).await,
         401,
