@@ -123,6 +123,21 @@ impl GmailClient {
         self.timeout + Duration::from_secs((len / UPLOAD_BYTES_PER_SEC) as u64)
     }
 
+    /// An authorized GET of `url` under the client's timeout (the Gmail API's read calls).
+    async fn authed_get(
+        &self,
+        token: &SecretString,
+        url: impl reqwest::IntoUrl,
+    ) -> Result<reqwest::Response, MailError> {
+        self.http
+            .get(url)
+            .header(AUTHORIZATION, bearer(token))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(network)
+    }
+
     /// `GET gmail/v1/users/me/profile`.
     pub async fn profile(&self, token: &SecretString) -> Result<GmailProfile, MailError> {
         #[derive(Deserialize)]
@@ -134,13 +149,8 @@ impl GmailClient {
             threads_total: Option<i64>,
         }
         let resp = self
-            .http
-            .get(self.url("gmail/v1/users/me/profile"))
-            .header(AUTHORIZATION, bearer(token))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(network)?;
+            .authed_get(token, self.url("gmail/v1/users/me/profile"))
+            .await?;
         let p: Profile = read(resp).await?;
         let history_id = p
             .history_id
@@ -292,14 +302,7 @@ impl GmailClient {
             .append_pair("q", &format!("rfc822msgid:{id}"))
             .append_pair("includeSpamTrash", "true")
             .append_pair("maxResults", "10");
-        let resp = self
-            .http
-            .get(list_url)
-            .header(AUTHORIZATION, bearer(token))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.authed_get(token, list_url).await?;
         let list: List = read(resp).await?;
         for listed in list.messages {
             match self.metadata(token, &listed.id).await {
@@ -350,14 +353,7 @@ impl GmailClient {
             .append_pair("metadataHeaders", "Subject")
             .append_pair("metadataHeaders", "Message-ID")
             .append_pair("metadataHeaders", "References");
-        let resp = self
-            .http
-            .get(u)
-            .header(AUTHORIZATION, bearer(token))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.authed_get(token, u).await?;
         let m: Message = read(resp).await?;
         let headers = m.payload.unwrap_or_default().headers;
         let header = |name: &str| {

@@ -35,7 +35,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
 
 use mailroom_core::account::AccountMode;
-use mailroom_core::mail::{AttachmentMeta, FolderRole, FolderSyncStatus, MailOrigin};
+use mailroom_core::mail::{FolderRole, FolderSyncStatus, MailOrigin};
 use mailroom_core::{new_id, time_fmt};
 use mailroom_providers::Mailbox;
 use mailroom_providers::mailbox::{API_CONCURRENCY_PER_MAILBOX, FeedMessage, FeedWindow};
@@ -476,21 +476,7 @@ impl Pass<'_> {
             .and_then(|p| p.date_ms)
             .or(m.internal_date_ms)
             .unwrap_or(self.now_ms);
-        let attachments: Vec<AttachmentMeta> = p
-            .map(|p| {
-                p.attachments
-                    .iter()
-                    .map(|a| AttachmentMeta {
-                        id: a.part_id.clone(),
-                        name: a.name.clone(),
-                        size: a.size as i64,
-                        mime: a.mime.clone(),
-                        cid: a.cid.clone(),
-                        part: Some(a.part_id.clone()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let attachments = super::attachment_metas(p);
         let subject = p.and_then(|p| p.subject.as_deref()).unwrap_or("");
         // Mail this account sent through mailroom is `origin: unipile` with the send's
         // tracking id (as the IMAP sync marks its Sent copy).

@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::{Value, json};
 
-use mailroom_core::mail::{AttachmentMeta, FolderRole, FolderSyncStatus, MailOrigin};
+use mailroom_core::mail::{FolderRole, FolderSyncStatus, MailOrigin};
 use mailroom_core::{new_id, time_fmt};
 use mailroom_providers::mailbox::reading::ParsedMail;
 use mailroom_providers::mailbox::{FetchedMessage, FlagChange, FolderState};
@@ -829,21 +829,7 @@ impl Pass<'_> {
             .unwrap_or_else(|| new.clone()),
         };
         let pid = matched.as_ref().map_or(own, |r| r.provider_id.clone());
-        let attachments: Vec<AttachmentMeta> = p
-            .map(|p| {
-                p.attachments
-                    .iter()
-                    .map(|a| AttachmentMeta {
-                        id: a.part_id.clone(),
-                        name: a.name.clone(),
-                        size: a.size as i64,
-                        mime: a.mime.clone(),
-                        cid: a.cid.clone(),
-                        part: Some(a.part_id.clone()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let attachments = super::attachment_metas(p);
         let subject = p.and_then(|p| p.subject.as_deref()).unwrap_or("");
         // Mail this account sent through mailroom (its Sent copy, or a copy to itself) is
         // `origin: unipile` with the send's tracking id, as Unipile marks it.

@@ -31,6 +31,27 @@ use mailroom_store::accounts::Account;
 use self::imap::{SyncError, SyncReport};
 use crate::Engine;
 
+/// The index's attachment metadata of a parsed message (the part number is its id), for
+/// both sync models.
+pub(crate) fn attachment_metas(
+    p: Option<&mailroom_mime::ParsedMail>,
+) -> Vec<mailroom_core::mail::AttachmentMeta> {
+    p.map(|p| {
+        p.attachments
+            .iter()
+            .map(|a| mailroom_core::mail::AttachmentMeta {
+                id: a.part_id.clone(),
+                name: a.name.clone(),
+                size: a.size as i64,
+                mime: a.mime.clone(),
+                cid: a.cid.clone(),
+                part: Some(a.part_id.clone()),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// One sync pass of `account`, by the model its mailbox is read with (the seam says which;
 /// nothing here asks which provider it is).
 pub async fn sync_once(engine: &Engine, account: &Account) -> Result<SyncReport, SyncError> {

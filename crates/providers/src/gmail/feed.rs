@@ -96,13 +96,8 @@ impl GmailClient {
             labels: Vec<Label>,
         }
         let resp = self
-            .http
-            .get(self.url("gmail/v1/users/me/labels"))
-            .header(AUTHORIZATION, bearer(token))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(network)?;
+            .authed_get(token, self.url("gmail/v1/users/me/labels"))
+            .await?;
         let l: Labels = read(resp).await?;
         Ok(l.labels
             .into_iter()
@@ -141,14 +136,7 @@ impl GmailClient {
                 qp.append_pair("pageToken", p);
             }
         }
-        let resp = self
-            .http
-            .get(u)
-            .header(AUTHORIZATION, bearer(token))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.authed_get(token, u).await?;
         let l: List = read(resp).await?;
         Ok(MessagePage {
             ids: l.messages.into_iter().map(|m| m.id).collect(),
@@ -184,14 +172,7 @@ impl GmailClient {
             .push(id);
         u.query_pairs_mut()
             .append_pair("format", if whole { "raw" } else { "minimal" });
-        let resp = self
-            .http
-            .get(u)
-            .header(AUTHORIZATION, bearer(token))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.authed_get(token, u).await?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -267,14 +248,7 @@ impl GmailClient {
                 qp.append_pair("pageToken", p);
             }
         }
-        let resp = self
-            .http
-            .get(u)
-            .header(AUTHORIZATION, bearer(token))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.authed_get(token, u).await?;
         if resp.status().as_u16() == 404 {
             let mut e = error_from(resp).await;
             e.kind = FailureKind::CursorExpired;

@@ -221,15 +221,8 @@ pub(super) async fn modify_message(
         Ok(v) => v,
         Err(e) => return errors::invalid_argument(&format!("Invalid JSON payload received. {e}")),
     };
-    let declared = &super::contract::document()["schemas"]["ModifyMessageRequest"]["properties"];
-    if let Some(obj) = v.as_object() {
-        for k in obj.keys() {
-            if declared.get(k).is_none() {
-                return errors::invalid_argument(&format!(
-                    "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
-                ));
-            }
-        }
+    if let Err(r) = known_fields(&v, "ModifyMessageRequest") {
+        return r;
     }
     let (add, remove) = match (
         labels_field(&v, "addLabelIds"),
@@ -300,15 +293,8 @@ pub(super) async fn watch(
         Ok(v) => v,
         Err(e) => return errors::invalid_argument(&format!("Invalid JSON payload received. {e}")),
     };
-    let declared = &super::contract::document()["schemas"]["WatchRequest"]["properties"];
-    if let Some(obj) = v.as_object() {
-        for k in obj.keys() {
-            if declared.get(k).is_none() {
-                return errors::invalid_argument(&format!(
-                    "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
-                ));
-            }
-        }
+    if let Err(r) = known_fields(&v, "WatchRequest") {
+        return r;
     }
     let topic = v["topicName"].as_str().unwrap_or("");
     let parts: Vec<&str> = topic.split('/').collect();
@@ -829,6 +815,20 @@ fn accept(
     Ok(answer)
 }
 
+/// Refuses a request body with a field `schema` (in Google's discovery document) does not
+/// declare, as Google's JSON parser does.
+fn known_fields(v: &Value, schema: &str) -> Result<(), Response> {
+    let declared = &super::contract::document()["schemas"][schema]["properties"];
+    for k in v.as_object().into_iter().flat_map(|o| o.keys()) {
+        if declared.get(k).is_none() {
+            return Err(errors::invalid_argument(&format!(
+                "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Fields a request `Message` may carry (unknown names are refused, as Google's JSON
 /// parser does).
 fn message_fields(v: &Value) -> Result<Option<String>, Response> {
@@ -837,14 +837,7 @@ fn message_fields(v: &Value) -> Result<Option<String>, Response> {
             "Invalid JSON payload received. Expected an object.",
         ));
     };
-    let declared = &super::contract::document()["schemas"]["Message"]["properties"];
-    for k in obj.keys() {
-        if declared.get(k).is_none() {
-            return Err(errors::invalid_argument(&format!(
-                "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
-            )));
-        }
-    }
+    known_fields(v, "Message")?;
     match obj.get("threadId") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(t)) => Ok(Some(t.clone())),
