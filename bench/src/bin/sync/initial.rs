@@ -216,7 +216,6 @@ fn message(
     out
 }
 
-
 /// What was generated.
 struct Mailbox {
     messages: usize,

@@ -95,8 +95,6 @@ impl Events {
     }
 }
 
-
-
 fn message(to: &str, message_id: &str, subject: &str) -> Vec<u8> {
     format!(
         "From: Bench Sender <sender@bench.example>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
@@ -249,7 +247,6 @@ async fn deliver(
         message_id,
     })
 }
-
 
 pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {
     let backends = args.backends();

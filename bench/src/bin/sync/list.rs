@@ -16,8 +16,8 @@ use mailroom_core::{Clock as _, SystemClock, new_id};
 use mailroom_store::index::{self, NewFolder, NewMessage};
 use mailroom_testkit::{TestApp, TestDb, app::spawn_on};
 
-use crate::initial::{NAMES, sentence};
 use crate::Args;
+use crate::initial::{NAMES, sentence};
 use mailroom_bench::load::{self, Load, Server};
 use mailroom_bench::{BackendArg, Rig, machine_busy_now};
 

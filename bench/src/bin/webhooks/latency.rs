@@ -108,7 +108,13 @@ async fn one_backend(
     );
 
     let run = mailroom_testkit::token();
-    let warm = deliver(rig, &user.address, format!("<whl.{run}.warm@bench.example>"), &mut tap).await?;
+    let warm = deliver(
+        rig,
+        &user.address,
+        format!("<whl.{run}.warm@bench.example>"),
+        &mut tap,
+    )
+    .await?;
     if warm.webhook.is_none() {
         bail!("the warm-up delivery brought no webhook within {DEADLINE:?}");
     }
@@ -232,15 +238,22 @@ async fn deliver(
 
 /// Message-ID → `created_at` (unix ms) of the stored `mail_received` events.
 async fn event_times(s: &Served) -> anyhow::Result<std::collections::HashMap<String, i64>> {
-    let q = "SELECT payload, created_at FROM events WHERE workspace_id = $1 AND type = 'mail_received'";
+    let q =
+        "SELECT payload, created_at FROM events WHERE workspace_id = $1 AND type = 'mail_received'";
     let rows: Vec<(String, i64)> = if s.database_url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(&s.database_url).await?;
-        let r = sqlx::query_as(q).bind(&s.workspace).fetch_all(&pool).await?;
+        let r = sqlx::query_as(q)
+            .bind(&s.workspace)
+            .fetch_all(&pool)
+            .await?;
         pool.close().await;
         r
     } else {
         let pool = sqlx::PgPool::connect(&s.database_url).await?;
-        let r = sqlx::query_as(q).bind(&s.workspace).fetch_all(&pool).await?;
+        let r = sqlx::query_as(q)
+            .bind(&s.workspace)
+            .fetch_all(&pool)
+            .await?;
         pool.close().await;
         r
     };

@@ -168,7 +168,8 @@ async fn one_backend(
     let mut ours = Vec::new();
     let mut plain = Vec::new();
     for r in 0..2 {
-        let m = mailroom_round(&app, &receiver, &messages, &format!("r{r}"), messages.len()).await?;
+        let m =
+            mailroom_round(&app, &receiver, &messages, &format!("r{r}"), messages.len()).await?;
         println!(
             "  throughput ({}): mailroom round {r}: {} deliveries in {:.2} s, {:.0}/s",
             b.label(),
@@ -413,12 +414,8 @@ async fn plain_round(
                     return anyhow::Ok(());
                 };
                 let ts = now_ms() / 1000;
-                let signature = sign::signature_header(
-                    std::slice::from_ref(&secret),
-                    &h.id,
-                    ts,
-                    &h.body,
-                );
+                let signature =
+                    sign::signature_header(std::slice::from_ref(&secret), &h.id, ts, &h.body);
                 let r = client
                     .post(&*url)
                     .header("content-type", "application/json")
