@@ -281,7 +281,7 @@ pub async fn list(
         for id in &ids {
             q = q.bind(id.as_str());
         }
-        q.fetch_all(pool).await?.iter().map(|r| decode(r)).collect()
+        q.fetch_all(pool).await?.iter().map(decode).collect()
     })
 }
 
