@@ -54,9 +54,11 @@ pub async fn resolve_parent(
             ),
         ));
     };
+    // Another account's send is not a parent a bound key may see (its subject would show).
     if let Some(job) = outbox::get_by_message_id(store, workspace, &message_id.bracketed())
         .await
         .map_err(store_error)?
+        .filter(|job| tenant.sees(&job.account_id))
     {
         return Ok(from_job(job));
     }
