@@ -10,17 +10,30 @@ use crate::error::{Error, err};
 use crate::state::AppState;
 use axum::http::Method;
 use mailroom_core::ErrorKind;
-use mailroom_store::api_keys::{self, KeyIdentity, Refused, Scopes};
+use mailroom_store::api_keys::{self, Refused, Scopes};
+use mailroom_store::audit::{Actor, Origin};
+use mailroom_store::tenant::Tenant;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// The authenticated caller, available to handlers as an extension.
+/// The authenticated caller, available to handlers as an extension: what its key may see
+/// (the [`Tenant`] every account-scoped use case takes) and where the request comes from (the
+/// [`Origin`] the audit log records).
 #[derive(Debug, Clone)]
-pub struct Caller(pub KeyIdentity);
+pub struct Caller {
+    tenant: Tenant,
+    origin: Origin,
+}
 
 impl Caller {
-    pub fn workspace(&self) -> &str {
-        &self.0.workspace_id
+    /// The workspace, or only the accounts the key is bound to.
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// The key, the request id and the client's address.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 }
 
@@ -96,7 +109,16 @@ pub async fn require_api_key(
                 );
                 return resp;
             }
-            req.extensions_mut().insert(Caller(identity));
+            let origin = crate::origin::of_request(
+                Actor::Key(identity.key_id.clone()),
+                req.headers(),
+                req.extensions(),
+            );
+            let caller = Caller {
+                tenant: identity.tenant(),
+                origin,
+            };
+            req.extensions_mut().insert(caller);
             next.run(req).await
         }
         Ok(Err(refused)) => {
@@ -137,7 +159,8 @@ impl Scope {
     }
 }
 
-/// `read`: reading (every `GET` but the webhooks, whose list carries their settings); `send`:
+/// `read`: reading (every `GET` but the webhooks, whose list carries their settings, and the
+/// audit log); `send`:
 /// sending and changing mail; `manage`: accounts, hosted links, webhooks and anything else
 /// that is not a read.
 fn needed_scope(method: &Method, path: &str) -> Scope {
@@ -145,7 +168,8 @@ fn needed_scope(method: &Method, path: &str) -> Scope {
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
-    if under("/api/v1/webhooks") {
+    // The webhooks' list carries their settings; the audit log says who did what.
+    if under("/api/v1/webhooks") || under("/api/v1/audit") {
         return Scope::Manage;
     }
     if method == Method::GET || method == Method::HEAD {
@@ -175,6 +199,7 @@ mod tests {
             (Method::DELETE, "/api/v1/accounts/x", Scope::Manage),
             (Method::POST, "/api/v1/hosted/accounts/link", Scope::Manage),
             (Method::GET, "/api/v1/webhooks", Scope::Manage),
+            (Method::GET, "/api/v1/audit", Scope::Manage),
             (Method::POST, "/api/v1/webhooks", Scope::Manage),
             (Method::POST, "/api/v1/emailsx", Scope::Manage),
         ];

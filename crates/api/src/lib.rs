@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod middleware;
 pub mod openapi;
+mod origin;
 mod pagination;
 mod rate_limit;
 mod routes;

@@ -19,6 +19,7 @@ use crate::error::ErrorBody;
         (name = "Emails", description = "Send email and follow what became of it; list and read email and folders from the index"),
         (name = "Hosted auth", description = "Links that let end users connect their own mailbox"),
         (name = "Webhooks", description = "Signed, durable, at-least-once event delivery (see docs/webhooks.md)"),
+        (name = "Audit", description = "Who changed which account, key, webhook or send, when and from where (see docs/security.md)"),
     )
 )]
 struct Base;

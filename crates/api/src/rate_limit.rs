@@ -75,6 +75,7 @@ mod tests {
             workspace_id: "w".into(),
             scopes: Scopes::ALL,
             rate_per_second: rate,
+            accounts: None,
         }
     }
 

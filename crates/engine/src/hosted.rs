@@ -16,9 +16,11 @@ use mailroom_core::id::random_bytes;
 use mailroom_core::mail::SyncLimit;
 use mailroom_core::{ApiError, ErrorKind};
 use mailroom_store::accounts::{self, Account};
+use mailroom_store::audit::Origin;
 use mailroom_store::events::{self, NewEvent};
 use mailroom_store::hosted_links::{self, HostedLink};
 use mailroom_store::sync_window::SyncWindow;
+use mailroom_store::tenant::Tenant;
 use mailroom_store::{Db, webhook_deliveries};
 
 /// Why a step of the flow did not go on.
@@ -74,15 +76,20 @@ pub struct NewLinkRequest {
     pub sync_limit: SyncLimit,
 }
 
-/// Makes a hosted link for `workspace`; answers its token (the page is `hosted/{token}`).
+/// Makes a hosted link for `tenant`'s workspace; answers its token (the page is
+/// `hosted/{token}`). A key bound to accounts may make reconnect links for them only.
 pub async fn create_link(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     req: NewLinkRequest,
 ) -> Result<String, ApiError> {
+    let workspace = tenant.workspace_id();
     let now = engine.clock.now_ms();
     let reconnect = match &req.reconnect_account {
-        None => None,
+        None => {
+            crate::link::refuse_bound(tenant)?;
+            None
+        }
         Some(id) => {
             let not_found = || {
                 ApiError::new(
@@ -94,7 +101,8 @@ pub async fn create_link(
                 return Err(not_found());
             }
             Some(
-                accounts::get(&engine.store, workspace, id)
+                tenant
+                    .account(&engine.store, id)
                     .await
                     .map_err(|e| store_failure("reconnect lookup", e))?
                     .ok_or_else(not_found)?,
@@ -215,6 +223,7 @@ pub async fn finish_oauth(
     engine: &Engine,
     idp: IdP,
     query: &HashMap<String, String>,
+    origin: &Origin,
 ) -> Result<(HostedLink, Linked), (Option<HostedLink>, Refusal)> {
     let state = query.get("state").ok_or((None, Refusal::Invalid))?;
     let (link, sealed) = hosted_links::by_oauth_state(&engine.store, state)
@@ -300,6 +309,7 @@ pub async fn finish_oauth(
             reconnect: reconnect.as_ref(),
             window: window_for(engine, &link, reconnect.as_ref()),
             hosted: Some(&link),
+            origin: Some(origin),
         },
     )
     .await
@@ -361,6 +371,7 @@ pub async fn link_imap(
     link: &HostedLink,
     settings: MailSettings,
     password: SecretString,
+    origin: &Origin,
 ) -> Result<Linked, Result<ApiError, Refusal>> {
     let reconnect = reconnect_target(engine, link).await.map_err(Err)?;
     match hosted_links::consume(&engine.store, &link.id, engine.clock.now_ms()).await {
@@ -378,6 +389,7 @@ pub async fn link_imap(
             reconnect: reconnect.as_ref(),
             window: window_for(engine, link, reconnect.as_ref()),
             hosted: Some(link),
+            origin: Some(origin),
         },
     )
     .await;

@@ -1,10 +1,11 @@
 //! The engine: the use cases the API calls (accept a send, link or reconnect an account, the
 //! hosted OAuth round trip) and the background workers (the outbox sender and the sync
-//! supervisor and webhook delivery, all started by [`Engine::run_workers`]). It talks to mail
+//! supervisor, webhook delivery and the audit log's retention, all started by [`Engine::run_workers`]). It talks to mail
 //! providers only through the mailbox seam (`mailroom_providers::Mailbox`), never by asking
 //! which provider an account is.
 
 pub mod apps;
+pub mod audit_retention;
 pub mod compose;
 pub mod connect;
 pub mod hosted;
@@ -49,6 +50,8 @@ pub struct Engine {
     pub sync: sync::SyncControl,
     /// Webhook delivery (its policy, and the worker [`Engine::run_workers`] starts).
     pub webhooks: webhooks::Webhooks,
+    /// How long audit entries are kept (the prune [`Engine::run_workers`] starts).
+    pub audit_retention: audit_retention::AuditRetention,
 }
 
 impl Engine {
@@ -95,7 +98,14 @@ impl Engine {
             outbox,
             sync: sync::SyncControl::new(sync::SyncConfig::default()),
             webhooks,
+            audit_retention: audit_retention::AuditRetention::default(),
         }
+    }
+
+    /// The same engine with another audit retention (set before the workers start).
+    pub fn with_audit_retention(mut self, retention: audit_retention::AuditRetention) -> Self {
+        self.audit_retention = retention;
+        self
     }
 
     /// The same engine with another webhook delivery policy (set before the workers start).
@@ -134,6 +144,7 @@ impl Engine {
             let webhooks = self.webhooks.clone();
             tokio::spawn(async move { webhooks.run(stop.cancelled_owned()).await })
         };
+        let audit = tokio::spawn(audit_retention::run(self.clone(), stop.clone()));
         let sync = self
             .sync
             .config()
@@ -146,6 +157,9 @@ impl Engine {
         }
         if let Err(e) = webhooks.await {
             tracing::error!(error = %e, "the webhook worker panicked");
+        }
+        if let Err(e) = audit.await {
+            tracing::error!(error = %e, "the audit retention task panicked");
         }
         if let Some(sync) = sync
             && let Err(e) = sync.await

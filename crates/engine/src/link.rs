@@ -15,9 +15,11 @@ use mailroom_core::{ApiError, ErrorKind, new_id};
 use mailroom_providers::apps::{IdP, TokenSet};
 use mailroom_providers::mailbox::{Prospect, Verified};
 use mailroom_store::accounts::{self, Account, Credentials, NewAccount};
+use mailroom_store::audit::{self, Action, NewEntry, Origin};
 use mailroom_store::events;
 use mailroom_store::hosted_links::HostedLink;
 use mailroom_store::sync_window::SyncWindow;
+use mailroom_store::tenant::Tenant;
 use mailroom_store::{Db, StoreError};
 
 /// The account a linking produced.
@@ -69,13 +71,17 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
     ApiError::unexpected("an internal error occurred; it has been logged")
 }
 
-/// Links a new mailbox (`POST /accounts`).
+/// Links a new mailbox (`POST /accounts`). A key bound to accounts may not: it could not see
+/// the account it made (403 `errors/insufficient_permissions`).
 pub async fn link(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
+    origin: &Origin,
     req: LinkRequest,
     limit: SyncLimit,
 ) -> Result<Linked, ApiError> {
+    refuse_bound(tenant)?;
+    let workspace = tenant.workspace_id();
     let window = Some(window_of(limit, engine.clock.now_ms()));
     match req {
         LinkRequest::Mail {
@@ -91,6 +97,7 @@ pub async fn link(
                 smtp_password,
                 Saving {
                     window,
+                    origin: Some(origin),
                     ..Saving::default()
                 },
             )
@@ -104,7 +111,12 @@ pub async fn link(
             let idp = oauth_idp(engine, account_type)?;
             access_token.ok_or_else(|| missing("access_token"))?;
             let refresh_token = refresh_token.ok_or_else(|| missing("refresh_token"))?;
-            link_with_tokens(engine, workspace, idp, refresh_token, None, window).await
+            let how = Saving {
+                window,
+                origin: Some(origin),
+                ..Saving::default()
+            };
+            link_with_tokens(engine, workspace, idp, refresh_token, how).await
         }
     }
 }
@@ -113,10 +125,11 @@ pub async fn link(
 /// new passwords (and optionally changed settings) for an IMAP/SMTP one.
 pub async fn reconnect(
     engine: &Engine,
-    workspace: &str,
+    origin: &Origin,
     account: &Account,
     req: ReconnectRequest,
 ) -> Result<Linked, ApiError> {
+    let workspace = account.workspace_id.as_str();
     if req.provider.is_some_and(|p| p != account.account_type) {
         return Err(ApiError::new(
             ErrorKind::InvalidParameters,
@@ -128,7 +141,12 @@ pub async fn reconnect(
             let idp = oauth_idp(engine, account.account_type)?;
             let refresh = req.refresh_token.ok_or_else(|| missing("refresh_token"))?;
             req.access_token.ok_or_else(|| missing("access_token"))?;
-            return link_with_tokens(engine, workspace, idp, refresh, Some(account), None).await;
+            let how = Saving {
+                reconnect: Some(account),
+                origin: Some(origin),
+                ..Saving::default()
+            };
+            return link_with_tokens(engine, workspace, idp, refresh, how).await;
         }
         AccountSettings::Mail(stored) => stored.clone(),
     };
@@ -166,6 +184,7 @@ pub async fn reconnect(
         req.smtp_password.unwrap_or(old_smtp),
         Saving {
             reconnect: Some(account),
+            origin: Some(origin),
             ..Saving::default()
         },
     )
@@ -208,11 +227,11 @@ fn oauth_idp(engine: &Engine, t: AccountType) -> Result<IdP, ApiError> {
 /// process pooled for it (connections, sessions, a copy of its password) is dropped, and its
 /// sync loop stops (here at once; in another process at its next heartbeat, the lease row
 /// being gone).
-pub async fn delete(engine: &Engine, workspace: &str, account: &Account) -> Result<(), ApiError> {
-    // The account, the purge of its events and the announcement of its deletion (recorded
-    // after the purge, so the webhooks still hear it): one transaction.
+pub async fn delete(engine: &Engine, origin: &Origin, account: &Account) -> Result<(), ApiError> {
+    // The account, the purge of its events, the announcement of its deletion (recorded after
+    // the purge, so the webhooks still hear it) and its audit entry: one transaction.
     let mut tx = engine.store.begin_write().await.map_err(store_error)?;
-    if !accounts::delete_in(Db::Tx(&mut tx), workspace, &account.id)
+    if !accounts::delete_in(Db::Tx(&mut tx), &account.workspace_id, &account.id)
         .await
         .map_err(store_error)?
     {
@@ -221,15 +240,13 @@ pub async fn delete(engine: &Engine, workspace: &str, account: &Account) -> Resu
     events::delete_for_account_in(Db::Tx(&mut tx), &account.id)
         .await
         .map_err(store_error)?;
-    announce(
-        Db::Tx(&mut tx),
-        account,
-        "DELETED",
-        "",
-        engine.clock.now_ms(),
-    )
-    .await
-    .map_err(store_error)?;
+    let now = engine.clock.now_ms();
+    announce(Db::Tx(&mut tx), account, "DELETED", "", now)
+        .await
+        .map_err(store_error)?;
+    audit_account(&mut tx, Action::AccountDeleted, origin, account, now)
+        .await
+        .map_err(store_error)?;
     tx.commit().await.map_err(store_error)?;
     if let Some(s) = engine.sync.local(&account.id) {
         s.nudge();
@@ -249,6 +266,44 @@ pub struct Saving<'a> {
     /// The hosted link it was linked through: its `notify_url` call is queued in the same
     /// transaction as the account (a crash cannot lose it).
     pub hosted: Option<&'a HostedLink>,
+    /// Who links it, for the audit log (`None`: mailroom itself).
+    pub origin: Option<&'a Origin>,
+}
+
+/// 403 for a key bound to accounts: linking makes an account such a key could not see.
+pub(crate) fn refuse_bound(tenant: &Tenant) -> Result<(), ApiError> {
+    match tenant.bound_accounts() {
+        None => Ok(()),
+        Some(_) => Err(ApiError::new(
+            ErrorKind::InsufficientPermissions,
+            "this API key is bound to accounts: it cannot link new ones (use a key that is not \
+             bound, or reconnect one of its accounts)",
+        )),
+    }
+}
+
+/// The audit entry of an account's life cycle (`account.*`), in the transaction of the change.
+/// The details name the provider kind; the address and the credentials stay out.
+pub(crate) async fn audit_account(
+    tx: &mut mailroom_store::WriteTx,
+    action: Action,
+    origin: &Origin,
+    account: &Account,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    audit::record_in(
+        Db::Tx(tx),
+        NewEntry {
+            workspace_id: &account.workspace_id,
+            action,
+            origin,
+            account_id: Some(&account.id),
+            target: Some(&account.id),
+            details: serde_json::json!({ "provider": account.account_type.as_str() }),
+            now_ms,
+        },
+    )
+    .await
 }
 
 /// Saves a verified account: a new one, or new settings and credentials for `reconnect`.
@@ -263,7 +318,10 @@ async fn save(
         reconnect,
         window,
         hosted,
+        origin,
     } = how;
+    let system = Origin::system();
+    let origin = origin.unwrap_or(&system);
     let now = engine.clock.now_ms();
     let Verified {
         account_type,
@@ -319,6 +377,9 @@ async fn save(
             )
             .await
             .map_err(store_error)?;
+            audit_account(&mut tx, Action::AccountReconnected, origin, existing, now)
+                .await
+                .map_err(store_error)?;
             if let Some(link) = hosted {
                 crate::hosted::queue_notify(&mut tx, link, &existing.id, "RECONNECTED", now)
                     .await
@@ -369,6 +430,9 @@ async fn save(
             .await
             .map_err(store_error)?;
             announce(Db::Tx(&mut tx), &account, "CREATION_SUCCESS", "", now)
+                .await
+                .map_err(store_error)?;
+            audit_account(&mut tx, Action::AccountLinked, origin, &account, now)
                 .await
                 .map_err(store_error)?;
             if let Some(link) = hosted {
@@ -456,8 +520,7 @@ pub async fn link_with_tokens(
     workspace: &str,
     idp: IdP,
     refresh_token: SecretString,
-    reconnect: Option<&Account>,
-    window: Option<SyncWindow>,
+    how: Saving<'_>,
 ) -> Result<Linked, ApiError> {
     let now = engine.clock.now_ms();
     let fresh = engine
@@ -478,11 +541,6 @@ pub async fn link_with_tokens(
     let tokens = TokenSet {
         refresh_token: fresh.refresh_token.or(Some(refresh_token)),
         ..fresh
-    };
-    let how = Saving {
-        reconnect,
-        window,
-        hosted: None,
     };
     link_oauth(engine, workspace, idp, tokens, None, how).await
 }

@@ -23,9 +23,10 @@ use mailroom_core::mail::FolderRole;
 use mailroom_core::{ApiError, ErrorKind, new_id};
 use mailroom_providers::mailbox::{FetchedMessage, MessageFlags, PartStream, SyncModel};
 use mailroom_providers::{FailureKind, MailError, Mailbox, Trashed};
-use mailroom_store::accounts::{self, Account};
+use mailroom_store::accounts::Account;
 use mailroom_store::events::{self, NewEvent};
 use mailroom_store::index::{self, FolderRow, MessageRow, NewFolder};
+use mailroom_store::tenant::Tenant;
 use mailroom_store::tx::Db;
 
 use crate::Engine;
@@ -141,8 +142,9 @@ async fn open(engine: &Engine, account: &Account) -> Result<std::sync::Arc<Mailb
     })
 }
 
-/// The indexed message `r` names in `workspace`, with its account and folders.
-async fn locate(engine: &Engine, workspace: &str, r: EmailRef<'_>) -> Result<Located, ApiError> {
+/// The indexed message `r` names among those `tenant` sees, with its account and folders.
+async fn locate(engine: &Engine, tenant: &Tenant, r: EmailRef<'_>) -> Result<Located, ApiError> {
+    let workspace = tenant.workspace_id();
     let store = &engine.store;
     let not_found = || {
         ApiError::new(
@@ -165,7 +167,9 @@ async fn locate(engine: &Engine, workspace: &str, r: EmailRef<'_>) -> Result<Loc
             .map_err(store_error)?;
     }
     let message = message.ok_or_else(not_found)?;
-    let account = accounts::get(store, workspace, &message.account_id)
+    // The account through the tenant: a key bound to other accounts finds nothing here.
+    let account = tenant
+        .account(store, &message.account_id)
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;
@@ -226,7 +230,7 @@ async fn record_in(
 /// `PUT /emails/{id}`: `unread`, else `folders` (a move).
 pub async fn update(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     r: EmailRef<'_>,
     change: Update,
 ) -> Result<(), ApiError> {
@@ -246,7 +250,7 @@ pub async fn update(
             folders.len()
         )));
     }
-    let l = locate(engine, workspace, r).await?;
+    let l = locate(engine, tenant, r).await?;
     if open(engine, &l.account).await?.sync_model() == SyncModel::Feed {
         return match (change.unread, change.folders) {
             (Some(unread), _) => feed::set_read(engine, &l, !unread).await,
@@ -587,8 +591,8 @@ async fn move_to(engine: &Engine, l: &Located, name: &str) -> Result<(), ApiErro
 
 /// `DELETE /emails/{id}`: to the Trash, or expunged where there is none (or it is in the
 /// Trash already).
-pub async fn delete(engine: &Engine, workspace: &str, r: EmailRef<'_>) -> Result<(), ApiError> {
-    let l = locate(engine, workspace, r).await?;
+pub async fn delete(engine: &Engine, tenant: &Tenant, r: EmailRef<'_>) -> Result<(), ApiError> {
+    let l = locate(engine, tenant, r).await?;
     if open(engine, &l.account).await?.sync_model() == SyncModel::Feed {
         return feed::delete(engine, &l).await;
     }
@@ -647,11 +651,11 @@ pub async fn delete(engine: &Engine, workspace: &str, r: EmailRef<'_>) -> Result
 /// is a clean error).
 pub async fn attachment(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     r: EmailRef<'_>,
     attachment_id: &str,
 ) -> Result<AttachmentStream, ApiError> {
-    let l = locate(engine, workspace, r).await?;
+    let l = locate(engine, tenant, r).await?;
     let meta = l
         .message
         .attachments
@@ -715,12 +719,12 @@ fn piece_deadline(
 /// clients keep it in drafts), filed in the Drafts folder and indexed; answers its id.
 pub async fn create_draft(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     input: SendInput,
     message_max: usize,
 ) -> Result<String, ApiError> {
     let bcc: Vec<String> = input.bcc.iter().map(|a| a.identifier.clone()).collect();
-    let composed = crate::send::compose(engine, workspace, input, message_max).await?;
+    let composed = crate::send::compose(engine, tenant, input, message_max).await?;
     let account = composed.account;
     let raw = mailroom_mime::insert_bcc(&composed.built.bytes, &bcc)
         .map_err(crate::send::mime_error)?
@@ -774,9 +778,11 @@ pub async fn complete_from_draft(
             format!("draft {draft_id} not found in account {}", account.id),
         )
     };
+    // The draft must be one of this account's (already authorised by the caller).
+    let only_this = Tenant::bound(account.workspace_id.clone(), vec![account.id.to_string()]);
     let l = locate(
         engine,
-        &account.workspace_id,
+        &only_this,
         EmailRef {
             id: draft_id,
             account_id: Some(account.id.as_str()),

@@ -10,9 +10,10 @@ use mailroom_core::email::Attendee;
 use mailroom_core::id::looks_like_id;
 use mailroom_core::mail::{AttachmentMeta, FolderRole, Header, MailOrigin};
 use mailroom_core::{ApiError, ErrorKind};
+use mailroom_store::Store;
 use mailroom_store::index::{self, FolderRow, MessageFilter};
 use mailroom_store::index_query::{self, FolderKey, FolderRef, MessageKey, MessageView, Wanted};
-use mailroom_store::{Store, accounts};
+use mailroom_store::tenant::Tenant;
 
 use crate::Engine;
 use crate::link::store_error;
@@ -219,10 +220,11 @@ fn view(v: MessageView) -> Result<EmailView, ApiError> {
     })
 }
 
-/// 404 unless the account belongs to the workspace.
-async fn require_account(store: &Store, workspace: &str, account_id: &str) -> Result<(), ApiError> {
+/// 404 unless the account is one `tenant` sees.
+async fn require_account(store: &Store, tenant: &Tenant, account_id: &str) -> Result<(), ApiError> {
     let found = looks_like_id(account_id)
-        && accounts::get(store, workspace, account_id)
+        && tenant
+            .account(store, account_id)
             .await
             .map_err(store_error)?
             .is_some();
@@ -262,7 +264,7 @@ async fn find_folder(
 /// `limit` items (the API asks one more than it shows, to know whether a next page exists).
 pub async fn list_emails(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     q: &EmailQuery,
     detail: Detail,
     after: Option<&Position>,
@@ -272,12 +274,12 @@ pub async fn list_emails(
     let mut folder_id = None;
     let mut folder_provider_id = None;
     if let Some(account) = &q.account_id {
-        require_account(store, workspace, account).await?;
+        require_account(store, tenant, account).await?;
     }
     if let Some(folder) = &q.folder {
         match &q.account_id {
             Some(account) => {
-                let f = find_folder(store, workspace, account, folder).await?.ok_or_else(|| {
+                let f = find_folder(store, tenant.workspace_id(), account, folder).await?.ok_or_else(|| {
                     ApiError::invalid(format!(
                         "folder `{folder}` is not a folder of account {account} (GET /api/v1/folders?account_id={account} lists them)"
                     ))
@@ -288,7 +290,7 @@ pub async fn list_emails(
                 // Our id, when it is one of the workspace's folders; else a provider id in
                 // whichever account has it.
                 let ours = if looks_like_id(folder) {
-                    index::get_folder(store, workspace, folder)
+                    index::get_folder(store, tenant.workspace_id(), folder)
                         .await
                         .map_err(store_error)?
                 } else {
@@ -323,7 +325,7 @@ pub async fn list_emails(
         exclude_folders: &exclude,
         search: &q.search,
     };
-    index_query::page(store, workspace, &filter, after, limit, detail.wanted())
+    index_query::page(store, tenant, &filter, after, limit, detail.wanted())
         .await
         .map_err(store_error)?
         .into_iter()
@@ -335,7 +337,7 @@ pub async fn list_emails(
 /// accepted there too). 404 `errors/resource_not_found` otherwise.
 pub async fn get_email(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     id: &str,
     account_id: Option<&str>,
     detail: Detail,
@@ -344,10 +346,10 @@ pub async fn get_email(
     let wanted = detail.wanted();
     let mut found = None;
     if let Some(account_id) = account_id {
-        require_account(store, workspace, account_id).await?;
+        require_account(store, tenant, account_id).await?;
         found = index_query::one(
             store,
-            workspace,
+            tenant,
             MessageKey::ProviderId {
                 account_id,
                 provider_id: id,
@@ -358,7 +360,7 @@ pub async fn get_email(
         .map_err(store_error)?;
     }
     if found.is_none() && looks_like_id(id) {
-        found = index_query::one(store, workspace, MessageKey::Id(id), wanted)
+        found = index_query::one(store, tenant, MessageKey::Id(id), wanted)
             .await
             .map_err(store_error)?
             .filter(|v| account_id.is_none_or(|a| v.message.account_id.as_str() == a));
@@ -386,14 +388,14 @@ fn folder_view((f, count): (FolderRow, i64)) -> FolderView {
 /// The workspace's folders, or one account's (404 for an account not in the workspace).
 pub async fn list_folders(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     account_id: Option<&str>,
 ) -> Result<Vec<FolderView>, ApiError> {
     if let Some(account_id) = account_id {
-        require_account(&engine.store, workspace, account_id).await?;
+        require_account(&engine.store, tenant, account_id).await?;
     }
     Ok(
-        index_query::folders_with_counts(&engine.store, workspace, account_id)
+        index_query::folders_with_counts(&engine.store, tenant, account_id)
             .await
             .map_err(store_error)?
             .into_iter()
@@ -406,17 +408,17 @@ pub async fn list_folders(
 /// accepted there too).
 pub async fn get_folder(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     id: &str,
     account_id: Option<&str>,
 ) -> Result<FolderView, ApiError> {
     let store = &engine.store;
     let mut found = None;
     if let Some(account_id) = account_id {
-        require_account(store, workspace, account_id).await?;
+        require_account(store, tenant, account_id).await?;
         found = index_query::folder_with_count(
             store,
-            workspace,
+            tenant,
             FolderKey::ProviderId {
                 account_id,
                 provider_id: id,
@@ -426,7 +428,7 @@ pub async fn get_folder(
         .map_err(store_error)?;
     }
     if found.is_none() && looks_like_id(id) {
-        found = index_query::folder_with_count(store, workspace, FolderKey::Id(id))
+        found = index_query::folder_with_count(store, tenant, FolderKey::Id(id))
             .await
             .map_err(store_error)?
             .filter(|(f, _)| account_id.is_none_or(|a| f.account_id.as_str() == a));

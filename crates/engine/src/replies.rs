@@ -10,6 +10,7 @@ use mailroom_core::{ApiError, ErrorKind};
 use mailroom_providers::{FailureKind, MailError};
 use mailroom_store::accounts::Account;
 use mailroom_store::outbox::{self, Job};
+use mailroom_store::tenant::Tenant;
 
 /// A parent's subject may carry anything its sender put there (even encoded CR/LF); a reply's
 /// subject must not, and the client cannot fix the parent: control characters become spaces.
@@ -32,13 +33,14 @@ fn from_job(job: Job) -> ReplyParent {
 /// The parent of a reply, or 422 `errors/parent_mail_not_found`.
 pub async fn resolve_parent(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     account: &Account,
     reply_to: &str,
 ) -> Result<ReplyParent, ApiError> {
     let store = &engine.store;
+    let workspace = tenant.workspace_id();
     if looks_like_id(reply_to)
-        && let Some(job) = outbox::get(store, workspace, reply_to)
+        && let Some(job) = outbox::get(store, tenant, reply_to)
             .await
             .map_err(store_error)?
     {
@@ -52,9 +54,11 @@ pub async fn resolve_parent(
             ),
         ));
     };
+    // Another account's send is not a parent a bound key may see (its subject would show).
     if let Some(job) = outbox::get_by_message_id(store, workspace, &message_id.bracketed())
         .await
         .map_err(store_error)?
+        .filter(|job| tenant.sees(&job.account_id))
     {
         return Ok(from_job(job));
     }

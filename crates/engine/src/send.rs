@@ -16,8 +16,10 @@ use mailroom_core::{ApiError, ErrorKind, TrackingId};
 use mailroom_mime::{
     BuiltMessage, MimeError, build_message, derive_text, looks_like_html, reply_subject,
 };
-use mailroom_store::accounts;
+use mailroom_store::audit::{self, Action, NewEntry, Origin};
 use mailroom_store::outbox::{self, Job, JobStatus, NewJob};
+use mailroom_store::tenant::Tenant;
+use mailroom_store::{Db, accounts};
 
 /// A send request, validated.
 #[derive(Debug, Clone)]
@@ -61,24 +63,28 @@ pub fn mime_error(e: MimeError) -> ApiError {
     }
 }
 
-/// Accepts a send for `workspace`: the first answer of an earlier request with the same
-/// `key` (409 if it asked for something else), or a new job stored and attempted at once.
-/// `fingerprint` identifies the request's content; `message_max` caps the encoded message.
+/// Accepts a send from `origin` for an account `tenant` sees: the first answer of an earlier
+/// request with the same `key` (409 if it asked for something else), or a new job stored
+/// (with its `send.accepted` audit entry) and attempted at once. `fingerprint` identifies the
+/// request's content; `message_max` caps the encoded message.
+#[allow(clippy::too_many_arguments)]
 pub async fn accept(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
+    origin: &Origin,
     input: SendInput,
     key: Option<String>,
     fingerprint: Vec<u8>,
     message_max: usize,
 ) -> Result<Answer, ApiError> {
     let store = &engine.store;
+    let workspace = tenant.workspace_id();
     if let Some(key) = &key
         && let Some(job) = outbox::get_by_key(store, workspace, key)
             .await
             .map_err(store_error)?
     {
-        return replay(engine, workspace, key, job, &fingerprint).await;
+        return replay(engine, tenant, key, job, &fingerprint).await;
     }
     let Composed {
         account,
@@ -89,7 +95,7 @@ pub async fn accept(
         built,
         send_at,
         draft,
-    } = compose(engine, workspace, input, message_max).await?;
+    } = compose(engine, tenant, input, message_max).await?;
     let thread_refs: Vec<String> = match &parent {
         Some(p) => p
             .references
@@ -104,28 +110,26 @@ pub async fn accept(
     let outbox = &engine.outbox;
     let claim = outbox.claim_token(&id, 1);
     let config = outbox.config();
-    let inserted = outbox::insert(
-        store,
-        NewJob {
-            id: &id,
-            workspace_id: workspace,
-            account_id: &account.id,
-            idempotency_key: key.as_deref(),
-            request_hash: &fingerprint,
-            message_id: &message_id,
-            thread_refs: &thread_refs,
-            subject: &subject,
-            recipients: &built.envelope_to,
-            envelope_from: &built.envelope_from,
-            raw: &built.bytes,
-            max_attempts: config.max_attempts,
-            give_up_at: scheduled.unwrap_or(now) + config.retry_horizon.as_millis() as i64,
-            now_ms: now,
-            send_at: scheduled,
-            lease: (&claim, outbox.lease_until(now)),
-        },
-    )
-    .await;
+    let recipients = built.envelope_to.len();
+    let new_job = NewJob {
+        id: &id,
+        workspace_id: workspace,
+        account_id: &account.id,
+        idempotency_key: key.as_deref(),
+        request_hash: &fingerprint,
+        message_id: &message_id,
+        thread_refs: &thread_refs,
+        subject: &subject,
+        recipients: &built.envelope_to,
+        envelope_from: &built.envelope_from,
+        raw: &built.bytes,
+        max_attempts: config.max_attempts,
+        give_up_at: scheduled.unwrap_or(now) + config.retry_horizon.as_millis() as i64,
+        now_ms: now,
+        send_at: scheduled,
+        lease: (&claim, outbox.lease_until(now)),
+    };
+    let inserted = insert_audited(engine, new_job, origin, recipients, scheduled).await;
     let job = match inserted {
         Ok(job) => job,
         // The same key raced in from another request: answer as its duplicate.
@@ -135,7 +139,7 @@ pub async fn accept(
                 .await
                 .map_err(store_error)?
             {
-                return replay(engine, workspace, key, job, &fingerprint).await;
+                return replay(engine, tenant, key, job, &fingerprint).await;
             }
             return Err(store_error(e));
         }
@@ -192,11 +196,45 @@ pub struct Composed {
     pub draft: Option<crate::mutate::DraftPlace>,
 }
 
-/// Finds the account (it must be connected), completes the request from its draft when it
-/// names one (`draft_id`), and builds the message, within the size limits.
+/// Stores the job and its `send.accepted` audit entry in one transaction. The entry counts
+/// the recipients; their addresses stay out of the audit log.
+async fn insert_audited(
+    engine: &Engine,
+    job: NewJob<'_>,
+    origin: &Origin,
+    recipients: usize,
+    scheduled: Option<i64>,
+) -> Result<Job, mailroom_store::StoreError> {
+    let mut tx = engine.store.begin_write().await?;
+    let (workspace_id, account_id, id, now_ms) =
+        (job.workspace_id, job.account_id, job.id, job.now_ms);
+    let job = outbox::insert_in(Db::Tx(&mut tx), job).await?;
+    let mut details = json!({ "recipients": recipients });
+    if let Some(at) = scheduled {
+        details["send_at"] = json!(format_ms(at));
+    }
+    audit::record_in(
+        Db::Tx(&mut tx),
+        NewEntry {
+            workspace_id,
+            action: Action::SendAccepted,
+            origin,
+            account_id: Some(account_id),
+            target: Some(id),
+            details,
+            now_ms,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(job)
+}
+
+/// Finds the account (one `tenant` sees; it must be connected), completes the request from
+/// its draft when it names one (`draft_id`), and builds the message, within the size limits.
 pub async fn compose(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     mut input: SendInput,
     message_max: usize,
 ) -> Result<Composed, ApiError> {
@@ -210,7 +248,9 @@ pub async fn compose(
     if !looks_like_id(&input.account_id) {
         return Err(not_found());
     }
-    let account = accounts::get(store, workspace, &input.account_id)
+    let workspace = tenant.workspace_id();
+    let account = tenant
+        .account(store, &input.account_id)
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;
@@ -239,7 +279,7 @@ pub async fn compose(
         .clone()
         .unwrap_or_else(|| account.settings.address().to_owned());
     let parent = match &input.reply_to {
-        Some(r) => Some(replies::resolve_parent(engine, workspace, &account, r).await?),
+        Some(r) => Some(replies::resolve_parent(engine, tenant, &account, r).await?),
         None => None,
     };
     let id = TrackingId::generate();
@@ -328,11 +368,20 @@ pub async fn compose(
 /// outcome when the job has one by then).
 async fn replay(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     key: &str,
     mut job: Job,
     fingerprint: &[u8],
 ) -> Result<Answer, ApiError> {
+    // Another key's send to an account this one does not see: the key is taken, and nothing
+    // about that send is told.
+    if !tenant.sees(&job.account_id) {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            format!("Idempotency-Key {key} was already used for a different request"),
+        ));
+    }
+    let workspace = tenant.workspace_id();
     if job.request_hash != fingerprint {
         return Err(ApiError::new(
             ErrorKind::Conflict,

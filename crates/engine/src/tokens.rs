@@ -273,6 +273,14 @@ pub async fn mark_credentials(
             },
         )
         .await?;
+        crate::link::audit_account(
+            &mut tx,
+            mailroom_store::audit::Action::AccountCredentialsRefused,
+            &mailroom_store::audit::Origin::system(),
+            account,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         tracing::warn!(account_id = %account.id, "the provider refused the account's credentials; status CREDENTIALS");
     }

@@ -116,6 +116,7 @@ impl Application {
         let apps = provider_apps(settings, &public_url)?;
         let engine = Engine::new(store, vault, clock, net, settings.outbox.clone(), apps)
             .with_sync_config(settings.sync.clone())
+            .with_audit_retention(settings.audit.clone())
             .with_webhook_config(WebhookConfig {
                 allow_private: settings.webhook_allow_private,
                 ..settings.webhooks.clone()

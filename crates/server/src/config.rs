@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use mailroom_engine::audit_retention::AuditRetention;
 use mailroom_engine::outbox::OutboxConfig;
 use mailroom_engine::sync::SyncConfig;
 use mailroom_engine::webhooks::WebhookConfig;
@@ -47,6 +48,7 @@ pub struct RawConfig {
     pub webhook_lease_margin_secs: u64,
     pub sync: bool,
     pub sync_sweep_secs: u64,
+    pub audit_retention_days: u32,
     pub log: String,
     pub log_format: String,
     // Provider apps (used by the Gmail and Outlook integrations).
@@ -93,6 +95,7 @@ impl Default for RawConfig {
             webhook_lease_margin_secs: 15,
             sync: true,
             sync_sweep_secs: 60,
+            audit_retention_days: 365,
             log: "info".into(),
             log_format: "text".into(),
             google_client_id: None,
@@ -254,6 +257,8 @@ pub struct Settings {
     pub outbox: OutboxConfig,
     pub webhooks: WebhookConfig,
     pub sync: SyncConfig,
+    /// How long audit entries are kept (`MAILROOM_AUDIT_RETENTION_DAYS`; 0: for ever).
+    pub audit: AuditRetention,
     pub log: String,
     pub log_json: bool,
 }
@@ -453,6 +458,16 @@ impl RawConfig {
             sweep: Duration::from_secs(self.sync_sweep_secs),
             ..SyncConfig::default()
         };
+        if self.audit_retention_days > 36_500 {
+            return Err(invalid(
+                "MAILROOM_AUDIT_RETENTION_DAYS must be from 0 (keep for ever) to 36500",
+            ));
+        }
+        let audit = AuditRetention {
+            keep: (self.audit_retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(self.audit_retention_days) * 24 * 3600)),
+            ..AuditRetention::default()
+        };
         let log_json = match self.log_format.as_str() {
             "text" => false,
             "json" => true,
@@ -483,6 +498,7 @@ impl RawConfig {
             outbox,
             webhooks,
             sync,
+            audit,
             log: self.log,
             log_json,
         })
@@ -543,6 +559,7 @@ impl Settings {
                 enabled: false,
                 ..Self::sync_for_tests()
             },
+            audit: AuditRetention::default(),
             log: "warn".into(),
             log_json: false,
         }

@@ -66,9 +66,13 @@ enum KeysCommand {
         /// `MAILROOM_API_RATE_PER_SECOND`).
         #[arg(long)]
         rate: Option<u32>,
+        /// Bind the key to these accounts of its workspace, comma-separated ids: it sees
+        /// nothing else (404) and cannot link new accounts. Default: every account.
+        #[arg(long)]
+        accounts: Option<String>,
     },
     /// List the keys (never their secrets): id, workspace, name, scopes, created, expires, last
-    /// used, state.
+    /// used, state, rate, accounts (`all`, or the ids the key is bound to).
     List {
         /// Only this workspace's keys.
         #[arg(long)]
@@ -146,8 +150,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     scopes,
                     expires,
                     rate,
+                    accounts,
                 },
         } => {
+            let accounts = accounts.as_deref().map(account_list).transpose()?;
             let now = clock.now_ms();
             let scopes = api_keys::Scopes::parse(&scopes).map_err(ConfigProblem)?;
             let expires_at = expires
@@ -165,6 +171,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     scopes,
                     expires_at,
                     rate_per_second: rate,
+                    accounts: accounts.as_deref(),
                 },
                 now,
             )
@@ -182,7 +189,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let store = open_store(&settings).await?;
             let now = clock.now_ms();
             let when = |t: Option<i64>| t.map_or("-".to_owned(), format_ms);
-            println!("id\tworkspace\tname\tscopes\tcreated\texpires\tlast_used\tstate\trate");
+            println!(
+                "id\tworkspace\tname\tscopes\tcreated\texpires\tlast_used\tstate\trate\taccounts"
+            );
             for k in api_keys::list(&store, workspace.as_deref()).await? {
                 let state = if k.revoked_at.is_some() {
                     "revoked"
@@ -194,8 +203,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 let rate = k
                     .rate_per_second
                     .map_or("default".to_owned(), |r| r.to_string());
+                let accounts = k.accounts.map_or("all".to_owned(), |ids| ids.join(","));
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{state}\t{rate}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{state}\t{rate}\t{accounts}",
                     k.key_id,
                     k.workspace_id,
                     k.name,
@@ -230,6 +240,24 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--accounts ID,ID`: the ids, at least one (an empty binding would be a key that sees
+/// nothing, surely not what was meant).
+fn account_list(s: &str) -> anyhow::Result<Vec<String>> {
+    let ids: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if ids.is_empty() {
+        anyhow::bail!("--accounts needs at least one account id");
+    }
+    if let Some(bad) = ids.iter().find(|id| !mailroom_core::id::looks_like_id(id)) {
+        anyhow::bail!("--accounts: `{bad}` is not an account id");
+    }
+    Ok(ids)
 }
 
 async fn shutdown_signal() {

@@ -581,6 +581,9 @@ async fn keys_are_listed_scoped_and_revoked_from_the_command_line() {
         &["keys", "create", "--expires", "2001-01-01T00:00:00Z"],
         &["keys", "create", "--expires", "soon"],
         &["keys", "revoke", "AAAAAAAAAAAAAAAAAAAAAA"],
+        &["keys", "create", "--accounts", "AAAAAAAAAAAAAAAAAAAAAA"],
+        &["keys", "create", "--accounts", " , "],
+        &["keys", "create", "--accounts", "not an id"],
     ] {
         let out = run(bad);
         assert!(!out.status.success(), "{bad:?} succeeded");
@@ -608,6 +611,15 @@ async fn keys_are_listed_scoped_and_revoked_from_the_command_line() {
         ("dashboard", "read", "active", "5")
     );
     assert_ne!(r[5], "-", "an expiry: {r:?}");
+    assert_eq!(r[9], "all", "an unbound key: {r:?}");
+    // A binding to an account the workspace lacks is refused by name, and no key is made.
+    let unknown = run(&["keys", "create", "--accounts", "AAAAAAAAAAAAAAAAAAAAAA"]);
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no account AAAAAAAAAAAAAAAAAAAAAA"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    assert_eq!(table.lines().count(), 3, "a header and two keys: {table}");
     assert!(
         !table.contains(reader.split_once('.').unwrap().1),
         "no secret in the list"
@@ -653,6 +665,29 @@ async fn keys_are_listed_scoped_and_revoked_from_the_command_line() {
         table
             .lines()
             .any(|l| l.starts_with(reader_id) && l.contains("\trevoked\t"))
+    );
+    // The audit log credits the command line with the keys it made and revoked.
+    let (s, log) = get(&client, &server.url("/api/v1/audit?actor=cli"), &admin).await;
+    assert_eq!(s, 200, "{log}");
+    let entries: Vec<(String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let admin_id = admin.split_once('.').unwrap().0;
+    assert_eq!(
+        entries,
+        [
+            ("key.revoked".to_owned(), reader_id.to_owned()),
+            ("key.created".to_owned(), admin_id.to_owned()),
+            ("key.created".to_owned(), reader_id.to_owned()),
+        ]
     );
     server.stop();
 }

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
 use crate::sync_window::SyncWindow;
+use crate::tenant::Tenant;
 use crate::tx::{Db, WriteTx, with_conn};
 use crate::vault::Vault;
 use crate::{Store, with_pool};
@@ -245,10 +246,10 @@ pub async fn get(store: &Store, workspace_id: &str, id: &str) -> Result<Option<A
     })
 }
 
-/// One page of a workspace's accounts, newest first, starting after `after`.
+/// One page of the accounts `tenant` sees, newest first, starting after `after`.
 pub async fn list(
     store: &Store,
-    workspace_id: &str,
+    tenant: &Tenant,
     after: Option<&Position>,
     limit: u32,
 ) -> Result<Vec<Account>> {
@@ -256,22 +257,22 @@ pub async fn list(
         Some(p) => (p.last_date, p.last_id.as_str()),
         None => (i64::MAX, ""),
     };
+    let (bound, ids) = tenant.sql_filter("id", 5);
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM accounts WHERE workspace_id = $1 \
-         AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+         AND (created_at < $2 OR (created_at = $2 AND id < $3)){bound} \
          ORDER BY created_at DESC, id DESC LIMIT $4"
     ));
     with_pool!(store, pool => {
-        sqlx::query(sql)
-            .bind(workspace_id)
+        let mut q = sqlx::query(sql)
+            .bind(tenant.workspace_id())
             .bind(date)
             .bind(id)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(decode)
-            .collect()
+            .bind(i64::from(limit));
+        for a in &ids {
+            q = q.bind(a.as_str());
+        }
+        q.fetch_all(pool).await?.iter().map(decode).collect()
     })
 }
 

@@ -9,8 +9,11 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use subtle::ConstantTimeEq;
 
-use crate::error::Result;
-use crate::{Store, with_pool};
+use crate::audit::{self, Action, NewEntry, Origin};
+use crate::error::{Result, StoreError};
+use crate::tenant::Tenant;
+use crate::tx::with_conn;
+use crate::{Db, Store, with_pool};
 use mailroom_core::id::{looks_like_id, new_id, random_bytes};
 
 /// What a key may do. `read`: every `GET` but the webhooks; `send`: sending and changing mail
@@ -70,6 +73,18 @@ pub struct KeyIdentity {
     pub scopes: Scopes,
     /// Requests per second this key may make (per node); `None`: the server's default.
     pub rate_per_second: Option<u32>,
+    /// The accounts the key is bound to; `None`: every account of its workspace.
+    pub accounts: Option<Vec<String>>,
+}
+
+impl KeyIdentity {
+    /// What this key may see: its workspace, or only the accounts it is bound to.
+    pub fn tenant(&self) -> Tenant {
+        match &self.accounts {
+            None => Tenant::workspace(&self.workspace_id),
+            Some(ids) => Tenant::bound(&self.workspace_id, ids.clone()),
+        }
+    }
 }
 
 /// Why a presented key is not accepted.
@@ -93,6 +108,8 @@ pub struct KeyInfo {
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub rate_per_second: Option<u32>,
+    /// The accounts the key is bound to; `None`: every account of its workspace.
+    pub accounts: Option<Vec<String>>,
 }
 
 /// A key to create.
@@ -103,6 +120,9 @@ pub struct NewKey<'a> {
     pub expires_at: Option<i64>,
     /// Requests per second (per node); `None`: the server's default.
     pub rate_per_second: Option<u32>,
+    /// Bind the key to these accounts of its workspace (each must exist); `None`: every
+    /// account, present and future.
+    pub accounts: Option<&'a [String]>,
 }
 
 /// The last use is written when the stored one is older than this: a busy key costs one write a
@@ -120,7 +140,8 @@ fn hash_secret(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
-/// Creates a key in `workspace_id` (which must exist) with every scope and no expiry.
+/// Creates a key in `workspace_id` (which must exist) with every scope and no expiry. Keys
+/// are made with the `mailroom` command only, so the audit log credits it (`cli`).
 pub async fn create(
     store: &Store,
     workspace_id: &str,
@@ -135,13 +156,15 @@ pub async fn create(
             scopes: Scopes::ALL,
             expires_at: None,
             rate_per_second: None,
+            accounts: None,
         },
         now_ms,
     )
     .await
 }
 
-/// Creates a key as `new` says.
+/// Creates a key as `new` says; the key, its accounts and the `key.created` audit entry are
+/// one transaction. An account not in the workspace is [`StoreError::UnknownAccount`].
 pub async fn create_with(store: &Store, new: NewKey<'_>, now_ms: i64) -> Result<CreatedKey> {
     let NewKey {
         workspace_id,
@@ -149,14 +172,16 @@ pub async fn create_with(store: &Store, new: NewKey<'_>, now_ms: i64) -> Result<
         scopes,
         expires_at,
         rate_per_second,
+        accounts,
     } = new;
     let key_id = new_id();
     let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let hash = hash_secret(&secret);
-    with_pool!(store, pool => {
+    let mut tx = store.begin_write().await?;
+    with_conn!(Db::Tx(&mut tx), c => {
         sqlx::query(
             "INSERT INTO api_keys (id, workspace_id, name, secret_hash, created_at, scopes, expires_at, \
-             rate_per_second) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             rate_per_second, account_bound) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&key_id)
         .bind(workspace_id)
@@ -166,15 +191,68 @@ pub async fn create_with(store: &Store, new: NewKey<'_>, now_ms: i64) -> Result<
         .bind(scopes.as_stored())
         .bind(expires_at)
         .bind(rate_per_second.map(i64::from))
-        .execute(pool)
+        .bind(accounts.is_some())
+        .execute(&mut *c)
         .await?;
+        for account in accounts.unwrap_or_default() {
+            let known = sqlx::query("SELECT 1 FROM accounts WHERE workspace_id = $1 AND id = $2")
+                .bind(workspace_id)
+                .bind(account)
+                .fetch_optional(&mut *c)
+                .await?
+                .is_some();
+            if !known {
+                return Err(StoreError::UnknownAccount {
+                    workspace: workspace_id.to_owned(),
+                    account: account.clone(),
+                });
+            }
+            sqlx::query(
+                "INSERT INTO api_key_accounts (key_id, account_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(&key_id)
+            .bind(account)
+            .execute(&mut *c)
+            .await?;
+        }
     });
+    let mut details = serde_json::json!({ "name": name, "scopes": scopes.as_stored() });
+    if let Some(ids) = accounts {
+        details["accounts"] = serde_json::json!(ids.len());
+    }
+    audit::record_in(
+        Db::Tx(&mut tx),
+        NewEntry {
+            workspace_id,
+            action: Action::KeyCreated,
+            origin: &Origin::cli(),
+            account_id: None,
+            target: Some(&key_id),
+            details,
+            now_ms,
+        },
+    )
+    .await?;
+    tx.commit().await?;
     let token = SecretString::from(format!("{key_id}.{secret}"));
     Ok(CreatedKey {
         key_id,
         workspace_id: workspace_id.to_owned(),
         token,
     })
+}
+
+/// The accounts key `key_id` is bound to, when it is bound.
+async fn bound_accounts(store: &Store, key_id: &str) -> Result<Vec<String>> {
+    Ok(with_pool!(store, pool => {
+        sqlx::query("SELECT account_id FROM api_key_accounts WHERE key_id = $1 ORDER BY account_id")
+            .bind(key_id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }))
 }
 
 /// Checks a presented token at `now_ms`: the caller, or why it is refused. Every call reads the
@@ -198,18 +276,20 @@ pub async fn verify(
         Option<i64>,
         Option<i64>,
         Option<i64>,
+        bool,
     );
     let row: Option<KeyRow> = with_pool!(store, pool => {
         sqlx::query(
             "SELECT workspace_id, secret_hash, scopes, expires_at, revoked_at, last_used_at, \
-             rate_per_second FROM api_keys WHERE id = $1",
+             rate_per_second, account_bound FROM api_keys WHERE id = $1",
         )
         .bind(key_id)
         .fetch_optional(pool)
         .await?
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7)))
     });
-    let Some((workspace_id, stored, scopes, expires_at, revoked_at, last_used_at, rate)) = row
+    let Some((workspace_id, stored, scopes, expires_at, revoked_at, last_used_at, rate, bound)) =
+        row
     else {
         return Ok(Err(Refused::Invalid));
     };
@@ -238,6 +318,11 @@ pub async fn verify(
         // A stored value no version of mailroom writes: no scope rather than every scope.
         scopes: Scopes::parse(&scopes).unwrap_or_default(),
         rate_per_second: rate.and_then(|r| u32::try_from(r).ok()),
+        // Read on every request like the revocation: a binding holds at once on every node.
+        accounts: match bound {
+            true => Some(bound_accounts(store, key_id).await?),
+            false => None,
+        },
     }))
 }
 
@@ -246,7 +331,8 @@ pub async fn list(store: &Store, workspace_id: Option<&str>) -> Result<Vec<KeyIn
     let rows = with_pool!(store, pool => {
         sqlx::query(
             "SELECT id, workspace_id, name, scopes, created_at, expires_at, revoked_at, last_used_at, \
-             rate_per_second FROM api_keys WHERE ($1 IS NULL OR workspace_id = $1) ORDER BY created_at, id",
+             rate_per_second, account_bound FROM api_keys WHERE ($1 IS NULL OR workspace_id = $1) \
+             ORDER BY created_at, id",
         )
         .bind(workspace_id)
         .fetch_all(pool)
@@ -262,22 +348,60 @@ pub async fn list(store: &Store, workspace_id: Option<&str>) -> Result<Vec<KeyIn
             revoked_at: r.get(6),
             last_used_at: r.get(7),
             rate_per_second: r.get::<Option<i64>, _>(8).and_then(|r| u32::try_from(r).ok()),
+            // Filled below for the bound ones.
+            accounts: r.get::<bool, _>(9).then(Vec::new),
         })
         .collect::<Vec<_>>()
     });
+    let mut rows = rows;
+    for k in &mut rows {
+        if let Some(ids) = &mut k.accounts {
+            *ids = bound_accounts(store, &k.key_id).await?;
+        }
+    }
     Ok(rows)
 }
 
 /// Revokes key `key_id`: `Ok(false)` when there is no such key. Revoking twice keeps the first
-/// time.
+/// time (and the one `key.revoked` audit entry, written in the same transaction; keys are
+/// revoked with the `mailroom` command only, so the entry credits it).
 pub async fn revoke(store: &Store, key_id: &str, now_ms: i64) -> Result<bool> {
-    let n = with_pool!(store, pool => {
-        sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-            .bind(now_ms)
-            .bind(key_id)
-            .execute(pool)
-            .await?
-            .rows_affected()
+    let mut tx = store.begin_write().await?;
+    // Only the revocation that sets the time is audited: one entry however often it is asked.
+    let revoked: Option<String> = with_conn!(Db::Tx(&mut tx), c => {
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING workspace_id",
+        )
+        .bind(now_ms)
+        .bind(key_id)
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| r.get(0))
     });
-    Ok(n == 1)
+    let Some(workspace) = revoked else {
+        drop(tx);
+        let exists = with_pool!(store, pool => {
+            sqlx::query("SELECT 1 FROM api_keys WHERE id = $1")
+                .bind(key_id)
+                .fetch_optional(pool)
+                .await?
+                .is_some()
+        });
+        return Ok(exists);
+    };
+    audit::record_in(
+        Db::Tx(&mut tx),
+        NewEntry {
+            workspace_id: &workspace,
+            action: Action::KeyRevoked,
+            origin: &Origin::cli(),
+            account_id: None,
+            target: Some(key_id),
+            details: serde_json::json!({}),
+            now_ms,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }

@@ -12,6 +12,9 @@ pub enum StoreError {
     Vault(#[from] crate::vault::VaultError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A key was to be bound to an account its workspace does not have.
+    #[error("no account {account} in workspace {workspace}")]
+    UnknownAccount { workspace: String, account: String },
 }
 
 impl StoreError {

@@ -11,6 +11,7 @@ use crate::index::{
     Arg, FOLDER_COLUMNS, FolderRow, MESSAGE_COLUMNS, MessageFilter, MessageRow, bind_args,
     conditions, decode_folder, decode_message, push,
 };
+use crate::tenant::Tenant;
 use crate::{Store, with_pool};
 use mailroom_core::cursor::Position;
 use mailroom_core::mail::FolderRole;
@@ -139,14 +140,25 @@ async fn folders_of(store: &Store, views: &mut [MessageView]) -> Result<()> {
 /// both descending), starting after `after`.
 pub async fn page(
     store: &Store,
-    workspace_id: &str,
+    tenant: &Tenant,
     filter: &MessageFilter<'_>,
     after: Option<&Position>,
     limit: u32,
     wanted: Wanted,
 ) -> Result<Vec<MessageView>> {
     let mut args: Vec<Arg> = vec![];
-    let conds = conditions(store.backend(), workspace_id, filter, after, &mut args);
+    let mut conds = conditions(
+        store.backend(),
+        tenant.workspace_id(),
+        filter,
+        after,
+        &mut args,
+    );
+    let (bound, ids) = tenant.sql_filter("m.account_id", args.len() + 1);
+    if !bound.is_empty() {
+        conds.push(format!("1 = 1{bound}"));
+        args.extend(ids.into_iter().map(Arg::Owned));
+    }
     let lim = push(&mut args, Arg::Int(i64::from(limit)));
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM messages m WHERE {} ORDER BY m.date DESC, m.id DESC LIMIT {lim}",
@@ -164,7 +176,7 @@ pub async fn page(
 /// One message of the workspace, by our id or by its account and provider id.
 pub async fn one(
     store: &Store,
-    workspace_id: &str,
+    tenant: &Tenant,
     key: MessageKey<'_>,
     wanted: Wanted,
 ) -> Result<Option<MessageView>> {
@@ -179,13 +191,17 @@ pub async fn one(
             provider_id,
         ),
     };
+    let (bound, ids) = tenant.sql_filter("m.account_id", 4);
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM messages m WHERE m.workspace_id = $1 AND {cond}",
+        "SELECT {} FROM messages m WHERE m.workspace_id = $1 AND {cond}{bound}",
         select_list(store, wanted)
     ));
     let view = with_pool!(store, pool => {
-        sqlx::query(sql).bind(workspace_id).bind(a).bind(b)
-            .fetch_optional(pool).await?.as_ref().map(decode_view).transpose()?
+        let mut q = sqlx::query(sql).bind(tenant.workspace_id()).bind(a).bind(b);
+        for id in &ids {
+            q = q.bind(id.as_str());
+        }
+        q.fetch_optional(pool).await?.as_ref().map(decode_view).transpose()?
     });
     let mut views: Vec<MessageView> = view.into_iter().collect();
     folders_of(store, &mut views).await?;
@@ -196,16 +212,20 @@ pub async fn one(
 /// it, by account then name.
 pub async fn folders_with_counts(
     store: &Store,
-    workspace_id: &str,
+    tenant: &Tenant,
     account_id: Option<&str>,
 ) -> Result<Vec<(FolderRow, i64)>> {
+    let (bound, ids) = tenant.sql_filter("account_id", 3);
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {FOLDER_COLUMNS}, (SELECT COUNT(*) FROM message_folders mf WHERE mf.folder = folders.id) \
-         FROM folders WHERE workspace_id = $1 AND ($2 IS NULL OR account_id = $2) ORDER BY account_id, name, id"
+         FROM folders WHERE workspace_id = $1 AND ($2 IS NULL OR account_id = $2){bound} ORDER BY account_id, name, id"
     ));
     with_pool!(store, pool => {
-        sqlx::query(sql).bind(workspace_id).bind(account_id)
-            .fetch_all(pool).await?.iter()
+        let mut q = sqlx::query(sql).bind(tenant.workspace_id()).bind(account_id);
+        for id in &ids {
+            q = q.bind(id.as_str());
+        }
+        q.fetch_all(pool).await?.iter()
             .map(|r| Ok((decode_folder(r)?, r.try_get::<i64, _>(15)?)))
             .collect()
     })
@@ -224,7 +244,7 @@ pub enum FolderKey<'a> {
 /// One folder of the workspace with the number of indexed messages in it.
 pub async fn folder_with_count(
     store: &Store,
-    workspace_id: &str,
+    tenant: &Tenant,
     key: FolderKey<'_>,
 ) -> Result<Option<(FolderRow, i64)>> {
     let (cond, a, b) = match key {
@@ -238,13 +258,17 @@ pub async fn folder_with_count(
             provider_id,
         ),
     };
+    let (bound, ids) = tenant.sql_filter("account_id", 4);
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {FOLDER_COLUMNS}, (SELECT COUNT(*) FROM message_folders mf WHERE mf.folder = folders.id) \
-         FROM folders WHERE workspace_id = $1 AND {cond}"
+         FROM folders WHERE workspace_id = $1 AND {cond}{bound}"
     ));
     with_pool!(store, pool => {
-        sqlx::query(sql).bind(workspace_id).bind(a).bind(b)
-            .fetch_optional(pool).await?.as_ref()
+        let mut q = sqlx::query(sql).bind(tenant.workspace_id()).bind(a).bind(b);
+        for id in &ids {
+            q = q.bind(id.as_str());
+        }
+        q.fetch_optional(pool).await?.as_ref()
             .map(|r| Ok((decode_folder(r)?, r.try_get::<i64, _>(15)?)))
             .transpose()
     })

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod audit;
 mod blob;
 mod db;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod outbox;
 pub mod search;
 pub mod sync_leases;
 pub mod sync_window;
+pub mod tenant;
 pub mod tracking;
 pub mod tx;
 pub mod vault;

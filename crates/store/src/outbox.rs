@@ -7,6 +7,7 @@
 use sqlx::Row;
 
 use crate::error::{Result, StoreError};
+use crate::tenant::Tenant;
 use crate::tx::{Db, with_conn};
 use crate::{Store, with_pool};
 use mailroom_core::cursor::Position;
@@ -160,6 +161,11 @@ where
 /// Stores a new job and answers it as stored. A duplicate idempotency key is a unique
 /// violation ([`StoreError::is_unique_violation`]).
 pub async fn insert(store: &Store, j: NewJob<'_>) -> Result<Job> {
+    insert_in(Db::Pool(store), j).await
+}
+
+/// [`insert`] on the pool or inside a transaction (with the audit entry of the acceptance).
+pub async fn insert_in(db: Db<'_>, j: NewJob<'_>) -> Result<Job> {
     let (status, run_after, locked_by, locked_until, attempts) = match j.send_at {
         Some(at) => (JobStatus::Scheduled, at, None, None, 0i64),
         None => (
@@ -172,7 +178,7 @@ pub async fn insert(store: &Store, j: NewJob<'_>) -> Result<Job> {
     };
     let refs = serde_json::to_string(j.thread_refs).expect("strings serialize");
     let rcpts = serde_json::to_string(j.recipients).expect("strings serialize");
-    with_pool!(store, pool => {
+    with_conn!(db, c => {
         sqlx::query(
             "INSERT INTO outbox (id, workspace_id, account_id, idempotency_key, request_hash, status, \
              message_id, thread_refs, subject, recipients, envelope_from, raw, attempts, max_attempts, \
@@ -198,7 +204,7 @@ pub async fn insert(store: &Store, j: NewJob<'_>) -> Result<Job> {
         .bind(locked_by)
         .bind(locked_until)
         .bind(j.now_ms)
-        .execute(pool)
+        .execute(&mut *c)
         .await?;
     });
     Ok(Job {
@@ -229,12 +235,18 @@ pub async fn insert(store: &Store, j: NewJob<'_>) -> Result<Job> {
     })
 }
 
-pub async fn get(store: &Store, workspace_id: &str, id: &str) -> Result<Option<Job>> {
+/// The job `id` if `tenant` sees it (its workspace, and its account for a bound key).
+pub async fn get(store: &Store, tenant: &Tenant, id: &str) -> Result<Option<Job>> {
+    let (bound, ids) = tenant.sql_filter("account_id", 3);
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM outbox WHERE workspace_id = $1 AND id = $2"
+        "SELECT {COLUMNS} FROM outbox WHERE workspace_id = $1 AND id = $2{bound}"
     ));
     with_pool!(store, pool => {
-        sqlx::query(sql).bind(workspace_id).bind(id).fetch_optional(pool).await?.as_ref().map(decode).transpose()
+        let mut q = sqlx::query(sql).bind(tenant.workspace_id()).bind(id);
+        for a in &ids {
+            q = q.bind(a.as_str());
+        }
+        q.fetch_optional(pool).await?.as_ref().map(decode).transpose()
     })
 }
 
@@ -286,10 +298,10 @@ pub async fn raw(store: &Store, id: &str) -> Result<Option<Vec<u8>>> {
     }))
 }
 
-/// One page of a workspace's jobs, newest first.
+/// One page of the jobs `tenant` sees, newest first.
 pub async fn list(
     store: &Store,
-    workspace_id: &str,
+    tenant: &Tenant,
     after: Option<&Position>,
     limit: u32,
 ) -> Result<Vec<Job>> {
@@ -297,14 +309,18 @@ pub async fn list(
         Some(p) => (p.last_date, p.last_id.as_str()),
         None => (i64::MAX, ""),
     };
+    let (bound, ids) = tenant.sql_filter("account_id", 5);
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM outbox WHERE workspace_id = $1 \
-         AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+         AND (created_at < $2 OR (created_at = $2 AND id < $3)){bound} \
          ORDER BY created_at DESC, id DESC LIMIT $4"
     ));
     with_pool!(store, pool => {
-        sqlx::query(sql).bind(workspace_id).bind(date).bind(id).bind(i64::from(limit))
-            .fetch_all(pool).await?.iter().map(decode).collect()
+        let mut q = sqlx::query(sql).bind(tenant.workspace_id()).bind(date).bind(id).bind(i64::from(limit));
+        for a in &ids {
+            q = q.bind(a.as_str());
+        }
+        q.fetch_all(pool).await?.iter().map(decode).collect()
     })
 }
 

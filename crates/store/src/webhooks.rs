@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::error::{Result, StoreError};
+use crate::tx::{Db, with_conn};
 use crate::{Store, with_pool};
 use mailroom_core::cursor::Position;
 
@@ -103,8 +104,10 @@ where
     })
 }
 
-pub async fn insert(store: &Store, w: &Webhook) -> Result<()> {
-    with_pool!(store, pool => {
+/// Stores a new webhook, on the pool or in a transaction (with its audit entry).
+pub async fn insert<'a>(db: impl Into<Db<'a>>, w: &Webhook) -> Result<()> {
+    let db: Db<'_> = db.into();
+    with_conn!(db, c => {
         sqlx::query(
             "INSERT INTO webhooks (id, workspace_id, name, source, request_url, format, events, account_ids, \
              headers, data, enabled, secret, old_secret, old_secret_until, disabled_reason, created_at, updated_at) \
@@ -115,7 +118,7 @@ pub async fn insert(store: &Store, w: &Webhook) -> Result<()> {
         .bind(to_json(&w.headers)).bind(to_json(&w.data)).bind(w.enabled).bind(&w.secret)
         .bind(&w.old_secret).bind(w.old_secret_until).bind(&w.disabled_reason)
         .bind(w.created_at).bind(w.updated_at)
-        .execute(pool).await?;
+        .execute(&mut *c).await?;
     });
     Ok(())
 }
@@ -161,10 +164,11 @@ pub async fn list(
 }
 
 /// Deletes a webhook of the workspace (its deliveries go with it); false when there is none.
-pub async fn delete(store: &Store, workspace_id: &str, id: &str) -> Result<bool> {
-    let n = with_pool!(store, pool => {
+pub async fn delete<'a>(db: impl Into<Db<'a>>, workspace_id: &str, id: &str) -> Result<bool> {
+    let db: Db<'_> = db.into();
+    let n = with_conn!(db, c => {
         sqlx::query("DELETE FROM webhooks WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace_id).bind(id).execute(pool).await?.rows_affected()
+            .bind(workspace_id).bind(id).execute(&mut *c).await?.rows_affected()
     });
     Ok(n == 1)
 }
@@ -181,14 +185,15 @@ pub struct Patch<'a> {
 /// Saves what `patch` names and nothing else, in one statement (re-enabling clears the reason
 /// it was disabled): a field the request did not name keeps what a concurrent change, e.g. a
 /// 410 disabling the webhook, wrote. False when the webhook is gone.
-pub async fn update(
-    store: &Store,
+pub async fn update<'a>(
+    db: impl Into<Db<'a>>,
     workspace_id: &str,
     id: &str,
     patch: Patch<'_>,
     now_ms: i64,
 ) -> Result<bool> {
-    let n = with_pool!(store, pool => {
+    let db: Db<'_> = db.into();
+    let n = with_conn!(db, c => {
         sqlx::query(
             "UPDATE webhooks SET request_url = COALESCE($1, request_url), \
              events = COALESCE($2, events), headers = COALESCE($3, headers), \
@@ -201,7 +206,7 @@ pub async fn update(
         .bind(patch.headers.map(to_json))
         .bind(patch.enabled)
         .bind(now_ms).bind(workspace_id).bind(id)
-        .execute(pool).await?.rows_affected()
+        .execute(&mut *c).await?.rows_affected()
     });
     Ok(n == 1)
 }
@@ -209,21 +214,22 @@ pub async fn update(
 /// Replaces the secret; the one current at that moment keeps signing until `old_until` (taken
 /// in the same statement: two rotations at once cannot lose a secret). False when the webhook
 /// is gone.
-pub async fn rotate_secret(
-    store: &Store,
+pub async fn rotate_secret<'a>(
+    db: impl Into<Db<'a>>,
     workspace_id: &str,
     id: &str,
     new_sealed: &[u8],
     old_until: i64,
     now_ms: i64,
 ) -> Result<bool> {
-    let n = with_pool!(store, pool => {
+    let db: Db<'_> = db.into();
+    let n = with_conn!(db, c => {
         sqlx::query(
             "UPDATE webhooks SET old_secret = secret, secret = $1, old_secret_until = $2, updated_at = $3 \
              WHERE workspace_id = $4 AND id = $5",
         )
         .bind(new_sealed).bind(old_until).bind(now_ms).bind(workspace_id).bind(id)
-        .execute(pool).await?.rows_affected()
+        .execute(&mut *c).await?.rows_affected()
     });
     Ok(n == 1)
 }

@@ -217,7 +217,9 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Account> {
     if !looks_like_id(id) {
         return Err(not_found());
     }
-    accounts::get(state.store(), caller.workspace(), id)
+    caller
+        .tenant()
+        .account(state.store(), id)
         .await?
         .ok_or_else(not_found)
 }
@@ -304,7 +306,7 @@ pub async fn list_accounts(
     let page = Page::from_query(&query)?;
     let rows = accounts::list(
         state.store(),
-        caller.workspace(),
+        caller.tenant(),
         page.after.as_ref(),
         page.fetch_limit(),
     )
@@ -358,7 +360,14 @@ pub async fn create_account(
         None => return Err(err(ErrorKind::MissingParameters, "provider is required")),
     };
     let limit = sync_limit(body.get("sync_limit"))?;
-    let linked = link::link(&state.engine, caller.workspace(), request, limit).await?;
+    let linked = link::link(
+        &state.engine,
+        caller.tenant(),
+        caller.origin(),
+        request,
+        limit,
+    )
+    .await?;
     let id = linked.account.id.into();
     Ok((
         StatusCode::CREATED,
@@ -428,7 +437,7 @@ pub async fn reconnect_account(
         access_token: f.secret_opt("access_token")?,
         refresh_token: f.secret_opt("refresh_token")?,
     };
-    let linked = link::reconnect(&state.engine, caller.workspace(), &account, request).await?;
+    let linked = link::reconnect(&state.engine, caller.origin(), &account, request).await?;
     Ok(Json(AccountReconnected {
         object: "AccountReconnected",
         account_id: linked.account.id.into(),
@@ -498,7 +507,7 @@ pub async fn delete_account(
     Path(account_id): Path<String>,
 ) -> Result<Json<AccountDeleted>> {
     let account = find(&state, &caller, &account_id).await?;
-    link::delete(&state.engine, caller.workspace(), &account).await?;
+    link::delete(&state.engine, caller.origin(), &account).await?;
     Ok(Json(AccountDeleted {
         object: "AccountDeleted",
     }))

@@ -77,8 +77,7 @@ pub async fn list_folders(
     query: QueryPairs,
 ) -> Result<Json<FolderList>> {
     let account_id = account_id(&query)?;
-    let folders =
-        read::list_folders(&state.engine, caller.workspace(), account_id.as_deref()).await?;
+    let folders = read::list_folders(&state.engine, caller.tenant(), account_id.as_deref()).await?;
     Ok(Json(FolderList {
         object: "FolderList",
         items: folders.into_iter().map(item).collect(),
@@ -108,7 +107,7 @@ pub async fn get_folder(
     let account_id = account_id(&query)?;
     let f = read::get_folder(
         &state.engine,
-        caller.workspace(),
+        caller.tenant(),
         &folder_id,
         account_id.as_deref(),
     )

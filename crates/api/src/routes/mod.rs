@@ -1,6 +1,7 @@
 //! The router: `/api/v1/*` behind the API key, operational routes outside it.
 
 mod accounts;
+mod audit;
 mod emails;
 mod fields;
 mod folders;
@@ -26,7 +27,7 @@ use crate::state::AppState;
 use crate::{auth, middleware, openapi};
 use mailroom_core::ErrorKind;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::replay_delivery))
+        .routes(routes!(audit::list_audit))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(emails::send_email))

@@ -4,9 +4,7 @@
 //! /t/c/{token}`: a 302 to the URL the message had there, and only to it; an unknown token is
 //! a 404 page, never a redirect.
 
-use std::net::{IpAddr, SocketAddr};
-
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
@@ -22,41 +20,9 @@ const PIXEL: &[u8] = &[
 
 const NO_STORE: &str = "no-store, no-cache, must-revalidate, private";
 
-/// The client's address: the peer, or, when the peer is a proxy on this machine or a private
-/// network (a reverse proxy in front of mailroom), the rightmost `X-Forwarded-For` address that
-/// is not one too. Proxies append what they saw, so the entries left of the first public one
-/// are the client's own claims and are not believed.
-fn client_ip(headers: &HeaderMap, ext: &Extensions) -> Option<String> {
-    let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let proxied = |ip: &IpAddr| match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local(),
-    };
-    let forwarded = || {
-        let chain: Vec<IpAddr> = headers
-            .get("x-forwarded-for")?
-            .to_str()
-            .ok()?
-            .split(',')
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .collect();
-        chain
-            .iter()
-            .rev()
-            .find(|ip| !proxied(ip))
-            .or(chain.first())
-            .copied()
-    };
-    match peer {
-        Some(p) if proxied(&p) => Some(forwarded().unwrap_or(p).to_string()),
-        Some(p) => Some(p.to_string()),
-        None => forwarded().map(|ip| ip.to_string()),
-    }
-}
-
 fn hit(method: &Method, headers: &HeaderMap, ext: &Extensions) -> Hit {
     Hit {
-        ip: client_ip(headers, ext),
+        ip: crate::origin::client_ip(headers, ext),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())

@@ -367,9 +367,9 @@ pub async fn list_webhooks(
     query: QueryPairs,
 ) -> Result<Json<ListEnvelope<WebhookView>>> {
     let page = Page::from_query(&query)?;
-    let rows = mailroom_store::webhooks::list(
-        state.store(),
-        caller.workspace(),
+    let rows = manage::list(
+        &state.engine,
+        caller.tenant(),
         page.after.as_ref(),
         page.fetch_limit(),
     )
@@ -419,7 +419,7 @@ pub async fn create_webhook(
             .collect(),
         enabled: bool_opt(&body, "enabled")?.unwrap_or(true),
     };
-    let (w, secret) = manage::create(&state.engine, caller.workspace(), req).await?;
+    let (w, secret) = manage::create(&state.engine, caller.tenant(), caller.origin(), req).await?;
     Ok((
         StatusCode::CREATED,
         Json(WebhookCreated {
@@ -442,7 +442,7 @@ pub async fn get_webhook(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>> {
-    let w = manage::get(&state.engine, caller.workspace(), &id).await?;
+    let w = manage::get(&state.engine, caller.tenant(), &id).await?;
     Ok(Json(view(&w)))
 }
 
@@ -478,7 +478,7 @@ pub async fn update_webhook(
             "give at least one of enabled, request_url, events, headers",
         ));
     }
-    let w = manage::update(&state.engine, caller.workspace(), &id, change).await?;
+    let w = manage::update(&state.engine, caller.tenant(), caller.origin(), &id, change).await?;
     Ok(Json(view(&w)))
 }
 
@@ -494,7 +494,7 @@ pub async fn delete_webhook(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookDeleted>> {
-    manage::delete(&state.engine, caller.workspace(), &id).await?;
+    manage::delete(&state.engine, caller.tenant(), caller.origin(), &id).await?;
     Ok(Json(WebhookDeleted {
         object: "WebhookDeleted",
     }))
@@ -540,8 +540,14 @@ pub async fn rotate_secret(
             }
         },
     };
-    let (secret, until) =
-        manage::rotate_secret(&state.engine, caller.workspace(), &id, overlap).await?;
+    let (secret, until) = manage::rotate_secret(
+        &state.engine,
+        caller.tenant(),
+        caller.origin(),
+        &id,
+        overlap,
+    )
+    .await?;
     Ok(Json(WebhookSecretRotated {
         object: "WebhookSecretRotated",
         webhook_id: id,
@@ -567,7 +573,7 @@ pub async fn list_deliveries(
     let page = Page::from_query(&query)?;
     let rows = manage::deliveries(
         &state.engine,
-        caller.workspace(),
+        caller.tenant(),
         &id,
         page.after.as_ref().map(|p| p.last_date),
         page.fetch_limit(),
@@ -597,7 +603,7 @@ pub async fn replay_delivery(
     caller: Caller,
     Path((id, delivery_id)): Path<(String, String)>,
 ) -> Result<Json<DeliveryView>> {
-    let d = manage::replay(&state.engine, caller.workspace(), &id, &delivery_id).await?;
+    let d = manage::replay(&state.engine, caller.tenant(), &id, &delivery_id).await?;
     Ok(Json(delivery_view(d, vec![])))
 }
 

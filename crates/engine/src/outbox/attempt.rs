@@ -8,6 +8,7 @@ use mailroom_core::time_fmt::format_ms;
 use mailroom_providers::{Delivered, FailureKind, MailError};
 use mailroom_store::StoreError;
 use mailroom_store::accounts::{self, Account};
+use mailroom_store::audit::{self, Action, NewEntry, Origin};
 use mailroom_store::events::{self, NewEvent, event_id};
 use mailroom_store::outbox::{self, Job};
 
@@ -43,6 +44,7 @@ impl Outbox {
                     &job,
                     kind,
                     format!("gave up after {} attempts: {last}", job.attempts - 1),
+                    Action::SendGivenUp,
                 )
                 .await;
         }
@@ -53,6 +55,7 @@ impl Outbox {
                     &job,
                     ErrorKind::InvalidAccount,
                     "the account was deleted before the email could be sent".into(),
+                    Action::SendRefused,
                 )
                 .await;
         };
@@ -75,6 +78,7 @@ impl Outbox {
                     &job,
                     ErrorKind::UnexpectedError,
                     "the job lost its message".into(),
+                    Action::SendRefused,
                 )
                 .await;
         };
@@ -174,6 +178,12 @@ impl Outbox {
             return Ok(Outcome::NotOurs);
         }
         metrics::counter!("mailroom_emails_sent_total").increment(1);
+        self.audit_outcome(
+            job,
+            Action::SendSent,
+            json!({ "recipients": job.recipients.len() }),
+        )
+        .await;
         // The worker files Sent copies in batches on its next sweep (within the poll interval):
         // one pooled IMAP session per account for every copy due, not a login per message.
         Ok(Outcome::Sent { provider_id })
@@ -214,10 +224,15 @@ impl Outbox {
                 )
                 .await
             }
-            FailureKind::Rejected(kind) => self.fail(job, kind, detail).await,
+            FailureKind::Rejected(kind) => self.fail(job, kind, detail, Action::SendRefused).await,
             FailureKind::TooLarge => {
-                self.fail(job, ErrorKind::ProviderContentTooLarge, detail)
-                    .await
+                self.fail(
+                    job,
+                    ErrorKind::ProviderContentTooLarge,
+                    detail,
+                    Action::SendRefused,
+                )
+                .await
             }
             // Not a send failure; should a provider answer it, the next attempt starts afresh.
             FailureKind::CursorExpired => {
@@ -245,7 +260,7 @@ impl Outbox {
         };
         if (!refund && attempts >= job.max_attempts) || now >= job.give_up_at {
             let why = format!("gave up after {attempts} attempts: {detail}");
-            return self.fail(job, kind, why).await;
+            return self.fail(job, kind, why, Action::SendGivenUp).await;
         }
         let wait = self
             .backoff_ms(attempts.max(1))
@@ -276,11 +291,14 @@ impl Outbox {
         })
     }
 
+    /// The job failed for good: `send.refused` (the provider said no) or `send.given_up`
+    /// (out of attempts or time).
     async fn fail(
         &self,
         job: &Job,
         kind: ErrorKind,
         detail: String,
+        action: Action,
     ) -> Result<Outcome, StoreError> {
         let now = self.inner.clock.now_ms();
         if !outbox::mark_failed(
@@ -311,7 +329,43 @@ impl Outbox {
             },
         )
         .await?;
+        // The error type and the attempts, not the provider's text (it can quote an address).
+        self.audit_outcome(
+            job,
+            action,
+            json!({ "recipients": job.recipients.len(), "type": kind.type_slug(), "attempts": job.attempts }),
+        )
+        .await;
         tracing::warn!(job = %job.id, error = %detail, "send failed");
         Ok(Outcome::Failed { kind, detail })
+    }
+}
+
+impl Outbox {
+    /// Records what became of a send, right after the job's row says it, credited to the
+    /// request that accepted it (`system` once that entry is past retention). The outcome is
+    /// already stored: an audit failure is logged, not retried into a second send.
+    async fn audit_outcome(&self, job: &Job, action: Action, details: serde_json::Value) {
+        let store = &self.inner.store;
+        let origin = match audit::origin_of(store, Action::SendAccepted, &job.id).await {
+            Ok(Some(o)) => o,
+            Ok(None) => Origin::system(),
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "cannot read who accepted the send");
+                Origin::system()
+            }
+        };
+        let entry = NewEntry {
+            workspace_id: &job.workspace_id,
+            action,
+            origin: &origin,
+            account_id: Some(&job.account_id),
+            target: Some(&job.id),
+            details,
+            now_ms: self.inner.clock.now_ms(),
+        };
+        if let Err(e) = audit::record(store, entry).await {
+            tracing::warn!(job = %job.id, error = %e, action = action.as_str(), "cannot write the audit entry");
+        }
     }
 }

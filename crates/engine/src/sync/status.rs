@@ -5,6 +5,7 @@ use serde_json::json;
 
 use mailroom_core::account::SourceStatus;
 use mailroom_store::accounts::{self, Account};
+use mailroom_store::audit::{Action, Origin};
 use mailroom_store::events::{self, NewEvent, event_id};
 use mailroom_store::{Db, Store, StoreError};
 
@@ -50,6 +51,17 @@ pub async fn set(
         },
     )
     .await?;
+    if status == SourceStatus::Credentials {
+        // The provider's reason stays out of the audit log: it can quote the login.
+        crate::link::audit_account(
+            &mut tx,
+            Action::AccountCredentialsRefused,
+            &Origin::system(),
+            account,
+            now_ms,
+        )
+        .await?;
+    }
     tx.commit().await?;
     tracing::info!(account_id = %account.id, status = status.as_str(), detail, "account status changed");
     Ok(true)

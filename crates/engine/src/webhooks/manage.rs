@@ -4,9 +4,11 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use mailroom_core::cursor::Position;
 use mailroom_core::{ApiError, ErrorKind, new_id};
 use mailroom_store::StoreError;
-use mailroom_store::accounts;
+use mailroom_store::audit::{self, Action, NewEntry, Origin};
+use mailroom_store::tenant::Tenant;
 use mailroom_store::webhook_deliveries::{self as deliveries, Attempt, Delivery};
 use mailroom_store::webhooks::{self, AccountRef, Header, Rename, Webhook};
 
@@ -217,12 +219,84 @@ fn check_headers(headers: &[Header]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Creates a webhook; answers it and its secret (shown this once).
+/// Whether `tenant` sees webhook `w`: a key bound to accounts sees the webhooks limited to
+/// some of its accounts (a webhook without `account_ids` hears every account: not for it).
+fn visible(tenant: &Tenant, w: &Webhook) -> bool {
+    tenant.bound_accounts().is_none()
+        || (!w.account_ids.is_empty() && w.account_ids.iter().all(|a| tenant.sees(&a.id)))
+}
+
+/// Appends a `webhook.*` audit entry in `tx`. The details name the source and what changed,
+/// never the URL (it may carry a token) nor the headers.
+async fn audit_webhook(
+    tx: &mut mailroom_store::WriteTx,
+    action: Action,
+    origin: &Origin,
+    w: &Webhook,
+    details: serde_json::Value,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    audit::record_in(
+        mailroom_store::Db::Tx(tx),
+        NewEntry {
+            workspace_id: &w.workspace_id,
+            action,
+            origin,
+            // The entry belongs to an account only when the webhook is limited to one.
+            account_id: match w.account_ids.as_slice() {
+                [one] => Some(&one.id),
+                _ => None,
+            },
+            target: Some(&w.id),
+            details,
+            now_ms,
+        },
+    )
+    .await
+}
+
+/// One page of the webhooks `tenant` sees, oldest first, after `after`: at most `limit`. For
+/// a bound key the others' webhooks are skipped by reading on, so a page is only short at the
+/// end of the list.
+pub async fn list(
+    engine: &Engine,
+    tenant: &Tenant,
+    after: Option<&Position>,
+    limit: u32,
+) -> Result<Vec<Webhook>, ApiError> {
+    let mut out = Vec::new();
+    let mut from = after.cloned();
+    loop {
+        let rows = webhooks::list(&engine.store, tenant.workspace_id(), from.as_ref(), limit)
+            .await
+            .map_err(store_error)?;
+        let read = rows.len();
+        from = rows.last().map(|w| Position {
+            last_id: w.id.clone(),
+            last_date: w.created_at,
+        });
+        out.extend(rows.into_iter().filter(|w| visible(tenant, w)));
+        if out.len() >= limit as usize || read < limit as usize {
+            out.truncate(limit as usize);
+            return Ok(out);
+        }
+    }
+}
+
+/// Creates a webhook; answers it and its secret (shown this once). A key bound to accounts
+/// makes webhooks for its accounts: all of them when the request names none.
 pub async fn create(
     engine: &Engine,
-    workspace: &str,
-    req: NewWebhook,
+    tenant: &Tenant,
+    origin: &Origin,
+    mut req: NewWebhook,
 ) -> Result<(Webhook, SecretString), ApiError> {
+    let workspace = tenant.workspace_id();
+    if let Some(bound) = tenant.bound_accounts()
+        && req.account_ids.is_empty()
+    {
+        req.account_ids = bound.to_vec();
+    }
     let allow_private = engine.webhooks.config().allow_private;
     if source_events(&req.source).is_none() {
         return Err(invalid(format!(
@@ -256,7 +330,8 @@ pub async fn create(
     }
     let mut account_ids = Vec::new();
     for id in &req.account_ids {
-        let account = accounts::get(&engine.store, workspace, id)
+        let account = tenant
+            .account(&engine.store, id)
             .await
             .map_err(store_error)?
             .ok_or_else(|| invalid(format!("account_ids: no account {id}")))?;
@@ -298,28 +373,66 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    webhooks::insert(&engine.store, &webhook)
+    if webhook.account_ids.is_empty() && tenant.bound_accounts().is_some() {
+        // Every account of the key is gone: a webhook for none of them would hear them all.
+        return Err(invalid(
+            "this key's accounts no longer exist: name account_ids",
+        ));
+    }
+    let details = serde_json::json!({
+        "source": webhook.source,
+        "events": webhook.events.len(),
+        "accounts": webhook.account_ids.len(),
+    });
+    let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+    webhooks::insert(&mut tx, &webhook)
         .await
         .map_err(store_error)?;
+    audit_webhook(
+        &mut tx,
+        Action::WebhookCreated,
+        origin,
+        &webhook,
+        details,
+        now,
+    )
+    .await
+    .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
     tracing::info!(webhook = %webhook.id, source = %webhook.source, "webhook created");
     Ok((webhook, secret))
 }
 
-/// A webhook of the workspace; another workspace's is not found.
-pub async fn get(engine: &Engine, workspace: &str, id: &str) -> Result<Webhook, ApiError> {
-    webhooks::get(&engine.store, workspace, id)
+/// A webhook `tenant` sees; another workspace's (or, for a bound key, one not limited to its
+/// accounts) is not found.
+pub async fn get(engine: &Engine, tenant: &Tenant, id: &str) -> Result<Webhook, ApiError> {
+    webhooks::get(&engine.store, tenant.workspace_id(), id)
         .await
         .map_err(store_error)?
+        .filter(|w| visible(tenant, w))
         .ok_or_else(|| ApiError::not_found("webhook"))
 }
 
-pub async fn delete(engine: &Engine, workspace: &str, id: &str) -> Result<(), ApiError> {
-    if !webhooks::delete(&engine.store, workspace, id)
+pub async fn delete(
+    engine: &Engine,
+    tenant: &Tenant,
+    origin: &Origin,
+    id: &str,
+) -> Result<(), ApiError> {
+    let w = get(engine, tenant, id).await?;
+    let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+    if !webhooks::delete(&mut tx, &w.workspace_id, &w.id)
         .await
         .map_err(store_error)?
     {
         return Err(ApiError::not_found("webhook"));
     }
+    let now = engine.clock.now_ms();
+    let details = serde_json::json!({ "source": w.source });
+    audit_webhook(&mut tx, Action::WebhookDeleted, origin, &w, details, now)
+        .await
+        .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
     tracing::info!(webhook = %id, "webhook deleted");
     Ok(())
 }
@@ -327,11 +440,22 @@ pub async fn delete(engine: &Engine, workspace: &str, id: &str) -> Result<(), Ap
 /// Applies a `PATCH`; answers the webhook as saved.
 pub async fn update(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
+    origin: &Origin,
     id: &str,
     change: WebhookChange,
 ) -> Result<Webhook, ApiError> {
-    let w = get(engine, workspace, id).await?;
+    let w = get(engine, tenant, id).await?;
+    let workspace = w.workspace_id.as_str();
+    let changed: Vec<&str> = [
+        ("request_url", change.request_url.is_some()),
+        ("events", change.events.is_some()),
+        ("headers", change.headers.is_some()),
+        ("enabled", change.enabled.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
     let url = match change.request_url {
         Some(u) => Some(check_url(&u, engine.webhooks.config().allow_private)?),
         None => None,
@@ -350,13 +474,19 @@ pub async fn update(
         enabled: change.enabled,
     };
     let now = engine.clock.now_ms();
-    if !webhooks::update(&engine.store, workspace, &w.id, patch, now)
+    let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+    if !webhooks::update(&mut tx, workspace, &w.id, patch, now)
         .await
         .map_err(store_error)?
     {
         return Err(ApiError::not_found("webhook"));
     }
-    let w = get(engine, workspace, id).await?;
+    let details = serde_json::json!({ "changed": changed, "enabled": change.enabled });
+    audit_webhook(&mut tx, Action::WebhookUpdated, origin, &w, details, now)
+        .await
+        .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    let w = get(engine, tenant, id).await?;
     if w.enabled {
         // Deliveries that waited while it was disabled may go now.
         deliveries::signal().notify_waiters();
@@ -369,11 +499,12 @@ pub async fn update(
 /// one stops signing.
 pub async fn rotate_secret(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
+    origin: &Origin,
     id: &str,
     overlap: Option<std::time::Duration>,
 ) -> Result<(SecretString, i64), ApiError> {
-    let w = get(engine, workspace, id).await?;
+    let w = get(engine, tenant, id).await?;
     let overlap = overlap.unwrap_or(engine.webhooks.config().rotation_overlap);
     let secret = sign::new_secret();
     let sealed = engine
@@ -383,12 +514,18 @@ pub async fn rotate_secret(
         .map_err(store_error)?;
     let now = engine.clock.now_ms();
     let until = now + overlap.as_millis() as i64;
-    if !webhooks::rotate_secret(&engine.store, workspace, &w.id, &sealed, until, now)
+    let mut tx = engine.store.begin_write().await.map_err(store_error)?;
+    if !webhooks::rotate_secret(&mut tx, &w.workspace_id, &w.id, &sealed, until, now)
         .await
         .map_err(store_error)?
     {
         return Err(ApiError::not_found("webhook"));
     }
+    let details = serde_json::json!({ "changed": ["secret"] });
+    audit_webhook(&mut tx, Action::WebhookUpdated, origin, &w, details, now)
+        .await
+        .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
     tracing::info!(webhook = %w.id, "webhook secret rotated");
     Ok((secret, until))
 }
@@ -396,12 +533,12 @@ pub async fn rotate_secret(
 /// One page of a webhook's deliveries, newest first, with their attempts.
 pub async fn deliveries(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     id: &str,
     before_seq: Option<i64>,
     limit: u32,
 ) -> Result<Vec<(Delivery, Vec<Attempt>)>, ApiError> {
-    let w = get(engine, workspace, id).await?;
+    let w = get(engine, tenant, id).await?;
     let rows = deliveries::list(&engine.store, &w.id, before_seq, limit)
         .await
         .map_err(store_error)?;
@@ -422,11 +559,11 @@ pub async fn deliveries(
 /// fresh budget of attempts.
 pub async fn replay(
     engine: &Engine,
-    workspace: &str,
+    tenant: &Tenant,
     id: &str,
     delivery_id: &str,
 ) -> Result<Delivery, ApiError> {
-    let w = get(engine, workspace, id).await?;
+    let w = get(engine, tenant, id).await?;
     deliveries::replay(
         &engine.store,
         &w.id,

@@ -29,6 +29,7 @@ async fn key_with_rate(
             scopes: Scopes::parse(scopes).unwrap(),
             expires_at,
             rate_per_second,
+            accounts: None,
         },
         app.engine.clock.now_ms(),
     )

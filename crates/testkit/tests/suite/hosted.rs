@@ -556,6 +556,39 @@ async fn revocation_then_reconnect(backend: Backend) {
         1,
         "no second account"
     );
+    // The audit trail: linked and reconnected by the person on the hosted page, the refused
+    // grant by mailroom itself, the send credited to the key that accepted it.
+    let (_, log) = app
+        .get(&format!("/api/v1/audit?account_id={account}"))
+        .await;
+    let mut trail: Vec<(String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    trail.reverse();
+    let key = format!("key:{}", app.api_key.split_once('.').unwrap().0);
+    let want: Vec<(String, String)> = [
+        ("account.linked", "hosted-link"),
+        ("send.accepted", key.as_str()),
+        ("account.credentials_refused", "system"),
+        ("account.reconnected", "hosted-link"),
+        ("send.sent", key.as_str()),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(trail, want, "{log}");
+    let hosted = &log["items"][1];
+    assert_eq!(hosted["source_ip"], "127.0.0.1", "{hosted}");
+    assert!(hosted["request_id"].is_string(), "{hosted}");
+    assert_eq!(hosted["details"], json!({"provider": "GOOGLE_OAUTH"}));
 }
 both_backends!(revocation_then_reconnect);
 

@@ -5,6 +5,7 @@
 mod accounts;
 mod api_basics;
 mod api_keys;
+mod audit;
 mod gmail;
 mod gmail_sync;
 mod graph;

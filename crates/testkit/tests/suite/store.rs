@@ -3,6 +3,7 @@
 use mailroom_core::account::{AccountSettings, AccountType, SourceStatus};
 use mailroom_core::{Clock, SystemClock};
 use mailroom_store::accounts::{self, Credentials, NewAccount};
+use mailroom_store::tenant::Tenant;
 use mailroom_store::vault::VaultError;
 use mailroom_store::{Backend, MasterKey, Store, StoreError, Vault, api_keys, workspaces};
 use mailroom_testkit::{TestDb, both_backends};
@@ -134,6 +135,7 @@ async fn api_keys_expire_revoke_and_record_their_last_use(backend: Backend) {
         scopes,
         expires_at,
         rate_per_second: None,
+        accounts: None,
     };
     let reader = api_keys::Scopes::parse("read").unwrap();
     let short = api_keys::create_with(&store, new("short", reader, Some(t0 + 1_000)), t0)
@@ -439,14 +441,18 @@ async fn account_pages_are_newest_first_and_scoped(backend: Backend) {
     let b = seed_account(&store, &vault, "w", "x", 2_000).await;
     let c = seed_account(&store, &vault, "w", "x", 2_000).await;
     seed_account(&store, &vault, "other", "x", 3_000).await;
-    let page1 = accounts::list(&store, "w", None, 2).await.unwrap();
+    let page1 = accounts::list(&store, &Tenant::workspace("w"), None, 2)
+        .await
+        .unwrap();
     assert_eq!(page1.len(), 2);
     let last = page1.last().unwrap();
     let pos = mailroom_core::cursor::Position {
         last_id: last.id.to_string(),
         last_date: last.created_at,
     };
-    let page2 = accounts::list(&store, "w", Some(&pos), 2).await.unwrap();
+    let page2 = accounts::list(&store, &Tenant::workspace("w"), Some(&pos), 2)
+        .await
+        .unwrap();
     let mut all: Vec<String> = page1
         .iter()
         .chain(page2.iter())

@@ -85,8 +85,7 @@ pub async fn get_attachment(
         id: &id,
         account_id: query.get("account_id").filter(|a| !a.is_empty()),
     };
-    let found =
-        mutate::attachment(&state.engine, caller.workspace(), email, &attachment_id).await?;
+    let found = mutate::attachment(&state.engine, caller.tenant(), email, &attachment_id).await?;
     let disposition = HeaderValue::from_str(&content_disposition(&found.name))
         .unwrap_or(HeaderValue::from_static("attachment"));
     Ok((

@@ -59,7 +59,7 @@ pub async fn create_draft(
     }
     let draft_id = mailroom_engine::mutate::create_draft(
         &state.engine,
-        caller.workspace(),
+        caller.tenant(),
         draft.input,
         state.config.message_max_bytes,
     )

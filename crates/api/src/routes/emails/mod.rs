@@ -190,7 +190,8 @@ pub async fn send_email(
     let fingerprint = send.fingerprint();
     let answer = mailroom_engine::send::accept(
         &state.engine,
-        caller.workspace(),
+        caller.tenant(),
+        caller.origin(),
         send.input,
         key,
         fingerprint,
@@ -267,7 +268,7 @@ pub async fn list_outbox(
     let page = Page::from_query(&query)?;
     let rows = outbox::list(
         state.store(),
-        caller.workspace(),
+        caller.tenant(),
         page.after.as_ref(),
         page.fetch_limit(),
     )
@@ -299,7 +300,7 @@ pub async fn get_outbox(
     if !looks_like_id(&id) {
         return Err(not_found());
     }
-    let job = outbox::get(state.store(), caller.workspace(), &id)
+    let job = outbox::get(state.store(), caller.tenant(), &id)
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(outbox_item(job)))

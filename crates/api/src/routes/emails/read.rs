@@ -228,7 +228,7 @@ fn invalid(detail: String) -> Error {
 }
 
 /// A non-empty text parameter without control characters.
-fn text(q: &QueryPairs, name: &str) -> Result<Option<String>> {
+pub(crate) fn text(q: &QueryPairs, name: &str) -> Result<Option<String>> {
     match q.get(name) {
         None => Ok(None),
         Some(v) if v.trim().is_empty() => Err(invalid(format!("{name} must not be empty"))),
@@ -286,7 +286,7 @@ fn looks_like_address(a: &str) -> bool {
 
 /// `before` / `after`: an RFC 3339 date-time (`2024-05-01T10:00:00.000Z`) or a date
 /// (`2024-05-01`, midnight UTC).
-fn date(q: &QueryPairs, name: &str) -> Result<Option<i64>> {
+pub(crate) fn date(q: &QueryPairs, name: &str) -> Result<Option<i64>> {
     let Some(v) = text(q, name)? else {
         return Ok(None);
     };
@@ -431,7 +431,7 @@ pub async fn list_emails(
     let detail = detail(&filters)?;
     let rows = read::list_emails(
         &state.engine,
-        caller.workspace(),
+        caller.tenant(),
         &q,
         detail,
         page.after.as_ref(),
@@ -474,7 +474,7 @@ pub async fn get_email(
     let account_id = text(&query, "account_id")?;
     let v = read::get_email(
         &state.engine,
-        caller.workspace(),
+        caller.tenant(),
         &email_id,
         account_id.as_deref(),
         detail,

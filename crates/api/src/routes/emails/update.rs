@@ -222,7 +222,7 @@ pub async fn update_email(
     let update = read_update(req).await?;
     mutate::update(
         &state.engine,
-        caller.workspace(),
+        caller.tenant(),
         email_ref(&id, &query),
         update,
     )
@@ -255,7 +255,7 @@ pub async fn delete_email(
     Path(id): Path<String>,
     query: QueryPairs,
 ) -> Result<Json<EmailDeleted>> {
-    mutate::delete(&state.engine, caller.workspace(), email_ref(&id, &query)).await?;
+    mutate::delete(&state.engine, caller.tenant(), email_ref(&id, &query)).await?;
     Ok(Json(EmailDeleted {
         object: "EmailDeleted",
     }))

@@ -21,6 +21,7 @@ use super::fields::{Fields, sync_limit};
 use crate::auth::Caller;
 use crate::error::{ErrorBody, Result, err};
 use crate::extract::JsonObject;
+use crate::origin::HostedOrigin;
 use crate::state::AppState;
 use mailroom_core::account::{AccountMode, ImapEncryption, MailSettings};
 use mailroom_core::time_fmt::parse_ms;
@@ -179,7 +180,7 @@ pub async fn create_link(
     }
     let token = hosted::create_link(
         &state.engine,
-        caller.workspace(),
+        caller.tenant(),
         hosted::NewLinkRequest {
             reconnect_account,
             providers,
@@ -372,6 +373,7 @@ pub async fn start_oauth(
 pub async fn oauth_callback(
     State(state): State<AppState>,
     Path(provider): Path<String>,
+    HostedOrigin(origin): HostedOrigin,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(idp) = IdP::parse(&provider) else {
@@ -380,7 +382,7 @@ pub async fn oauth_callback(
             pages::message("Not found", "Unknown provider."),
         );
     };
-    match hosted::finish_oauth(&state.engine, idp, &q).await {
+    match hosted::finish_oauth(&state.engine, idp, &q, &origin).await {
         Ok((link, linked)) => finish(&state, &link, linked).await,
         Err((link, refusal)) => refused(link.as_ref(), refusal),
     }
@@ -488,6 +490,7 @@ pub async fn imap_page(
 pub async fn imap_submit(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    HostedOrigin(origin): HostedOrigin,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
     let link = match usable(&state, &token).await {
@@ -543,7 +546,15 @@ pub async fn imap_submit(
         smtp_user: values.username.clone(),
         smtp_encryption: None,
     };
-    match hosted::link_imap(&state.engine, &link, settings, SecretString::from(password)).await {
+    match hosted::link_imap(
+        &state.engine,
+        &link,
+        settings,
+        SecretString::from(password),
+        &origin,
+    )
+    .await
+    {
         Ok(linked) => finish(&state, &link, linked).await,
         Err(Err(Refusal::Gone)) => page(
             StatusCode::GONE,
