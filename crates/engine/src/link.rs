@@ -11,6 +11,7 @@ use mailroom_core::account::{
     AccountMode, AccountSettings, AccountType, ImapEncryption, MailSettings, SourceStatus, TlsMode,
 };
 use mailroom_core::mail::SyncLimit;
+use mailroom_core::send_limits::SendLimitSettings;
 use mailroom_core::{ApiError, ErrorKind, new_id};
 use mailroom_providers::apps::{IdP, TokenSet};
 use mailroom_providers::mailbox::{Prospect, Verified};
@@ -75,6 +76,7 @@ pub async fn link(
     workspace: &str,
     req: LinkRequest,
     limit: SyncLimit,
+    send_limits: SendLimitSettings,
 ) -> Result<Linked, ApiError> {
     let window = Some(window_of(limit, engine.clock.now_ms()));
     match req {
@@ -91,6 +93,7 @@ pub async fn link(
                 smtp_password,
                 Saving {
                     window,
+                    send_limits,
                     ..Saving::default()
                 },
             )
@@ -104,7 +107,16 @@ pub async fn link(
             let idp = oauth_idp(engine, account_type)?;
             access_token.ok_or_else(|| missing("access_token"))?;
             let refresh_token = refresh_token.ok_or_else(|| missing("refresh_token"))?;
-            link_with_tokens(engine, workspace, idp, refresh_token, None, window).await
+            link_with_tokens(
+                engine,
+                workspace,
+                idp,
+                refresh_token,
+                None,
+                window,
+                send_limits,
+            )
+            .await
         }
     }
 }
@@ -128,7 +140,16 @@ pub async fn reconnect(
             let idp = oauth_idp(engine, account.account_type)?;
             let refresh = req.refresh_token.ok_or_else(|| missing("refresh_token"))?;
             req.access_token.ok_or_else(|| missing("access_token"))?;
-            return link_with_tokens(engine, workspace, idp, refresh, Some(account), None).await;
+            return link_with_tokens(
+                engine,
+                workspace,
+                idp,
+                refresh,
+                Some(account),
+                None,
+                SendLimitSettings::default(),
+            )
+            .await;
         }
         AccountSettings::Mail(stored) => stored.clone(),
     };
@@ -249,6 +270,9 @@ pub struct Saving<'a> {
     /// The hosted link it was linked through: its `notify_url` call is queued in the same
     /// transaction as the account (a crash cannot lose it).
     pub hosted: Option<&'a HostedLink>,
+    /// A new account's own send limits (`send_limits` of the request or the hosted link),
+    /// saved with it; a reconnect keeps the account's.
+    pub send_limits: SendLimitSettings,
 }
 
 /// Saves a verified account: a new one, or new settings and credentials for `reconnect`.
@@ -263,6 +287,7 @@ async fn save(
         reconnect,
         window,
         hosted,
+        send_limits,
     } = how;
     let now = engine.clock.now_ms();
     let Verified {
@@ -371,6 +396,11 @@ async fn save(
             announce(Db::Tx(&mut tx), &account, "CREATION_SUCCESS", "", now)
                 .await
                 .map_err(store_error)?;
+            if !send_limits.is_default() {
+                mailroom_store::send_limits::set_in(Db::Tx(&mut tx), &id, &send_limits, now)
+                    .await
+                    .map_err(store_error)?;
+            }
             if let Some(link) = hosted {
                 crate::hosted::queue_notify(&mut tx, link, &account.id, "CREATION_SUCCESS", now)
                     .await
@@ -458,6 +488,7 @@ pub async fn link_with_tokens(
     refresh_token: SecretString,
     reconnect: Option<&Account>,
     window: Option<SyncWindow>,
+    send_limits: SendLimitSettings,
 ) -> Result<Linked, ApiError> {
     let now = engine.clock.now_ms();
     let fresh = engine
@@ -483,6 +514,7 @@ pub async fn link_with_tokens(
         reconnect,
         window,
         hosted: None,
+        send_limits,
     };
     link_oauth(engine, workspace, idp, tokens, None, how).await
 }

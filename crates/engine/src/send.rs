@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::Engine;
-use crate::outbox::Outcome;
+use crate::outbox::{Outcome, limits};
 use crate::replies;
 use mailroom_core::email::{Attendee, OutgoingAttachment, OutgoingEmail, ReplyParent};
 use mailroom_core::id::looks_like_id;
@@ -104,8 +104,9 @@ pub async fn accept(
     let outbox = &engine.outbox;
     let claim = outbox.claim_token(&id, 1);
     let config = outbox.config();
-    let inserted = outbox::insert(
-        store,
+    let inserted = store_job(
+        engine,
+        &account,
         NewJob {
             id: &id,
             workspace_id: workspace,
@@ -123,6 +124,7 @@ pub async fn accept(
             now_ms: now,
             send_at: scheduled,
             lease: (&claim, outbox.lease_until(now)),
+            send_gate: None,
         },
     )
     .await;
@@ -148,6 +150,14 @@ pub async fn accept(
             status: 202,
             body: sent_body(&id, &message_id, "scheduled", None, Some(at), None),
         },
+        // Held for the account's send window: it goes at its time, oldest first.
+        None if job.is_held() => answer_of(
+            &id,
+            &message_id,
+            &Outcome::Waiting {
+                until: job.run_after,
+            },
+        ),
         // A tracked task of its own: a client that disconnects does not cancel it.
         None => match outbox
             .spawn_first_attempt(job, account.clone(), built.bytes)
@@ -177,6 +187,49 @@ pub async fn accept(
         tracing::warn!(tracking_id = %id, error = %e.detail, "the sent draft could not be removed from Drafts");
     }
     Ok(answer)
+}
+
+/// Stores a job. One for later (`send_at`) is stored as it is; one for now passes its account's
+/// send limits first, in the same transaction under the account's lock: admitted for the
+/// immediate attempt, or held (scheduled for the time the window allows, behind the account's
+/// other held jobs).
+async fn store_job(
+    engine: &Engine,
+    account: &accounts::Account,
+    mut job: NewJob<'_>,
+) -> Result<Job, mailroom_store::StoreError> {
+    let store = &engine.store;
+    let now = job.now_ms;
+    if job.send_at.is_some() {
+        return outbox::insert(store, job).await;
+    }
+    let limits = engine
+        .outbox
+        .limits_of(mailroom_store::tx::Db::Pool(store), account)
+        .await?;
+    if !limits.gated(now) {
+        return outbox::insert(store, job).await;
+    }
+    let mut tx = store.begin_write().await?;
+    let usage = limits::locked_usage(&mut tx, &account.id, now).await?;
+    let me = limits::Candidate {
+        id: None,
+        created_at: now,
+        recipients: job.recipients.len() as i64,
+        held: false,
+    };
+    match limits::decide(&limits, &usage, &me, now) {
+        limits::Verdict::Go => job.send_gate = Some(outbox::GATE_ADMITTED),
+        limits::Verdict::WaitUntil(at) => {
+            job.send_at = Some(at);
+            job.send_gate = Some(outbox::GATE_HELD);
+            // Waiting for the window is no failure: the retry horizon starts when it goes.
+            job.give_up_at = at + engine.outbox.config().retry_horizon.as_millis() as i64;
+        }
+    }
+    let stored = outbox::insert_in(mailroom_store::tx::Db::Tx(&mut tx), job).await?;
+    tx.commit().await?;
+    Ok(stored)
 }
 
 /// A message composed from a send (or draft) request: its account, ids and exact bytes.
@@ -430,6 +483,10 @@ fn sent_body(
     }
     if let Some(at) = next_attempt_at {
         body["next_attempt_at"] = json!(format_ms(at));
+        // When a scheduled send (`send_at`, or held for the account's send limits) goes.
+        if status == "scheduled" {
+            body["scheduled_for"] = json!(format_ms(at));
+        }
     }
     if let Some((kind, detail)) = last_error {
         body["last_error"] = json!({"type": kind.type_slug(), "detail": detail});
@@ -458,6 +515,10 @@ pub fn answer_of(id: &str, message_id: &str, outcome: &Outcome) -> Answer {
                 Some(*run_after),
                 Some((*kind, detail)),
             ),
+        },
+        Outcome::Waiting { until } => Answer {
+            status: 202,
+            body: sent_body(id, message_id, "scheduled", None, Some(*until), None),
         },
         Outcome::NotOurs => Answer {
             status: 202,
