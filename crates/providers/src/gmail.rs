@@ -576,12 +576,8 @@ mod tests {
                 .as_millis() as i64
                 + 3 * 3_600_000,
         );
-        let q = c(
-            429,
-            "userRateLimitExceeded",
-            &format!("User-rate limit exceeded.  Retry after {at} (Mail sending)"),
-            None,
-        );
+        let words = format!("User-rate limit exceeded.  Retry after {at} (Mail sending)");
+        let q = classify(429, &hm(None), &body(429, "rateLimitExceeded", &words));
         let reopens = q.send_quota_reopens_in().expect("a send quota");
         assert!(
             reopens > Duration::from_secs(3 * 3600 - 60)
