@@ -203,15 +203,16 @@ async fn store_job(
     if job.send_at.is_some() {
         return outbox::insert(store, job).await;
     }
-    let limits = engine
+    // A first look without the lock: an account without limits or pause takes no lock.
+    let first_look = engine
         .outbox
         .limits_of(mailroom_store::tx::Db::Pool(store), account)
         .await?;
-    if !limits.gated(now) {
+    if !first_look.gated(now) {
         return outbox::insert(store, job).await;
     }
     let mut tx = store.begin_write().await?;
-    let usage = limits::locked_usage(&mut tx, &account.id, now).await?;
+    let (limits, usage) = engine.outbox.locked_limits(&mut tx, account, now).await?;
     let me = limits::Candidate {
         id: None,
         created_at: now,

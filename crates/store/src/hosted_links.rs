@@ -136,7 +136,7 @@ pub async fn by_oauth_state(store: &Store, state: &str) -> Result<Option<(Hosted
         match sqlx::query(sql).bind(hash_token(state)).fetch_optional(pool).await? {
             None => Ok(None),
             Some(r) => {
-                let verifier: Option<Vec<u8>> = r.try_get(16)?;
+                let verifier: Option<Vec<u8>> = r.try_get(17)?;
                 Ok(Some((decode(&r)?, verifier.unwrap_or_default())))
             }
         }

@@ -150,12 +150,12 @@ impl Outbox {
         now: i64,
     ) -> Result<Option<Outcome>, StoreError> {
         let store = &self.inner.store;
-        let limits = self.limits_of(Db::Pool(store), account).await?;
-        if !limits.gated(now) {
+        // A first look without the lock: an account without limits or pause goes at once.
+        if !self.limits_of(Db::Pool(store), account).await?.gated(now) {
             return Ok(None);
         }
         let mut tx = store.begin_write().await?;
-        let usage = super::limits::locked_usage(&mut tx, &account.id, now).await?;
+        let (limits, usage) = self.locked_limits(&mut tx, account, now).await?;
         let me = Candidate {
             id: Some(&job.id),
             created_at: job.created_at,

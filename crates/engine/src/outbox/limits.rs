@@ -64,14 +64,19 @@ pub enum Verdict {
     WaitUntil(i64),
 }
 
-/// Takes the account's lock in `tx` and reads what counts against its limits.
-pub async fn locked_usage(
+/// Takes the account's lock in `tx`, then reads its limits and what counts against them: read
+/// under the lock, a concurrent change of the limits (`PATCH`) is either wholly before or
+/// wholly after the decision.
+pub async fn locked(
     tx: &mut WriteTx,
-    account_id: &str,
+    providers: &mailroom_providers::Providers,
+    account: &Account,
     now_ms: i64,
-) -> Result<Usage, StoreError> {
-    send_limits::lock_in(tx, account_id).await?;
-    send_limits::usage_in(Db::Tx(tx), account_id, now_ms - DAY_MS).await
+) -> Result<(Limits, Usage), StoreError> {
+    send_limits::lock_in(tx, &account.id).await?;
+    let limits = of(Db::Tx(tx), providers, account).await?;
+    let usage = send_limits::usage_in(Db::Tx(tx), &account.id, now_ms - DAY_MS).await?;
+    Ok((limits, usage))
 }
 
 /// Decides for `me` at `now`: the jobs held before it go first (each at its own earliest

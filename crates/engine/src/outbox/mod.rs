@@ -141,6 +141,16 @@ impl Outbox {
         limits::of(db, self.inner.mailboxes.providers(), account).await
     }
 
+    /// [`limits::locked`] with this outbox's view of the providers.
+    pub async fn locked_limits(
+        &self,
+        tx: &mut mailroom_store::WriteTx,
+        account: &mailroom_store::accounts::Account,
+        now_ms: i64,
+    ) -> Result<(limits::Limits, mailroom_store::send_limits::Usage), StoreError> {
+        limits::locked(tx, self.inner.mailboxes.providers(), account, now_ms).await
+    }
+
     pub fn config(&self) -> &OutboxConfig {
         &self.inner.config
     }

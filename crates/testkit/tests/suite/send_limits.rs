@@ -365,8 +365,14 @@ async fn hosted_links_carry_send_limits(backend: Backend) {
         json!({"send_limits": {"per_day": 7, "per_minute": 0}}),
     )
     .await;
-    connect_google(&link).await;
-    let (_, q) = integrator.redirects().pop().unwrap();
+    let landed = connect_google(&link).await;
+    let (status, text) = (landed.status(), landed.text().await.unwrap());
+    assert_eq!(status, 200, "{text}");
+    let (which, q) = integrator
+        .redirects()
+        .pop()
+        .expect("a redirect to the integrator");
+    assert_eq!(which, "success");
     let acc = q.iter().find(|(k, _)| k == "account_id").unwrap().1.clone();
     let (_, a) = app.get(&format!("/api/v1/accounts/{acc}")).await;
     assert_eq!(
