@@ -92,35 +92,17 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_provider_and_the_kind_of_mailbox() {
-        assert_eq!(
-            Provider::Gmail.default_send_limits("a@gmail.com"),
-            GMAIL_CONSUMER
-        );
-        assert_eq!(
-            Provider::Gmail.default_send_limits("a@GoogleMail.com"),
-            GMAIL_CONSUMER
-        );
-        assert_eq!(
-            Provider::Gmail.default_send_limits("a@acme.io"),
-            GOOGLE_WORKSPACE
-        );
-        assert_eq!(
-            Provider::Graph.default_send_limits("a@hotmail.co.uk"),
-            OUTLOOK_CONSUMER
-        );
-        assert_eq!(
-            Provider::Graph.default_send_limits("a@outlook.com"),
-            OUTLOOK_CONSUMER
-        );
-        assert_eq!(
-            Provider::Graph.default_send_limits("a@acme.io"),
-            MICROSOFT_365
-        );
-        assert!(
-            Provider::Imap
-                .default_send_limits("a@gmail.com")
-                .is_unlimited()
-        );
+        for (provider, address, want) in [
+            (Provider::Gmail, "a@gmail.com", GMAIL_CONSUMER),
+            (Provider::Gmail, "a@GoogleMail.com", GMAIL_CONSUMER),
+            (Provider::Gmail, "a@acme.io", GOOGLE_WORKSPACE),
+            (Provider::Graph, "a@hotmail.co.uk", OUTLOOK_CONSUMER),
+            (Provider::Graph, "a@outlook.com", OUTLOOK_CONSUMER),
+            (Provider::Graph, "a@acme.io", MICROSOFT_365),
+            (Provider::Imap, "a@gmail.com", SendLimits::default()),
+        ] {
+            assert_eq!(provider.default_send_limits(address), want, "{address}");
+        }
     }
 
     #[test]

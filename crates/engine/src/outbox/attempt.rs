@@ -170,16 +170,7 @@ impl Outbox {
                 None
             }
             Verdict::WaitUntil(until) => {
-                if !outbox::hold_in(
-                    Db::Tx(&mut tx),
-                    &job.id,
-                    claim(job),
-                    until,
-                    ms(self.inner.config.retry_horizon),
-                    now,
-                )
-                .await?
-                {
+                if !self.hold(&mut tx, job, until, now).await? {
                     return Ok(Some(Outcome::NotOurs));
                 }
                 tracing::info!(job = %job.id, account_id = %account.id, until = %format_ms(until), "send held for the account's send limits");
@@ -188,6 +179,18 @@ impl Outbox {
         };
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Puts the claimed job back, held until `until`, in `tx` (false: the claim went stale).
+    async fn hold(
+        &self,
+        tx: &mut mailroom_store::WriteTx,
+        job: &Job,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let horizon = ms(self.inner.config.retry_horizon);
+        outbox::hold_in(Db::Tx(tx), &job.id, claim(job), until, horizon, now).await
     }
 
     /// The provider refused the mailbox's sending quota: the account's sends pause until it
@@ -203,16 +206,7 @@ impl Outbox {
         let until = now + reopens_in.as_millis() as i64;
         let mut tx = self.inner.store.begin_write().await?;
         mailroom_store::send_limits::lock_in(&mut tx, &account.id).await?;
-        if !outbox::hold_in(
-            Db::Tx(&mut tx),
-            &job.id,
-            claim(job),
-            until,
-            ms(self.inner.config.retry_horizon),
-            now,
-        )
-        .await?
-        {
+        if !self.hold(&mut tx, job, until, now).await? {
             return Ok(Outcome::NotOurs);
         }
         mailroom_store::send_limits::pause_in(Db::Tx(&mut tx), &account.id, until, &detail, now)
