@@ -4,7 +4,7 @@
 //! day); the same shared by two nodes on one PostgreSQL database; a provider's quota answer
 //! pauses the account's sends (`send_paused`) and they resume when it reopens; the limits set
 //! on `POST /accounts`, hosted links and `PATCH /accounts/{id}`, validated; usage on
-//! `GET /accounts/{id}`.
+//! `GET /accounts/{id}`; an SMTP `5.4.5` through real Postfix pauses an IMAP/SMTP account.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,8 @@ use mailroom_core::{Clock, SystemClock};
 use mailroom_store::events;
 use mailroom_testkit::app::{TestApp, assert_error, spawn_on, spawn_with_clock};
 use mailroom_testkit::fakes::google::{FakeGoogle, GoogleConfig};
-use mailroom_testkit::{Backend, TestDb, both_backends, wait};
+use mailroom_testkit::smtp_fault::{FaultSmtp, Mode, Stage};
+use mailroom_testkit::{Backend, MailRig, TestDb, both_backends, wait};
 
 use super::hosted::{connect_google, google_app, google_app_config, make_link};
 
@@ -382,3 +383,76 @@ async fn hosted_links_carry_send_limits(backend: Backend) {
     );
 }
 both_backends!(hosted_links_carry_send_limits);
+
+/// Real Postfix behind the fault-injecting SMTP server: Gmail's SMTP answer to a mailbox past
+/// its quota (`550 5.4.5`) pauses the IMAP/SMTP account's sends for the default hour (SMTP
+/// names no time), records `send_paused`, and the send goes once the hour has passed.
+async fn an_smtp_quota_reply_pauses_the_account_for_the_default_hour(backend: Backend) {
+    let Some(rig) = MailRig::from_env() else {
+        return;
+    };
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let clock = ManualClock::at_ms(SystemClock.now_ms());
+    let app = spawn_with_clock(db, Arc::new(clock.clone()), |_| {}).await;
+    let (sender, to) = (rig.create_user(), rig.create_user());
+    let fault = FaultSmtp::start(rig.clone()).await;
+    let mut body = rig.account_body(&sender);
+    body["smtp_port"] = json!(fault.port());
+    body["smtp_encryption"] = json!("starttls");
+    let (s, r) = app.post_json("/api/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{r}");
+    let acc = r["account_id"].as_str().unwrap().to_owned();
+    let (_, a) = app.get(&format!("/api/v1/accounts/{acc}")).await;
+    assert_eq!(
+        a["send_limits"],
+        json!({"per_minute": null, "per_day": null, "recipients_per_day": null}),
+        "IMAP/SMTP: none unless set"
+    );
+
+    fault.set_mode(Mode::Reply {
+        stage: Stage::Mail,
+        code: 550,
+        text: "5.4.5 Daily user sending limit exceeded.".into(),
+    });
+    let now = clock.now_ms();
+    let (s, r) = app
+        .post_json("/api/v1/emails", &json!({"account_id": acc, "to": [{"identifier": to.address}], "subject": "over quota", "body": "b"}))
+        .await;
+    assert_eq!((s, r["status"].as_str()), (202, Some("scheduled")), "{r}");
+    assert_eq!(ms(&r["scheduled_for"]), now + 3_600_000);
+    let paused = events::of_type(&app.store, &app.workspace, "send_paused")
+        .await
+        .unwrap();
+    assert_eq!(paused.len(), 1);
+    assert!(paused[0].1["detail"].as_str().unwrap().contains("5.4.5"));
+    let id = r["tracking_id"].as_str().unwrap().to_owned();
+
+    // The server would take it now, but the hour has not passed.
+    fault.set_mode(Mode::Forward);
+    clock.advance_ms(3_600_000 - 1);
+    assert_eq!(app.engine.outbox.sweep().await.unwrap(), 0);
+    assert_eq!(job(&app, &id).await["status"], "scheduled");
+    clock.advance_ms(1);
+    let done = wait::until("the paused send goes", Duration::from_secs(30), || async {
+        let j = job(&app, &id).await;
+        (j["status"] == "sent").then_some(j)
+    })
+    .await;
+    assert_eq!(done["attempts"], 1, "{done}");
+    let mid = r["message_id"].as_str().unwrap().to_ascii_lowercase();
+    wait::until("delivery", Duration::from_secs(20), || async {
+        rig.fetch_all(&to, "INBOX")
+            .await
+            .iter()
+            .any(|m| {
+                String::from_utf8_lossy(m)
+                    .to_ascii_lowercase()
+                    .contains(&mid)
+            })
+            .then_some(())
+    })
+    .await;
+}
+both_backends!(an_smtp_quota_reply_pauses_the_account_for_the_default_hour);
