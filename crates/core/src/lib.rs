@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod id;
 pub mod mail;
+pub mod send_limits;
 pub mod time_fmt;
 
 pub use clock::{Clock, SystemClock};

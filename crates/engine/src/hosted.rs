@@ -14,6 +14,7 @@ use crate::link::{Linked, Saving, link_mail, link_oauth, window_of};
 use mailroom_core::account::{AccountMode, MailSettings};
 use mailroom_core::id::random_bytes;
 use mailroom_core::mail::SyncLimit;
+use mailroom_core::send_limits::SendLimitSettings;
 use mailroom_core::{ApiError, ErrorKind};
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::audit::Origin;
@@ -74,6 +75,9 @@ pub struct NewLinkRequest {
     /// How much existing mail the linked mailbox's first sync indexes (create links only: a
     /// reconnected account keeps its window).
     pub sync_limit: SyncLimit,
+    /// The linked mailbox's own send limits (create links only: a reconnected account keeps
+    /// its own).
+    pub send_limits: SendLimitSettings,
 }
 
 /// Makes a hosted link for `tenant`'s workspace; answers its token (the page is
@@ -136,6 +140,8 @@ pub async fn create_link(
         (None, l) if l != SyncLimit::Default => Some(l.as_stored()),
         _ => None,
     };
+    let send_limits = (reconnect.is_none() && !req.send_limits.is_default())
+        .then(|| req.send_limits.to_stored_json());
     hosted_links::insert(
         &engine.store,
         hosted_links::NewLink {
@@ -157,6 +163,7 @@ pub async fn create_link(
             expires_at,
             now_ms: now,
             sync_limit: sync_limit.as_deref(),
+            send_limits: send_limits.as_deref(),
         },
     )
     .await
@@ -310,6 +317,7 @@ pub async fn finish_oauth(
             window: window_for(engine, &link, reconnect.as_ref()),
             hosted: Some(&link),
             origin: Some(origin),
+            send_limits: send_limits_for(&link),
         },
     )
     .await
@@ -344,6 +352,14 @@ fn window_for(
         .and_then(SyncLimit::from_stored)
         .unwrap_or_default();
     Some(window_of(limit, engine.clock.now_ms()))
+}
+
+/// The send limits a create link's new account gets (a reconnect link stores none).
+fn send_limits_for(link: &HostedLink) -> SendLimitSettings {
+    link.send_limits
+        .as_deref()
+        .and_then(SendLimitSettings::from_stored_json)
+        .unwrap_or_default()
 }
 
 /// The account a reconnect link is for (`None` for a create link).
@@ -390,6 +406,7 @@ pub async fn link_imap(
             window: window_for(engine, link, reconnect.as_ref()),
             hosted: Some(link),
             origin: Some(origin),
+            send_limits: send_limits_for(link),
         },
     )
     .await;

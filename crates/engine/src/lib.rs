@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod read;
 pub mod replies;
 pub mod send;
+pub mod send_limits;
 pub mod sync;
 pub mod tokens;
 pub mod tracking;

@@ -11,6 +11,7 @@ use mailroom_core::account::{
     AccountMode, AccountSettings, AccountType, ImapEncryption, MailSettings, SourceStatus, TlsMode,
 };
 use mailroom_core::mail::SyncLimit;
+use mailroom_core::send_limits::SendLimitSettings;
 use mailroom_core::{ApiError, ErrorKind, new_id};
 use mailroom_providers::apps::{IdP, TokenSet};
 use mailroom_providers::mailbox::{Prospect, Verified};
@@ -79,6 +80,7 @@ pub async fn link(
     origin: &Origin,
     req: LinkRequest,
     limit: SyncLimit,
+    send_limits: SendLimitSettings,
 ) -> Result<Linked, ApiError> {
     refuse_bound(tenant)?;
     let workspace = tenant.workspace_id();
@@ -98,6 +100,7 @@ pub async fn link(
                 Saving {
                     window,
                     origin: Some(origin),
+                    send_limits,
                     ..Saving::default()
                 },
             )
@@ -114,6 +117,7 @@ pub async fn link(
             let how = Saving {
                 window,
                 origin: Some(origin),
+                send_limits,
                 ..Saving::default()
             };
             link_with_tokens(engine, workspace, idp, refresh_token, how).await
@@ -268,6 +272,9 @@ pub struct Saving<'a> {
     pub hosted: Option<&'a HostedLink>,
     /// Who links it, for the audit log (`None`: mailroom itself).
     pub origin: Option<&'a Origin>,
+    /// A new account's own send limits (`send_limits` of the request or the hosted link),
+    /// saved with it; a reconnect keeps the account's.
+    pub send_limits: SendLimitSettings,
 }
 
 /// 403 for a key bound to accounts: linking makes an account such a key could not see.
@@ -319,6 +326,7 @@ async fn save(
         window,
         hosted,
         origin,
+        send_limits,
     } = how;
     let system = Origin::system();
     let origin = origin.unwrap_or(&system);
@@ -435,6 +443,11 @@ async fn save(
             audit_account(&mut tx, Action::AccountLinked, origin, &account, now)
                 .await
                 .map_err(store_error)?;
+            if !send_limits.is_default() {
+                mailroom_store::send_limits::set_in(Db::Tx(&mut tx), &id, &send_limits, now)
+                    .await
+                    .map_err(store_error)?;
+            }
             if let Some(link) = hosted {
                 crate::hosted::queue_notify(&mut tx, link, &account.id, "CREATION_SUCCESS", now)
                     .await

@@ -46,6 +46,11 @@ impl Mailboxes {
         }
     }
 
+    /// The mailbox seam's shared state (what it says of providers, e.g. their send limits).
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
     /// The account's mailbox, opened at its current version.
     pub async fn open(&self, account: &Account) -> Result<Arc<Mailbox>, OpenError> {
         if let Some((version, mailbox)) = self.lock().get(account.id.as_str())

@@ -66,7 +66,7 @@ pub enum DraftPlace {
     /// At a UID of the Drafts folder (IMAP).
     Folder {
         message_id: String,
-        folder: FolderRow,
+        folder: Box<FolderRow>,
         uid: u32,
     },
     /// A draft of a feed mailbox (Gmail), named by its provider id.
@@ -821,7 +821,7 @@ pub async fn complete_from_draft(
         let raw = bounded(engine, mailbox.fetch_raw(&folder.provider_id, *uid)).await?;
         let place = DraftPlace::Folder {
             message_id: l.message.id.clone(),
-            folder: folder.clone(),
+            folder: Box::new(folder.clone()),
             uid: *uid,
         };
         (place, raw)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::Engine;
-use crate::outbox::Outcome;
+use crate::outbox::{Outcome, limits};
 use crate::replies;
 use mailroom_core::email::{Attendee, OutgoingAttachment, OutgoingEmail, ReplyParent};
 use mailroom_core::id::looks_like_id;
@@ -110,26 +110,31 @@ pub async fn accept(
     let outbox = &engine.outbox;
     let claim = outbox.claim_token(&id, 1);
     let config = outbox.config();
-    let recipients = built.envelope_to.len();
-    let new_job = NewJob {
-        id: &id,
-        workspace_id: workspace,
-        account_id: &account.id,
-        idempotency_key: key.as_deref(),
-        request_hash: &fingerprint,
-        message_id: &message_id,
-        thread_refs: &thread_refs,
-        subject: &subject,
-        recipients: &built.envelope_to,
-        envelope_from: &built.envelope_from,
-        raw: &built.bytes,
-        max_attempts: config.max_attempts,
-        give_up_at: scheduled.unwrap_or(now) + config.retry_horizon.as_millis() as i64,
-        now_ms: now,
-        send_at: scheduled,
-        lease: (&claim, outbox.lease_until(now)),
-    };
-    let inserted = insert_audited(engine, new_job, origin, recipients, scheduled).await;
+    let inserted = store_job(
+        engine,
+        &account,
+        NewJob {
+            id: &id,
+            workspace_id: workspace,
+            account_id: &account.id,
+            idempotency_key: key.as_deref(),
+            request_hash: &fingerprint,
+            message_id: &message_id,
+            thread_refs: &thread_refs,
+            subject: &subject,
+            recipients: &built.envelope_to,
+            envelope_from: &built.envelope_from,
+            raw: &built.bytes,
+            max_attempts: config.max_attempts,
+            give_up_at: scheduled.unwrap_or(now) + config.retry_horizon.as_millis() as i64,
+            now_ms: now,
+            send_at: scheduled,
+            lease: (&claim, outbox.lease_until(now)),
+            send_gate: None,
+        },
+        origin,
+    )
+    .await;
     let job = match inserted {
         Ok(job) => job,
         // The same key raced in from another request: answer as its duplicate.
@@ -152,6 +157,14 @@ pub async fn accept(
             status: 202,
             body: sent_body(&id, &message_id, "scheduled", None, Some(at), None),
         },
+        // Held for the account's send window: it goes at its time, oldest first.
+        None if job.is_held() => answer_of(
+            &id,
+            &message_id,
+            &Outcome::Waiting {
+                until: job.run_after,
+            },
+        ),
         // A tracked task of its own: a client that disconnects does not cancel it.
         None => match outbox
             .spawn_first_attempt(job, account.clone(), built.bytes)
@@ -196,23 +209,50 @@ pub struct Composed {
     pub draft: Option<crate::mutate::DraftPlace>,
 }
 
-/// Stores the job and its `send.accepted` audit entry in one transaction. The entry counts
-/// the recipients; their addresses stay out of the audit log.
-async fn insert_audited(
+/// Stores an accepted send with its `send.accepted` audit entry, in one transaction. An
+/// account with send limits (or paused by its provider) is decided under its lock in that
+/// transaction ([`limits`]): the job is admitted, or held for the window (`send_at`), so two
+/// processes never both take the last slot.
+async fn store_job(
     engine: &Engine,
-    job: NewJob<'_>,
+    account: &accounts::Account,
+    mut job: NewJob<'_>,
     origin: &Origin,
-    recipients: usize,
-    scheduled: Option<i64>,
 ) -> Result<Job, mailroom_store::StoreError> {
-    let mut tx = engine.store.begin_write().await?;
-    let (workspace_id, account_id, id, now_ms) =
-        (job.workspace_id, job.account_id, job.id, job.now_ms);
-    let job = outbox::insert_in(Db::Tx(&mut tx), job).await?;
-    let mut details = json!({ "recipients": recipients });
-    if let Some(at) = scheduled {
+    let store = &engine.store;
+    let now = job.now_ms;
+    // A first look without the lock: an account without limits or pause takes no lock.
+    let gated = job.send_at.is_none()
+        && engine
+            .outbox
+            .limits_of(Db::Pool(store), account)
+            .await?
+            .gated(now);
+    let mut tx = store.begin_write().await?;
+    if gated {
+        let (limits, usage) = engine.outbox.locked_limits(&mut tx, account, now).await?;
+        let me = limits::Candidate {
+            id: None,
+            created_at: now,
+            recipients: job.recipients.len() as i64,
+            held: false,
+        };
+        match limits::decide(&limits, &usage, &me, now) {
+            limits::Verdict::Go => job.send_gate = Some(outbox::GATE_ADMITTED),
+            limits::Verdict::WaitUntil(at) => {
+                job.send_at = Some(at);
+                job.send_gate = Some(outbox::GATE_HELD);
+                // Waiting for the window is no failure: the retry horizon starts when it goes.
+                job.give_up_at = at + engine.outbox.config().retry_horizon.as_millis() as i64;
+            }
+        }
+    }
+    let (workspace_id, account_id, id) = (job.workspace_id, job.account_id, job.id);
+    let mut details = json!({ "recipients": job.recipients.len() });
+    if let Some(at) = job.send_at {
         details["send_at"] = json!(format_ms(at));
     }
+    let stored = outbox::insert_in(Db::Tx(&mut tx), job).await?;
     audit::record_in(
         Db::Tx(&mut tx),
         NewEntry {
@@ -222,12 +262,12 @@ async fn insert_audited(
             account_id: Some(account_id),
             target: Some(id),
             details,
-            now_ms,
+            now_ms: now,
         },
     )
     .await?;
     tx.commit().await?;
-    Ok(job)
+    Ok(stored)
 }
 
 /// Finds the account (one `tenant` sees; it must be connected), completes the request from
@@ -479,6 +519,10 @@ fn sent_body(
     }
     if let Some(at) = next_attempt_at {
         body["next_attempt_at"] = json!(format_ms(at));
+        // When a scheduled send (`send_at`, or held for the account's send limits) goes.
+        if status == "scheduled" {
+            body["scheduled_for"] = json!(format_ms(at));
+        }
     }
     if let Some((kind, detail)) = last_error {
         body["last_error"] = json!({"type": kind.type_slug(), "detail": detail});
@@ -507,6 +551,10 @@ pub fn answer_of(id: &str, message_id: &str, outcome: &Outcome) -> Answer {
                 Some(*run_after),
                 Some((*kind, detail)),
             ),
+        },
+        Outcome::Waiting { until } => Answer {
+            status: 202,
+            body: sent_body(id, message_id, "scheduled", None, Some(*until), None),
         },
         Outcome::NotOurs => Answer {
             status: 202,

@@ -42,6 +42,12 @@ pub enum FailureKind {
     /// The provider throttles us (429, `rateLimitExceeded`, SMTP "too many …"): try again,
     /// not before `retry_after`.
     Quota { retry_after: Option<Duration> },
+    /// The mailbox has used up its provider's sending quota (Gmail "User-rate limit exceeded
+    /// (Mail sending)" or `dailyLimitExceeded`, SMTP `5.4.5` or a "quota" reply, Graph
+    /// `ErrorExceededMessageLimit` or `MailboxConcurrency`): no send of this account can go
+    /// before `reopens_in` (the provider's stated time, else the seam's documented default).
+    /// Not the message's fault: the outbox pauses the account's sends, it spends no attempt.
+    SendQuota { reopens_in: Duration },
     /// Refused for good; the closest slug of the catalogue (`RecipientRejected`,
     /// `SendAsDenied`, `CantSendMessage`, `InvalidAccount`, …).
     Rejected(ErrorKind),
@@ -109,7 +115,9 @@ impl MailError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.kind,
-            FailureKind::Transient { .. } | FailureKind::Quota { .. }
+            FailureKind::Transient { .. }
+                | FailureKind::Quota { .. }
+                | FailureKind::SendQuota { .. }
         )
     }
 
@@ -118,9 +126,20 @@ impl MailError {
         self.kind == FailureKind::Auth
     }
 
-    /// The provider throttles us.
+    /// The provider throttles us (its sending quota included).
     pub fn is_quota(&self) -> bool {
-        matches!(self.kind, FailureKind::Quota { .. })
+        matches!(
+            self.kind,
+            FailureKind::Quota { .. } | FailureKind::SendQuota { .. }
+        )
+    }
+
+    /// The mailbox's sending quota is used up: when it reopens.
+    pub fn send_quota_reopens_in(&self) -> Option<Duration> {
+        match self.kind {
+            FailureKind::SendQuota { reopens_in } => Some(reopens_in),
+            _ => None,
+        }
     }
 
     /// The sync cursor must be rebuilt.
@@ -134,6 +153,7 @@ impl MailError {
             FailureKind::Transient { retry_after } | FailureKind::Quota { retry_after } => {
                 retry_after
             }
+            FailureKind::SendQuota { reopens_in } => Some(reopens_in),
             _ => None,
         }
     }

@@ -492,12 +492,21 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> MailError {
         .iter()
         .any(|h| lower.contains(h));
     let retry_after = retry_after(headers);
+    // The mailbox's sending quota ("User-rate limit exceeded.  Retry after <time> (Mail
+    // sending)") or the project's daily quota (`dailyLimitExceeded`): closed until the stated
+    // time, else for the default pause.
+    let send_quota = matches!(status, 403 | 429)
+        && (lower.contains("(mail sending)") || has("dailyLimitExceeded"));
     let kind = match status {
         401 => FailureKind::Auth,
+        _ if send_quota => FailureKind::SendQuota {
+            reopens_in: retry_after
+                .or_else(|| crate::send_quota::retry_after_in_words(&message))
+                .unwrap_or(crate::send_quota::DEFAULT_QUOTA_PAUSE),
+        },
         429 => FailureKind::Quota { retry_after },
         403 if has("rateLimitExceeded")
             || has("userRateLimitExceeded")
-            || has("dailyLimitExceeded")
             || has("quotaExceeded")
             || info_reasons.iter().any(|r| r == "RATE_LIMIT_EXCEEDED") =>
         {
@@ -559,6 +568,36 @@ mod tests {
         assert_eq!(
             c(403, "userRateLimitExceeded", "User-rate limit", None).kind,
             FailureKind::Quota { retry_after: None }
+        );
+        // The sending quota: closed until the stated time, or the default pause.
+        let at = mailroom_core::time_fmt::format_ms(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+                + 3 * 3_600_000,
+        );
+        let words = format!("User-rate limit exceeded.  Retry after {at} (Mail sending)");
+        let q = classify(429, &hm(None), &body(429, "rateLimitExceeded", &words));
+        let reopens = q.send_quota_reopens_in().expect("a send quota");
+        assert!(
+            reopens > Duration::from_secs(3 * 3600 - 60)
+                && reopens <= Duration::from_secs(3 * 3600)
+        );
+        let d = c(403, "dailyLimitExceeded", "Daily Limit Exceeded", None);
+        assert_eq!(
+            d.send_quota_reopens_in(),
+            Some(crate::send_quota::DEFAULT_QUOTA_PAUSE)
+        );
+        assert_eq!(
+            c(
+                403,
+                "dailyLimitExceeded",
+                "Daily Limit Exceeded",
+                Some("60")
+            )
+            .send_quota_reopens_in(),
+            Some(Duration::from_secs(60))
         );
         assert_eq!(
             c(403, "insufficientPermissions", "Insufficient", None).kind,

@@ -444,6 +444,20 @@ async fn drain(resp: Response) {
     let _ = resp.bytes().await;
 }
 
+/// A failure of a send: Graph's `MailboxConcurrency` throttle there means the mailbox takes
+/// no more mail for now, so its sends pause until the `Retry-After` (else a short default)
+/// instead of each message retrying on its own. Elsewhere (reads, sync) it stays a throttle.
+pub fn as_send_failure(mut e: MailError) -> MailError {
+    if let FailureKind::Quota { retry_after } = e.kind
+        && e.detail.contains("MailboxConcurrency")
+    {
+        e.kind = FailureKind::SendQuota {
+            reopens_in: retry_after.unwrap_or(crate::send_quota::CONCURRENCY_PAUSE),
+        };
+    }
+    e
+}
+
 /// Classifies a Graph (or Outlook upload) refusal: `{"error":{"code","message"}}`.
 pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> MailError {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -451,6 +465,11 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> MailError {
     let message = v["error"]["message"].as_str().map(str::to_owned);
     let retry_after = retry_after(headers);
     let kind = match (status, code.as_deref()) {
+        // The mailbox's sending quota (Exchange Online's message or recipient rate): its sends
+        // wait until the stated time, else a default pause.
+        (_, Some("ErrorExceededMessageLimit")) => FailureKind::SendQuota {
+            reopens_in: retry_after.unwrap_or(crate::send_quota::DEFAULT_QUOTA_PAUSE),
+        },
         (_, Some("ApplicationThrottled" | "TooManyRequests")) | (429, _) => {
             FailureKind::Quota { retry_after }
         }
@@ -508,6 +527,22 @@ mod tests {
         assert!(matches!(e.kind, FailureKind::Quota { .. }));
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
         assert!(e.is_quota() && e.is_transient());
+        // Answered to a send, the same throttle pauses the mailbox's sends.
+        assert_eq!(
+            as_send_failure(e).kind,
+            FailureKind::SendQuota {
+                reopens_in: Duration::from_secs(7)
+            }
+        );
+        let limit = err(
+            403,
+            r#"{"error":{"code":"ErrorExceededMessageLimit","message":"Cannot send mail. The message exceeds the sending limit."}}"#,
+            None,
+        );
+        assert_eq!(
+            limit.send_quota_reopens_in(),
+            Some(crate::send_quota::DEFAULT_QUOTA_PAUSE)
+        );
         assert_eq!(
             err(
                 401,

@@ -17,6 +17,7 @@ pub mod imap_smtp;
 pub mod mailbox;
 pub mod oauth;
 pub mod provider;
+pub mod send_quota;
 pub mod tls;
 
 pub use failure::{FailureKind, MailError, Protocol};

@@ -31,6 +31,9 @@ pub struct HostedLink {
     pub created_at: i64,
     /// The link's `sync_limit` as stored (`SyncLimit::as_stored`); `None`: the default.
     pub sync_limit: Option<String>,
+    /// The link's `send_limits` as stored (`SendLimitSettings::to_stored_json`); `None`: the
+    /// provider's defaults.
+    pub send_limits: Option<String>,
 }
 
 pub struct NewLink<'a> {
@@ -48,10 +51,11 @@ pub struct NewLink<'a> {
     pub expires_at: i64,
     pub now_ms: i64,
     pub sync_limit: Option<&'a str>,
+    pub send_limits: Option<&'a str>,
 }
 
 const COLUMNS: &str = "id, workspace_id, kind, providers, reconnect_account, name, success_redirect_url, \
-     failure_redirect_url, notify_url, expires_at, used_at, account_id, oauth_provider, created_at, mode, sync_limit";
+     failure_redirect_url, notify_url, expires_at, used_at, account_id, oauth_provider, created_at, mode, sync_limit, send_limits";
 
 fn decode<R: Row>(r: &R) -> Result<HostedLink>
 where
@@ -80,6 +84,7 @@ where
         created_at: r.try_get(13)?,
         mode: r.try_get(14)?,
         sync_limit: r.try_get(15)?,
+        send_limits: r.try_get(16)?,
     })
 }
 
@@ -88,8 +93,8 @@ pub async fn insert(store: &Store, l: NewLink<'_>) -> Result<()> {
     with_pool!(store, pool => {
         sqlx::query(
             "INSERT INTO hosted_links (id, token_hash, workspace_id, kind, providers, reconnect_account, name, \
-             success_redirect_url, failure_redirect_url, notify_url, expires_at, created_at, mode, sync_limit) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             success_redirect_url, failure_redirect_url, notify_url, expires_at, created_at, mode, sync_limit, send_limits) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(l.id)
         .bind(hash_token(l.token))
@@ -105,6 +110,7 @@ pub async fn insert(store: &Store, l: NewLink<'_>) -> Result<()> {
         .bind(l.now_ms)
         .bind(l.mode)
         .bind(l.sync_limit)
+        .bind(l.send_limits)
         .execute(pool)
         .await?;
     });
@@ -130,7 +136,7 @@ pub async fn by_oauth_state(store: &Store, state: &str) -> Result<Option<(Hosted
         match sqlx::query(sql).bind(hash_token(state)).fetch_optional(pool).await? {
             None => Ok(None),
             Some(r) => {
-                let verifier: Option<Vec<u8>> = r.try_get(16)?;
+                let verifier: Option<Vec<u8>> = r.try_get(17)?;
                 Ok(Some((decode(&r)?, verifier.unwrap_or_default())))
             }
         }

@@ -17,6 +17,7 @@ pub mod index;
 pub mod index_query;
 pub mod outbox;
 pub mod search;
+pub mod send_limits;
 pub mod sync_leases;
 pub mod sync_window;
 pub mod tenant;

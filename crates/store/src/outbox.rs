@@ -78,7 +78,22 @@ pub struct Job {
     pub sent_at: Option<i64>,
     /// The claim holding the job (`node:id:attempt`), while an attempt is under way.
     pub locked_by: Option<String>,
+    /// Where the job stands with its account's send limits: `held` (waiting for the window),
+    /// `admitted` (counted in flight), `None` (not gated).
+    pub send_gate: Option<String>,
 }
+
+impl Job {
+    /// Waiting for its account's send window (`run_after` is when it is planned to go).
+    pub fn is_held(&self) -> bool {
+        self.send_gate.as_deref() == Some(GATE_HELD)
+    }
+}
+
+/// [`Job::send_gate`] of a job waiting for its account's window.
+pub const GATE_HELD: &str = "held";
+/// [`Job::send_gate`] of a job let through its account's limits, in flight.
+pub const GATE_ADMITTED: &str = "admitted";
 
 pub struct NewJob<'a> {
     pub id: &'a str,
@@ -99,12 +114,15 @@ pub struct NewJob<'a> {
     /// [`claim_token`], and its end) for an immediate attempt.
     pub send_at: Option<i64>,
     pub lease: (&'a str, i64),
+    /// Its gate under the account's send limits ([`GATE_HELD`] with `send_at`: waiting for the
+    /// window; [`GATE_ADMITTED`] with a lease: admitted for the immediate attempt).
+    pub send_gate: Option<&'a str>,
 }
 
 const COLUMNS: &str = "id, workspace_id, account_id, idempotency_key, request_hash, status, message_id, \
      thread_refs, subject, recipients, envelope_from, attempts, max_attempts, run_after, give_up_at, \
      last_error, last_error_type, provider_id, sent_copy, response_status, response_body, created_at, \
-     updated_at, sent_at, locked_by";
+     updated_at, sent_at, locked_by, send_gate";
 
 fn decode<R: Row>(r: &R) -> Result<Job>
 where
@@ -155,6 +173,7 @@ where
         updated_at: r.try_get(22)?,
         sent_at: r.try_get(23)?,
         locked_by: r.try_get(24)?,
+        send_gate: r.try_get(25)?,
     })
 }
 
@@ -164,7 +183,8 @@ pub async fn insert(store: &Store, j: NewJob<'_>) -> Result<Job> {
     insert_in(Db::Pool(store), j).await
 }
 
-/// [`insert`] on the pool or inside a transaction (with the audit entry of the acceptance).
+/// [`insert`] on the pool or inside a transaction (the send-limit decision, the job and the
+/// audit entry of its acceptance commit together).
 pub async fn insert_in(db: Db<'_>, j: NewJob<'_>) -> Result<Job> {
     let (status, run_after, locked_by, locked_until, attempts) = match j.send_at {
         Some(at) => (JobStatus::Scheduled, at, None, None, 0i64),
@@ -182,8 +202,9 @@ pub async fn insert_in(db: Db<'_>, j: NewJob<'_>) -> Result<Job> {
         sqlx::query(
             "INSERT INTO outbox (id, workspace_id, account_id, idempotency_key, request_hash, status, \
              message_id, thread_refs, subject, recipients, envelope_from, raw, attempts, max_attempts, \
-             run_after, give_up_at, locked_by, locked_until, sent_copy, copy_attempts, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 'none', 0, $19, $19)",
+             run_after, give_up_at, locked_by, locked_until, sent_copy, copy_attempts, created_at, updated_at, \
+             recipient_count, send_gate) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 'none', 0, $19, $19, $20, $21)",
         )
         .bind(j.id)
         .bind(j.workspace_id)
@@ -204,6 +225,8 @@ pub async fn insert_in(db: Db<'_>, j: NewJob<'_>) -> Result<Job> {
         .bind(locked_by)
         .bind(locked_until)
         .bind(j.now_ms)
+        .bind(j.recipients.len() as i64)
+        .bind(j.send_gate)
         .execute(&mut *c)
         .await?;
     });
@@ -232,6 +255,7 @@ pub async fn insert_in(db: Db<'_>, j: NewJob<'_>) -> Result<Job> {
         updated_at: j.now_ms,
         sent_at: None,
         locked_by: locked_by.map(str::to_owned),
+        send_gate: j.send_gate.map(str::to_owned),
     })
 }
 
@@ -462,7 +486,7 @@ pub async fn mark_retry(
     let n = with_pool!(store, pool => {
         sqlx::query(
             "UPDATE outbox SET status = 'queued', run_after = $1, updated_at = $2, locked_by = NULL, locked_until = NULL, \
-             last_error = $3, last_error_type = $4, attempts = attempts - $5 \
+             last_error = $3, last_error_type = $4, attempts = attempts - $5, send_gate = NULL \
              WHERE id = $6 AND locked_by = $7 AND status = 'sending'",
         )
         .bind(retry.run_after)
@@ -475,6 +499,43 @@ pub async fn mark_retry(
         .execute(pool)
         .await?
         .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The claimed job waits for its account's send window (or pause) until `run_after`: back to
+/// `scheduled`, held, its attempt given back (it never reached the provider, or the provider
+/// refused the mailbox's quota, not the message).
+/// Waiting is no failure: the retry horizon (`horizon_ms`) counts from `run_after` again.
+pub async fn hold_in(
+    db: Db<'_>,
+    id: &str,
+    token: &str,
+    run_after: i64,
+    horizon_ms: i64,
+    now_ms: i64,
+) -> Result<bool> {
+    let n = with_conn!(db, c => {
+        sqlx::query(
+            "UPDATE outbox SET status = 'scheduled', send_gate = 'held', run_after = $1, updated_at = $2, \
+             locked_by = NULL, locked_until = NULL, attempts = attempts - 1, \
+             give_up_at = CASE WHEN give_up_at < $1 + $5 THEN $1 + $5 ELSE give_up_at END \
+             WHERE id = $3 AND locked_by = $4 AND status = 'sending'",
+        )
+        .bind(run_after).bind(now_ms).bind(id).bind(token).bind(horizon_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The claimed job goes now under its account's limits: counted in flight until it ends.
+pub async fn admit_in(db: Db<'_>, id: &str, token: &str) -> Result<bool> {
+    let n = with_conn!(db, c => {
+        sqlx::query(
+            "UPDATE outbox SET send_gate = 'admitted' WHERE id = $1 AND locked_by = $2 AND status = 'sending'",
+        )
+        .bind(id).bind(token)
+        .execute(&mut *c).await?.rows_affected()
     });
     Ok(n == 1)
 }

@@ -263,7 +263,7 @@ pub fn source_of(kind: &str) -> Option<&'static str> {
         "account_status" => Some("account_status"),
         "mail_opened" | "mail_link_clicked" => Some("email_tracking"),
         "mail_received" | "mail_sent" | "mail_moved" | "mail_read" | "mail_deleted"
-        | "send_failed" => Some("email"),
+        | "send_failed" | "send_paused" => Some("email"),
         _ => None,
     }
 }

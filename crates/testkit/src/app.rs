@@ -1,5 +1,6 @@
 //! An in-process mailroom on 127.0.0.1:0 with a fresh database and an API key.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder};
@@ -37,10 +38,23 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 /// Starts mailroom on `db`, letting the test adjust the settings first.
 pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_with_clock(db, Arc::new(SystemClock), adjust).await
+}
+
+/// [`spawn_on`] with the app's clock given (e.g. a [`mailroom_core::clock::ManualClock`] that
+/// the test moves a day ahead instead of waiting for it). Several apps may share one clock
+/// and one database (`TestDb::share`) as separate nodes.
+pub async fn spawn_with_clock(
+    db: TestDb,
+    clock: Arc<dyn Clock>,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     mailroom_server::app::install_crypto_provider();
     let mut settings = Settings::for_tests(&db.url, TEST_MASTER_KEY);
     adjust(&mut settings);
-    let app = Application::build(&settings).await.expect("build app");
+    let app = Application::build_with_clock(&settings, clock)
+        .await
+        .expect("build app");
     let addr = app.local_addr();
     let store = app.engine().store.clone();
     let vault = app.engine().vault.clone();

@@ -17,9 +17,7 @@
 //! folder); the others IDLE with the folder selected (`EXISTS`).
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
 use rand::rngs::StdRng;

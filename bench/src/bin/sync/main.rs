@@ -20,14 +20,10 @@ mod list;
 mod rss;
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 
 use mailroom_bench::{BackendArg, Rig, load};
-use mailroom_testkit::MailRig;
 
 #[derive(Parser, Debug)]
 #[command(

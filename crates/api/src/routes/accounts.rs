@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::fields::{Fields, sync_limit};
+use super::fields::{self, Fields, sync_limit};
 use crate::auth::Caller;
 use crate::error::{ErrorBody, Result, err};
 use crate::extract::{JsonObject, QueryPairs};
@@ -19,8 +19,10 @@ use mailroom_core::account::{
 };
 use mailroom_core::cursor::Position;
 use mailroom_core::id::looks_like_id;
+use mailroom_core::send_limits::SendLimits;
 use mailroom_core::time_fmt::format_ms;
 use mailroom_engine::link::{self, LinkRequest, ReconnectRequest};
+use mailroom_engine::send_limits::{self, SendLimitStatus};
 use mailroom_engine::sync::control;
 use mailroom_store::accounts::{self, Account};
 
@@ -42,6 +44,66 @@ pub struct AccountView {
     pub connection_params: ConnectionParamsView,
     pub groups: Vec<String>,
     pub sources: Vec<SourceView>,
+    /// mailroom extension: the send limits in force (`null`: no limit).
+    pub send_limits: SendLimitsView,
+    /// mailroom extension: the provider's default limits the account's own settings apply over.
+    pub provider_send_limits: SendLimitsView,
+    /// mailroom extension: what counts against the limits now.
+    pub send_usage: SendUsageView,
+}
+
+/// Send limits: messages per minute and per rolling 24 hours, envelope recipients per rolling
+/// 24 hours; `null` is no limit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendLimitsView {
+    pub per_minute: Option<u32>,
+    pub per_day: Option<u32>,
+    pub recipients_per_day: Option<u32>,
+}
+
+impl From<SendLimits> for SendLimitsView {
+    fn from(l: SendLimits) -> Self {
+        Self {
+            per_minute: l.per_minute,
+            per_day: l.per_day,
+            recipients_per_day: l.recipients_per_day,
+        }
+    }
+}
+
+/// An account's sends counted against its limits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendUsageView {
+    /// Messages sent in the last minute.
+    pub last_minute: u64,
+    /// Messages sent in the last 24 hours.
+    pub last_day: u64,
+    /// Envelope recipients of the messages sent in the last 24 hours.
+    pub recipients_last_day: u64,
+    /// Sends waiting for the window (or for the pause), to go oldest first.
+    pub held: u64,
+    /// While a provider's quota answer pauses the account's sends: until when
+    /// (`YYYY-MM-DDTHH:MM:SS.sssZ`), and the provider's words.
+    pub paused_until: Option<String>,
+    pub pause_reason: Option<String>,
+}
+
+/// Request form of send limits (`POST /accounts`, hosted links, `PATCH /accounts/{id}`): each
+/// field `null` (the provider's default), `0` (no limit) or a whole number up to 10,000,000;
+/// a field left out is the default on creation, unchanged on `PATCH`.
+#[allow(dead_code)] // documents the body; requests are read field by field for precise errors
+#[derive(Debug, ToSchema)]
+pub struct SendLimitsBody {
+    per_minute: Option<u32>,
+    per_day: Option<u32>,
+    recipients_per_day: Option<u32>,
+}
+
+/// Body of `PATCH /accounts/{id}`.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct UpdateAccount {
+    send_limits: SendLimitsBody,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -156,6 +218,9 @@ pub struct ConnectMailAccount {
     /// last 30 days. Also accepted with the `GOOGLE_OAUTH` and `OUTLOOK` token bodies.
     #[schema(value_type = Option<Object>, example = "NO_HISTORY_SYNC")]
     sync_limit: Option<serde_json::Value>,
+    /// mailroom extension: the account's own send limits over its provider's defaults (also
+    /// with the `GOOGLE_OAUTH` and `OUTLOOK` token bodies).
+    send_limits: Option<SendLimitsBody>,
 }
 
 /// Body of `POST /accounts/{id}`: new passwords (and optionally changed settings); fields
@@ -175,7 +240,7 @@ pub struct ReconnectMailAccount {
     smtp_user: Option<String>,
 }
 
-fn view(a: &Account) -> Result<AccountView> {
+fn view(a: &Account, limits: SendLimitStatus) -> Result<AccountView> {
     let mail = match &a.settings {
         AccountSettings::Mail(settings) => MailParams::Imap(MailParamsView {
             imap_host: settings.imap_host.clone(),
@@ -204,7 +269,23 @@ fn view(a: &Account) -> Result<AccountView> {
             status: a.status,
             reason: a.status_detail.clone(),
         }],
+        send_limits: limits.effective.into(),
+        provider_send_limits: limits.defaults.into(),
+        send_usage: SendUsageView {
+            last_minute: limits.usage.last_minute,
+            last_day: limits.usage.last_day,
+            recipients_last_day: limits.usage.recipients_last_day,
+            held: limits.usage.held,
+            paused_until: limits.usage.paused_until.map(format_ms),
+            pause_reason: limits.usage.pause_reason,
+        },
     })
+}
+
+/// The account as the API shows it, with its send limits and usage.
+async fn shown(state: &AppState, a: &Account) -> Result<AccountView> {
+    let limits = send_limits::status(&state.engine, a).await?;
+    view(a, limits)
 }
 
 async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Account> {
@@ -315,7 +396,10 @@ pub async fn list_accounts(
         last_id: a.id.to_string(),
         last_date: a.created_at,
     });
-    let items = rows.iter().map(view).collect::<Result<Vec<_>>>()?;
+    let mut items = Vec::with_capacity(rows.len());
+    for a in &rows {
+        items.push(shown(&state, a).await?);
+    }
     Ok(Json(ListEnvelope {
         object: "AccountList",
         items,
@@ -360,12 +444,14 @@ pub async fn create_account(
         None => return Err(err(ErrorKind::MissingParameters, "provider is required")),
     };
     let limit = sync_limit(body.get("sync_limit"))?;
+    let own_limits = fields::send_limits(body.get("send_limits"))?;
     let linked = link::link(
         &state.engine,
         caller.tenant(),
         caller.origin(),
         request,
         limit,
+        own_limits,
     )
     .await?;
     let id = linked.account.id.into();
@@ -391,7 +477,42 @@ pub async fn get_account(
     Path(account_id): Path<String>,
 ) -> Result<Json<AccountView>> {
     let account = find(&state, &caller, &account_id).await?;
-    Ok(Json(view(&account)?))
+    Ok(Json(shown(&state, &account).await?))
+}
+
+/// Change an account's settings (mailroom extension): its send limits. Each limit given
+/// replaces the account's own (`null`: back to the provider's default, `0`: no limit); the
+/// others stay. Sends held for the window are planned again under the new limits.
+#[utoipa::path(
+    patch, path = "/api/v1/accounts/{account_id}", tag = "Accounts",
+    params(("account_id" = String, Path)),
+    request_body = UpdateAccount,
+    responses(
+        (status = 200, description = "The account with its new limits", body = AccountView),
+        (status = 400, description = "`errors/missing_parameters` (no `send_limits`) or `errors/invalid_parameters`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn update_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<AccountView>> {
+    let account = find(&state, &caller, &account_id).await?;
+    if let Some(other) = body.keys().find(|k| k.as_str() != "send_limits") {
+        return Err(err(
+            ErrorKind::InvalidParameters,
+            format!("`{other}` cannot be changed here; PATCH takes send_limits"),
+        ));
+    }
+    let change = match body.get("send_limits") {
+        Some(v) => send_limits::parse_change(v)?,
+        None => return Err(err(ErrorKind::MissingParameters, "send_limits is required")),
+    };
+    let limits = send_limits::update(&state.engine, &account, change).await?;
+    Ok(Json(view(&account, limits)?))
 }
 
 /// Reconnect: new passwords (and optionally changed settings), verified before saving.

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, err};
 use mailroom_core::ErrorKind;
 use mailroom_core::mail::SyncLimit;
+use mailroom_core::send_limits::SendLimitSettings;
 use mailroom_core::time_fmt::parse_ms;
 
 pub struct Fields<'a>(pub &'a Map<String, Value>);
@@ -132,6 +133,19 @@ pub fn sync_limit(v: Option<&Value>) -> Result<SyncLimit, Error> {
             }
         }
         Some(_) => Err(bad()),
+    }
+}
+
+/// `send_limits` of a new account (`POST /accounts`, hosted links): `{per_minute, per_day,
+/// recipients_per_day}`, each `null` or left out (the provider's default), 0 (no limit) or a
+/// whole number; absent: the provider's defaults.
+pub fn send_limits(v: Option<&Value>) -> Result<SendLimitSettings, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(SendLimitSettings::default()),
+        Some(v) => {
+            Ok(mailroom_engine::send_limits::parse_change(v)?
+                .applied_to(SendLimitSettings::default()))
+        }
     }
 }
 

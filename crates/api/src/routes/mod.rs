@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(accounts::list_accounts, accounts::create_account))
         .routes(routes!(
             accounts::get_account,
+            accounts::update_account,
             accounts::reconnect_account,
             accounts::delete_account
         ))

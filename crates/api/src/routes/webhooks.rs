@@ -67,7 +67,7 @@ pub struct WebhookView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<String>>,
     /// mailroom's own events it receives (`mail_moved`, `mail_read`, `mail_deleted`,
-    /// `send_failed`), kept out of `events`, whose values the Unipile SDK checks.
+    /// `send_failed`, `send_paused`), kept out of `events`, whose values the Unipile SDK checks.
     pub mailroom_events: Vec<String>,
     pub created_at: String,
 }
@@ -169,7 +169,7 @@ pub struct CreateWebhook {
     /// `json` (default) or `form` (urlencoded).
     format: Option<String>,
     /// `email`: `mail_received` (default), `mail_sent`, and mailroom's `mail_moved`,
-    /// `mail_read`, `mail_deleted`, `send_failed`; `email_tracking`: `mail_opened` (default),
+    /// `mail_read`, `mail_deleted`, `send_failed`, `send_paused`; `email_tracking`: `mail_opened` (default),
     /// `mail_link_clicked`; `account_status`: none.
     events: Option<Vec<String>>,
     /// Limit to these accounts (default: all, present and future).

@@ -11,7 +11,9 @@ use mailroom_store::accounts::{self, Account};
 use mailroom_store::audit::{self, Action, NewEntry, Origin};
 use mailroom_store::events::{self, NewEvent, event_id};
 use mailroom_store::outbox::{self, Job};
+use mailroom_store::tx::Db;
 
+use super::limits::{Candidate, Verdict};
 use super::{LEASE_MARGIN_MS, Outbox, Outcome, claim, ms};
 use crate::mailboxes::OpenError;
 
@@ -70,6 +72,10 @@ impl Outbox {
                     None,
                 )
                 .await;
+        }
+        // The account's send limits: the job goes now, or waits (held) for the window.
+        if let Some(waiting) = self.gate(&job, &account, now).await? {
+            return Ok(waiting);
         }
         // Large messages get longer: uploads to Gmail or Graph run at the network's pace.
         let Some(raw) = outbox::raw(&self.inner.store, &job.id).await? else {
@@ -139,6 +145,97 @@ impl Outbox {
         }
     }
 
+    /// Decides under the account's limits whether the claimed `job` goes now (admitted: counted
+    /// in flight) or waits (held until its time, its attempt given back); `None` to go.
+    async fn gate(
+        &self,
+        job: &Job,
+        account: &Account,
+        now: i64,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let store = &self.inner.store;
+        // A first look without the lock: an account without limits or pause goes at once.
+        if !self.limits_of(Db::Pool(store), account).await?.gated(now) {
+            return Ok(None);
+        }
+        let mut tx = store.begin_write().await?;
+        let (limits, usage) = self.locked_limits(&mut tx, account, now).await?;
+        let me = Candidate {
+            id: Some(&job.id),
+            created_at: job.created_at,
+            recipients: job.recipients.len() as i64,
+            held: job.is_held(),
+        };
+        let outcome = match super::limits::decide(&limits, &usage, &me, now) {
+            Verdict::Go => {
+                if !outbox::admit_in(Db::Tx(&mut tx), &job.id, claim(job)).await? {
+                    return Ok(Some(Outcome::NotOurs));
+                }
+                None
+            }
+            Verdict::WaitUntil(until) => {
+                if !self.hold(&mut tx, job, until, now).await? {
+                    return Ok(Some(Outcome::NotOurs));
+                }
+                tracing::info!(job = %job.id, account_id = %account.id, until = %format_ms(until), "send held for the account's send limits");
+                Some(Outcome::Waiting { until })
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Puts the claimed job back, held until `until`, in `tx` (false: the claim went stale).
+    async fn hold(
+        &self,
+        tx: &mut mailroom_store::WriteTx,
+        job: &Job,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let horizon = ms(self.inner.config.retry_horizon);
+        outbox::hold_in(Db::Tx(tx), &job.id, claim(job), until, horizon, now).await
+    }
+
+    /// The provider refused the mailbox's sending quota: the account's sends pause until it
+    /// reopens (`send_paused` event), and the job waits for then, its attempt given back.
+    async fn pause(
+        &self,
+        job: &Job,
+        account: &Account,
+        reopens_in: std::time::Duration,
+        detail: String,
+    ) -> Result<Outcome, StoreError> {
+        let now = self.inner.clock.now_ms();
+        let until = now + reopens_in.as_millis() as i64;
+        let mut tx = self.inner.store.begin_write().await?;
+        mailroom_store::send_limits::lock_in(&mut tx, &account.id).await?;
+        if !self.hold(&mut tx, job, until, now).await? {
+            return Ok(Outcome::NotOurs);
+        }
+        mailroom_store::send_limits::pause_in(Db::Tx(&mut tx), &account.id, until, &detail, now)
+            .await?;
+        events::record_in(
+            Db::Tx(&mut tx),
+            NewEvent {
+                id: event_id(&["send_paused", &account.id, &until.to_string()]),
+                workspace_id: &job.workspace_id,
+                account_id: Some(&account.id),
+                kind: "send_paused",
+                payload: json!({
+                    "event": "send_paused", "account_id": account.id, "tracking_id": job.id,
+                    "paused_until": format_ms(until), "detail": detail, "date": format_ms(now),
+                }),
+                now_ms: now,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("mailroom_send_pauses_total").increment(1);
+        tracing::warn!(account_id = %account.id, until = %format_ms(until), error = %detail, "the provider's sending quota is used up: the account's sends pause");
+        Ok(Outcome::Waiting { until })
+    }
+
     /// One of this node's sending slots ([`super::CONCURRENCY`]).
     async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.inner
@@ -184,6 +281,10 @@ impl Outbox {
             json!({ "recipients": job.recipients.len() }),
         )
         .await;
+        // A send under the account's limits ended: the next held one may go now.
+        if job.send_gate.is_some() {
+            self.wake();
+        }
         // The worker files Sent copies in batches on its next sweep (within the poll interval):
         // one pooled IMAP session per account for every copy due, not a login per message.
         Ok(Outcome::Sent { provider_id })
@@ -198,6 +299,9 @@ impl Outbox {
     ) -> Result<Outcome, StoreError> {
         let detail = e.detail().to_owned();
         match e.kind {
+            FailureKind::SendQuota { reopens_in } => {
+                self.pause(job, account, reopens_in, detail).await
+            }
             FailureKind::Transient { retry_after } | FailureKind::Quota { retry_after } => {
                 self.retry(
                     job,

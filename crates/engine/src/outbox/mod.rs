@@ -6,11 +6,13 @@
 //! - [`transmit`]: hand the stored bytes to the account's mailbox (the seam).
 //! - [`copies`]: file sent mail in the Sent folder when the provider keeps no copy (IMAP), in
 //!   batches over the account's pooled IMAP session.
+//! - [`limits`]: the account's send limits: whether a job may go now, or when it will.
 //! - [`worker`]: the background loop that picks up every due job and copy, including jobs whose
 //!   process died mid-attempt, and waits for attempts under way at shutdown.
 
 mod attempt;
 mod copies;
+pub mod limits;
 mod transmit;
 mod worker;
 
@@ -73,6 +75,11 @@ pub enum Outcome {
         kind: ErrorKind,
         detail: String,
     },
+    /// Waits for its account's send window, or for the pause a provider's quota answer put
+    /// on the account's sends: goes at `until` (no attempt spent).
+    Waiting {
+        until: i64,
+    },
     /// Another node holds the job now (our lease expired); it reports the outcome.
     NotOurs,
 }
@@ -123,6 +130,25 @@ impl Outbox {
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// The account's send limits (its settings over its provider's defaults) and pause.
+    pub async fn limits_of(
+        &self,
+        db: mailroom_store::tx::Db<'_>,
+        account: &mailroom_store::accounts::Account,
+    ) -> Result<limits::Limits, StoreError> {
+        limits::of(db, self.inner.mailboxes.providers(), account).await
+    }
+
+    /// [`limits::locked`] with this outbox's view of the providers.
+    pub async fn locked_limits(
+        &self,
+        tx: &mut mailroom_store::WriteTx,
+        account: &mailroom_store::accounts::Account,
+        now_ms: i64,
+    ) -> Result<(limits::Limits, mailroom_store::send_limits::Usage), StoreError> {
+        limits::locked(tx, self.inner.mailboxes.providers(), account, now_ms).await
     }
 
     pub fn config(&self) -> &OutboxConfig {

@@ -68,8 +68,11 @@ struct Prepared {
 /// (a name that now resolves elsewhere gets a new client, pinned to the new, checked ones).
 #[derive(Default)]
 struct PinnedClients {
-    by_target: Mutex<HashMap<(String, u16, Vec<std::net::SocketAddr>), reqwest::Client>>,
+    by_target: Mutex<HashMap<PinnedTarget, reqwest::Client>>,
 }
+
+/// `scheme://host`, port, and the checked addresses (sorted).
+type PinnedTarget = (String, u16, Vec<std::net::SocketAddr>);
 
 /// Clients kept at most; past it the cache starts over (a rare many-destination burst costs
 /// new connections, never unbounded memory).

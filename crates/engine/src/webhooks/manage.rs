@@ -26,6 +26,7 @@ pub fn source_events(source: &str) -> Option<&'static [&'static str]> {
             "mail_read",
             "mail_deleted",
             "send_failed",
+            "send_paused",
         ]),
         "email_tracking" => Some(&["mail_opened", "mail_link_clicked"]),
         "account_status" => Some(&[]),

@@ -129,8 +129,17 @@ pub fn classify_reply(code: u16, text: &str) -> MailError {
     let enhanced = enhanced_code(code, text);
     let lower = text.to_ascii_lowercase();
     let mut kind = reply_kind(code, enhanced, &lower);
-    // The server throttles us: a 4xx that speaks of rates or too many of something.
-    if kind == TRANSIENT && matches!(code, 421 | 450 | 451 | 452) && speaks_of_throttling(&lower) {
+    // The mailbox's sending quota is used up: Gmail's `550 5.4.5 Daily user sending limit
+    // exceeded`, Exchange's `SubmissionQuotaExceeded`, a 4xx or 5xx that speaks of a quota or
+    // a sending limit. Its sends pause (SMTP names no time: the default pause).
+    if speaks_of_send_quota(enhanced, &lower) {
+        kind = FailureKind::SendQuota {
+            reopens_in: crate::send_quota::DEFAULT_QUOTA_PAUSE,
+        };
+    } else if kind == TRANSIENT
+        && matches!(code, 421 | 450 | 451 | 452)
+        && speaks_of_throttling(&lower)
+    {
         kind = FailureKind::Quota { retry_after: None };
     }
     let detail = if text.is_empty() {
@@ -212,6 +221,16 @@ fn enhanced_code(code: u16, text: &str) -> Option<&str> {
         && digits(subject, 3)
         && digits(detail, 3))
     .then_some(word)
+}
+
+/// Gmail answers its per-user quota with 5.4.5 (RFC 3463 "mail system congestion", which as
+/// a permanent 5xx is no congestion); the words cover servers that answer otherwise.
+fn speaks_of_send_quota(enhanced: Option<&str>, lower: &str) -> bool {
+    enhanced == Some("5.4.5")
+        || lower.contains("quota")
+        || lower.contains("sending limit")
+        || lower.contains("daily limit")
+        || lower.contains("message limit")
 }
 
 fn speaks_of_throttling(lower: &str) -> bool {
@@ -801,6 +820,31 @@ mod tests {
 
     fn kind(code: u16, text: &str) -> FailureKind {
         classify_reply(code, text).kind
+    }
+
+    #[test]
+    fn quota_replies_pause_the_account() {
+        let pause = FailureKind::SendQuota {
+            reopens_in: crate::send_quota::DEFAULT_QUOTA_PAUSE,
+        };
+        assert_eq!(
+            kind(
+                550,
+                "5.4.5 Daily user sending limit exceeded. For more information on Gmail sending limits go to https://support.google.com/a/answer/166852"
+            ),
+            pause
+        );
+        assert_eq!(kind(452, "4.5.3 Daily message limit exceeded"), pause);
+        // Congestion or a full disk is no quota.
+        assert_eq!(kind(452, "4.3.1 Insufficient system storage"), TRANSIENT);
+        assert_eq!(
+            kind(
+                554,
+                "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException"
+            ),
+            pause
+        );
+        assert_eq!(kind(451, "4.7.1 Daily message limit reached"), pause);
     }
 
     #[test]

@@ -66,6 +66,16 @@ impl Providers {
         Provider::of(t).max_message_bytes()
     }
 
+    /// The sending limits an account of type `t` at `address` gets from its provider (see
+    /// [`Provider::default_send_limits`]).
+    pub fn default_send_limits(
+        &self,
+        t: AccountType,
+        address: &str,
+    ) -> mailroom_core::send_limits::SendLimits {
+        Provider::of(t).default_send_limits(address)
+    }
+
     /// Exchanges the code of a hosted sign-in for tokens, naming the scopes the sign-in asked
     /// for (`mode`): Microsoft refuses an exchange that asks for more than was consented.
     pub async fn exchange_code(

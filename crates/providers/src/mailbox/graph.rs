@@ -47,7 +47,8 @@ impl GraphMailbox {
             let bcc = &bcc;
             async move { self.client.send_mime(&token, msg.raw, bcc, parent).await }
         })
-        .await?;
+        .await
+        .map_err(crate::graph::as_send_failure)?;
         // Graph's sendMail answers no id; the Message-ID names the message.
         Ok(Delivered {
             provider_id: msg.message_id.bracketed(),

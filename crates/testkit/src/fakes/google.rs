@@ -188,6 +188,10 @@ pub(crate) struct State {
     /// Push deliveries answered 2xx / otherwise.
     pushes_ok: usize,
     pushes_failed: usize,
+    /// The mailbox's sending quota: messages per rolling window ([`FakeGoogle::set_send_quota`]).
+    send_quota: Option<(usize, std::time::Duration)>,
+    /// When (unix ms) each message was sent, for the quota's rolling window.
+    send_times: VecDeque<i64>,
 }
 
 pub(crate) struct Shared {
@@ -302,6 +306,8 @@ impl FakeGoogle {
                 push_endpoint: None,
                 pushes_ok: 0,
                 pushes_failed: 0,
+                send_quota: None,
+                send_times: VecDeque::new(),
             }),
             base,
         });
@@ -550,6 +556,16 @@ impl FakeGoogle {
 
     /// Answers the next `count` Gmail API requests (uploads included) with `fault`. Faults
     /// queue up in the order injected.
+    /// Gives the mailbox a sending quota of `messages` per rolling `window` (Gmail's is 500 or
+    /// 2,000 a day): past it `messages.send` answers as Gmail does, 429 "User-rate limit
+    /// exceeded.  Retry after <time> (Mail sending)", the time being when the oldest send of the
+    /// window leaves it. `None` lifts it.
+    pub fn set_send_quota(&self, quota: Option<(usize, std::time::Duration)>) {
+        let mut s = self.lock();
+        s.send_quota = quota;
+        s.send_times.clear();
+    }
+
     pub fn inject(&self, fault: Fault, count: usize) {
         if count > 0 {
             self.lock().gmail_faults.push_back((fault, count));

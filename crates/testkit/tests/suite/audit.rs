@@ -140,6 +140,7 @@ async fn hold(app: &TestApp, account: &str) -> Held {
             now_ms: now,
             send_at: Some(now + 365 * 86_400_000),
             lease: ("", 0),
+            send_gate: None,
         },
     )
     .await

@@ -18,7 +18,7 @@ use mailroom_testkit::{Backend, TestDb, both_backends, wait};
 use secrecy::SecretString;
 
 /// The Google app settings that point mailroom at this fake.
-fn google_app_config(google: &FakeGoogle) -> AppConfig {
+pub(super) fn google_app_config(google: &FakeGoogle) -> AppConfig {
     let cfg = google.config();
     AppConfig {
         client_id: cfg.client_id.clone(),
@@ -29,7 +29,7 @@ fn google_app_config(google: &FakeGoogle) -> AppConfig {
     }
 }
 
-async fn google_app(backend: Backend) -> Option<(TestApp, FakeGoogle, Integrator)> {
+pub(super) async fn google_app(backend: Backend) -> Option<(TestApp, FakeGoogle, Integrator)> {
     let db = TestDb::new(backend).await?;
     let google = FakeGoogle::start(GoogleConfig::default()).await;
     let app = spawn_on(db, |s| s.google = Some(google_app_config(&google))).await;
@@ -51,7 +51,7 @@ fn in_an_hour() -> String {
     )
 }
 
-async fn make_link(app: &TestApp, integrator: &Integrator, extra: Value) -> String {
+pub(super) async fn make_link(app: &TestApp, integrator: &Integrator, extra: Value) -> String {
     let mut body = json!({
         "type": "create", "providers": ["GOOGLE", "OUTLOOK", "MAIL"], "expiresOn": in_an_hour(),
         "api_url": app.base_url, "name": "crm-user-42",
@@ -68,7 +68,7 @@ async fn make_link(app: &TestApp, integrator: &Integrator, extra: Value) -> Stri
 }
 
 /// Opens the link and picks Google; returns the final response after all redirects.
-async fn connect_google(link: &str) -> reqwest::Response {
+pub(super) async fn connect_google(link: &str) -> reqwest::Response {
     let b = browser();
     let page = b.get(link).send().await.unwrap();
     assert_eq!(page.status(), 200);

@@ -21,6 +21,7 @@ mod mailbox_read;
 mod mailbox_seam;
 mod outbox_store;
 mod read_api;
+mod send_limits;
 mod sending;
 mod smtp_send;
 mod store;

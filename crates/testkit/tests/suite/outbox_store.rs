@@ -35,6 +35,7 @@ async fn scheduled(store: &Store, at: i64) -> String {
             now_ms: 0,
             send_at: Some(at),
             lease: ("unused", 0),
+            send_gate: None,
         },
     )
     .await
@@ -190,6 +191,7 @@ async fn the_inserted_job_is_the_stored_row(backend: Backend) {
                 now_ms: 1_000,
                 send_at,
                 lease: ("node:claim:1", 40_000),
+                send_gate: None,
             },
         )
         .await

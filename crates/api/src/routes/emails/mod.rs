@@ -45,12 +45,17 @@ pub struct EmailSent {
     /// The provider's id of the sent message (for IMAP/SMTP accounts, its Message-ID). Absent until sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_id: Option<String>,
-    /// `sent`, `queued` (will be retried) or `scheduled` (`send_at`).
+    /// `sent`, `queued` (will be retried) or `scheduled` (`send_at`, or held for the
+    /// account's send limits).
     pub status: &'static str,
     /// The Message-ID the email carries.
     pub message_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<String>,
+    /// When a `scheduled` send goes: its `send_at`, or the time the account's send limits
+    /// (or a provider's quota pause) let it go, behind the account's earlier held sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
 }
@@ -221,6 +226,10 @@ pub struct OutboxItem {
     pub recipients: Vec<String>,
     pub idempotency_key: Option<String>,
     pub next_attempt_at: Option<String>,
+    /// When a `scheduled` send is planned to go (`send_at`, or its account's send window).
+    pub scheduled_for: Option<String>,
+    /// Whether it waits for its account's send limits (or a provider's quota pause).
+    pub held_for_limits: bool,
     pub last_error: Option<LastError>,
     /// Copy to the Sent folder: `none`, `pending`, `done` or `failed`.
     pub sent_copy: String,
@@ -230,6 +239,7 @@ pub struct OutboxItem {
 
 fn outbox_item(j: Job) -> OutboxItem {
     let waiting = matches!(j.status, JobStatus::Queued | JobStatus::Scheduled);
+    let held = j.is_held() && waiting;
     OutboxItem {
         object: "OutboxEmail",
         id: j.id.into(),
@@ -243,6 +253,8 @@ fn outbox_item(j: Job) -> OutboxItem {
         recipients: j.recipients,
         idempotency_key: j.idempotency_key,
         next_attempt_at: waiting.then(|| format_ms(j.run_after)),
+        scheduled_for: (j.status == JobStatus::Scheduled).then(|| format_ms(j.run_after)),
+        held_for_limits: held,
         last_error: j.last_error.map(|detail| LastError {
             type_: j.last_error_type.unwrap_or_default(),
             detail,

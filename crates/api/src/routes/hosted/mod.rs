@@ -17,7 +17,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use self::pages::ImapValues;
-use super::fields::{Fields, sync_limit};
+use super::accounts::SendLimitsBody;
+use super::fields::{Fields, send_limits, sync_limit};
 use crate::auth::Caller;
 use crate::error::{ErrorBody, Result, err};
 use crate::extract::JsonObject;
@@ -71,6 +72,9 @@ pub struct HostedLinkRequest {
     /// date, a count per folder; absent: the last 30 days.
     #[schema(value_type = Option<Object>)]
     sync_limit: Option<serde_json::Value>,
+    /// mailroom extension: the linked mailbox's send limits (create links), as on
+    /// `POST /accounts`.
+    send_limits: Option<SendLimitsBody>,
 }
 
 fn http_url(f: &Fields<'_>, name: &str) -> Result<Option<String>> {
@@ -191,6 +195,7 @@ pub async fn create_link(
             failure_redirect_url: http_url(&f, "failure_redirect_url")?,
             notify_url: http_url(&f, "notify_url")?,
             sync_limit: sync_limit(body.get("sync_limit"))?,
+            send_limits: send_limits(body.get("send_limits"))?,
         },
     )
     .await?;

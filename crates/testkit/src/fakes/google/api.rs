@@ -898,6 +898,17 @@ fn accept(
     if raw.len() > SEND_MAX_SIZE {
         return Err(errors::upload_too_large(SEND_MAX_SIZE));
     }
+    if let Some((messages, window)) = s.send_quota {
+        let now = mailbox::now_ms();
+        let window = window.as_millis() as i64;
+        while s.send_times.front().is_some_and(|t| *t <= now - window) {
+            s.send_times.pop_front();
+        }
+        if s.send_times.len() >= messages {
+            let reopens = s.send_times.front().copied().unwrap_or(now) + window;
+            return Err(errors::mail_sending_quota(reopens));
+        }
+    }
     let (recipients, bcc) = mailbox::recipients(&raw).map_err(|m| errors::invalid_argument(&m))?;
     let facts = mailbox::header_facts(&raw);
     let thread = match thread_id.as_deref().filter(|t| !t.is_empty()) {
@@ -919,6 +930,9 @@ fn accept(
         &["SENT"]
     };
     let stored = s.mailbox.insert(raw.clone(), thread, labels);
+    if s.send_quota.is_some() {
+        s.send_times.push_back(mailbox::now_ms());
+    }
     let answer = json!({
         "id": stored.id,
         "threadId": stored.thread_id,

@@ -177,6 +177,22 @@ pub(super) fn throttled_429(retry_after_secs: u64) -> Response {
     r
 }
 
+/// 429 for a mailbox past its sending quota (`reference/providers.md` A.7: "User-rate limit
+/// exceeded" (Mail sending) with the time to retry, `RESOURCE_EXHAUSTED`).
+pub(super) fn mail_sending_quota(reopens_ms: i64) -> Response {
+    let message = format!(
+        "User-rate limit exceeded.  Retry after {} (Mail sending)",
+        mailroom_core::time_fmt::format_ms(reopens_ms)
+    );
+    api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rateLimitExceeded",
+        "usageLimits",
+        &message,
+        Some("RESOURCE_EXHAUSTED"),
+    )
+}
+
 /// 403 `rateLimitExceeded` (Google answers quota errors with 403 or 429).
 pub(super) fn rate_limit_403() -> Response {
     api_error(
