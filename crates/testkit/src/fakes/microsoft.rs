@@ -25,6 +25,7 @@
 //! - **Throttling**: optionally more than N concurrent Graph requests → 429
 //!   `ApplicationThrottled`; injected 429 / 503 with `Retry-After` and latency.
 
+mod delta;
 mod graph;
 mod identity;
 mod mailbox;
@@ -158,7 +159,10 @@ pub struct SentItem {
 /// A message placed in the inbox by [`FakeMicrosoft::deliver_inbound`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
+    /// The default id (it changes when the message moves).
     pub id: String,
+    /// The id under `Prefer: IdType="ImmutableId"` (mailroom's provider id).
+    pub immutable_id: String,
     pub internet_message_id: String,
     pub conversation_id: String,
 }
@@ -408,6 +412,79 @@ impl FakeMicrosoft {
             .unwrap()
             .deliver_inbound(raw)
             .expect("deliver_inbound: unparseable message")
+    }
+
+    /// Files an RFC 822 message in `folder` (id or well-known name) as received `age` ago,
+    /// as mail that was there before the account was linked, or (in `sentitems`) mail the
+    /// user sent from Outlook's own apps.
+    pub fn insert_message(&self, raw: &[u8], folder: &str, age: Duration) -> InboundMessage {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let f = mb.folder(folder).expect("insert_message: no such folder");
+        mb.file_mime(raw, f, age)
+            .expect("insert_message: unparseable message")
+    }
+
+    /// A folder the user made, under `parent` (an id or well-known name, e.g. `msgfolderroot`
+    /// or `inbox`); answers its id.
+    pub fn create_folder(&self, name: &str, parent: &str) -> String {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let p = mb.folder(parent).expect("create_folder: no such parent");
+        mb.create_folder(name, p)
+    }
+
+    /// The id of a folder (id or well-known name).
+    pub fn folder_id(&self, folder: &str) -> Option<String> {
+        let mb = self.shared.mailbox.lock().unwrap();
+        mb.folder(folder).map(|i| mb.folders[i].id.clone())
+    }
+
+    /// Marks a message (either id) read or unread, as the user does in Outlook.
+    pub fn set_read(&self, id: &str, read: bool) {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let i = mb.find(id).expect("set_read: no such message");
+        mb.messages[i].is_read = read;
+        mb.messages[i].touch();
+    }
+
+    /// Moves a message (either id) to `folder` (id or well-known name), as the user does in
+    /// Outlook; answers its new default id (the immutable id stays).
+    pub fn move_message(&self, id: &str, folder: &str) -> String {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let i = mb.find(id).expect("move_message: no such message");
+        let to = mb.folder(folder).expect("move_message: no such folder");
+        mb.move_to(i, to);
+        mb.messages[i].id.clone()
+    }
+
+    /// Deletes a message (either id) for good (Shift+Delete, or emptying Deleted Items).
+    pub fn delete_message(&self, id: &str) {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let i = mb.find(id).expect("delete_message: no such message");
+        mb.messages.remove(i);
+    }
+
+    /// Whether a message is in the mailbox, and if so its folder's id and its read flag.
+    pub fn message_state(&self, id: &str) -> Option<(String, bool)> {
+        let mb = self.shared.mailbox.lock().unwrap();
+        let i = mb.find(id)?;
+        let m = &mb.messages[i];
+        Some((mb.folders[m.folder].id.clone(), m.is_read))
+    }
+
+    /// Forgets every delta round: stored `deltaLink`s answer 410 `syncStateNotFound`.
+    pub fn expire_delta_links(&self) {
+        self.shared.mailbox.lock().unwrap().delta.expire();
+    }
+
+    /// Graph requests answered so far (the token endpoint not included).
+    pub fn graph_request_count(&self) -> usize {
+        self.shared
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path.starts_with("/v1.0/"))
+            .count()
     }
 
     /// The messages of a folder (id or well-known name), rendered as Graph renders them

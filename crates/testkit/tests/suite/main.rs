@@ -8,6 +8,7 @@ mod api_keys;
 mod gmail;
 mod gmail_sync;
 mod graph;
+mod graph_sync;
 mod hosted;
 mod hosted_outlook;
 mod imap_push;
