@@ -54,7 +54,10 @@ pub struct GraphMessageState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeltaEntry {
     /// The message is in the folder now, new or changed.
-    Present { id: String, change_key: Option<String> },
+    Present {
+        id: String,
+        change_key: Option<String>,
+    },
     /// The message left the folder: moved out, or deleted (`reason: "deleted"`: for good).
     Removed { id: String, for_good: bool },
 }
@@ -86,8 +89,7 @@ impl GraphClient {
         let u = url::Url::parse(link)
             .map_err(|_| unexpected(format!("unreadable paging link {link:?}")))?;
         let base = &self.api_base;
-        if u.origin() != base.origin() || !u.path().starts_with(base.path().trim_end_matches('/'))
-        {
+        if u.origin() != base.origin() || !u.path().starts_with(base.path().trim_end_matches('/')) {
             return Err(MailError::new(
                 Protocol::Graph,
                 FailureKind::CursorExpired,
@@ -215,7 +217,9 @@ impl GraphClient {
             delta: link("@odata.deltaLink"),
         };
         if page.next.is_none() && page.delta.is_none() {
-            return Err(unexpected("a delta page with neither nextLink nor deltaLink"));
+            return Err(unexpected(
+                "a delta page with neither nextLink nor deltaLink",
+            ));
         }
         Ok(page)
     }

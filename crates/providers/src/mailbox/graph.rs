@@ -307,7 +307,10 @@ impl GraphMailbox {
         // `/me/messages` lists every folder's mail: what sits in a folder that is not synced
         // (the Outbox) is not part of the synced mailbox.
         let skipped = self.well_known().await?.skipped;
-        if s.parent_folder_id.as_ref().is_some_and(|f| skipped.contains(f)) {
+        if s.parent_folder_id
+            .as_ref()
+            .is_some_and(|f| skipped.contains(f))
+        {
             return Ok(None);
         }
         let raw = if whole {

@@ -79,11 +79,14 @@ fn sync_state_not_found() -> GraphError {
 }
 
 /// One page of a delta round (see the module docs): the body Graph answers.
-pub(super) fn page(mb: &mut Mailbox, base: &str, req: DeltaRequest<'_>) -> Result<Value, GraphError> {
+pub(super) fn page(
+    mb: &mut Mailbox,
+    base: &str,
+    req: DeltaRequest<'_>,
+) -> Result<Value, GraphError> {
     let folder_id = mb.folders[req.folder].id.clone();
-    let link = |k: &str, v: &str| {
-        format!("{base}/v1.0/me/mailFolders/{folder_id}/messages/delta?{k}={v}")
-    };
+    let link =
+        |k: &str, v: &str| format!("{base}/v1.0/me/mailFolders/{folder_id}/messages/delta?{k}={v}");
     let mut pending = match (req.skip_token, req.delta_token) {
         (Some(t), _) => mb
             .delta

@@ -521,13 +521,9 @@ fn dispatch(
                 })?;
             let mut mb = st.mailbox.lock().unwrap();
             let i = mb.find(id).ok_or_else(not_found)?;
-            let to = mb.folder(dest).ok_or_else(|| {
-                gerr(
-                    400,
-                    "ErrorInvalidIdMalformed",
-                    "Id is malformed.",
-                )
-            })?;
+            let to = mb
+                .folder(dest)
+                .ok_or_else(|| gerr(400, "ErrorInvalidIdMalformed", "Id is malformed."))?;
             mb.move_to(i, to);
             let v = mb.message_json(&mb.messages[i], base, None, false);
             Ok(json_reply(

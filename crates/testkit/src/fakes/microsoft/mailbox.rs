@@ -827,11 +827,9 @@ impl Mailbox {
     }
 
     pub(super) fn folder(&self, key: &str) -> Option<usize> {
-        self.folders
-            .iter()
-            .position(|f| {
-                f.id == key || (!f.well_known.is_empty() && f.well_known.eq_ignore_ascii_case(key))
-            })
+        self.folders.iter().position(|f| {
+            f.id == key || (!f.well_known.is_empty() && f.well_known.eq_ignore_ascii_case(key))
+        })
     }
 
     /// A message by either of its ids (Graph takes both whatever the `Prefer` header says).
