@@ -18,11 +18,12 @@ use mailroom_engine::sync::sync_once;
 use mailroom_server::Settings;
 use mailroom_server::config::AppConfig;
 use mailroom_store::accounts::{self, Account};
-use mailroom_store::events;
 use mailroom_testkit::app::{TestApp, spawn_on};
 use mailroom_testkit::fakes::Fault;
 use mailroom_testkit::fakes::microsoft::{FakeMicrosoft, MicrosoftConfig};
 use mailroom_testkit::{Backend, TestDb, both_backends, wait};
+
+use crate::feed_sync::{self, by_subject};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -112,47 +113,19 @@ async fn pass(l: &Linked) -> SyncReport {
 }
 
 async fn events_of(l: &Linked, kind: &str) -> Vec<Value> {
-    events::of_type(&l.app.store, &l.app.workspace, kind)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect()
+    feed_sync::events_of(&l.app, kind).await
 }
 
-/// Every announcement about mail, by kind.
 async fn mail_events(l: &Linked) -> Vec<(String, Value)> {
-    let mut out = vec![];
-    for kind in [
-        "mail_received",
-        "mail_sent",
-        "mail_read",
-        "mail_moved",
-        "mail_deleted",
-    ] {
-        for p in events_of(l, kind).await {
-            out.push((kind.to_owned(), p));
-        }
-    }
-    out
+    feed_sync::mail_events(&l.app).await
 }
 
 async fn emails(l: &Linked, extra: &str) -> Vec<Value> {
-    let (s, body) = l
-        .app
-        .get(&format!("/api/v1/emails?account_id={}{extra}", l.acc))
-        .await;
-    assert_eq!(s, 200, "{body}");
-    body["items"].as_array().unwrap().clone()
-}
-
-fn by_subject<'a>(items: &'a [Value], subject: &str) -> Option<&'a Value> {
-    items.iter().find(|i| i["subject"] == subject)
+    feed_sync::emails(&l.app, &l.acc, extra).await
 }
 
 async fn status(l: &Linked) -> String {
-    let (_, a) = l.app.get(&format!("/api/v1/accounts/{}", l.acc)).await;
-    a["sources"][0]["status"].as_str().unwrap_or("").to_owned()
+    feed_sync::status(&l.app, &l.acc).await
 }
 
 async fn initial_sync_lists_folders_with_roles_and_announces_nothing(backend: Backend) {
@@ -603,23 +576,7 @@ async fn the_sync_loop_stops_on_a_revoked_grant_and_a_reconnect_resumes(backend:
     l.ms.revoke();
     l.ms.expire_access_tokens();
     l.app.get(&format!("/api/v1/accounts/{}/sync", l.acc)).await;
-    wait::until("CREDENTIALS", Duration::from_secs(20), || async {
-        (status(&l).await == "CREDENTIALS").then_some(())
-    })
-    .await;
-    wait::until(
-        "the account_status event",
-        Duration::from_secs(10),
-        || async {
-            let statuses: Vec<String> = events_of(&l, "account_status")
-                .await
-                .iter()
-                .map(|e| e["AccountStatus"]["message"].as_str().unwrap().to_owned())
-                .collect();
-            (statuses.last().map(String::as_str) == Some("CREDENTIALS")).then_some(())
-        },
-    )
-    .await;
+    feed_sync::until_credentials(&l.app, &l.acc).await;
 
     // Mail arrives while the account waits for its user; then the user reconnects.
     l.ms.deliver_inbound(&inbound("meanwhile"));

@@ -5,6 +5,7 @@
 mod accounts;
 mod api_basics;
 mod api_keys;
+mod feed_sync;
 mod gmail;
 mod gmail_sync;
 mod graph;
