@@ -29,6 +29,9 @@ mod delta;
 mod graph;
 mod identity;
 mod mailbox;
+mod subscriptions;
+
+pub use self::subscriptions::MAX_MESSAGE_SUBSCRIPTION_MINUTES;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -208,11 +211,25 @@ struct Shared {
     gate: watch::Sender<bool>,
     log: Mutex<Vec<LoggedRequest>>,
     emitted: Mutex<Vec<Emitted>>,
+    subscriptions: Mutex<subscriptions::Subscriptions>,
 }
 
 impl Shared {
     fn cfg(&self) -> MicrosoftConfig {
         self.cfg.lock().unwrap().clone()
+    }
+
+    /// Tells the subscriptions that message `m` was `change`d (`created`, `updated`,
+    /// `deleted`).
+    fn changed(&self, change: &str, m: &mailbox::Msg) {
+        let cfg = self.cfg();
+        subscriptions::notify(
+            &self.subscriptions.lock().unwrap(),
+            &cfg.user_id,
+            &cfg.tenant_id,
+            change,
+            m,
+        );
     }
 }
 
@@ -259,6 +276,7 @@ impl FakeMicrosoft {
             gate,
             log: Mutex::new(vec![]),
             emitted: Mutex::new(vec![]),
+            subscriptions: Mutex::new(subscriptions::Subscriptions::default()),
         });
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/authorize", get(identity::authorize))
@@ -406,12 +424,7 @@ impl FakeMicrosoft {
     /// Puts an RFC 822 message into the inbox, as if received. It joins the conversation of a
     /// message its `In-Reply-To` / `References` name.
     pub fn deliver_inbound(&self, raw: &[u8]) -> InboundMessage {
-        self.shared
-            .mailbox
-            .lock()
-            .unwrap()
-            .deliver_inbound(raw)
-            .expect("deliver_inbound: unparseable message")
+        self.insert_message(raw, "inbox", Duration::ZERO)
     }
 
     /// Files an RFC 822 message in `folder` (id or well-known name) as received `age` ago,
@@ -420,8 +433,12 @@ impl FakeMicrosoft {
     pub fn insert_message(&self, raw: &[u8], folder: &str, age: Duration) -> InboundMessage {
         let mut mb = self.shared.mailbox.lock().unwrap();
         let f = mb.folder(folder).expect("insert_message: no such folder");
-        mb.file_mime(raw, f, age)
-            .expect("insert_message: unparseable message")
+        let m = mb
+            .file_mime(raw, f, age)
+            .expect("insert_message: unparseable message");
+        let i = mb.find(&m.id).expect("just filed");
+        self.shared.changed("created", &mb.messages[i]);
+        m
     }
 
     /// A folder the user made, under `parent` (an id or well-known name, e.g. `msgfolderroot`
@@ -444,6 +461,7 @@ impl FakeMicrosoft {
         let i = mb.find(id).expect("set_read: no such message");
         mb.messages[i].is_read = read;
         mb.messages[i].touch();
+        self.shared.changed("updated", &mb.messages[i]);
     }
 
     /// Moves a message (either id) to `folder` (id or well-known name), as the user does in
@@ -453,6 +471,7 @@ impl FakeMicrosoft {
         let i = mb.find(id).expect("move_message: no such message");
         let to = mb.folder(folder).expect("move_message: no such folder");
         mb.move_to(i, to);
+        self.shared.changed("updated", &mb.messages[i]);
         mb.messages[i].id.clone()
     }
 
@@ -460,7 +479,42 @@ impl FakeMicrosoft {
     pub fn delete_message(&self, id: &str) {
         let mut mb = self.shared.mailbox.lock().unwrap();
         let i = mb.find(id).expect("delete_message: no such message");
-        mb.messages.remove(i);
+        let m = mb.messages.remove(i);
+        self.shared.changed("deleted", &m);
+    }
+
+    /// Sends lifecycle event `event` (`reauthorizationRequired`, `subscriptionRemoved`,
+    /// `missed`) to every subscription's lifecycle URL; `subscriptionRemoved` also ends them.
+    /// Answers how many were told.
+    pub fn lifecycle(&self, event: &str) -> usize {
+        let tenant = self.shared.cfg().tenant_id;
+        subscriptions::lifecycle(
+            &mut self.shared.subscriptions.lock().unwrap(),
+            &tenant,
+            event,
+        )
+    }
+
+    /// The live subscriptions: (id, resource, expiration as unix seconds).
+    pub fn subscriptions(&self) -> Vec<(String, String, i64)> {
+        self.shared
+            .subscriptions
+            .lock()
+            .unwrap()
+            .live
+            .values()
+            .map(|s| (s.id.clone(), s.resource.clone(), s.expires.unix_timestamp()))
+            .collect()
+    }
+
+    /// Change and lifecycle notifications answered 2xx so far, and the others.
+    pub fn notifications(&self) -> (usize, usize) {
+        let subs = self.shared.subscriptions.lock().unwrap();
+        let d = &subs.delivered;
+        (
+            d.0.load(std::sync::atomic::Ordering::SeqCst),
+            d.1.load(std::sync::atomic::Ordering::SeqCst),
+        )
     }
 
     /// Whether a message is in the mailbox, and if so its folder's id and its read flag.

@@ -615,3 +615,160 @@ async fn the_sync_loop_stops_on_a_revoked_grant_and_a_reconnect_resumes(backend:
     );
 }
 both_backends!(the_sync_loop_stops_on_a_revoked_grant_and_a_reconnect_resumes);
+
+// ---------------------------------------------------------------- the fake's subscriptions
+
+/// A notification endpoint on loopback: answers Graph's validation (echoing the token as
+/// `text/plain` when `echo`), keeps every notification body.
+async fn receiver(echo: bool) -> (url::Url, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::extract::{Query, State};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<Vec<Value>>>;
+    async fn hook(
+        State((seen, echo)): State<(Seen, bool)>,
+        Query(q): Query<HashMap<String, String>>,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if let Some(t) = q.get("validationToken") {
+            let t = if echo { t.clone() } else { "nope".into() };
+            return ([("content-type", "text/plain")], t).into_response();
+        }
+        seen.lock()
+            .unwrap()
+            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        axum::http::StatusCode::ACCEPTED.into_response()
+    }
+    let seen: Seen = Arc::new(Mutex::new(vec![]));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state((seen.clone(), echo));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/hook", l.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (url, seen)
+}
+
+fn in_minutes(m: i64) -> String {
+    mailroom_core::time_fmt::format_datetime(
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(m),
+    )
+}
+
+/// The fake's subscription resource behaves as Graph's: the validation handshake (refused when
+/// the endpoint does not echo the token), the 10,080-minute limit, notifications with the
+/// `clientState` and immutable ids, renewal, lifecycle events, deletion, throttling.
+#[tokio::test]
+async fn the_fakes_subscriptions_validate_notify_and_expire() {
+    let ms = FakeMicrosoft::start(MicrosoftConfig::default()).await;
+    let token = ms.mint_tokens(SCOPES).access_token;
+    let http = reqwest::Client::new();
+    let subs = ms.graph_url().join("v1.0/subscriptions").unwrap();
+    let call = |m: reqwest::Method, u: url::Url, body: Option<Value>| {
+        let mut rb = http
+            .request(m, u)
+            .bearer_auth(&token)
+            .header("Prefer", "IdType=\"ImmutableId\"");
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (url, seen) = receiver(true).await;
+    let (life_url, life_seen) = receiver(true).await;
+    let body = |url: &url::Url, minutes: i64| {
+        json!({
+            "changeType": "created,updated,deleted",
+            "notificationUrl": url.as_str(),
+            "lifecycleNotificationUrl": life_url.as_str(),
+            "resource": "me/messages",
+            "expirationDateTime": in_minutes(minutes),
+            "clientState": "s3cret",
+        })
+    };
+    let (s, e) = call(
+        reqwest::Method::POST,
+        subs.clone(),
+        Some(body(&url, 10_081)),
+    )
+    .await;
+    assert_eq!(s, 400, "past 10,080 minutes: {e}");
+    let (deaf, _) = receiver(false).await;
+    let (s, e) = call(reqwest::Method::POST, subs.clone(), Some(body(&deaf, 60))).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("ValidationError"))
+    );
+    let mut remote = body(&url, 60);
+    remote["notificationUrl"] = json!("http://example.com/hook");
+    let (s, _) = call(reqwest::Method::POST, subs.clone(), Some(remote)).await;
+    assert_eq!(s, 400, "plain HTTP off loopback");
+    assert!(ms.subscriptions().is_empty());
+
+    let (s, sub) = call(
+        reqwest::Method::POST,
+        subs.clone(),
+        Some(body(&url, 10_000)),
+    )
+    .await;
+    assert_eq!(s, 201, "{sub}");
+    let id = sub["id"].as_str().unwrap().to_owned();
+    assert_eq!(sub["clientState"], "s3cret");
+
+    let d = ms.deliver_inbound(&inbound("pushed"));
+    wait::until("the notification", Duration::from_secs(10), || async {
+        (!seen.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let n = seen.lock().unwrap()[0]["value"][0].clone();
+    assert_eq!(n["subscriptionId"], id.as_str());
+    assert_eq!(n["clientState"], "s3cret");
+    assert_eq!(n["changeType"], "created");
+    assert_eq!(n["resourceData"]["id"], d.immutable_id.as_str());
+    assert_eq!(n["tenantId"], ms.config().tenant_id.as_str());
+
+    let sub_url = subs.join(&format!("subscriptions/{id}")).unwrap();
+    let (s, renewed) = call(
+        reqwest::Method::PATCH,
+        sub_url.clone(),
+        Some(json!({"expirationDateTime": in_minutes(5_000)})),
+    )
+    .await;
+    assert_eq!(s, 200, "{renewed}");
+
+    ms.inject(
+        Fault::Throttle {
+            retry_after_secs: 2,
+        },
+        1,
+    );
+    let r = http
+        .get(sub_url.clone())
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "2");
+
+    assert_eq!(ms.lifecycle("subscriptionRemoved"), 1);
+    wait::until("the lifecycle event", Duration::from_secs(10), || async {
+        (!life_seen.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        life_seen.lock().unwrap()[0]["value"][0]["lifecycleEvent"],
+        "subscriptionRemoved"
+    );
+    let (s, _) = call(reqwest::Method::GET, sub_url.clone(), None).await;
+    assert_eq!(s, 404, "removed");
+    let (s, _) = call(reqwest::Method::DELETE, sub_url, None).await;
+    assert_eq!(s, 404);
+    let (ok, failed) = ms.notifications();
+    assert!(ok >= 2 && failed == 0, "{ok} {failed}");
+}

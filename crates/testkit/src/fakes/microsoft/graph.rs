@@ -12,7 +12,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
-use super::delta;
 use super::identity::Resource;
 use super::mailbox::{
     self, Att, DRAFTS, GraphError, Msg, ROOT, SENT_ITEMS, UploadSession, Write, gerr,
@@ -21,6 +20,7 @@ use super::{
     Emitted, MAX_REQUEST_BYTES, MAX_UPLOAD_SESSION_BYTES, MIN_UPLOAD_SESSION_BYTES, SentVia,
     Shared, exchange_id, iso, iso7, now, percent_decode, random_token, uuid,
 };
+use super::{delta, subscriptions};
 use crate::fakes::Fault;
 
 /// Bodies are read whole (so a refusal reaches the client instead of a reset connection).
@@ -258,6 +258,9 @@ pub(super) async fn entry(
     }
     let mut gate = st.gate.subscribe();
     let _ = gate.wait_for(|open| *open).await;
+    if let Some(reply) = subscription_route(&st, &method, &uri, &headers, &bytes, &perms).await {
+        return render(&st, reply, &headers);
+    }
     let mut reply =
         dispatch(&st, &method, &uri, &headers, &bytes, &perms).unwrap_or_else(Reply::Err);
     if immutable_ids(&headers)
@@ -272,6 +275,79 @@ pub(super) async fn entry(
         to_immutable_ids(body, &ids);
     }
     render(&st, reply, &headers)
+}
+
+/// `/subscriptions` and `/subscriptions/{id}` (see `subscriptions`); `None` for other paths.
+/// Async: creating one validates the notification URL first.
+async fn subscription_route(
+    st: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    perms: &[String],
+) -> Option<Reply> {
+    let path = uri.path().strip_prefix("/v1.0/subscriptions")?;
+    let id = path.strip_prefix('/').filter(|s| !s.is_empty());
+    if !(path.is_empty() || id.is_some_and(|i| !i.contains('/'))) {
+        return None;
+    }
+    let base = st.base.as_str();
+    let answer = async {
+        need(perms, READ)?;
+        let subs = &st.subscriptions;
+        match (method.as_str(), id) {
+            ("POST", None) => {
+                let obj = json_object(body)?;
+                let s = subscriptions::create(&obj, immutable_ids(headers)).await?;
+                let v = subscriptions::json(&s);
+                subs.lock().unwrap().live.insert(s.id.clone(), s);
+                Ok(json_reply(
+                    201,
+                    "Subscription",
+                    with_context(v, base, "subscriptions/$entity"),
+                ))
+            }
+            ("PATCH", Some(id)) => {
+                let obj = json_object(body)?;
+                let v = subscriptions::renew(&mut subs.lock().unwrap(), id, &obj)?;
+                Ok(json_reply(
+                    200,
+                    "Subscription",
+                    with_context(v, base, "subscriptions/$entity"),
+                ))
+            }
+            ("GET", Some(id)) => {
+                let g = subs.lock().unwrap();
+                let s = g.live.get(id).ok_or_else(|| {
+                    gerr(
+                        404,
+                        "ResourceNotFound",
+                        format!("The object '{id}' doesn't exist."),
+                    )
+                })?;
+                Ok(json_reply(
+                    200,
+                    "Subscription",
+                    with_context(subscriptions::json(s), base, "subscriptions/$entity"),
+                ))
+            }
+            ("DELETE", Some(id)) => match subs.lock().unwrap().live.remove(id) {
+                Some(_) => Ok(Reply::Empty(204)),
+                None => Err(gerr(
+                    404,
+                    "ResourceNotFound",
+                    format!("The object '{id}' doesn't exist."),
+                )),
+            },
+            _ => Err(gerr(
+                405,
+                "BadRequest",
+                format!("The HTTP method '{method}' is not allowed for the requested resource."),
+            )),
+        }
+    };
+    Some(answer.await.unwrap_or_else(Reply::Err))
 }
 
 /// The values of one preference of the request's `Prefer` headers (`odata.maxpagesize=50`,
@@ -525,6 +601,7 @@ fn dispatch(
                 .folder(dest)
                 .ok_or_else(|| gerr(400, "ErrorInvalidIdMalformed", "Id is malformed."))?;
             mb.move_to(i, to);
+            st.changed("updated", &mb.messages[i]);
             let v = mb.message_json(&mb.messages[i], base, None, false);
             Ok(json_reply(
                 201,
@@ -543,6 +620,7 @@ fn dispatch(
             let i = mb.find(id).ok_or_else(not_found)?;
             let mut msg = mb.messages[i].clone();
             mailbox::apply_json(&mut msg, &obj, Write::Patch)?;
+            st.changed("updated", &msg);
             mb.messages[i] = msg;
             let v = mb.message_json(&mb.messages[i], base, None, false);
             Ok(json_reply(
@@ -557,9 +635,11 @@ fn dispatch(
             let i = mb.find(id).ok_or_else(not_found)?;
             let deleted = mb.folder("deleteditems").expect("deleteditems");
             if mb.messages[i].folder == deleted {
-                mb.messages.remove(i);
+                let m = mb.messages.remove(i);
+                st.changed("deleted", &m);
             } else {
                 mb.move_to(i, deleted);
+                st.changed("updated", &mb.messages[i]);
             }
             Ok(Reply::Empty(204))
         }

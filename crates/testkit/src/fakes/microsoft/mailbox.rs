@@ -304,7 +304,6 @@ const FOLDERS: &[(&str, &str)] = &[
 ];
 
 pub(super) const ROOT: usize = 0;
-pub(super) const INBOX: usize = 1;
 pub(super) const DRAFTS: usize = 2;
 pub(super) const SENT_ITEMS: usize = 3;
 
@@ -956,10 +955,6 @@ impl Mailbox {
         m.attachments = p.attachments.clone();
         m.mime = Some(strip_header(raw, "bcc"));
         Some((m, p))
-    }
-
-    pub(super) fn deliver_inbound(&mut self, raw: &[u8]) -> Option<InboundMessage> {
-        self.file_mime(raw, INBOX, Duration::ZERO)
     }
 
     /// A message from MIME filed in `folder`, received `age` ago (mail sent from Outlook's own
