@@ -319,13 +319,7 @@ async fn subscription_route(
             }
             ("GET", Some(id)) => {
                 let g = subs.lock().unwrap();
-                let s = g.live.get(id).ok_or_else(|| {
-                    gerr(
-                        404,
-                        "ResourceNotFound",
-                        format!("The object '{id}' doesn't exist."),
-                    )
-                })?;
+                let s = g.live.get(id).ok_or_else(|| subscriptions::not_found(id))?;
                 Ok(json_reply(
                     200,
                     "Subscription",
@@ -334,11 +328,7 @@ async fn subscription_route(
             }
             ("DELETE", Some(id)) => match subs.lock().unwrap().live.remove(id) {
                 Some(_) => Ok(Reply::Empty(204)),
-                None => Err(gerr(
-                    404,
-                    "ResourceNotFound",
-                    format!("The object '{id}' doesn't exist."),
-                )),
+                None => Err(subscriptions::not_found(id)),
             },
             _ => Err(gerr(
                 405,

@@ -61,7 +61,8 @@ fn bad(message: impl Into<String>) -> GraphError {
     gerr(400, "InvalidRequest", message)
 }
 
-fn not_found(id: &str) -> GraphError {
+/// An unknown subscription id.
+pub(super) fn not_found(id: &str) -> GraphError {
     gerr(
         404,
         "ResourceNotFound",
