@@ -4,7 +4,8 @@
 //
 // Environment (see docs/testing.md): MAILROOM_COMPAT_URL, MAILROOM_COMPAT_API_KEY,
 // MAILROOM_TEST_MAIL_HOST, MAILROOM_TEST_IMAP_PORT, MAILROOM_TEST_IMAPS_PORT,
-// MAILROOM_TEST_SMTP_PORT, MAILROOM_TEST_MAIL_USERS.
+// MAILROOM_TEST_SMTP_PORT, MAILROOM_TEST_MAIL_USERS, and a grant of the fake Google's seeded
+// Gmail mailbox: MAILROOM_COMPAT_GOOGLE_ACCESS_TOKEN, MAILROOM_COMPAT_GOOGLE_REFRESH_TOKEN.
 
 import { test, describe, it, after } from "node:test";
 import assert from "node:assert/strict";
@@ -31,6 +32,10 @@ const REQUIRED_ENV = [
   "MAILROOM_TEST_IMAPS_PORT",
   "MAILROOM_TEST_SMTP_PORT",
   "MAILROOM_TEST_MAIL_USERS",
+  // A grant of the fake Google's Gmail mailbox (mailroom-fakes --seed-mail), for the read calls
+  // on a Gmail account (step 20).
+  "MAILROOM_COMPAT_GOOGLE_ACCESS_TOKEN",
+  "MAILROOM_COMPAT_GOOGLE_REFRESH_TOKEN",
 ];
 
 /** Problems with the environment, as messages; empty when the suite can run. */
@@ -1301,6 +1306,86 @@ function defineSuite() {
         client.webhook.create({ source: "nope", request_url: "https://compat-hooks.invalid/x" }),
         { status: 400, type: "errors/invalid_parameters" },
       );
+    });
+
+    // The fake Google's mailbox (mailroom-fakes --seed-mail): "compat gmail one" (INBOX,
+    // unread), "compat gmail report" (INBOX, a PDF attached), "compat gmail sent" (SENT).
+    const GMAIL_PDF = Buffer.from("JVBERi0xLjQKJcOkw7zDtsOfCg==", "base64");
+
+    it("20. a Gmail account: email.getAll / getOne / byProviderId / getAllFolders / getOneFolder / getEmailAttachment read its synced mail", { timeout: 3 * STEP_TIMEOUT_MS }, async () => {
+      const linked = await ok(
+        "POST /accounts (GOOGLE_OAUTH with the fake's grant)",
+        client.request.send({
+          path: ["accounts"],
+          method: "POST",
+          body: {
+            provider: "GOOGLE_OAUTH",
+            access_token: process.env.MAILROOM_COMPAT_GOOGLE_ACCESS_TOKEN,
+            refresh_token: process.env.MAILROOM_COMPAT_GOOGLE_REFRESH_TOKEN,
+          },
+          headers: { "Content-Type": "application/json" },
+          validator: untypedYetValidator,
+        }),
+      );
+      assert.equal(linked.object, "AccountCreated", `response: ${show(linked)}`);
+      const gmailId = linked.account_id;
+      leftovers.add(gmailId);
+      const account = await ok("account.getOne (Gmail)", client.account.getOne(gmailId));
+      assert.equal(account.type, "GOOGLE_OAUTH");
+
+      // The sync supervisor takes the account up and lists the mailbox.
+      let list;
+      const deadline = Date.now() + 2 * STEP_TIMEOUT_MS;
+      for (;;) {
+        list = await ok("email.getAll({account_id: Gmail})", client.email.getAll({ account_id: gmailId }));
+        if (list.items.length >= 3 || Date.now() > deadline) break;
+        await sleep(250);
+      }
+      assertEmailList("email.getAll({account_id: Gmail})", list, { accountId: gmailId });
+      const bySubject = Object.fromEntries(list.items.map((i) => [i.subject, i]));
+      for (const subject of ["compat gmail one", "compat gmail report", "compat gmail sent"]) {
+        assert.ok(bySubject[subject], `${subject} is not listed: ${show(list.items.map((i) => i.subject))}`);
+      }
+      const [one, report, sent] = ["compat gmail one", "compat gmail report", "compat gmail sent"].map((s) => bySubject[s]);
+      assert.equal(one.role, "inbox");
+      assert.equal(one.read_date, null, "UNREAD in Gmail: not read");
+      assert.equal(sent.role, "sent");
+      assert.ok(report.has_attachments && report.attachments.length === 1, `attachments: ${show(report.attachments)}`);
+
+      const inbox = await ok("email.getAll({role: inbox})", client.email.getAll({ account_id: gmailId, role: "inbox" }));
+      assertEmailList("email.getAll({role: inbox})", inbox, { accountId: gmailId });
+      assert.deepEqual(inbox.items.map((i) => i.subject).sort(), ["compat gmail one", "compat gmail report"]);
+
+      for (const item of [one, report, sent]) {
+        const full = await ok("email.getOne (Gmail)", client.email.getOne(item.id));
+        assert.equal(full.id, item.id);
+        assert.equal(full.kind, "2_full");
+        const byPid = await ok("email.getOne.byProviderId (Gmail id)", client.email.getOne.byProviderId(item.provider_id, gmailId));
+        assert.equal(byPid.id, item.id, `byProviderId(${item.provider_id})`);
+      }
+      assert.match(one.body_plain, /Hello from the compat suite/);
+
+      const folders = await ok("email.getAllFolders({account_id: Gmail})", client.email.getAllFolders({ account_id: gmailId }));
+      assert.equal(folders.object, "FolderList");
+      const roles = folders.items.map((f) => f.role);
+      for (const role of ["inbox", "sent", "drafts", "trash", "spam"]) {
+        assert.ok(roles.includes(role), `Gmail's labels as folders: no ${role} in ${show(roles)}`);
+      }
+      for (const f of folders.items) {
+        const got = await ok("email.getOneFolder (Gmail)", client.email.getOneFolder(f.id));
+        assert.deepEqual(got, f, "getOneFolder(id) answers the listed folder");
+      }
+      const inboxFolder = await ok("email.getOneFolder.byProviderId (INBOX)", client.email.getOneFolder.byProviderId("INBOX", gmailId));
+      assert.equal(inboxFolder.role, "inbox");
+      assert.equal(inboxFolder.nb_mails, 2);
+
+      const blob = await ok(
+        "email.getEmailAttachment (Gmail)",
+        client.email.getEmailAttachment({ email_id: report.id, attachment_id: report.attachments[0].id }),
+      );
+      assert.ok(blob instanceof Blob, `the SDK must get a Blob; got ${show(blob)}`);
+      const bytes = Buffer.from(await blob.arrayBuffer());
+      assert.ok(bytes.equals(GMAIL_PDF), `got ${show(bytes)}`);
     });
   });
 }

@@ -61,10 +61,18 @@ pub struct AttachmentStream {
 
 /// Where a draft is, to remove it once it was sent.
 #[derive(Debug, Clone)]
-pub struct DraftPlace {
-    pub message_id: String,
-    pub folder: FolderRow,
-    pub uid: u32,
+pub enum DraftPlace {
+    /// At a UID of the Drafts folder (IMAP).
+    Folder {
+        message_id: String,
+        folder: FolderRow,
+        uid: u32,
+    },
+    /// A draft of a feed mailbox (Gmail), named by its provider id.
+    Feed {
+        message_id: String,
+        provider_id: String,
+    },
 }
 
 /// A message located in the mailbox: its account, its row, its folders (with UIDs).
@@ -379,6 +387,40 @@ mod feed {
         relink_and_announce(engine, l, &folders, "mail_moved", &stamp, payload).await
     }
 
+    /// Whether the message is in the Drafts folder.
+    pub(super) async fn is_draft(engine: &Engine, l: &Located) -> Result<bool, ApiError> {
+        Ok(current(engine, l)
+            .await?
+            .iter()
+            .any(|f| f.role == FolderRole::Drafts))
+    }
+
+    /// `POST /drafts` on a feed mailbox: filed by the provider (Gmail `drafts.create`), read
+    /// back whole and indexed as the sync would index it (not announced: drafts never are).
+    pub(super) async fn create_draft(
+        engine: &Engine,
+        account: &Account,
+        mailbox: &Mailbox,
+        raw: &[u8],
+    ) -> Result<String, ApiError> {
+        let id = bounded(engine, mailbox.feed_create_draft(raw)).await?;
+        let m = bounded(engine, mailbox.feed_fetch(&id, true))
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::ProviderError,
+                    format!("the draft {id} was created but could not be read back"),
+                )
+            })?;
+        crate::sync::feed::index_one(engine, account, mailbox, m)
+            .await
+            .map_err(|e| match e {
+                crate::sync::imap::SyncError::Store(e) => store_error(e),
+                crate::sync::imap::SyncError::Mail(e) => provider_error(e),
+                other => ApiError::unexpected(other.to_string()),
+            })
+    }
+
     /// To the Trash (Gmail `messages.trash`); a message already there stays (deleting for
     /// good needs the full `mail.google.com` scope, which mailroom does not ask for).
     pub(super) async fn delete(engine: &Engine, l: &Located) -> Result<(), ApiError> {
@@ -684,6 +726,9 @@ pub async fn create_draft(
         .map_err(crate::send::mime_error)?
         .into_owned();
     let mailbox = open(engine, &account).await?;
+    if mailbox.sync_model() == SyncModel::Feed {
+        return feed::create_draft(engine, &account, &mailbox, &raw).await;
+    }
     let appended = bounded(engine, mailbox.append_draft(&raw)).await?;
     let Some((validity, uid)) = appended.uid else {
         return Err(ApiError::new(
@@ -748,13 +793,33 @@ pub async fn complete_from_draft(
     if l.message.id != draft_id {
         return Err(not_found());
     }
-    let (folder, uid) = l
-        .places
-        .iter()
-        .find(|(f, _)| f.role == FolderRole::Drafts)
-        .ok_or_else(not_found)?;
     let mailbox = open(engine, account).await?;
-    let raw = bounded(engine, mailbox.fetch_raw(&folder.provider_id, *uid)).await?;
+    let (place, raw) = if mailbox.sync_model() == SyncModel::Feed {
+        if !feed::is_draft(engine, &l).await? {
+            return Err(not_found());
+        }
+        let raw = bounded(engine, mailbox.feed_fetch_raw(&l.message.provider_id))
+            .await?
+            .ok_or_else(not_found)?;
+        let place = DraftPlace::Feed {
+            message_id: l.message.id.clone(),
+            provider_id: l.message.provider_id.clone(),
+        };
+        (place, raw)
+    } else {
+        let (folder, uid) = l
+            .places
+            .iter()
+            .find(|(f, _)| f.role == FolderRole::Drafts)
+            .ok_or_else(not_found)?;
+        let raw = bounded(engine, mailbox.fetch_raw(&folder.provider_id, *uid)).await?;
+        let place = DraftPlace::Folder {
+            message_id: l.message.id.clone(),
+            folder: folder.clone(),
+            uid: *uid,
+        };
+        (place, raw)
+    };
     let parsed = mailroom_mime::parse_mail(&raw).ok_or_else(|| {
         ApiError::new(
             ErrorKind::UnprocessableEntity,
@@ -795,11 +860,7 @@ pub async fn complete_from_draft(
             }
         }
     }
-    Ok(DraftPlace {
-        message_id: l.message.id.clone(),
-        folder: folder.clone(),
-        uid: *uid,
-    })
+    Ok(place)
 }
 
 /// Removes a sent draft from the Drafts folder and the index.
@@ -809,20 +870,37 @@ pub async fn remove_draft(
     place: &DraftPlace,
 ) -> Result<(), ApiError> {
     let mailbox = open(engine, account).await?;
-    bounded(
-        engine,
-        mailbox.expunge(&place.folder.provider_id, place.uid),
-    )
-    .await?;
     let store = &engine.store;
-    index::unlink_message(store, &place.message_id, &place.folder.id)
+    let (message_id, folder) = match place {
+        DraftPlace::Folder {
+            message_id,
+            folder,
+            uid,
+        } => {
+            bounded(engine, mailbox.expunge(&folder.provider_id, *uid)).await?;
+            (message_id, folder)
+        }
+        // A discarded Gmail draft is gone from every label at once: out of the index, so the
+        // history's `messagesDeleted` finds nothing left to announce.
+        DraftPlace::Feed {
+            message_id,
+            provider_id,
+        } => {
+            bounded(engine, mailbox.feed_discard_draft(provider_id)).await?;
+            return index::delete_message(store, message_id)
+                .await
+                .map(|_| ())
+                .map_err(store_error);
+        }
+    };
+    index::unlink_message(store, message_id, &folder.id)
         .await
         .map_err(store_error)?;
-    let left = index::get_message(store, &account.workspace_id, &place.message_id)
+    let left = index::get_message(store, &account.workspace_id, message_id)
         .await
         .map_err(store_error)?;
     if left.is_some_and(|m| m.folders.is_empty()) {
-        index::delete_message(store, &place.message_id)
+        index::delete_message(store, message_id)
             .await
             .map_err(store_error)?;
     }

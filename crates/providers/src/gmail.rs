@@ -6,6 +6,7 @@
 //! Errors are classified per `reference/providers.md` A.7 into [`MailError`]s
 //! (`Protocol::Gmail`), the same classes the outbox uses for every provider.
 
+mod drafts;
 mod feed;
 
 use std::time::Duration;

@@ -19,7 +19,8 @@ use mailroom_providers::imap_smtp::imap::{self, ImapLogin};
 use mailroom_store::{Store, accounts};
 use mailroom_testkit::{MailUser, TestApp, TestDb, app::spawn_on};
 
-use crate::{Args, BackendArg, Rig, machine_busy_now};
+use crate::Args;
+use mailroom_bench::{BackendArg, Rig, httpdate, machine_busy_now};
 
 // ---------------------------------------------------------------------------------------------
 // The generated mailbox
@@ -213,27 +214,6 @@ fn message(
     let mut out = h.into_bytes();
     out.extend_from_slice(body.as_bytes());
     out
-}
-
-/// An RFC 5322 date in UTC.
-pub(crate) fn httpdate(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let dt =
-        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[dt.weekday().number_days_from_monday() as usize],
-        dt.day(),
-        MONTHS[dt.month() as usize - 1],
-        dt.year(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    )
 }
 
 /// What was generated.

@@ -28,9 +28,9 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::api::{self, Served};
-use crate::initial::httpdate;
-use crate::{Args, BackendArg, Rig, machine_busy_now};
+use crate::Args;
+use mailroom_bench::api::{self, Served};
+use mailroom_bench::{BackendArg, Rig, httpdate, machine_busy_now, now_ms, pct};
 
 /// The folder created after the account's first pass.
 const OTHER: &str = "Projects";
@@ -93,36 +93,6 @@ impl Events {
             };
         Ok(found.is_some())
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `doveadm save -u user -m folder` of `message` (on stdin).
-async fn doveadm_save(conf: &Path, user: &str, folder: &str, message: &[u8]) -> anyhow::Result<()> {
-    let mut child = tokio::process::Command::new("doveadm")
-        .arg("-c")
-        .arg(conf)
-        .args(["save", "-u", user, "-m", folder])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawning doveadm save")?;
-    let mut stdin = child.stdin.take().context("doveadm's stdin")?;
-    stdin.write_all(message).await?;
-    drop(stdin);
-    let out = child.wait_with_output().await?;
-    if !out.status.success() {
-        bail!(
-            "doveadm save -m {folder}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 fn message(to: &str, message_id: &str, subject: &str) -> Vec<u8> {
@@ -248,7 +218,7 @@ async fn deliver(
     let at_ms = now_ms();
     let since = at_ms - 60_000;
     let t0 = Instant::now();
-    doveadm_save(&rig.dovecot_conf(), user, folder, &msg).await?;
+    rig.save(user, folder, &msg).await?;
     let doveadm = t0.elapsed();
     let event = loop {
         if events.has(&s.workspace, since, &message_id).await? {
@@ -276,15 +246,6 @@ async fn deliver(
         at_ms,
         message_id,
     })
-}
-
-/// The `q` quantile of sorted durations, in ms (nearest rank).
-pub fn pct(sorted: &[Duration], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1].as_secs_f64() * 1000.0
 }
 
 pub async fn run(rig: &Rig, args: &Args) -> anyhow::Result<String> {

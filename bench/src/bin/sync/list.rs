@@ -16,9 +16,10 @@ use mailroom_core::{Clock as _, SystemClock, new_id};
 use mailroom_store::index::{self, NewFolder, NewMessage};
 use mailroom_testkit::{TestApp, TestDb, app::spawn_on};
 
+use crate::Args;
 use crate::initial::{NAMES, sentence};
-use crate::load::{self, Load, Server};
-use crate::{Args, BackendArg, Rig, machine_busy_now};
+use mailroom_bench::load::{self, Load, Server};
+use mailroom_bench::{BackendArg, Rig, machine_busy_now};
 
 /// A word in about one message of a thousand (the rare search).
 const RARE: &str = "zanzibar";

@@ -14,11 +14,9 @@
 //! - `rss`: VmRSS of `mailroom serve` with no account, then with N linked IMAP accounts of
 //!   rig users (default 1,000, measured at N/10, N/2 and N), each holding its push watch.
 
-mod api;
 mod initial;
 mod latency;
 mod list;
-mod load;
 mod rss;
 
 use std::path::PathBuf;
@@ -28,7 +26,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 
-use mailroom_testkit::{Backend, MailRig, MailUser};
+use mailroom_bench::{BackendArg, Rig, load};
+use mailroom_testkit::MailRig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -85,28 +84,6 @@ pub enum Scenario {
     All,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    Sqlite,
-    Postgres,
-}
-
-impl BackendArg {
-    pub fn backend(self) -> Backend {
-        match self {
-            BackendArg::Sqlite => Backend::Sqlite,
-            BackendArg::Postgres => Backend::Postgres,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            BackendArg::Sqlite => "SQLite",
-            BackendArg::Postgres => "PostgreSQL",
-        }
-    }
-}
-
 impl Args {
     /// The backends to run: the one asked for, else SQLite then PostgreSQL.
     pub fn backends(&self) -> Vec<BackendArg> {
@@ -125,68 +102,8 @@ impl Args {
                 .server_log_dir
                 .as_ref()
                 .map(|d| d.join(format!("{scenario}-{}.log", b.label()))),
+            env: vec![],
         }
-    }
-}
-
-/// The rig's directory and what the benchmark needs from it.
-pub struct Rig {
-    pub rig: MailRig,
-    pub dir: PathBuf,
-}
-
-impl Rig {
-    pub fn dovecot_conf(&self) -> PathBuf {
-        self.dir.join("dovecot.conf")
-    }
-
-    /// `user`'s Maildir (scripts/mail-rig: `mail_location = maildir:$d/mail/%u/Maildir`).
-    pub fn maildir(&self, user: &MailUser) -> PathBuf {
-        self.dir.join("mail").join(&user.address).join("Maildir")
-    }
-
-    pub fn doveadm(&self, args: &[&str]) -> anyhow::Result<String> {
-        let conf = self.dovecot_conf();
-        let out = Command::new("doveadm")
-            .arg("-c")
-            .arg(&conf)
-            .args(args)
-            .output()
-            .context("doveadm")?;
-        if !out.status.success() {
-            bail!(
-                "doveadm {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Machine helpers
-// ---------------------------------------------------------------------------------------------
-
-/// (busy, total) CPU ticks of the whole machine, from /proc/stat.
-pub fn machine_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
-}
-
-/// The share of the machine's CPU that was busy over the next 2 s.
-pub async fn machine_busy_now() -> Option<f64> {
-    let before = machine_ticks();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    match (before, machine_ticks()) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
-        _ => None,
     }
 }
 
@@ -195,16 +112,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     mailroom_server::telemetry::init("warn", false);
     mailroom_server::app::install_crypto_provider();
-    let Some(rig) = MailRig::from_env() else {
-        bail!("the mail rig is not running: start this benchmark through bench/sync");
-    };
-    let dir: PathBuf = rig
-        .dovecot_conf
-        .as_ref()
-        .and_then(|c| c.parent())
-        .context("MAILROOM_TEST_DOVECOT_CONF")?
-        .into();
-    let rig = Rig { rig, dir };
+    let rig = Rig::from_env("bench/sync")?;
     let work = tempfile::tempdir()?;
     let mut summary = String::new();
     let mut failed = 0;

@@ -21,9 +21,10 @@ use futures_util::StreamExt as _;
 
 use mailroom_testkit::{TestDb, app::spawn_on};
 
-use crate::api::{self, Api};
-use crate::load::{Server, rss_of};
-use crate::{Args, BackendArg, Rig, machine_busy_now};
+use crate::Args;
+use mailroom_bench::api::{self, Api};
+use mailroom_bench::load::{Server, rss_of};
+use mailroom_bench::{BackendArg, Rig, machine_busy_now};
 
 /// How long the pooled sessions of a pass stay logged in (`session_pool::IDLE_TTL`), plus room.
 const SETTLE: Duration = Duration::from_secs(35);

@@ -106,6 +106,44 @@ pub async fn sync_feed_once(
     Ok(pass.report)
 }
 
+/// Indexes one message of a feed mailbox as a pass would (in all its folders, the folders
+/// read first), without announcing it: a draft filed by `POST /drafts`. Its id in the index.
+pub async fn index_one(
+    engine: &Engine,
+    account: &Account,
+    mailbox: &Mailbox,
+    m: FeedMessage,
+) -> Result<String, SyncError> {
+    let window = sync_window::get(&engine.store, account.id.as_str())
+        .await?
+        .unwrap_or_else(|| SyncWindow::default_at(account.created_at));
+    let mut pass = Pass {
+        store: &engine.store,
+        mailbox,
+        account,
+        window,
+        now_ms: engine.clock.now_ms(),
+        folders: HashMap::new(),
+        report: SyncReport::default(),
+    };
+    pass.sync_folders().await?;
+    let provider_id = m.id.clone();
+    pass.write(vec![Write::New { m, announce: false }], None)
+        .await?;
+    let row = index::get_message_by_provider_id(
+        &engine.store,
+        &account.workspace_id,
+        account.id.as_str(),
+        &provider_id,
+    )
+    .await?;
+    row.map(|r| r.id).ok_or_else(|| {
+        SyncError::Store(mailroom_store::StoreError::Corrupt(format!(
+            "message {provider_id} was indexed but cannot be read back"
+        )))
+    })
+}
+
 struct Pass<'a> {
     store: &'a Store,
     mailbox: &'a Mailbox,

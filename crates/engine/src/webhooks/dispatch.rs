@@ -33,6 +33,9 @@ struct Inner {
     slots: Arc<Semaphore>,
     /// Attempts under way per destination (`host:port`), bounded by `per_host`.
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// HTTP clients pinned to the addresses the SSRF guard checked, by destination and those
+    /// addresses (see [`PinnedClients`]).
+    clients: PinnedClients,
     tasks: TaskTracker,
 }
 
@@ -57,6 +60,47 @@ struct Prepared {
     secrets: Vec<SecretString>,
 }
 
+/// Clients pinned to checked addresses, kept for reuse: a client per attempt would build a TLS
+/// configuration and open a new connection for every delivery; a kept one reuses its
+/// keep-alive connections to the receiver. The key is the destination *and* the addresses the
+/// guard checked for this attempt, so the SSRF guard keeps its meaning: every attempt still
+/// resolves and checks the name, and a client only ever connects to the addresses of its key
+/// (a name that now resolves elsewhere gets a new client, pinned to the new, checked ones).
+#[derive(Default)]
+struct PinnedClients {
+    by_target: Mutex<HashMap<(String, u16, Vec<std::net::SocketAddr>), reqwest::Client>>,
+}
+
+/// Clients kept at most; past it the cache starts over (a rare many-destination burst costs
+/// new connections, never unbounded memory).
+const PINNED_CLIENTS_MAX: usize = 256;
+
+impl PinnedClients {
+    fn get(
+        &self,
+        url: &url::Url,
+        mut addrs: Vec<std::net::SocketAddr>,
+        timeout: Duration,
+    ) -> Result<reqwest::Client, String> {
+        addrs.sort_unstable();
+        let key = (
+            format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+            url.port_or_known_default().unwrap_or(0),
+            addrs,
+        );
+        let mut by_target = self.by_target.lock().expect("not poisoned");
+        if let Some(c) = by_target.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = pinned_client(url, &key.2, timeout)?;
+        if by_target.len() >= PINNED_CLIENTS_MAX {
+            by_target.clear();
+        }
+        by_target.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
 /// How long a delivery whose destination has no free slot waits before it is claimed again.
 const HOST_BUSY_RETRY_MS: i64 = 1_000;
 
@@ -71,6 +115,7 @@ impl Webhooks {
                 config,
                 node: mailroom_core::new_id(),
                 hosts: Mutex::new(HashMap::new()),
+                clients: PinnedClients::default(),
                 tasks: TaskTracker::new(),
             }),
         }
@@ -353,7 +398,11 @@ impl Webhooks {
             Ok(a) => a,
             Err(e) => return failed(format!("refused by the SSRF guard: {e}")),
         };
-        let client = match pinned_client(url, &addrs, self.inner.config.attempt_timeout) {
+        let client = match self
+            .inner
+            .clients
+            .get(url, addrs, self.inner.config.attempt_timeout)
+        {
             Ok(c) => c,
             Err(e) => return failed(format!("cannot build the HTTP client: {e}")),
         };
@@ -429,5 +478,65 @@ fn dedupe_custom(req: &mut reqwest::Request, webhook: Option<&Webhook>) {
         {
             headers.insert(name, last);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A keep-alive HTTP/1.1 server that answers every request 204 and counts connections.
+    async fn counting_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0
+                            || s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                                .await
+                                .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    /// Attempts to one destination at the same checked address share a client and so its
+    /// keep-alive connection; another set of checked addresses gets a client of its own.
+    #[tokio::test]
+    async fn pinned_clients_are_kept_per_destination_and_checked_addresses() {
+        let (addr, accepted) = counting_server().await;
+        let url = url::Url::parse(&format!("http://receiver.invalid:{}/in", addr.port())).unwrap();
+        let clients = PinnedClients::default();
+        for _ in 0..3 {
+            let c = clients
+                .get(&url, vec![addr], Duration::from_secs(5))
+                .unwrap();
+            let r = c.post(url.clone()).body("x").send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 204);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for three posts"
+        );
+        let other: std::net::SocketAddr = format!("127.0.0.2:{}", addr.port()).parse().unwrap();
+        let c = clients
+            .get(&url, vec![other, addr], Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(clients.by_target.lock().unwrap().len(), 2);
+        drop(c);
     }
 }

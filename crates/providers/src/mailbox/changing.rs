@@ -15,7 +15,7 @@ use crate::imap_smtp::change;
 pub use crate::imap_smtp::change::{Appended, Trashed};
 
 /// Changing Gmail and Outlook mail through the seam is not built yet: said plainly.
-fn changing_not_built(protocol: Protocol) -> MailError {
+pub(super) fn changing_not_built(protocol: Protocol) -> MailError {
     let which = if protocol == Protocol::Gmail {
         "Gmail"
     } else {

@@ -219,6 +219,37 @@ impl Mailbox {
         }
     }
 
+    /// Files `raw` as a draft (Gmail `drafts.create`); answers the draft message's id.
+    pub async fn feed_create_draft(&self, raw: &[u8]) -> Result<String, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_create_draft(raw).await,
+            // Outlook drafts are not built yet (issue 9).
+            Mailbox::Graph(_) => Err(super::changing::changing_not_built(Protocol::Graph)),
+            Mailbox::Imap(_) => Err(not_a_feed()),
+        }
+    }
+
+    /// The bytes of message `id` as stored; `Ok(None)` when it is gone.
+    pub async fn feed_fetch_raw(&self, id: &str) -> Result<Option<Vec<u8>>, MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_fetch_raw(id).await,
+            // Outlook drafts are not built yet (issue 9).
+            Mailbox::Graph(_) => Err(super::changing::changing_not_built(Protocol::Graph)),
+            Mailbox::Imap(_) => Err(not_a_feed()),
+        }
+    }
+
+    /// Discards the draft whose message is `id`, for good (a sent draft); one already gone is
+    /// no error.
+    pub async fn feed_discard_draft(&self, id: &str) -> Result<(), MailError> {
+        match self {
+            Mailbox::Gmail(m) => m.feed_discard_draft(id).await,
+            // Outlook drafts are not built yet (issue 9).
+            Mailbox::Graph(_) => Err(super::changing::changing_not_built(Protocol::Graph)),
+            Mailbox::Imap(_) => Err(not_a_feed()),
+        }
+    }
+
     /// Everything that changed since `cursor` (every page). A cursor the provider no longer
     /// knows is [`MailError::is_cursor_expired`].
     pub async fn feed_changes(&self, cursor: &str) -> Result<FeedChanges, MailError> {

@@ -309,6 +309,40 @@ impl GmailMailbox {
         self.relabel(id, Relabel::Trash).await
     }
 
+    /// `drafts.create` (10 units): the draft message's id.
+    pub(super) async fn feed_create_draft(&self, raw: &[u8]) -> Result<String, MailError> {
+        self.call(
+            10,
+            |t| async move { self.client.create_draft(&t, raw).await },
+        )
+        .await
+    }
+
+    /// `messages.get` with `format=raw` (5 units); `None` when the message is gone.
+    pub(super) async fn feed_fetch_raw(&self, id: &str) -> Result<Option<Vec<u8>>, MailError> {
+        let m = self
+            .call(
+                5,
+                |t| async move { self.client.message(&t, id, true).await },
+            )
+            .await?;
+        Ok(m.map(|m| m.raw.unwrap_or_default()))
+    }
+
+    /// `drafts.list` (5 units a page) to find the draft of message `id`, then `drafts.delete`
+    /// (10 units). A draft already gone is no error.
+    pub(super) async fn feed_discard_draft(&self, id: &str) -> Result<(), MailError> {
+        let draft = self
+            .call(5, |t| async move { self.client.draft_of(&t, id).await })
+            .await?;
+        if let Some(d) = draft {
+            let d = d.as_str();
+            self.call(10, |t| async move { self.client.delete_draft(&t, d).await })
+                .await?;
+        }
+        Ok(())
+    }
+
     /// `history.list` from `cursor`, every page; each message once, with the id of the last
     /// record that touched it.
     pub(super) async fn feed_changes(&self, cursor: &str) -> Result<FeedChanges, MailError> {

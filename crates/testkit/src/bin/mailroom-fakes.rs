@@ -1,10 +1,14 @@
 //! `mailroom-fakes`: the fake Google (OAuth + Gmail API) and fake Microsoft (identity platform
 //! + Graph) as one standalone process, for trying hosted auth and sending by hand.
 //!
-//!     mailroom-fakes [--mailroom-url URL] [--google-port N] [--microsoft-port N]
+//!     mailroom-fakes [--mailroom-url URL] [--google-port N] [--microsoft-port N] [--seed-mail]
 //!
 //! It prints the `MAILROOM_*` variables that point mailroom at it (eval them in the shell that
-//! runs `mailroom serve`), then serves until interrupted.
+//! runs `mailroom serve`), then serves until interrupted. With `--seed-mail` (the SDK
+//! compatibility suite's read calls on a Gmail account) the Gmail mailbox starts with mail in
+//! it (two messages in the INBOX, one with an attachment, and one sent from Gmail's own apps),
+//! and a grant of `gmail.modify` is issued and printed as `COMPAT_GOOGLE_ACCESS_TOKEN` and
+//! `COMPAT_GOOGLE_REFRESH_TOKEN` (what `POST /accounts` takes for a `GOOGLE_OAUTH` account).
 
 use std::net::SocketAddr;
 
@@ -23,7 +27,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         eprintln!(
-            "usage: mailroom-fakes [--mailroom-url URL] [--google-port N] [--microsoft-port N]"
+            "usage: mailroom-fakes [--mailroom-url URL] [--google-port N] [--microsoft-port N] [--seed-mail]"
         );
         return;
     }
@@ -76,6 +80,13 @@ async fn main() {
         "export MAILROOM_MICROSOFT_TOKEN_URL={}",
         microsoft.token_url()
     );
+    if args.iter().any(|a| a == "--seed-mail") {
+        seed_gmail(&google);
+        let t = google.issue_tokens(&["https://www.googleapis.com/auth/gmail.modify"]);
+        println!("export COMPAT_GOOGLE_ACCESS_TOKEN={}", t.access_token);
+        println!("export COMPAT_GOOGLE_REFRESH_TOKEN={}", t.refresh_token);
+    }
+    // Last: whoever reads these lines waits for this one.
     println!("export MAILROOM_GRAPH_API_URL={}", microsoft.graph_url());
     eprintln!(
         "mailroom-fakes: Google at {} ({}), Microsoft at {} ({}); Ctrl-C to stop",
@@ -85,4 +96,40 @@ async fn main() {
         ms_cfg.mail
     );
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Mail already in the Gmail mailbox before the account is linked (received in the last days,
+/// inside the default sync window).
+fn seed_gmail(google: &FakeGoogle) {
+    let me = google.config().email;
+    let day = std::time::Duration::from_secs(86_400);
+    let mail = |n: u32, from: &str, to: &str, subject: &str, extra: &str| {
+        format!(
+            "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
+             Message-ID: <compat-gmail-{n}@example.test>\r\nDate: Tue, 1 Dec 2026 12:0{n}:00 +0000\r\n\
+             MIME-Version: 1.0\r\n{extra}"
+        )
+        .into_bytes()
+    };
+    let plain = "Content-Type: text/plain; charset=utf-8\r\n\r\nHello from the compat suite.\r\n";
+    let with_file = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\r\nThe report is attached.\r\n--b\r\n\
+        Content-Type: application/pdf; name=\"report.pdf\"\r\n\
+        Content-Disposition: attachment; filename=\"report.pdf\"\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcOkw7zDtsOfCg==\r\n--b--\r\n";
+    google.insert_message(
+        &mail(1, "ann@example.test", &me, "compat gmail one", plain),
+        &["INBOX", "UNREAD"],
+        day,
+    );
+    google.insert_message(
+        &mail(2, "bob@example.test", &me, "compat gmail report", with_file),
+        &["INBOX"],
+        day / 2,
+    );
+    google.insert_message(
+        &mail(3, &me, "carol@example.test", "compat gmail sent", plain),
+        &["SENT"],
+        day / 4,
+    );
 }

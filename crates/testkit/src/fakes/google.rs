@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::sync::oneshot;
 
 use super::Fault;
@@ -177,6 +177,8 @@ pub(crate) struct State {
     token_faults: VecDeque<(Fault, usize)>,
     gmail_requests: usize,
     mailbox: mailbox::Mailbox,
+    /// `drafts.create`: (draft id, its message's id).
+    drafts: Vec<(String, String)>,
     sent: Vec<SentMessage>,
     uploads: HashMap<String, UploadSession>,
     /// `users.watch`: the topic and when the watch ends (unix ms).
@@ -293,6 +295,7 @@ impl FakeGoogle {
                 token_faults: VecDeque::new(),
                 gmail_requests: 0,
                 mailbox: mailbox::Mailbox::new(),
+                drafts: vec![],
                 sent: vec![],
                 uploads: HashMap::new(),
                 watch: None,
@@ -535,6 +538,11 @@ impl FakeGoogle {
         self.lock().mailbox.history_id()
     }
 
+    /// The drafts: (draft id, message id), in the order they were created.
+    pub fn drafts(&self) -> Vec<(String, String)> {
+        self.lock().drafts.clone()
+    }
+
     /// The labels of a stored message (`None`: no such message).
     pub fn labels_of(&self, id: &str) -> Option<Vec<String>> {
         self.lock().mailbox.get(id).map(|m| m.labels.clone())
@@ -603,6 +611,11 @@ fn router(shared: Arc<Shared>) -> Router {
             &format!("{users}/messages/{{id}}/attachments/{{attachment}}"),
             get(api::get_attachment),
         )
+        .route(
+            &format!("{users}/drafts"),
+            get(api::list_drafts).post(api::create_draft),
+        )
+        .route(&format!("{users}/drafts/{{id}}"), delete(api::delete_draft))
         .route(&format!("{users}/threads"), get(api::list_threads))
         .route(&format!("{users}/threads/{{id}}"), get(api::get_thread))
         .route(&format!("{users}/labels"), get(api::list_labels))

@@ -619,6 +619,93 @@ async fn api_changes_reach_gmail_and_are_announced_once(backend: Backend) {
 }
 both_backends!(api_changes_reach_gmail_and_are_announced_once);
 
+async fn drafts_are_filed_in_gmail_then_sent_by_draft_id(backend: Backend) {
+    let Some(l) = linked(backend, false, |_| {}).await else {
+        return;
+    };
+    pass(&l).await;
+    let (s, body) = l
+        .app
+        .post_json(
+            "/api/v1/drafts",
+            &json!({
+                "account_id": l.acc,
+                "to": [{"identifier": "bob@example.test", "display_name": "Bob"}],
+                "subject": "draft for Bob",
+                "body": "<p>Written, not sent yet</p>",
+            }),
+        )
+        .await;
+    assert_eq!(
+        (s, &body["object"]),
+        (200, &json!("DraftCreated")),
+        "{body}"
+    );
+    let draft_id = body["draft_id"].as_str().unwrap().to_owned();
+
+    // A Gmail draft (drafts.create, the DRAFT label only), indexed in Drafts under our id.
+    let drafts = l.google.drafts();
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    let gmail_id = drafts[0].1.clone();
+    assert_eq!(l.google.labels_of(&gmail_id).unwrap(), ["DRAFT"]);
+    let (s, got) = l.app.get(&format!("/api/v1/emails/{draft_id}")).await;
+    assert_eq!(s, 200, "{got}");
+    assert_eq!(
+        (&got["subject"], &got["role"], &got["provider_id"]),
+        (&json!("draft for Bob"), &json!("drafts"), &json!(gmail_id))
+    );
+    // The history's messagesAdded for it finds it indexed: nothing new, nothing announced.
+    let r = pass(&l).await;
+    assert_eq!((r.indexed, r.events), (0, 0), "{r:?}");
+
+    // A draft id that is no draft: 404, nothing sent.
+    let (_, list) = l
+        .app
+        .get(&format!("/api/v1/emails?account_id={}", l.acc))
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let resp = l
+        .app
+        .post_json(
+            "/api/v1/emails",
+            &json!({"account_id": l.acc, "draft_id": "AAAAAAAAAAAAAAAAAAAAAA"}),
+        )
+        .await;
+    mailroom_testkit::app::assert_error(&resp, 404, "resource_not_found");
+    assert!(l.google.sent_messages().is_empty());
+
+    // Sent by its id: Gmail sends the draft's content, and the draft is gone (drafts.delete),
+    // from the index too; the next pass announces no deletion of it.
+    let (s, sent) = l
+        .app
+        .post_json(
+            "/api/v1/emails",
+            &json!({"account_id": l.acc, "draft_id": draft_id}),
+        )
+        .await;
+    assert_eq!(s, 201, "{sent}");
+    let out = l.google.sent_messages();
+    assert_eq!(out.len(), 1);
+    let parsed = mailroom_mime::parse_mail(&out[0].raw).unwrap();
+    assert_eq!(parsed.subject.as_deref(), Some("draft for Bob"));
+    assert_eq!(out[0].recipients, ["bob@example.test"]);
+    assert!(String::from_utf8_lossy(&out[0].raw).contains("Written, not sent yet"));
+    assert!(l.google.drafts().is_empty());
+    assert!(
+        l.google.labels_of(&gmail_id).is_none(),
+        "the draft message is deleted"
+    );
+    let (s, _) = l.app.get(&format!("/api/v1/emails/{draft_id}")).await;
+    assert_eq!(s, 404);
+    pass(&l).await;
+    let kinds: Vec<String> = mail_events(&l).await.into_iter().map(|(k, _)| k).collect();
+    assert!(
+        !kinds.iter().any(|k| k == "mail_deleted"),
+        "a sent draft is not announced as deleted: {kinds:?}"
+    );
+}
+both_backends!(drafts_are_filed_in_gmail_then_sent_by_draft_id);
+
 async fn throttling_is_waited_out(backend: Backend) {
     let Some(l) = linked(backend, false, |g| {
         g.insert_message(&inbound("one"), &["INBOX"], DAY);

@@ -35,7 +35,7 @@ pub struct DraftCreated {
         (status = 400, description = "Invalid input; nothing filed", body = ErrorBody),
         (status = 401, description = "Bad API key, or `errors/disconnected_account`", body = ErrorBody),
         (status = 404, description = "Unknown account", body = ErrorBody),
-        (status = 422, description = "The account has no Drafts folder, or its provider cannot file drafts through mailroom yet (Gmail, Outlook)", body = ErrorBody),
+        (status = 422, description = "The account has no Drafts folder, or its provider cannot file drafts through mailroom yet (Outlook)", body = ErrorBody),
         (status = 503, description = "The mailbox could not be reached; try again", body = ErrorBody),
     ),
     security(("api_key" = []))

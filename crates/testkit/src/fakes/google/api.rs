@@ -271,6 +271,128 @@ pub(super) async fn trash_message(
     ok_json(answer)
 }
 
+// ----- drafts -----
+
+/// `POST …/drafts` with a `Draft` (`{message: {raw, threadId?}}`): the message is stored with
+/// the `DRAFT` label only (a `messagesAdded` history record, as Gmail writes one); answers
+/// the `Draft` with its message's id, thread and labels.
+pub(super) async fn create_draft(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_body(body, READ_CAP).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (mut s, _) = guard!(shared, headers, "gmail.users.drafts.create", user);
+    let limit = s.config.json_body_limit;
+    if body.len() > limit {
+        return errors::bad_request(&format!(
+            "Request payload size exceeds the limit: {limit} bytes."
+        ));
+    }
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return errors::invalid_argument(&format!("Invalid JSON payload received. {e}")),
+    };
+    if let Err(r) = known_fields(&v, "Draft") {
+        return r;
+    }
+    let Some(message) = v.get("message") else {
+        return errors::invalid_argument("Missing draft message");
+    };
+    let thread_id = match message_fields(message) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let Some(raw) = message
+        .get("raw")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+    else {
+        return errors::invalid_argument("Missing draft message");
+    };
+    let Some(raw) = decode_raw(raw) else {
+        return errors::invalid_argument(
+            "Invalid value at 'draft.message.raw' (TYPE_BYTES), Base64 decoding failed",
+        );
+    };
+    if raw.len() > SEND_MAX_SIZE {
+        return errors::upload_too_large(SEND_MAX_SIZE);
+    }
+    let thread = thread_id.filter(|t| valid_id(t) && !s.mailbox.thread(t).is_empty());
+    let stored = s.mailbox.insert(raw, thread, &["DRAFT"]);
+    let message = json!({
+        "id": stored.id,
+        "threadId": stored.thread_id,
+        "labelIds": stored.labels,
+    });
+    let draft_id = format!("r{}", mailbox::random_u64() >> 1);
+    let message_id = stored.id.clone();
+    s.drafts.push((draft_id.clone(), message_id));
+    drop(s);
+    super::publish(&shared);
+    ok_json(json!({ "id": draft_id, "message": message }))
+}
+
+/// `GET …/drafts`: the drafts whose message is still there, newest first, each as `{id,
+/// message: {id, threadId}}`; `maxResults` (1–500, default 100) and `pageToken` as
+/// `messages.list` takes them.
+pub(super) async fn list_drafts(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (s, access) = guard!(shared, headers, "gmail.users.drafts.list", user);
+    let pairs = query_pairs(&q);
+    let p = match list_params(&pairs, &access) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let drafts: Vec<Value> = s
+        .drafts
+        .iter()
+        .rev()
+        .filter_map(|(id, mid)| {
+            let m = s.mailbox.get(mid)?;
+            Some(json!({ "id": id, "message": { "id": m.id, "threadId": m.thread_id } }))
+        })
+        .collect();
+    let (items, next, total) = page(drafts, &p);
+    let mut v = json!({ "resultSizeEstimate": total });
+    if !items.is_empty() {
+        v["drafts"] = Value::Array(items);
+    }
+    if let Some(n) = next {
+        v["nextPageToken"] = json!(n);
+    }
+    ok_json(v)
+}
+
+/// `DELETE …/drafts/{id}`: the draft and its message are gone for good (a `messagesDeleted`
+/// history record); 204 with no body. An unknown draft is 404.
+pub(super) async fn delete_draft(
+    State(shared): State<Arc<Shared>>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (mut s, _) = guard!(shared, headers, "gmail.users.drafts.delete", user);
+    let Some(at) = s.drafts.iter().position(|(d, _)| *d == id) else {
+        return errors::not_found();
+    };
+    let (_, message_id) = s.drafts.remove(at);
+    let existed = s.mailbox.delete(&message_id);
+    drop(s);
+    if !existed {
+        return errors::not_found();
+    }
+    super::publish(&shared);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 // ----- watch, stop -----
 
 /// How long a watch lasts (Gmail: 7 days).

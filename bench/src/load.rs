@@ -24,6 +24,8 @@ pub struct ServerOptions {
     pub log: Option<String>,
     /// Where the server's stderr (its logs) goes; inherited when `None`.
     pub log_file: Option<std::path::PathBuf>,
+    /// More environment (e.g. `MAILROOM_WEBHOOK_ALLOW_PRIVATE=true` for a local receiver).
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -61,6 +63,8 @@ impl Server {
             .env("MAILROOM_API_RATE_PER_SECOND", "0")
             .env("MAILROOM_TLS_INSECURE_SKIP_VERIFY", "true")
             .env("MAILROOM_LOG", opts.log.as_deref().unwrap_or("warn"))
+            // Last, so what the scenario asks for wins over the defaults above.
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
