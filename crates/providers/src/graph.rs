@@ -23,6 +23,8 @@
 //! `RequestBodyTooLarge` / `ErrorMessageSizeExceeded` → `TooLarge`; other refusals →
 //! `Rejected(CantSendMessage)`.
 
+mod feed;
+
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -38,6 +40,8 @@ use mailroom_core::{ErrorKind, MessageId};
 
 use crate::failure::{FailureKind, MailError, Protocol};
 use crate::http_api::{refused, retry_after};
+
+pub use self::feed::{DeltaEntry, DeltaPage, GraphFolder, GraphMessageState, IdPage};
 
 /// The MIME `sendMail` route is used while the base64 body stays under this (Graph's limit is
 /// 4 MB per request; the margin keeps us clear of it whichever way "MB" is read).
@@ -129,6 +133,8 @@ impl GraphClient {
             .request(method, url)
             .bearer_auth(token.expose_secret())
             .header(header::ACCEPT, "application/json")
+            // Ids that survive a move between folders (see `feed`).
+            .header("Prefer", "IdType=\"ImmutableId\"")
             .timeout(self.timeout)
     }
 
@@ -474,6 +480,12 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> MailError {
             FailureKind::Quota { retry_after }
         }
         (401, _) | (_, Some("InvalidAuthenticationToken")) => FailureKind::Auth,
+        // A delta link Graph no longer knows: sync again from the start.
+        (410, _)
+        | (
+            _,
+            Some("syncStateNotFound" | "SyncStateNotFound" | "syncStateInvalid" | "resyncRequired"),
+        ) => FailureKind::CursorExpired,
         (s, _) if s >= 500 || s == 408 => FailureKind::Transient { retry_after },
         (_, Some("ErrorInvalidRecipients")) => FailureKind::Rejected(ErrorKind::RecipientRejected),
         (413, _)
@@ -590,6 +602,12 @@ mod tests {
         assert_eq!(e.kind, FailureKind::Rejected(ErrorKind::CantSendMessage));
         assert_eq!(e.code.as_deref(), Some("ErrorAccessDenied"));
         assert!(e.detail.contains("Access is denied."));
+        let e = err(
+            410,
+            r#"{"error":{"code":"syncStateNotFound","message":"The sync state is not found."}}"#,
+            None,
+        );
+        assert!(e.is_cursor_expired(), "{e}");
     }
 
     #[test]

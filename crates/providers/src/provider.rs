@@ -34,13 +34,11 @@ impl Provider {
         }
     }
 
-    /// Whether mailroom can read (and so sync) this provider's mailboxes yet: IMAP folders and
-    /// Gmail's history feed are built; Graph's delta reader is not (its read calls answer "not
-    /// built").
+    /// Whether mailroom can read (and so sync) this provider's mailboxes: IMAP folders,
+    /// Gmail's history feed and Graph's per-folder delta are all built.
     pub fn reads(self) -> bool {
         match self {
-            Provider::Imap | Provider::Gmail => true,
-            Provider::Graph => false,
+            Provider::Imap | Provider::Gmail | Provider::Graph => true,
         }
     }
 

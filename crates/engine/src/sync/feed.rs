@@ -1,4 +1,7 @@
-//! One pass of change-feed sync (Gmail) into the index, through the mailbox seam's feed calls.
+//! One pass of change-feed sync (Gmail history, Outlook's per-folder Graph delta) into the
+//! index, through the mailbox seam's feed calls. Written in Gmail's words below; for Outlook a
+//! folder is a mail folder (a message is in one), the cursor is the folders' delta links and a
+//! change's key is the message's hashed `changeKey` (see `mailroom_providers::mailbox::feed`).
 //!
 //! - **Folders**: the mailbox's labels that are folders, upserted with their roles (provider
 //!   id = label id). A message is linked to every folder it is in (no UID); one without any

@@ -2,7 +2,8 @@
 //!
 //! - [`sync_once`]: one pass of the account's sync, by its mailbox's model: per folder
 //!   ([`imap::sync_account_once`], with the subject fallback of threading in [`threading`]) or
-//!   through the account's change feed ([`feed::sync_feed_once`]: Gmail history);
+//!   through the account's change feed ([`feed::sync_feed_once`]: Gmail history, Outlook's
+//!   Graph delta);
 //! - [`supervisor`]: the background worker that decides which accounts this process syncs
 //!   (leases shared with the other processes) and runs one loop per owned account
 //!   ([`account`]: pass → wait for a change, the sweep timer or a nudge → pass …, with

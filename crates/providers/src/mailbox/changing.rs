@@ -1,7 +1,8 @@
 //! The changing side of the seam: read flag, moves, deletion, one attachment's bytes, the
 //! whole message, drafts. IMAP accounts do it over their pooled sessions (the same connection
-//! budget as reads and Sent copies); Gmail and Outlook mail is changed through their APIs,
-//! which come with their sync (issue 9): until then they answer a plain refusal.
+//! budget as reads and Sent copies). Gmail and Outlook mail is changed through the feed calls
+//! instead (`feed_set_read`, `feed_move`, `feed_trash`, `feed_open_part`, see `feed`): these
+//! IMAP-shaped calls (and drafts) answer a plain refusal for them.
 
 use mailroom_core::ErrorKind;
 
@@ -14,7 +15,7 @@ use crate::imap_smtp::change;
 pub use crate::imap_smtp::change::{Appended, Trashed};
 
 /// Changing Gmail and Outlook mail through the seam is not built yet: said plainly.
-fn changing_not_built(protocol: Protocol) -> MailError {
+pub(super) fn changing_not_built(protocol: Protocol) -> MailError {
     let which = if protocol == Protocol::Gmail {
         "Gmail"
     } else {

@@ -1,15 +1,18 @@
 //! The account-wide **change feed** model of reading a mailbox, beside IMAP's per-folder UID
 //! model ([`SyncModel`] says which one an account's mailbox speaks).
 //!
-//! A feed mailbox (Gmail today; Graph will be one too) has one cursor for the whole account:
+//! A feed mailbox (Gmail; Outlook through Graph) has one cursor for the whole account:
 //! the sync takes the cursor **before** an initial listing ([`Mailbox::feed_cursor`]), lists
 //! the message ids within its window ([`Mailbox::feed_list`]), fetches each one
 //! ([`Mailbox::feed_fetch`]), and from then on asks only what changed since the cursor
 //! ([`Mailbox::feed_changes`]). A cursor the provider no longer knows (Gmail's 404 on an old
-//! `startHistoryId`) is [`MailError::is_cursor_expired`]: list again.
+//! `startHistoryId`, Graph's 410 `syncStateNotFound` on a `deltaLink`) is
+//! [`MailError::is_cursor_expired`]: list again.
 //!
-//! Folders are the provider's labels: one message may be in several, and `UNREAD` is the read
-//! flag, not a folder.
+//! Gmail: folders are the provider's labels (one message may be in several; `UNREAD` is the
+//! read flag, not a folder); the cursor is a history id. Graph: folders are mail folders (a
+//! message is in one); the cursor is every synced folder's `deltaLink` (a JSON object by
+//! folder id); ids are immutable, so a move read from two folders' deltas is one [`Touched`].
 
 use mailroom_core::ErrorKind;
 
@@ -50,7 +53,9 @@ pub struct FeedMessage {
     /// When the provider received it, unix ms.
     pub internal_date_ms: Option<i64>,
     pub size: i64,
-    /// The cursor value of the message's last change (Gmail: its `historyId`).
+    /// The cursor value of the message's last change (Gmail: its `historyId`, ordered like
+    /// the cursor; Graph: its `changeKey` hashed, only equal or not, and a Graph cursor is
+    /// no number, so no listing ever leaves a Graph message to the changes).
     pub version: u64,
     /// Only when fetched whole; `None` also when the bytes are no message at all.
     pub parsed: Option<ParsedMail>,
@@ -70,11 +75,14 @@ pub struct FeedPage {
 pub struct Touched {
     pub id: String,
     /// The cursor value of the last change seen to it: what keys the events it causes, so
-    /// the same change read twice is announced once.
+    /// the same change read twice is announced once (Graph: its hashed `changeKey`; 0 when
+    /// it was only seen leaving a folder).
     pub at: u64,
-    /// It arrived in the mailbox within the changes (Gmail `messagesAdded`).
+    /// It arrived in the mailbox within the changes (Gmail `messagesAdded`; Graph: it entered
+    /// a folder's delta without leaving another's).
     pub added: bool,
-    /// It is gone for good (Gmail `messagesDeleted`; a move to Trash is a label change).
+    /// It is gone for good (Gmail `messagesDeleted`, Graph `@removed` with reason `deleted`;
+    /// a move to Trash / Deleted Items is a folder change).
     pub deleted: bool,
 }
 
@@ -94,20 +102,13 @@ pub struct FeedWindow {
     pub since_ms: Option<i64>,
 }
 
-/// A feed call on a mailbox that has no feed (IMAP), or whose feed is not built (Graph).
-fn not_a_feed(m: &Mailbox) -> MailError {
-    let (protocol, what) = match m {
-        Mailbox::Imap(_) => (
-            Protocol::Imap,
-            "IMAP mailboxes are read by folder, not through a change feed",
-        ),
-        Mailbox::Gmail(_) => (Protocol::Gmail, "unreachable: Gmail has a change feed"),
-        Mailbox::Graph(_) => (
-            Protocol::Graph,
-            "reading Outlook mail (Graph delta) is not built yet",
-        ),
-    };
-    MailError::rejected(protocol, ErrorKind::InvalidAccount, what)
+/// A feed call on a mailbox that has no feed (IMAP).
+fn not_a_feed() -> MailError {
+    MailError::rejected(
+        Protocol::Imap,
+        ErrorKind::InvalidAccount,
+        "IMAP mailboxes are read by folder, not through a change feed",
+    )
 }
 
 impl Mailbox {
@@ -123,7 +124,8 @@ impl Mailbox {
     pub async fn feed_folders(&self) -> Result<Vec<FeedFolder>, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_folders().await,
-            _ => Err(not_a_feed(self)),
+            Mailbox::Graph(m) => m.feed_folders().await,
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -132,7 +134,8 @@ impl Mailbox {
     pub async fn feed_cursor(&self) -> Result<String, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_cursor().await,
-            _ => Err(not_a_feed(self)),
+            Mailbox::Graph(m) => m.feed_cursor().await,
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -146,7 +149,8 @@ impl Mailbox {
     ) -> Result<FeedPage, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_list(window, page_size, page).await,
-            _ => Err(not_a_feed(self)),
+            Mailbox::Graph(m) => m.feed_list(window, page_size, page).await,
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -159,7 +163,8 @@ impl Mailbox {
     ) -> Result<Option<FeedMessage>, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_fetch(id, whole).await,
-            _ => Err(not_a_feed(self)),
+            Mailbox::Graph(m) => m.feed_fetch(id, whole).await,
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -174,7 +179,8 @@ impl Mailbox {
     ) -> Result<super::PartStream, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_open_part(id, part).await,
-            _ => Err(not_a_feed(self)),
+            Mailbox::Graph(m) => m.feed_open_part(id, part).await,
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -182,7 +188,8 @@ impl Mailbox {
     pub async fn feed_set_read(&self, id: &str, read: bool) -> Result<(), MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_set_read(id, read).await,
-            _ => Err(not_a_feed(self)),
+            Mailbox::Graph(m) => m.feed_set_read(id, read).await,
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -196,7 +203,9 @@ impl Mailbox {
     ) -> Result<Vec<String>, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_move(id, add, remove).await,
-            _ => Err(not_a_feed(self)),
+            // One folder per message: the move takes it out of the one it was in.
+            Mailbox::Graph(m) => m.feed_move(id, add).await,
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -205,7 +214,8 @@ impl Mailbox {
     pub async fn feed_trash(&self, id: &str) -> Result<Vec<String>, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_trash(id).await,
-            _ => Err(not_a_feed(self)),
+            Mailbox::Graph(m) => m.feed_trash(id).await,
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -213,7 +223,9 @@ impl Mailbox {
     pub async fn feed_create_draft(&self, raw: &[u8]) -> Result<String, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_create_draft(raw).await,
-            _ => Err(not_a_feed(self)),
+            // Outlook drafts are not built yet (issue 9).
+            Mailbox::Graph(_) => Err(super::changing::changing_not_built(Protocol::Graph)),
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -221,7 +233,9 @@ impl Mailbox {
     pub async fn feed_fetch_raw(&self, id: &str) -> Result<Option<Vec<u8>>, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_fetch_raw(id).await,
-            _ => Err(not_a_feed(self)),
+            // Outlook drafts are not built yet (issue 9).
+            Mailbox::Graph(_) => Err(super::changing::changing_not_built(Protocol::Graph)),
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -230,7 +244,9 @@ impl Mailbox {
     pub async fn feed_discard_draft(&self, id: &str) -> Result<(), MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_discard_draft(id).await,
-            _ => Err(not_a_feed(self)),
+            // Outlook drafts are not built yet (issue 9).
+            Mailbox::Graph(_) => Err(super::changing::changing_not_built(Protocol::Graph)),
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 
@@ -239,7 +255,8 @@ impl Mailbox {
     pub async fn feed_changes(&self, cursor: &str) -> Result<FeedChanges, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_changes(cursor).await,
-            _ => Err(not_a_feed(self)),
+            Mailbox::Graph(m) => m.feed_changes(cursor).await,
+            Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
 }

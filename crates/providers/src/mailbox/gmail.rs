@@ -23,6 +23,7 @@ use mailroom_core::email::ReplyParent;
 use super::feed::{FeedChanges, FeedFolder, FeedMessage, FeedPage, FeedWindow, Touched};
 use super::pacing::Pacer;
 use super::reading::RemoteRole;
+use super::throttled::retrying_throttled;
 use super::{Delivered, Outgoing, TokenSource, bcc_of, with_token};
 use crate::failure::{FailureKind, MailError, Protocol};
 use crate::gmail::{GmailClient, GmailMessage, Relabel};
@@ -46,12 +47,6 @@ fn is_folder(label: &str) -> bool {
     FOLDER_LABELS.iter().any(|(id, _)| *id == label)
         || !(NOT_FOLDERS.contains(&label) || label.starts_with("CATEGORY_"))
 }
-
-/// A throttled call is tried again at most this many times …
-const QUOTA_RETRIES: u32 = 4;
-/// … and only when Gmail asks for no longer a wait than this (a sending quota's hours-long
-/// `Retry-After` fails the call at once).
-const QUOTA_WAIT_MAX: Duration = Duration::from_secs(60);
 
 fn feed_message(m: GmailMessage, whole: bool) -> FeedMessage {
     FeedMessage {
@@ -162,28 +157,12 @@ impl GmailMailbox {
         F: Fn(SecretString) -> Fut,
         Fut: std::future::Future<Output = Result<T, MailError>>,
     {
-        let mut attempt = 0;
-        loop {
+        retrying_throttled(|| async {
             self.pacer.take(units).await;
-            let result = {
-                let _slot = self.slots.acquire().await.expect("never closed");
-                with_token(self.tokens.as_ref(), &f).await
-            };
-            match result {
-                Err(e) if e.is_quota() && attempt < QUOTA_RETRIES => {
-                    let wait = e
-                        .retry_after()
-                        .unwrap_or(Duration::from_millis(500 << attempt));
-                    if wait > QUOTA_WAIT_MAX {
-                        return Err(e);
-                    }
-                    attempt += 1;
-                    tracing::debug!(?wait, attempt, error = %e, "Gmail throttles; waiting");
-                    tokio::time::sleep(wait).await;
-                }
-                other => return other,
-            }
-        }
+            let _slot = self.slots.acquire().await.expect("never closed");
+            with_token(self.tokens.as_ref(), &f).await
+        })
+        .await
     }
 
     pub(super) async fn feed_folders(&self) -> Result<Vec<FeedFolder>, MailError> {

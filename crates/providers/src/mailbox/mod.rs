@@ -24,6 +24,7 @@ mod pacing;
 mod part_stream;
 pub mod reading;
 pub mod session_pool;
+mod throttled;
 mod verify;
 mod watching;
 
@@ -134,6 +135,8 @@ struct Shared {
     api_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Per-mailbox quota budgets of the Gmail reads (see [`pacing`]).
     gmail_pacers: Mutex<HashMap<String, Arc<pacing::Pacer>>>,
+    /// Per-account well-known Outlook folder ids (looked up once).
+    graph_folders: Mutex<HashMap<String, Arc<Mutex<Option<graph::WellKnown>>>>>,
 }
 
 impl Providers {
@@ -159,6 +162,7 @@ impl Providers {
                 smtp: SmtpPool::default(),
                 api_slots: Mutex::new(HashMap::new()),
                 gmail_pacers: Mutex::new(HashMap::new()),
+                graph_folders: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -202,6 +206,16 @@ impl Providers {
             .clone()
     }
 
+    fn graph_folders(&self, account_id: &str) -> Arc<Mutex<Option<graph::WellKnown>>> {
+        self.inner
+            .graph_folders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
     /// Whether accounts of type `t` can be synced (their mailboxes read): the sync supervisor
     /// asks this instead of knowing the providers.
     pub fn syncs(&self, t: AccountType) -> bool {
@@ -219,6 +233,11 @@ impl Providers {
             .remove(account_id);
         self.inner
             .gmail_pacers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(account_id);
+        self.inner
+            .graph_folders
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(account_id);
@@ -271,6 +290,7 @@ impl Providers {
                     tokens,
                     s.mode,
                     self.api_slots(o.account_id),
+                    self.graph_folders(o.account_id),
                 )))
             }
             _ => Err(mismatch()),
@@ -453,13 +473,13 @@ impl Mailbox {
 }
 
 /// The per-folder (IMAP) reads on a mailbox that is read through a change feed instead
-/// (Gmail: [`feed`]), or not at all yet (Outlook's Graph delta): said plainly rather than
-/// answered with an empty mailbox.
+/// ([`feed`]: Gmail history, Graph delta): said plainly rather than answered with an empty
+/// mailbox.
 fn reading_not_built(protocol: Protocol) -> MailError {
     let what = if protocol == Protocol::Gmail {
         "Gmail mailboxes are read through their change feed (history), not by folder and UID"
     } else {
-        "reading Outlook mail through the seam is not built yet"
+        "Outlook mailboxes are read through their change feed (delta), not by folder and UID"
     };
     MailError::rejected(protocol, ErrorKind::InvalidAccount, what)
 }

@@ -8,7 +8,8 @@
 //! see `imap_smtp::watch`. Gmail accounts watch through Cloud Pub/Sub when the operator set
 //! it up: `users.watch` on the topic, the changes pushed to mailroom's endpoint (which nudges
 //! the sync loop), the watch renewed a day before it expires; without a topic their `watch`
-//! is refused and the loop polls. Outlook push (Graph subscriptions) is not built yet.
+//! is refused and the loop polls. Outlook push (Graph subscriptions) is not built yet: Outlook
+//! accounts are polled every sweep.
 //!
 //! A watch reports changes from the moment [`Mailbox::watch`] returns: sync once after it to
 //! catch what happened before. [`Watch::next`] is cancel-safe (it can sit in a `select!` with

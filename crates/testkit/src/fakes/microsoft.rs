@@ -25,9 +25,13 @@
 //! - **Throttling**: optionally more than N concurrent Graph requests → 429
 //!   `ApplicationThrottled`; injected 429 / 503 with `Retry-After` and latency.
 
+mod delta;
 mod graph;
 mod identity;
 mod mailbox;
+mod subscriptions;
+
+pub use self::subscriptions::MAX_MESSAGE_SUBSCRIPTION_MINUTES;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -158,7 +162,10 @@ pub struct SentItem {
 /// A message placed in the inbox by [`FakeMicrosoft::deliver_inbound`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
+    /// The default id (it changes when the message moves).
     pub id: String,
+    /// The id under `Prefer: IdType="ImmutableId"` (mailroom's provider id).
+    pub immutable_id: String,
     pub internet_message_id: String,
     pub conversation_id: String,
 }
@@ -204,11 +211,25 @@ struct Shared {
     gate: watch::Sender<bool>,
     log: Mutex<Vec<LoggedRequest>>,
     emitted: Mutex<Vec<Emitted>>,
+    subscriptions: Mutex<subscriptions::Subscriptions>,
 }
 
 impl Shared {
     fn cfg(&self) -> MicrosoftConfig {
         self.cfg.lock().unwrap().clone()
+    }
+
+    /// Tells the subscriptions that message `m` was `change`d (`created`, `updated`,
+    /// `deleted`).
+    fn changed(&self, change: &str, m: &mailbox::Msg) {
+        let cfg = self.cfg();
+        subscriptions::notify(
+            &self.subscriptions.lock().unwrap(),
+            &cfg.user_id,
+            &cfg.tenant_id,
+            change,
+            m,
+        );
     }
 }
 
@@ -255,6 +276,7 @@ impl FakeMicrosoft {
             gate,
             log: Mutex::new(vec![]),
             emitted: Mutex::new(vec![]),
+            subscriptions: Mutex::new(subscriptions::Subscriptions::default()),
         });
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/authorize", get(identity::authorize))
@@ -402,12 +424,121 @@ impl FakeMicrosoft {
     /// Puts an RFC 822 message into the inbox, as if received. It joins the conversation of a
     /// message its `In-Reply-To` / `References` name.
     pub fn deliver_inbound(&self, raw: &[u8]) -> InboundMessage {
+        self.insert_message(raw, "inbox", Duration::ZERO)
+    }
+
+    /// Files an RFC 822 message in `folder` (id or well-known name) as received `age` ago,
+    /// as mail that was there before the account was linked, or (in `sentitems`) mail the
+    /// user sent from Outlook's own apps.
+    pub fn insert_message(&self, raw: &[u8], folder: &str, age: Duration) -> InboundMessage {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let f = mb.folder(folder).expect("insert_message: no such folder");
+        let m = mb
+            .file_mime(raw, f, age)
+            .expect("insert_message: unparseable message");
+        let i = mb.find(&m.id).expect("just filed");
+        self.shared.changed("created", &mb.messages[i]);
+        m
+    }
+
+    /// A folder the user made, under `parent` (an id or well-known name, e.g. `msgfolderroot`
+    /// or `inbox`); answers its id.
+    pub fn create_folder(&self, name: &str, parent: &str) -> String {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let p = mb.folder(parent).expect("create_folder: no such parent");
+        mb.create_folder(name, p)
+    }
+
+    /// The id of a folder (id or well-known name).
+    pub fn folder_id(&self, folder: &str) -> Option<String> {
+        let mb = self.shared.mailbox.lock().unwrap();
+        mb.folder(folder).map(|i| mb.folders[i].id.clone())
+    }
+
+    /// Marks a message (either id) read or unread, as the user does in Outlook.
+    pub fn set_read(&self, id: &str, read: bool) {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let i = mb.find(id).expect("set_read: no such message");
+        mb.messages[i].is_read = read;
+        mb.messages[i].touch();
+        self.shared.changed("updated", &mb.messages[i]);
+    }
+
+    /// Moves a message (either id) to `folder` (id or well-known name), as the user does in
+    /// Outlook; answers its new default id (the immutable id stays).
+    pub fn move_message(&self, id: &str, folder: &str) -> String {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let i = mb.find(id).expect("move_message: no such message");
+        let to = mb.folder(folder).expect("move_message: no such folder");
+        mb.move_to(i, to);
+        self.shared.changed("updated", &mb.messages[i]);
+        mb.messages[i].id.clone()
+    }
+
+    /// Deletes a message (either id) for good (Shift+Delete, or emptying Deleted Items).
+    pub fn delete_message(&self, id: &str) {
+        let mut mb = self.shared.mailbox.lock().unwrap();
+        let i = mb.find(id).expect("delete_message: no such message");
+        let m = mb.messages.remove(i);
+        self.shared.changed("deleted", &m);
+    }
+
+    /// Sends lifecycle event `event` (`reauthorizationRequired`, `subscriptionRemoved`,
+    /// `missed`) to every subscription's lifecycle URL; `subscriptionRemoved` also ends them.
+    /// Answers how many were told.
+    pub fn lifecycle(&self, event: &str) -> usize {
+        let tenant = self.shared.cfg().tenant_id;
+        subscriptions::lifecycle(
+            &mut self.shared.subscriptions.lock().unwrap(),
+            &tenant,
+            event,
+        )
+    }
+
+    /// The live subscriptions: (id, resource, expiration as unix seconds).
+    pub fn subscriptions(&self) -> Vec<(String, String, i64)> {
         self.shared
-            .mailbox
+            .subscriptions
             .lock()
             .unwrap()
-            .deliver_inbound(raw)
-            .expect("deliver_inbound: unparseable message")
+            .live
+            .values()
+            .map(|s| (s.id.clone(), s.resource.clone(), s.expires.unix_timestamp()))
+            .collect()
+    }
+
+    /// Change and lifecycle notifications answered 2xx so far, and the others.
+    pub fn notifications(&self) -> (usize, usize) {
+        let subs = self.shared.subscriptions.lock().unwrap();
+        let d = &subs.delivered;
+        (
+            d.0.load(std::sync::atomic::Ordering::SeqCst),
+            d.1.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
+    /// Whether a message is in the mailbox, and if so its folder's id and its read flag.
+    pub fn message_state(&self, id: &str) -> Option<(String, bool)> {
+        let mb = self.shared.mailbox.lock().unwrap();
+        let i = mb.find(id)?;
+        let m = &mb.messages[i];
+        Some((mb.folders[m.folder].id.clone(), m.is_read))
+    }
+
+    /// Forgets every delta round: stored `deltaLink`s answer 410 `syncStateNotFound`.
+    pub fn expire_delta_links(&self) {
+        self.shared.mailbox.lock().unwrap().delta.expire();
+    }
+
+    /// Graph requests answered so far (the token endpoint not included).
+    pub fn graph_request_count(&self) -> usize {
+        self.shared
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path.starts_with("/v1.0/"))
+            .count()
     }
 
     /// The messages of a folder (id or well-known name), rendered as Graph renders them

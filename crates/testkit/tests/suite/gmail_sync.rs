@@ -16,12 +16,13 @@ use mailroom_engine::sync::sync_once;
 use mailroom_server::Settings;
 use mailroom_server::config::{AppConfig, GooglePush};
 use mailroom_store::accounts::{self, Account};
-use mailroom_store::events;
-use mailroom_store::{Db, feed};
+use mailroom_store::{Db, events, feed};
 use mailroom_testkit::app::{TestApp, spawn_on};
 use mailroom_testkit::fakes::Fault;
 use mailroom_testkit::fakes::google::{FakeGoogle, GoogleConfig, contract};
 use mailroom_testkit::{Backend, TestDb, both_backends, wait};
+
+use crate::feed_sync::{self, by_subject};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -127,42 +128,19 @@ async fn pass(l: &Linked) -> SyncReport {
 }
 
 async fn events_of(l: &Linked, kind: &str) -> Vec<Value> {
-    events::of_type(&l.app.store, &l.app.workspace, kind)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect()
+    feed_sync::events_of(&l.app, kind).await
 }
 
-/// Every announcement about mail, by kind.
 async fn mail_events(l: &Linked) -> Vec<(String, Value)> {
-    let mut out = vec![];
-    for kind in [
-        "mail_received",
-        "mail_sent",
-        "mail_read",
-        "mail_moved",
-        "mail_deleted",
-    ] {
-        for p in events_of(l, kind).await {
-            out.push((kind.to_owned(), p));
-        }
-    }
-    out
+    feed_sync::mail_events(&l.app).await
 }
 
 async fn emails(l: &Linked, extra: &str) -> Vec<Value> {
-    let (s, body) = l
-        .app
-        .get(&format!("/api/v1/emails?account_id={}{extra}", l.acc))
-        .await;
-    assert_eq!(s, 200, "{body}");
-    body["items"].as_array().unwrap().clone()
+    feed_sync::emails(&l.app, &l.acc, extra).await
 }
 
-fn by_subject<'a>(items: &'a [Value], subject: &str) -> Option<&'a Value> {
-    items.iter().find(|i| i["subject"] == subject)
+async fn status(l: &Linked) -> String {
+    feed_sync::status(&l.app, &l.acc).await
 }
 
 async fn initial_sync_lists_labels_as_folders_and_announces_nothing(backend: Backend) {
@@ -784,24 +762,7 @@ async fn the_sync_loop_lists_new_mail_and_stops_on_a_revoked_grant(backend: Back
     l.google.revoke();
     l.google.expire_access_tokens();
     l.app.get(&format!("/api/v1/accounts/{}/sync", l.acc)).await;
-    wait::until("CREDENTIALS", Duration::from_secs(20), || async {
-        (status(&l).await == "CREDENTIALS").then_some(())
-    })
-    .await;
-    // The status and its event are written one after the other: wait for the event too.
-    wait::until(
-        "the account_status event",
-        Duration::from_secs(10),
-        || async {
-            let statuses: Vec<String> = events_of(&l, "account_status")
-                .await
-                .iter()
-                .map(|e| e["AccountStatus"]["message"].as_str().unwrap().to_owned())
-                .collect();
-            (statuses.last().map(String::as_str) == Some("CREDENTIALS")).then_some(())
-        },
-    )
-    .await;
+    feed_sync::until_credentials(&l.app, &l.acc).await;
 }
 both_backends!(the_sync_loop_lists_new_mail_and_stops_on_a_revoked_grant);
 
@@ -864,11 +825,6 @@ async fn gmail_push_brings_new_mail_within_two_seconds(backend: Backend) {
     assert_eq!(r.status(), 404);
 }
 both_backends!(gmail_push_brings_new_mail_within_two_seconds);
-
-async fn status(l: &Linked) -> String {
-    let (_, a) = l.app.get(&format!("/api/v1/accounts/{}", l.acc)).await;
-    a["sources"][0]["status"].as_str().unwrap_or("").to_owned()
-}
 
 async fn get(g: &FakeGoogle, token: &SecretString, path: &str) -> (u16, Value) {
     let r = reqwest::Client::new()

@@ -338,7 +338,11 @@ async fn a_reply_lands_in_the_parents_conversation() {
         .await
         .unwrap();
     assert_eq!(sent.route, GraphRoute::Draft);
-    assert_eq!(sent.parent_id.as_deref(), Some(parent.id.as_str()));
+    // The client asks for immutable ids (`Prefer: IdType="ImmutableId"`).
+    assert_eq!(
+        sent.parent_id.as_deref(),
+        Some(parent.immutable_id.as_str())
+    );
     assert_eq!(
         sent.conversation_id.as_deref(),
         Some(parent.conversation_id.as_str())
@@ -355,7 +359,7 @@ async fn a_reply_lands_in_the_parents_conversation() {
     assert!(
         fake.request_log()
             .iter()
-            .any(|r| r.path == format!("/v1.0/me/messages/{}/createReply", parent.id))
+            .any(|r| r.path == format!("/v1.0/me/messages/{}/createReply", parent.immutable_id))
     );
     let in_conversation: Vec<Value> = fake
         .messages("sentitems")

@@ -1,5 +1,6 @@
 //! Graph v1.0 mail routes and the pre-authenticated Outlook upload URLs.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -19,6 +20,7 @@ use super::{
     Emitted, MAX_REQUEST_BYTES, MAX_UPLOAD_SESSION_BYTES, MIN_UPLOAD_SESSION_BYTES, SentVia,
     Shared, exchange_id, iso, iso7, now, percent_decode, random_token, uuid,
 };
+use super::{delta, subscriptions};
 use crate::fakes::Fault;
 
 /// Bodies are read whole (so a refusal reaches the client instead of a reset connection).
@@ -256,8 +258,123 @@ pub(super) async fn entry(
     }
     let mut gate = st.gate.subscribe();
     let _ = gate.wait_for(|open| *open).await;
-    let reply = dispatch(&st, &method, &uri, &headers, &bytes, &perms).unwrap_or_else(Reply::Err);
+    if let Some(reply) = subscription_route(&st, &method, &uri, &headers, &bytes, &perms).await {
+        return render(&st, reply, &headers);
+    }
+    let mut reply =
+        dispatch(&st, &method, &uri, &headers, &bytes, &perms).unwrap_or_else(Reply::Err);
+    if immutable_ids(&headers)
+        && let Reply::Json { body, .. } = &mut reply
+    {
+        let mb = st.mailbox.lock().unwrap();
+        let ids: HashMap<&str, &str> = mb
+            .messages
+            .iter()
+            .map(|m| (m.id.as_str(), m.immutable_id.as_str()))
+            .collect();
+        to_immutable_ids(body, &ids);
+    }
     render(&st, reply, &headers)
+}
+
+/// `/subscriptions` and `/subscriptions/{id}` (see `subscriptions`); `None` for other paths.
+/// Async: creating one validates the notification URL first.
+async fn subscription_route(
+    st: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    perms: &[String],
+) -> Option<Reply> {
+    let path = uri.path().strip_prefix("/v1.0/subscriptions")?;
+    let id = path.strip_prefix('/').filter(|s| !s.is_empty());
+    if !(path.is_empty() || id.is_some_and(|i| !i.contains('/'))) {
+        return None;
+    }
+    let base = st.base.as_str();
+    let answer = async {
+        need(perms, READ)?;
+        let subs = &st.subscriptions;
+        match (method.as_str(), id) {
+            ("POST", None) => {
+                let obj = json_object(body)?;
+                let s = subscriptions::create(&obj, immutable_ids(headers)).await?;
+                let v = subscriptions::json(&s);
+                subs.lock().unwrap().live.insert(s.id.clone(), s);
+                Ok(json_reply(
+                    201,
+                    "Subscription",
+                    with_context(v, base, "subscriptions/$entity"),
+                ))
+            }
+            ("PATCH", Some(id)) => {
+                let obj = json_object(body)?;
+                let v = subscriptions::renew(&mut subs.lock().unwrap(), id, &obj)?;
+                Ok(json_reply(
+                    200,
+                    "Subscription",
+                    with_context(v, base, "subscriptions/$entity"),
+                ))
+            }
+            ("GET", Some(id)) => {
+                let g = subs.lock().unwrap();
+                let s = g.live.get(id).ok_or_else(|| subscriptions::not_found(id))?;
+                Ok(json_reply(
+                    200,
+                    "Subscription",
+                    with_context(subscriptions::json(s), base, "subscriptions/$entity"),
+                ))
+            }
+            ("DELETE", Some(id)) => match subs.lock().unwrap().live.remove(id) {
+                Some(_) => Ok(Reply::Empty(204)),
+                None => Err(subscriptions::not_found(id)),
+            },
+            _ => Err(gerr(
+                405,
+                "BadRequest",
+                format!("The HTTP method '{method}' is not allowed for the requested resource."),
+            )),
+        }
+    };
+    Some(answer.await.unwrap_or_else(Reply::Err))
+}
+
+/// The values of one preference of the request's `Prefer` headers (`odata.maxpagesize=50`,
+/// `IdType="ImmutableId"`), unquoted.
+fn preference(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+}
+
+/// Whether the request asks for immutable ids (`Prefer: IdType="ImmutableId"`).
+fn immutable_ids(h: &HeaderMap) -> bool {
+    preference(h, "IdType").is_some_and(|v| v.eq_ignore_ascii_case("ImmutableId"))
+}
+
+/// Replaces every message's default id in an answer (its `id` properties) by its immutable id.
+fn to_immutable_ids(v: &mut Value, ids: &HashMap<&str, &str>) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                match x {
+                    Value::String(s) if k == "id" => {
+                        if let Some(i) = ids.get(s.as_str()) {
+                            *s = (*i).to_owned();
+                        }
+                    }
+                    _ => to_immutable_ids(x, ids),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| to_immutable_ids(x, ids)),
+        _ => {}
+    }
 }
 
 fn too_large() -> GraphError {
@@ -435,6 +552,53 @@ fn dispatch(
             need(perms, WRITE)?;
             create_draft(st, headers, body)
         }
+        ("GET", ["mailFolders", fid, "messages", "delta"]) => {
+            need(perms, READ)?;
+            let select = parse_select(&qs)?;
+            let mut mb = st.mailbox.lock().unwrap();
+            let folder = mb.folder(fid).ok_or_else(not_found)?;
+            let body = delta::page(
+                &mut mb,
+                base,
+                delta::DeltaRequest {
+                    folder,
+                    delta_token: q(&qs, "$deltatoken"),
+                    skip_token: q(&qs, "$skiptoken"),
+                    select,
+                    page_size: preference(headers, "odata.maxpagesize")
+                        .and_then(|v| v.parse().ok()),
+                    immutable: immutable_ids(headers),
+                },
+            )?;
+            Ok(json_reply(200, "Collection(Message)", body))
+        }
+        ("POST", ["messages", id, "move"]) => {
+            need(perms, WRITE)?;
+            let obj = json_object(body)?;
+            let dest = obj
+                .get("destinationId")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    gerr(
+                        400,
+                        "ErrorInvalidParameter",
+                        "The value of the parameter 'DestinationId' is empty.",
+                    )
+                })?;
+            let mut mb = st.mailbox.lock().unwrap();
+            let i = mb.find(id).ok_or_else(not_found)?;
+            let to = mb
+                .folder(dest)
+                .ok_or_else(|| gerr(400, "ErrorInvalidIdMalformed", "Id is malformed."))?;
+            mb.move_to(i, to);
+            st.changed("updated", &mb.messages[i]);
+            let v = mb.message_json(&mb.messages[i], base, None, false);
+            Ok(json_reply(
+                201,
+                "Message",
+                with_context(v, base, "messages/$entity"),
+            ))
+        }
         ("GET", ["messages", id]) | ("GET", ["mailFolders", _, "messages", id]) => {
             need(perms, READ)?;
             get_message(st, &qs, id)
@@ -446,6 +610,7 @@ fn dispatch(
             let i = mb.find(id).ok_or_else(not_found)?;
             let mut msg = mb.messages[i].clone();
             mailbox::apply_json(&mut msg, &obj, Write::Patch)?;
+            st.changed("updated", &msg);
             mb.messages[i] = msg;
             let v = mb.message_json(&mb.messages[i], base, None, false);
             Ok(json_reply(
@@ -460,12 +625,11 @@ fn dispatch(
             let i = mb.find(id).ok_or_else(not_found)?;
             let deleted = mb.folder("deleteditems").expect("deleteditems");
             if mb.messages[i].folder == deleted {
-                mb.messages.remove(i);
+                let m = mb.messages.remove(i);
+                st.changed("deleted", &m);
             } else {
-                let mut msg = mb.messages.remove(i);
-                msg.folder = deleted;
-                msg.id = exchange_id("AAMkAGMsg");
-                mb.messages.push(msg);
+                mb.move_to(i, deleted);
+                st.changed("updated", &mb.messages[i]);
             }
             Ok(Reply::Empty(204))
         }
@@ -600,7 +764,7 @@ fn dispatch(
             need(perms, READ)?;
             let mb = st.mailbox.lock().unwrap();
             let value: Vec<Value> = (0..mb.folders.len())
-                .filter(|&i| i != ROOT)
+                .filter(|&i| mb.folders[i].parent == Some(ROOT))
                 .map(|i| mb.folder_json(i))
                 .collect();
             Ok(json_reply(
@@ -623,11 +787,10 @@ fn dispatch(
             need(perms, READ)?;
             let mb = st.mailbox.lock().unwrap();
             let i = mb.folder(fid).ok_or_else(not_found)?;
-            let value: Vec<Value> = if i == ROOT {
-                (1..mb.folders.len()).map(|j| mb.folder_json(j)).collect()
-            } else {
-                vec![]
-            };
+            let value: Vec<Value> = (0..mb.folders.len())
+                .filter(|&j| mb.folders[j].parent == Some(i))
+                .map(|j| mb.folder_json(j))
+                .collect();
             Ok(json_reply(
                 200,
                 "Collection(MailFolder)",
@@ -837,6 +1000,37 @@ fn get_message(st: &Shared, qs: &[(String, String)], id: &str) -> Result<Reply, 
     ))
 }
 
+/// `receivedDateTime ge|gt <DateTimeOffset>` (an unquoted OData literal, compared at Graph's
+/// precision, whole seconds): the time and whether it is included. `None` for other filters.
+fn received_since(f: &str) -> Result<Option<(time::OffsetDateTime, bool)>, GraphError> {
+    let mut it = f.split_whitespace();
+    if it.next() != Some("receivedDateTime") {
+        return Ok(None);
+    }
+    let bad = || {
+        gerr(
+            400,
+            "ErrorInvalidUrlQueryFilter",
+            "The query filter contains one or more invalid nodes.",
+        )
+    };
+    let inclusive = match it.next() {
+        Some("ge") => true,
+        Some("gt") => false,
+        _ => return Err(bad()),
+    };
+    let at = it
+        .next()
+        .and_then(|v| {
+            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .ok_or_else(bad)?;
+    if it.next().is_some() {
+        return Err(bad());
+    }
+    Ok(Some((at.replace_nanosecond(0).unwrap_or(at), inclusive)))
+}
+
 #[derive(Debug, PartialEq)]
 enum FilterValue {
     Str(String),
@@ -942,7 +1136,11 @@ fn list_messages(
             .parse::<usize>()
             .map_err(|_| gerr(400, "BadRequest", format!("Invalid value '{t}' for $skip.")))?,
     };
-    let filter = q(qs, "$filter").map(parse_filter).transpose()?;
+    let since = q(qs, "$filter").map(received_since).transpose()?.flatten();
+    let filter = match q(qs, "$filter") {
+        Some(f) if since.is_none() => Some(parse_filter(f)?),
+        _ => None,
+    };
     let (order_prop, desc) = match q(qs, "$orderby").map(str::trim) {
         None => ("receivedDateTime", true),
         Some(o) => {
@@ -982,6 +1180,12 @@ fn list_messages(
         }
         if let Some((p, v)) = &filter
             && !matches_filter(&mb, m, p, v)?
+        {
+            continue;
+        }
+        let received = m.received.replace_nanosecond(0).unwrap_or(m.received);
+        if let Some((t, inclusive)) = since
+            && !(received > t || (inclusive && received == t))
         {
             continue;
         }

@@ -2,6 +2,7 @@
 //! outgoing queue; Graph JSON in and out; RFC 822 in.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -200,7 +201,10 @@ impl Att {
 
 #[derive(Debug, Clone)]
 pub(super) struct Msg {
+    /// The id Graph gives by default: it changes when the message moves to another folder.
     pub id: String,
+    /// The id with `Prefer: IdType="ImmutableId"`: the message's for life.
+    pub immutable_id: String,
     pub folder: usize,
     pub created: OffsetDateTime,
     pub modified: OffsetDateTime,
@@ -236,7 +240,7 @@ pub(super) struct Msg {
 }
 
 impl Msg {
-    fn touch(&mut self) {
+    pub(super) fn touch(&mut self) {
         self.modified = now();
         self.change_key = random_token(12);
     }
@@ -255,8 +259,9 @@ impl Msg {
 #[derive(Debug, Clone)]
 pub(super) struct Folder {
     pub id: String,
+    /// Empty for a folder the user made.
     pub well_known: &'static str,
-    pub display: &'static str,
+    pub display: String,
     pub parent: Option<usize>,
 }
 
@@ -282,6 +287,8 @@ pub(super) struct Mailbox {
     pub messages: Vec<Msg>,
     pub sessions: HashMap<String, UploadSession>,
     pub sent: Vec<SentItem>,
+    /// Delta rounds: states behind the `deltaLink`s issued, pages behind the `nextLink`s.
+    pub delta: super::delta::DeltaStore,
 }
 
 const FOLDERS: &[(&str, &str)] = &[
@@ -297,7 +304,6 @@ const FOLDERS: &[(&str, &str)] = &[
 ];
 
 pub(super) const ROOT: usize = 0;
-pub(super) const INBOX: usize = 1;
 pub(super) const DRAFTS: usize = 2;
 pub(super) const SENT_ITEMS: usize = 3;
 
@@ -795,7 +801,7 @@ impl Mailbox {
             .map(|(i, (wk, name))| Folder {
                 id: exchange_id("AAMkAGFolder"),
                 well_known: wk,
-                display: name,
+                display: (*name).to_owned(),
                 parent: (i != ROOT).then_some(ROOT),
             })
             .collect();
@@ -808,6 +814,7 @@ impl Mailbox {
             messages: vec![],
             sessions: HashMap::new(),
             sent: vec![],
+            delta: Default::default(),
         }
     }
 
@@ -819,13 +826,41 @@ impl Mailbox {
     }
 
     pub(super) fn folder(&self, key: &str) -> Option<usize> {
-        self.folders
-            .iter()
-            .position(|f| f.id == key || f.well_known.eq_ignore_ascii_case(key))
+        self.folders.iter().position(|f| {
+            f.id == key || (!f.well_known.is_empty() && f.well_known.eq_ignore_ascii_case(key))
+        })
     }
 
+    /// A message by either of its ids (Graph takes both whatever the `Prefer` header says).
     pub(super) fn find(&self, id: &str) -> Option<usize> {
-        self.messages.iter().position(|m| m.id == id)
+        self.messages
+            .iter()
+            .position(|m| m.id == id || m.immutable_id == id)
+    }
+
+    /// Moves message `i` to folder `to`, as Exchange does: a new (default) id, a new change key;
+    /// the immutable id stays.
+    pub(super) fn move_to(&mut self, i: usize, to: usize) {
+        let m = &mut self.messages[i];
+        if m.folder == to {
+            return;
+        }
+        m.folder = to;
+        m.id = exchange_id("AAMkAGMsg");
+        m.is_draft = to == DRAFTS && m.is_draft;
+        m.touch();
+    }
+
+    /// A folder the user made, under `parent`.
+    pub(super) fn create_folder(&mut self, name: &str, parent: usize) -> String {
+        let id = exchange_id("AAMkAGFolder");
+        self.folders.push(Folder {
+            id: id.clone(),
+            well_known: "",
+            display: name.to_owned(),
+            parent: Some(parent),
+        });
+        id
     }
 
     fn domain(&self) -> &str {
@@ -839,6 +874,7 @@ impl Mailbox {
         let t = now();
         Msg {
             id: exchange_id("AAMkAGMsg"),
+            immutable_id: exchange_id("AAkALgImm"),
             folder,
             created: t,
             modified: t,
@@ -896,7 +932,8 @@ impl Mailbox {
         m.subject = p.subject.clone();
         m.body_type = p.body_type;
         m.body = p.body.clone();
-        if folder == INBOX {
+        // Mail filed anywhere but Drafts and Sent Items came from someone else, unread.
+        if folder != DRAFTS && folder != SENT_ITEMS {
             m.from = p.from.clone();
             m.sender = p.from.clone();
             m.is_read = false;
@@ -920,10 +957,25 @@ impl Mailbox {
         Some((m, p))
     }
 
-    pub(super) fn deliver_inbound(&mut self, raw: &[u8]) -> Option<InboundMessage> {
-        let (m, _) = self.msg_from_mime(raw, INBOX)?;
+    /// A message from MIME filed in `folder`, received `age` ago (mail sent from Outlook's own
+    /// apps lands in Sent Items, read, from the user).
+    pub(super) fn file_mime(
+        &mut self,
+        raw: &[u8],
+        folder: usize,
+        age: Duration,
+    ) -> Option<InboundMessage> {
+        let (mut m, _) = self.msg_from_mime(raw, folder)?;
+        m.received -= age;
+        m.created -= age;
+        if folder == SENT_ITEMS {
+            m.sent = Some(m.received);
+            m.from = Some(self.user());
+            m.sender = Some(self.user());
+        }
         let out = InboundMessage {
             id: m.id.clone(),
+            immutable_id: m.immutable_id.clone(),
             internet_message_id: m.internet_message_id.clone(),
             conversation_id: m.conversation_id.clone(),
         };
@@ -977,7 +1029,9 @@ impl Mailbox {
             ));
         }
         let t = now();
+        // A new item in Sent Items, not the draft moved.
         m.id = exchange_id("AAMkAGMsg");
+        m.immutable_id = exchange_id("AAkALgImm");
         m.folder = SENT_ITEMS;
         m.is_draft = false;
         m.is_read = true;
@@ -1127,7 +1181,7 @@ impl Mailbox {
             "id": f.id,
             "displayName": f.display,
             "parentFolderId": f.parent.map(|p| self.folders[p].id.clone()).unwrap_or_else(|| self.folders[ROOT].id.clone()),
-            "childFolderCount": if i == ROOT { self.folders.len() - 1 } else { 0 },
+            "childFolderCount": self.folders.iter().filter(|c| c.parent == Some(i)).count(),
             "unreadItemCount": in_folder.clone().filter(|m| !m.is_read).count(),
             "totalItemCount": in_folder.count(),
             "isHidden": false,
