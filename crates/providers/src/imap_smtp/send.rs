@@ -226,6 +226,23 @@ fn enhanced_code(code: u16, text: &str) -> Option<&str> {
 /// Gmail answers its per-user quota with 5.4.5 (RFC 3463 "mail system congestion", which as
 /// a permanent 5xx is no congestion); the words cover servers that answer otherwise.
 fn speaks_of_send_quota(enhanced: Option<&str>, lower: &str) -> bool {
+    // A recipient's full mailbox (X.2.2, RFC 3463: Dovecot's `552 5.2.2 … Quota exceeded
+    // (mailbox for user is full)`, Gmail's `452 4.2.2 … is over quota`) or a recipient's
+    // address (X.1.x) is someone else's quota: that recipient's refusal, not a pause of this
+    // mailbox's sends (which would come back every hour for a send that can never go).
+    if let Some(e) = enhanced {
+        let mut parts = e.split('.').skip(1);
+        let (subject, detail) = (parts.next(), parts.next());
+        if subject == Some("1") || (subject == Some("2") && detail == Some("2")) {
+            return false;
+        }
+    }
+    if lower.contains("mailbox full")
+        || lower.contains("mailbox is full")
+        || lower.contains("is over quota")
+    {
+        return false;
+    }
     enhanced == Some("5.4.5")
         || lower.contains("quota")
         || lower.contains("sending limit")
@@ -845,6 +862,20 @@ mod tests {
             pause
         );
         assert_eq!(kind(451, "4.7.1 Daily message limit reached"), pause);
+        // A recipient's full mailbox is that recipient's refusal, not this mailbox's quota.
+        for (code, text) in [
+            (
+                552,
+                "5.2.2 <bob@example.test>: Quota exceeded (mailbox for user is full)",
+            ),
+            (
+                452,
+                "4.2.2 The email account that you tried to reach is over quota. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaTemp",
+            ),
+            (550, "Requested action not taken: mailbox full"),
+        ] {
+            assert_ne!(kind(code, text), pause, "{code} {text}");
+        }
     }
 
     #[test]
