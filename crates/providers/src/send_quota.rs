@@ -22,9 +22,10 @@ pub const GOOGLE_WORKSPACE: SendLimits = SendLimits {
     recipients_per_day: Some(10_000),
 };
 
-/// Outlook.com (free): 300 messages and 5,000 recipients a day.
+/// Outlook.com: 30 messages a minute (as Exchange Online, which hosts it), 300 messages and
+/// 5,000 recipients a day.
 pub const OUTLOOK_CONSUMER: SendLimits = SendLimits {
-    per_minute: None,
+    per_minute: Some(30),
     per_day: Some(300),
     recipients_per_day: Some(5_000),
 };
