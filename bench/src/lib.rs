@@ -30,6 +30,14 @@ impl BackendArg {
         }
     }
 
+    /// The backends a run covers: the one asked for, else SQLite then PostgreSQL.
+    pub fn chosen(asked: Option<BackendArg>) -> Vec<BackendArg> {
+        match asked {
+            Some(b) => vec![b],
+            None => vec![BackendArg::Sqlite, BackendArg::Postgres],
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             BackendArg::Sqlite => "SQLite",

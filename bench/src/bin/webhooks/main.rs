@@ -57,10 +57,7 @@ pub enum Scenario {
 impl Args {
     /// The backends to run: the one asked for, else SQLite then PostgreSQL.
     pub fn backends(&self) -> Vec<BackendArg> {
-        match self.backend {
-            Some(b) => vec![b],
-            None => vec![BackendArg::Sqlite, BackendArg::Postgres],
-        }
+        BackendArg::chosen(self.backend)
     }
 
     /// How `mailroom serve` is started for `scenario` on backend `b`.

@@ -287,15 +287,9 @@ pub(super) async fn create_draft(
         Err(r) => return r,
     };
     let (mut s, _) = guard!(shared, headers, "gmail.users.drafts.create", user);
-    let limit = s.config.json_body_limit;
-    if body.len() > limit {
-        return errors::bad_request(&format!(
-            "Request payload size exceeds the limit: {limit} bytes."
-        ));
-    }
-    let v: Value = match serde_json::from_slice(&body) {
+    let v = match json_request(&body, s.config.json_body_limit) {
         Ok(v) => v,
-        Err(e) => return errors::invalid_argument(&format!("Invalid JSON payload received. {e}")),
+        Err(r) => return r,
     };
     if let Err(r) = known_fields(&v, "Draft") {
         return r;
@@ -991,6 +985,17 @@ fn decode_raw(s: &str) -> Option<Vec<u8>> {
         .or_else(|| STANDARD_PAD_INDIFFERENT.decode(s).ok())
 }
 
+/// A JSON request body as Google's front end takes it: refused past `limit` bytes, then parsed.
+fn json_request(body: &[u8], limit: usize) -> Result<Value, Response> {
+    if body.len() > limit {
+        return Err(errors::bad_request(&format!(
+            "Request payload size exceeds the limit: {limit} bytes."
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| errors::invalid_argument(&format!("Invalid JSON payload received. {e}")))
+}
+
 /// `POST /gmail/v1/users/{userId}/messages/send` with a JSON `Message`.
 pub(super) async fn send_json(
     State(shared): State<Arc<Shared>>,
@@ -1003,17 +1008,9 @@ pub(super) async fn send_json(
         Err(r) => return r,
     };
     let (mut s, _) = guard!(shared, headers, "gmail.users.messages.send", user);
-    let limit = s.config.json_body_limit;
-    if body.len() > limit {
-        return errors::bad_request(&format!(
-            "Request payload size exceeds the limit: {limit} bytes."
-        ));
-    }
-    let v: Value = match serde_json::from_slice(&body) {
+    let v = match json_request(&body, s.config.json_body_limit) {
         Ok(v) => v,
-        Err(e) => {
-            return errors::invalid_argument(&format!("Invalid JSON payload received. {e}"));
-        }
+        Err(r) => return r,
     };
     let thread_id = match message_fields(&v) {
         Ok(t) => t,
