@@ -140,8 +140,15 @@ pub async fn create_link(
         (None, l) if l != SyncLimit::Default => Some(l.as_stored()),
         _ => None,
     };
-    let send_limits = (reconnect.is_none() && !req.send_limits.is_default())
-        .then(|| req.send_limits.to_stored_json());
+    // A reconnect keeps the account's limits; they are changed by `PATCH /accounts/{id}`.
+    // Said, not silently dropped.
+    if reconnect.is_some() && !req.send_limits.is_default() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidParameters,
+            "send_limits cannot be set on a reconnect link: change them with PATCH /accounts/{id}",
+        ));
+    }
+    let send_limits = (!req.send_limits.is_default()).then(|| req.send_limits.to_stored_json());
     hosted_links::insert(
         &engine.store,
         hosted_links::NewLink {

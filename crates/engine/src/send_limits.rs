@@ -5,6 +5,7 @@
 use mailroom_core::send_limits::{LimitSetting, SendLimitSettings, SendLimits};
 use mailroom_core::{ApiError, ErrorKind};
 use mailroom_store::accounts::Account;
+use mailroom_store::audit::{self, Action, NewEntry, Origin};
 use mailroom_store::send_limits;
 use mailroom_store::tx::Db;
 
@@ -92,6 +93,7 @@ pub async fn status(engine: &Engine, account: &Account) -> Result<SendLimitStatu
 /// at once, to be planned under the new limits (in their order).
 pub async fn update(
     engine: &Engine,
+    origin: &Origin,
     account: &Account,
     change: SendLimitsChange,
 ) -> Result<SendLimitStatus, ApiError> {
@@ -110,6 +112,25 @@ pub async fn update(
     send_limits::release_held_in(Db::Tx(&mut tx), &account.id, now)
         .await
         .map_err(store_error)?;
+    // Who changed the limits, to what (numbers only), with the change.
+    audit::record_in(
+        Db::Tx(&mut tx),
+        NewEntry {
+            workspace_id: &account.workspace_id,
+            action: Action::AccountUpdated,
+            origin,
+            account_id: Some(&account.id),
+            target: Some(&account.id),
+            details: serde_json::json!({ "send_limits": {
+                "per_minute": settings.per_minute.to_stored(),
+                "per_day": settings.per_day.to_stored(),
+                "recipients_per_day": settings.recipients_per_day.to_stored(),
+            } }),
+            now_ms: now,
+        },
+    )
+    .await
+    .map_err(store_error)?;
     tx.commit().await.map_err(store_error)?;
     engine.outbox.wake();
     tracing::info!(account_id = %account.id, ?settings, "send limits changed");

@@ -79,6 +79,7 @@ impl Origin {
 pub enum Action {
     AccountLinked,
     AccountReconnected,
+    AccountUpdated,
     AccountDeleted,
     AccountCredentialsRefused,
     KeyCreated,
@@ -93,9 +94,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::AccountLinked,
         Action::AccountReconnected,
+        Action::AccountUpdated,
         Action::AccountDeleted,
         Action::AccountCredentialsRefused,
         Action::KeyCreated,
@@ -113,6 +115,7 @@ impl Action {
         match self {
             Action::AccountLinked => "account.linked",
             Action::AccountReconnected => "account.reconnected",
+            Action::AccountUpdated => "account.updated",
             Action::AccountDeleted => "account.deleted",
             Action::AccountCredentialsRefused => "account.credentials_refused",
             Action::KeyCreated => "key.created",

@@ -440,7 +440,7 @@ pub async fn renew_lease(store: &Store, id: &str, token: &str, until: i64) -> Re
 /// the request's answer for idempotent replays when none was yet (one statement for both).
 #[allow(clippy::too_many_arguments)]
 pub async fn mark_sent(
-    store: &Store,
+    db: Db<'_>,
     id: &str,
     node: &str,
     now_ms: i64,
@@ -453,7 +453,7 @@ pub async fn mark_sent(
         Some((status, body)) => (Some(i64::from(status)), Some(body.to_string())),
         None => (None, None),
     };
-    let n = with_pool!(store, pool => {
+    let n = with_conn!(db, c => {
         sqlx::query(
             "UPDATE outbox SET status = 'sent', provider_id = $1, sent_at = $2, updated_at = $2, locked_by = NULL, \
              locked_until = NULL, last_error = NULL, last_error_type = NULL, sent_copy = $3, run_after = $2, \
@@ -461,7 +461,7 @@ pub async fn mark_sent(
              WHERE id = $4 AND locked_by = $5 AND status = 'sending'",
         )
         .bind(provider_id).bind(now_ms).bind(copy_state).bind(id).bind(node).bind(status).bind(body)
-        .execute(pool).await?.rows_affected()
+        .execute(&mut *c).await?.rows_affected()
     });
     Ok(n == 1)
 }
@@ -540,22 +540,22 @@ pub async fn admit_in(db: Db<'_>, id: &str, token: &str) -> Result<bool> {
     Ok(n == 1)
 }
 
-/// The job failed for good.
+/// The job failed for good (in `db`: the caller stores its event and audit entry with it).
 pub async fn mark_failed(
-    store: &Store,
+    db: Db<'_>,
     id: &str,
     node: &str,
     now_ms: i64,
     error_type: &str,
     error: &str,
 ) -> Result<bool> {
-    let n = with_pool!(store, pool => {
+    let n = with_conn!(db, c => {
         sqlx::query(
             "UPDATE outbox SET status = 'failed', updated_at = $1, locked_by = NULL, locked_until = NULL, \
              last_error = $2, last_error_type = $3 WHERE id = $4 AND locked_by = $5 AND status = 'sending'",
         )
         .bind(now_ms).bind(error).bind(error_type).bind(id).bind(node)
-        .execute(pool).await?.rows_affected()
+        .execute(&mut *c).await?.rows_affected()
     });
     Ok(n == 1)
 }

@@ -511,7 +511,7 @@ pub async fn update_account(
         Some(v) => send_limits::parse_change(v)?,
         None => return Err(err(ErrorKind::MissingParameters, "send_limits is required")),
     };
-    let limits = send_limits::update(&state.engine, &account, change).await?;
+    let limits = send_limits::update(&state.engine, caller.origin(), &account, change).await?;
     Ok(Json(view(&account, limits)?))
 }
 

@@ -28,7 +28,7 @@ pub struct AuditEvent {
     pub id: String,
     /// When it happened.
     pub date: String,
-    /// `account.linked`, `account.reconnected`, `account.deleted`,
+    /// `account.linked`, `account.reconnected`, `account.updated`, `account.deleted`,
     /// `account.credentials_refused`, `key.created`, `key.revoked`, `webhook.created`,
     /// `webhook.updated`, `webhook.deleted`, `send.accepted`, `send.sent`, `send.refused` or
     /// `send.given_up`.

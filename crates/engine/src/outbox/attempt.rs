@@ -259,11 +259,16 @@ impl Outbox {
                 provider_id: provider_id.clone(),
             },
         );
+        // The outcome and its audit entry commit together: a crash cannot keep one without
+        // the other.
+        let origin = self.accepted_by(job).await;
+        let now = self.inner.clock.now_ms();
+        let mut tx = self.inner.store.begin_write().await?;
         if !outbox::mark_sent(
-            &self.inner.store,
+            Db::Tx(&mut tx),
             &job.id,
             claim(job),
-            self.inner.clock.now_ms(),
+            now,
             &provider_id,
             needs_sent_copy,
             job.response
@@ -274,13 +279,19 @@ impl Outbox {
         {
             return Ok(Outcome::NotOurs);
         }
-        metrics::counter!("mailroom_emails_sent_total").increment(1);
-        self.audit_outcome(
-            job,
-            Action::SendSent,
-            json!({ "recipients": job.recipients.len() }),
+        audit::record_in(
+            Db::Tx(&mut tx),
+            outcome_entry(
+                job,
+                Action::SendSent,
+                &origin,
+                json!({ "recipients": job.recipients.len() }),
+                now,
+            ),
         )
-        .await;
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("mailroom_emails_sent_total").increment(1);
         // A send under the account's limits ended: the next held one may go now.
         if job.send_gate.is_some() {
             self.wake();
@@ -404,9 +415,12 @@ impl Outbox {
         detail: String,
         action: Action,
     ) -> Result<Outcome, StoreError> {
+        // The job's end, its `send_failed` event and its audit entry commit together.
+        let origin = self.accepted_by(job).await;
         let now = self.inner.clock.now_ms();
+        let mut tx = self.inner.store.begin_write().await?;
         if !outbox::mark_failed(
-            &self.inner.store,
+            Db::Tx(&mut tx),
             &job.id,
             claim(job),
             now,
@@ -417,9 +431,8 @@ impl Outbox {
         {
             return Ok(Outcome::NotOurs);
         }
-        metrics::counter!("mailroom_emails_failed_total").increment(1);
-        events::record(
-            &self.inner.store,
+        events::record_in(
+            Db::Tx(&mut tx),
             NewEvent {
                 id: event_id(&["send_failed", &job.id]),
                 workspace_id: &job.workspace_id,
@@ -434,42 +447,55 @@ impl Outbox {
         )
         .await?;
         // The error type and the attempts, not the provider's text (it can quote an address).
-        self.audit_outcome(
-            job,
-            action,
-            json!({ "recipients": job.recipients.len(), "type": kind.type_slug(), "attempts": job.attempts }),
+        audit::record_in(
+            Db::Tx(&mut tx),
+            outcome_entry(
+                job,
+                action,
+                &origin,
+                json!({ "recipients": job.recipients.len(), "type": kind.type_slug(), "attempts": job.attempts }),
+                now,
+            ),
         )
-        .await;
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("mailroom_emails_failed_total").increment(1);
         tracing::warn!(job = %job.id, error = %detail, "send failed");
         Ok(Outcome::Failed { kind, detail })
     }
 }
 
 impl Outbox {
-    /// Records what became of a send, right after the job's row says it, credited to the
-    /// request that accepted it (`system` once that entry is past retention). The outcome is
-    /// already stored: an audit failure is logged, not retried into a second send.
-    async fn audit_outcome(&self, job: &Job, action: Action, details: serde_json::Value) {
-        let store = &self.inner.store;
-        let origin = match audit::origin_of(store, Action::SendAccepted, &job.id).await {
+    /// Who accepted the send (its `send.accepted` entry): what becomes of it is credited to
+    /// that request's key, request id and address (`system` once the entry is past retention).
+    /// Read before the outcome's write transaction (SQLite's writer is not held for it).
+    async fn accepted_by(&self, job: &Job) -> Origin {
+        match audit::origin_of(&self.inner.store, Action::SendAccepted, &job.id).await {
             Ok(Some(o)) => o,
             Ok(None) => Origin::system(),
             Err(e) => {
                 tracing::warn!(job = %job.id, error = %e, "cannot read who accepted the send");
                 Origin::system()
             }
-        };
-        let entry = NewEntry {
-            workspace_id: &job.workspace_id,
-            action,
-            origin: &origin,
-            account_id: Some(&job.account_id),
-            target: Some(&job.id),
-            details,
-            now_ms: self.inner.clock.now_ms(),
-        };
-        if let Err(e) = audit::record(store, entry).await {
-            tracing::warn!(job = %job.id, error = %e, action = action.as_str(), "cannot write the audit entry");
         }
+    }
+}
+
+/// The audit entry of a send's outcome.
+fn outcome_entry<'a>(
+    job: &'a Job,
+    action: Action,
+    origin: &'a Origin,
+    details: serde_json::Value,
+    now_ms: i64,
+) -> NewEntry<'a> {
+    NewEntry {
+        workspace_id: &job.workspace_id,
+        action,
+        origin,
+        account_id: Some(&job.account_id),
+        target: Some(&job.id),
+        details,
+        now_ms,
     }
 }

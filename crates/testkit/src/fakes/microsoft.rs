@@ -206,6 +206,9 @@ struct Shared {
     graph_faults: Mutex<VecDeque<Fault>>,
     token_faults: Mutex<VecDeque<Fault>>,
     concurrency_limit: Mutex<Option<usize>>,
+    /// Messages the mailbox may still submit before its sending quota is used up (`None`: no
+    /// quota).
+    send_allowance: Mutex<Option<usize>>,
     in_flight: AtomicUsize,
     throttled: AtomicUsize,
     gate: watch::Sender<bool>,
@@ -271,6 +274,7 @@ impl FakeMicrosoft {
             graph_faults: Mutex::new(VecDeque::new()),
             token_faults: Mutex::new(VecDeque::new()),
             concurrency_limit: Mutex::new(None),
+            send_allowance: Mutex::new(None),
             in_flight: AtomicUsize::new(0),
             throttled: AtomicUsize::new(0),
             gate,
@@ -387,6 +391,15 @@ impl FakeMicrosoft {
         );
         let mut q = self.shared.token_faults.lock().unwrap();
         q.extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// With `Some(n)`, the mailbox may submit `n` more messages (`sendMail`, a draft's
+    /// `send`); past that, Exchange Online's refusal of a mailbox over its sending limits:
+    /// 403 `ErrorExceededMessageLimit` without `Retry-After` (Graph documents neither the
+    /// status nor a time; the code is Exchange's). The fake keeps no window: the quota stays
+    /// used up until the test sets it again. `None` (the default): no quota.
+    pub fn set_send_allowance(&self, allowance: Option<usize>) {
+        *self.shared.send_allowance.lock().unwrap() = allowance;
     }
 
     /// With `Some(n)`, a Graph request arriving while `n` are in flight gets 429

@@ -2,7 +2,7 @@
 //! concurrent claimers, a stale claim can record nothing, and expired leases are reclaimed.
 
 use mailroom_store::outbox::{self, JobStatus, NewJob};
-use mailroom_store::{Backend, Store, workspaces};
+use mailroom_store::{Backend, Db, Store, workspaces};
 use mailroom_testkit::{TestDb, both_backends};
 
 async fn open(backend: Backend) -> Option<(TestDb, Store)> {
@@ -124,7 +124,7 @@ async fn a_stale_claim_records_nothing(backend: Backend) {
         "the stale claim cannot renew"
     );
     assert!(
-        !outbox::mark_sent(&store, &id, &old, 2_000, "p", false, None)
+        !outbox::mark_sent(Db::Pool(&store), &id, &old, 2_000, "p", false, None)
             .await
             .unwrap(),
         "nor record a result"
@@ -141,7 +141,7 @@ async fn a_stale_claim_records_nothing(backend: Backend) {
             .unwrap()
     );
     assert!(
-        !outbox::mark_failed(&store, &id, &old, 2_000, "errors/x", "e")
+        !outbox::mark_failed(Db::Pool(&store), &id, &old, 2_000, "errors/x", "e")
             .await
             .unwrap()
     );
@@ -151,7 +151,7 @@ async fn a_stale_claim_records_nothing(backend: Backend) {
             .unwrap()
     );
     assert!(
-        outbox::mark_sent(&store, &id, &new, 2_000, "p", false, None)
+        outbox::mark_sent(Db::Pool(&store), &id, &new, 2_000, "p", false, None)
             .await
             .unwrap()
     );
@@ -215,9 +215,17 @@ async fn the_answer_is_recorded_with_the_outcome_once(backend: Backend) {
     let (_, token) = claims.into_iter().find(|(j, _)| *j == id).unwrap();
     let first = serde_json::json!({"status": "sent", "n": 1});
     assert!(
-        outbox::mark_sent(&store, &id, &token, 200, "p", false, Some((201, &first)))
-            .await
-            .unwrap()
+        outbox::mark_sent(
+            Db::Pool(&store),
+            &id,
+            &token,
+            200,
+            "p",
+            false,
+            Some((201, &first))
+        )
+        .await
+        .unwrap()
     );
     let job = outbox::get_any(&store, &id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Sent);

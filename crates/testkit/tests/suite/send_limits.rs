@@ -4,7 +4,8 @@
 //! day); the same shared by two nodes on one PostgreSQL database; a provider's quota answer
 //! pauses the account's sends (`send_paused`) and they resume when it reopens; the limits set
 //! on `POST /accounts`, hosted links and `PATCH /accounts/{id}`, validated; usage on
-//! `GET /accounts/{id}`; an SMTP `5.4.5` through real Postfix pauses an IMAP/SMTP account.
+//! `GET /accounts/{id}`; an SMTP `5.4.5` through real Postfix pauses an IMAP/SMTP account;
+//! Graph's `ErrorExceededMessageLimit` and `MailboxConcurrency` pause an Outlook account.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use mailroom_core::{Clock, SystemClock};
 use mailroom_store::events;
 use mailroom_testkit::app::{TestApp, assert_error, spawn_on, spawn_with_clock};
 use mailroom_testkit::fakes::google::{FakeGoogle, GoogleConfig};
+use mailroom_testkit::fakes::microsoft::{FakeMicrosoft, MicrosoftConfig};
 use mailroom_testkit::smtp_fault::{FaultSmtp, Mode, Stage};
 use mailroom_testkit::{Backend, MailRig, TestDb, both_backends, wait};
 
@@ -337,11 +339,42 @@ async fn limits_are_set_validated_and_changed(backend: Backend) {
         json!({"per_minute": 5, "per_day": null, "recipients_per_day": 10_000})
     );
     sent_count(&google, 2).await;
+    // Gmail has it; mailroom records it right after.
+    let held = r["tracking_id"].as_str().unwrap().to_owned();
+    wait::until(
+        "the held send recorded as sent",
+        Duration::from_secs(10),
+        || async { (job(&app, &held).await["status"] == "sent").then_some(()) },
+    )
+    .await;
     // null: back to the provider's default.
     let (_, v) = patch(json!({"send_limits": {"per_day": null, "per_minute": null}})).await;
     assert_eq!(v["send_limits"]["per_day"], 2_000);
     assert_eq!(v["send_limits"]["per_minute"], Value::Null);
     assert_eq!(v["send_usage"]["last_day"], 2);
+    // Each change (and no refused one) is in the audit log, credited to the key, as numbers.
+    let (s, audit) = app.get("/api/v1/audit?action=account.updated").await;
+    assert_eq!(s, 200, "{audit}");
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{audit}");
+    let mut changes: Vec<Value> = items
+        .iter()
+        .map(|e| {
+            assert_eq!(e["target"], acc.as_str());
+            assert!(e["actor"].as_str().unwrap().starts_with("key:"), "{e}");
+            e["details"]["send_limits"].clone()
+        })
+        .collect();
+    changes.sort_by_key(|c| c.to_string());
+    assert_eq!(
+        changes,
+        [
+            json!({"per_minute": 5, "per_day": 0, "recipients_per_day": null}),
+            json!({"per_minute": 5, "per_day": 1, "recipients_per_day": null}),
+            json!({"per_minute": null, "per_day": null, "recipients_per_day": null}),
+        ],
+        "{audit}"
+    );
 }
 both_backends!(limits_are_set_validated_and_changed);
 
@@ -381,6 +414,23 @@ async fn hosted_links_carry_send_limits(backend: Backend) {
         json!({"per_minute": null, "per_day": 7, "recipients_per_day": 10_000}),
         "{a}"
     );
+    // A reconnect keeps the account's limits: asking it to set them is refused, not ignored.
+    let reconnect = json!({
+        "type": "reconnect", "reconnect_account": acc, "api_url": app.base_url,
+        "expiresOn": mailroom_core::time_fmt::format_ms(SystemClock.now_ms() + 3_600_000),
+        "send_limits": {"per_day": 9},
+    });
+    let refused = app
+        .post_json("/api/v1/hosted/accounts/link", &reconnect)
+        .await;
+    assert_error(&refused, 400, "invalid_parameters");
+    assert!(
+        refused.1["detail"].as_str().unwrap().contains("PATCH"),
+        "{}",
+        refused.1
+    );
+    let (_, a) = app.get(&format!("/api/v1/accounts/{acc}")).await;
+    assert_eq!(a["send_limits"]["per_day"], 7, "{a}");
 }
 both_backends!(hosted_links_carry_send_limits);
 
@@ -456,3 +506,115 @@ async fn an_smtp_quota_reply_pauses_the_account_for_the_default_hour(backend: Ba
     .await;
 }
 both_backends!(an_smtp_quota_reply_pauses_the_account_for_the_default_hour);
+
+/// An Outlook account against the Microsoft fake on a manual clock; answers the account id.
+async fn outlook_on(db: TestDb, outlook: &FakeMicrosoft, clock: &ManualClock) -> (TestApp, String) {
+    let app = spawn_with_clock(db, Arc::new(clock.clone()), |s| {
+        s.microsoft = Some(super::graph_sync::microsoft_app_config(outlook))
+    })
+    .await;
+    let t = outlook.mint_tokens(&[
+        "offline_access",
+        "https://graph.microsoft.com/User.Read",
+        "https://graph.microsoft.com/Mail.ReadWrite",
+        "https://graph.microsoft.com/Mail.Send",
+    ]);
+    let (s, r) = app
+        .post_json(
+            "/api/v1/accounts",
+            &json!({"provider": "OUTLOOK", "access_token": t.access_token, "refresh_token": t.refresh_token}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let acc = r["account_id"].as_str().unwrap().to_owned();
+    (app, acc)
+}
+
+async fn outlook_sent(outlook: &FakeMicrosoft, n: usize) {
+    wait::until(
+        &format!("{n} messages sent by Outlook"),
+        Duration::from_secs(30),
+        || async { (outlook.sent_items().len() >= n).then_some(()) },
+    )
+    .await;
+}
+
+/// Graph's answers about the mailbox's sending, end to end: `ErrorExceededMessageLimit` (no
+/// time given) pauses the account's sends for the default hour; `MailboxConcurrency` on a send
+/// pauses them for its `Retry-After`. Each records `send_paused`, gives the attempt back, and
+/// the send goes once the pause is over, not before.
+async fn graph_quota_answers_pause_an_outlook_account(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let outlook = FakeMicrosoft::start(MicrosoftConfig::default()).await;
+    let clock = ManualClock::at_ms(SystemClock.now_ms());
+    let (app, acc) = outlook_on(db, &outlook, &clock).await;
+
+    // The mailbox's sending limit: one more message, then ErrorExceededMessageLimit.
+    outlook.set_send_allowance(Some(1));
+    assert_eq!(send(&app, &acc, "m0").await.0, 201);
+    let now = clock.now_ms();
+    let (s, r) = send(&app, &acc, "m1").await;
+    assert_eq!((s, r["status"].as_str()), (202, Some("scheduled")), "{r}");
+    assert_eq!(ms(&r["scheduled_for"]), now + 3_600_000, "{r}");
+    let paused = events::of_type(&app.store, &app.workspace, "send_paused")
+        .await
+        .unwrap();
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert!(
+        paused[0].1["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ErrorExceededMessageLimit")
+            || paused[0].1["detail"]
+                .as_str()
+                .unwrap()
+                .contains("exceeds the sending limit"),
+        "{paused:?}"
+    );
+    let (_, a) = app.get(&format!("/api/v1/accounts/{acc}")).await;
+    assert_eq!(ms(&a["send_usage"]["paused_until"]), now + 3_600_000, "{a}");
+    // The provider would take it now; mailroom keeps the pause it promised.
+    outlook.set_send_allowance(None);
+    clock.advance_ms(3_599_000);
+    assert_eq!(app.engine.outbox.sweep().await.unwrap(), 0);
+    assert_eq!(outlook.sent_items().len(), 1);
+    clock.advance_ms(2_000);
+    outlook_sent(&outlook, 2).await;
+    let j = job(&app, r["tracking_id"].as_str().unwrap()).await;
+    assert_eq!(j["status"], "sent", "{j}");
+    assert_eq!(j["attempts"], 1, "the refused attempt is given back: {j}");
+
+    // Outlook's MailboxConcurrency throttle on a send: paused for its Retry-After (5 s).
+    outlook.inject(
+        mailroom_testkit::fakes::Fault::Throttle {
+            retry_after_secs: 5,
+        },
+        1,
+    );
+    let now = clock.now_ms();
+    let (s, r) = send(&app, &acc, "m2").await;
+    assert_eq!((s, r["status"].as_str()), (202, Some("scheduled")), "{r}");
+    assert_eq!(ms(&r["scheduled_for"]), now + 5_000, "{r}");
+    let paused = events::of_type(&app.store, &app.workspace, "send_paused")
+        .await
+        .unwrap();
+    assert_eq!(paused.len(), 2, "{paused:?}");
+    assert!(
+        paused.iter().any(|p| p.1["detail"]
+            .as_str()
+            .unwrap()
+            .contains("MailboxConcurrency")),
+        "{paused:?}"
+    );
+    clock.advance_ms(5_001);
+    outlook_sent(&outlook, 3).await;
+    let j = job(&app, r["tracking_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (j["status"].as_str(), j["attempts"].as_i64()),
+        (Some("sent"), Some(1)),
+        "{j}"
+    );
+}
+both_backends!(graph_quota_answers_pause_an_outlook_account);

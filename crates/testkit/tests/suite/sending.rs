@@ -847,12 +847,11 @@ async fn send_at_schedules_the_send() {
     assert!(o["sent_at"].as_str().unwrap() >= at.as_str());
 }
 
-#[tokio::test]
-async fn a_send_that_keeps_failing_is_given_up_after_its_attempts() {
+async fn a_send_that_keeps_failing_is_given_up_after_its_attempts(backend: Backend) {
     let Some(rig) = MailRig::from_env() else {
         return;
     };
-    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+    let Some(db) = TestDb::new(backend).await else {
         return;
     };
     let app = spawn_on(db, |s| s.outbox.max_attempts = 2).await;
@@ -887,4 +886,19 @@ async fn a_send_that_keeps_failing_is_given_up_after_its_attempts() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].1["tracking_id"], id.as_str());
     assert_eq!(fault.forwarded_count(), 0);
+    // The audit log says it was given up (not refused), credited to the accepting request.
+    let (s, audit) = app.get("/api/v1/audit?action=send.given_up").await;
+    assert_eq!(s, 200, "{audit}");
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{audit}");
+    assert_eq!(items[0]["target"], id.as_str());
+    assert_eq!(items[0]["details"]["attempts"], 2);
+    assert_eq!(items[0]["details"]["type"], "errors/provider_unreachable");
+    assert!(
+        items[0]["actor"].as_str().unwrap().starts_with("key:"),
+        "{audit}"
+    );
+    let (_, refused) = app.get("/api/v1/audit?action=send.refused").await;
+    assert_eq!(refused["items"], json!([]));
 }
+both_backends!(a_send_that_keeps_failing_is_given_up_after_its_attempts);

@@ -542,6 +542,7 @@ fn dispatch(
         )),
         ("POST", ["sendMail"]) => {
             need(perms, SEND)?;
+            spend_send_allowance(st)?;
             send_mail(st, headers, body, cfg.max_message_size)
         }
         ("GET", ["messages"]) => {
@@ -644,6 +645,7 @@ fn dispatch(
         }
         ("POST", ["messages", id, "send"]) => {
             need(perms, SEND)?;
+            spend_send_allowance(st)?;
             let mut mb = st.mailbox.lock().unwrap();
             let i = mb.find(id).ok_or_else(not_found)?;
             if !mb.messages[i].is_draft {
@@ -866,6 +868,24 @@ fn raw_mime(m: &Msg) -> Vec<u8> {
         m.body
     ));
     s.into_bytes()
+}
+
+/// One submission out of the mailbox's sending quota, if one is set
+/// ([`super::FakeMicrosoft::set_send_allowance`]).
+fn spend_send_allowance(st: &Shared) -> Result<(), GraphError> {
+    let mut allowance = st.send_allowance.lock().unwrap();
+    match allowance.as_mut() {
+        Some(0) => Err(gerr(
+            403,
+            "ErrorExceededMessageLimit",
+            "Cannot send mail. The message exceeds the sending limit. Try again later.",
+        )),
+        Some(n) => {
+            *n -= 1;
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 fn send_mail(
