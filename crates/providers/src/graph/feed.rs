@@ -339,4 +339,37 @@ impl GraphClient {
             Err(e) => Err(e),
         }
     }
+
+    /// `POST /me/messages` with the MIME (base64, `text/plain`): a draft in Drafts, as
+    /// written. Answers its id.
+    pub async fn create_mime_draft(
+        &self,
+        token: &SecretString,
+        raw: &[u8],
+    ) -> Result<String, MailError> {
+        let u = self.url(&["me", "messages"]);
+        let rb = self
+            .request(Method::POST, u, token)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                raw,
+            ));
+        let created: GraphMessageState = read_json(execute(rb).await?).await?;
+        Ok(created.id)
+    }
+
+    /// `POST /me/messages/{id}/permanentDelete`: gone for good, not to Deleted Items (a sent
+    /// draft). One already gone (404) is no error.
+    pub async fn delete_for_good(&self, token: &SecretString, id: &str) -> Result<(), MailError> {
+        let u = self.url(&["me", "messages", id, "permanentDelete"]);
+        match execute(self.empty_post(u, token)).await {
+            Ok(resp) => {
+                let _ = resp.bytes().await;
+                Ok(())
+            }
+            Err(e) if e.status == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }

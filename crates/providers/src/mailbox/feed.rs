@@ -219,12 +219,12 @@ impl Mailbox {
         }
     }
 
-    /// Files `raw` as a draft (Gmail `drafts.create`); answers the draft message's id.
+    /// Files `raw` as a draft (Gmail `drafts.create`, Graph `POST /me/messages` with the MIME);
+    /// answers the draft message's id.
     pub async fn feed_create_draft(&self, raw: &[u8]) -> Result<String, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_create_draft(raw).await,
-            // Outlook drafts are not built yet (issue 9).
-            Mailbox::Graph(_) => Err(super::changing::changing_not_built(Protocol::Graph)),
+            Mailbox::Graph(m) => m.feed_create_draft(raw).await,
             Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
@@ -233,8 +233,7 @@ impl Mailbox {
     pub async fn feed_fetch_raw(&self, id: &str) -> Result<Option<Vec<u8>>, MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_fetch_raw(id).await,
-            // Outlook drafts are not built yet (issue 9).
-            Mailbox::Graph(_) => Err(super::changing::changing_not_built(Protocol::Graph)),
+            Mailbox::Graph(m) => m.feed_fetch_raw(id).await,
             Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }
@@ -244,8 +243,7 @@ impl Mailbox {
     pub async fn feed_discard_draft(&self, id: &str) -> Result<(), MailError> {
         match self {
             Mailbox::Gmail(m) => m.feed_discard_draft(id).await,
-            // Outlook drafts are not built yet (issue 9).
-            Mailbox::Graph(_) => Err(super::changing::changing_not_built(Protocol::Graph)),
+            Mailbox::Graph(m) => m.feed_discard_draft(id).await,
             Mailbox::Imap(_) => Err(not_a_feed()),
         }
     }

@@ -372,6 +372,24 @@ impl GraphMailbox {
         Ok(s.parent_folder_id.into_iter().collect())
     }
 
+    /// A draft in Drafts, from its MIME: its message id.
+    pub(super) async fn feed_create_draft(&self, raw: &[u8]) -> Result<String, MailError> {
+        self.call(|t| async move { self.client.create_mime_draft(&t, raw).await })
+            .await
+    }
+
+    /// The message's MIME (`$value`); `None` when it is gone.
+    pub(super) async fn feed_fetch_raw(&self, id: &str) -> Result<Option<Vec<u8>>, MailError> {
+        self.call(|t| async move { self.client.message_mime(&t, id).await })
+            .await
+    }
+
+    /// A sent draft goes for good (`permanentDelete`), as Gmail's `drafts.delete` does.
+    pub(super) async fn feed_discard_draft(&self, id: &str) -> Result<(), MailError> {
+        self.call(|t| async move { self.client.delete_for_good(&t, id).await })
+            .await
+    }
+
     /// To Deleted Items (what Outlook's Delete does; `DELETE` would be for good in some
     /// clients' eyes and is not what the API's `DELETE /emails/{id}` promises).
     pub(super) async fn feed_trash(&self, id: &str) -> Result<Vec<String>, MailError> {

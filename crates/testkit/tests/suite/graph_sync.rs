@@ -512,6 +512,84 @@ async fn api_changes_reach_graph_and_are_announced_once(backend: Backend) {
 }
 both_backends!(api_changes_reach_graph_and_are_announced_once);
 
+/// `POST /drafts` on Outlook: a draft filed in Drafts from the MIME (`POST /me/messages`),
+/// indexed under our id without an announcement; sent by its `draft_id` (`sendMail`), then
+/// gone for good (`permanentDelete`), from the index too, and no deletion announced.
+async fn drafts_are_filed_in_outlook_then_sent_by_draft_id(backend: Backend) {
+    let Some(l) = linked(backend, false, |_| {}).await else {
+        return;
+    };
+    pass(&l).await;
+    let (s, body) = l
+        .app
+        .post_json(
+            "/api/v1/drafts",
+            &json!({
+                "account_id": l.acc,
+                "to": [{"identifier": "bob@example.test", "display_name": "Bob"}],
+                "subject": "draft for Bob",
+                "body": "<p>Written, not sent yet</p>",
+            }),
+        )
+        .await;
+    assert_eq!(
+        (s, &body["object"]),
+        (200, &json!("DraftCreated")),
+        "{body}"
+    );
+    let draft_id = body["draft_id"].as_str().unwrap().to_owned();
+    let drafts = l.ms.messages("drafts");
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    let outlook_id = drafts[0]["id"].as_str().unwrap().to_owned();
+    let (s, got) = l.app.get(&format!("/api/v1/emails/{draft_id}")).await;
+    assert_eq!(s, 200, "{got}");
+    assert_eq!(
+        (&got["subject"], &got["role"]),
+        (&json!("draft for Bob"), &json!("drafts"))
+    );
+    // Its delta finds it indexed: nothing new, nothing announced.
+    let r = pass(&l).await;
+    assert_eq!((r.indexed, r.events), (0, 0), "{r:?}");
+
+    // A draft id that is no draft: 404, nothing sent.
+    let resp = l
+        .app
+        .post_json(
+            "/api/v1/emails",
+            &json!({"account_id": l.acc, "draft_id": "AAAAAAAAAAAAAAAAAAAAAA"}),
+        )
+        .await;
+    mailroom_testkit::app::assert_error(&resp, 404, "resource_not_found");
+    assert!(l.ms.sent_items().is_empty());
+
+    let (s, sent) = l
+        .app
+        .post_json(
+            "/api/v1/emails",
+            &json!({"account_id": l.acc, "draft_id": draft_id}),
+        )
+        .await;
+    assert_eq!(s, 201, "{sent}");
+    let out = l.ms.sent_items();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].subject, "draft for Bob");
+    assert_eq!(out[0].to, ["bob@example.test"]);
+    assert!(l.ms.messages("drafts").is_empty(), "the draft is gone");
+    assert!(
+        l.ms.message_state(&outlook_id).is_none(),
+        "gone for good, not in Deleted Items"
+    );
+    let (s, _) = l.app.get(&format!("/api/v1/emails/{draft_id}")).await;
+    assert_eq!(s, 404);
+    pass(&l).await;
+    let kinds: Vec<String> = mail_events(&l).await.into_iter().map(|(k, _)| k).collect();
+    assert!(
+        !kinds.iter().any(|k| k == "mail_deleted"),
+        "a sent draft is not announced as deleted: {kinds:?}"
+    );
+}
+both_backends!(drafts_are_filed_in_outlook_then_sent_by_draft_id);
+
 async fn throttling_is_waited_out(backend: Backend) {
     let Some(l) = linked(backend, false, |ms| {
         ms.insert_message(&inbound("one"), "inbox", DAY);

@@ -634,6 +634,16 @@ fn dispatch(
             }
             Ok(Reply::Empty(204))
         }
+        // Graph's `permanentDelete`: gone for good (to the dumpster's Purges), not to Deleted
+        // Items; 204.
+        ("POST", ["messages", id, "permanentDelete"]) => {
+            need(perms, WRITE)?;
+            let mut mb = st.mailbox.lock().unwrap();
+            let i = mb.find(id).ok_or_else(not_found)?;
+            let m = mb.messages.remove(i);
+            st.changed("deleted", &m);
+            Ok(Reply::Empty(204))
+        }
         ("GET", ["messages", id, "$value"]) => {
             need(perms, READ)?;
             let mb = st.mailbox.lock().unwrap();
@@ -967,6 +977,7 @@ fn create_draft(st: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Reply, 
         m
     };
     let v = mb.message_json(&m, base, None, false);
+    st.changed("created", &m);
     mb.messages.push(m);
     Ok(json_reply(
         201,
