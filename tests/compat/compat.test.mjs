@@ -36,6 +36,9 @@ const REQUIRED_ENV = [
   // on a Gmail account (step 20).
   "MAILROOM_COMPAT_GOOGLE_ACCESS_TOKEN",
   "MAILROOM_COMPAT_GOOGLE_REFRESH_TOKEN",
+  // The same for the fake Microsoft's Outlook mailbox (step 21).
+  "MAILROOM_COMPAT_MICROSOFT_ACCESS_TOKEN",
+  "MAILROOM_COMPAT_MICROSOFT_REFRESH_TOKEN",
 ];
 
 /** Problems with the environment, as messages; empty when the suite can run. */
@@ -1386,6 +1389,90 @@ function defineSuite() {
       assert.ok(blob instanceof Blob, `the SDK must get a Blob; got ${show(blob)}`);
       const bytes = Buffer.from(await blob.arrayBuffer());
       assert.ok(bytes.equals(GMAIL_PDF), `got ${show(bytes)}`);
+    });
+
+    // The fake Microsoft's mailbox (mailroom-fakes --seed-mail): "compat outlook one" (Inbox,
+    // unread), "compat outlook report" (Inbox, a PDF attached), "compat outlook sent" (Sent
+    // Items). The same read calls as step 20, the same answers' shapes.
+    it("21. an Outlook account: email.getAll / getOne / byProviderId / getAllFolders / getOneFolder / getEmailAttachment read its synced mail", { timeout: 3 * STEP_TIMEOUT_MS }, async () => {
+      const linked = await ok(
+        "POST /accounts (OUTLOOK with the fake's grant)",
+        client.request.send({
+          path: ["accounts"],
+          method: "POST",
+          body: {
+            provider: "OUTLOOK",
+            access_token: process.env.MAILROOM_COMPAT_MICROSOFT_ACCESS_TOKEN,
+            refresh_token: process.env.MAILROOM_COMPAT_MICROSOFT_REFRESH_TOKEN,
+          },
+          headers: { "Content-Type": "application/json" },
+          validator: untypedYetValidator,
+        }),
+      );
+      assert.equal(linked.object, "AccountCreated", `response: ${show(linked)}`);
+      const outlookId = linked.account_id;
+      leftovers.add(outlookId);
+      const account = await ok("account.getOne (Outlook)", client.account.getOne(outlookId));
+      assert.equal(account.type, "OUTLOOK");
+
+      let list;
+      const deadline = Date.now() + 2 * STEP_TIMEOUT_MS;
+      for (;;) {
+        list = await ok("email.getAll({account_id: Outlook})", client.email.getAll({ account_id: outlookId }));
+        if (list.items.length >= 3 || Date.now() > deadline) break;
+        await sleep(250);
+      }
+      assertEmailList("email.getAll({account_id: Outlook})", list, { accountId: outlookId });
+      const bySubject = Object.fromEntries(list.items.map((i) => [i.subject, i]));
+      const subjects = ["compat outlook one", "compat outlook report", "compat outlook sent"];
+      for (const subject of subjects) {
+        assert.ok(bySubject[subject], `${subject} is not listed: ${show(list.items.map((i) => i.subject))}`);
+      }
+      const [one, report, sent] = subjects.map((s) => bySubject[s]);
+      assert.equal(one.role, "inbox");
+      assert.equal(one.read_date, null, "unread in Outlook: not read");
+      assert.notEqual(report.read_date, null, "read in Outlook");
+      assert.equal(sent.role, "sent");
+      assert.ok(report.has_attachments && report.attachments.length === 1, `attachments: ${show(report.attachments)}`);
+
+      const inbox = await ok("email.getAll({role: inbox}) (Outlook)", client.email.getAll({ account_id: outlookId, role: "inbox" }));
+      assertEmailList("email.getAll({role: inbox}) (Outlook)", inbox, { accountId: outlookId });
+      assert.deepEqual(inbox.items.map((i) => i.subject).sort(), ["compat outlook one", "compat outlook report"]);
+
+      for (const item of [one, report, sent]) {
+        const full = await ok("email.getOne (Outlook)", client.email.getOne(item.id));
+        assert.equal(full.id, item.id);
+        assert.equal(full.kind, "2_full");
+        const byPid = await ok("email.getOne.byProviderId (Graph id)", client.email.getOne.byProviderId(item.provider_id, outlookId));
+        assert.equal(byPid.id, item.id, `byProviderId(${item.provider_id})`);
+      }
+      assert.match(one.body_plain, /Hello from the compat suite/);
+
+      const folders = await ok("email.getAllFolders({account_id: Outlook})", client.email.getAllFolders({ account_id: outlookId }));
+      assert.equal(folders.object, "FolderList");
+      const roles = folders.items.map((f) => f.role);
+      for (const role of ["inbox", "sent", "drafts", "trash", "spam"]) {
+        assert.ok(roles.includes(role), `Outlook's well-known folders: no ${role} in ${show(roles)}`);
+      }
+      for (const f of folders.items) {
+        const got = await ok("email.getOneFolder (Outlook)", client.email.getOneFolder(f.id));
+        assert.deepEqual(got, f, "getOneFolder(id) answers the listed folder");
+      }
+      const inboxFolder = folders.items.find((f) => f.role === "inbox");
+      const byPid = await ok(
+        "email.getOneFolder.byProviderId (Outlook Inbox id)",
+        client.email.getOneFolder.byProviderId(inboxFolder.provider_id, outlookId),
+      );
+      assert.equal(byPid.role, "inbox");
+      assert.equal(byPid.nb_mails, 2);
+
+      const blob = await ok(
+        "email.getEmailAttachment (Outlook)",
+        client.email.getEmailAttachment({ email_id: report.id, attachment_id: report.attachments[0].id }),
+      );
+      assert.ok(blob instanceof Blob, `the SDK must get a Blob; got ${show(blob)}`);
+      const bytes = Buffer.from(await blob.arrayBuffer());
+      assert.ok(bytes.equals(GMAIL_PDF), `the PDF's exact bytes; got ${show(bytes)}`);
     });
   });
 }

@@ -8,7 +8,10 @@
 //! compatibility suite's read calls on a Gmail account) the Gmail mailbox starts with mail in
 //! it (two messages in the INBOX, one with an attachment, and one sent from Gmail's own apps),
 //! and a grant of `gmail.modify` is issued and printed as `COMPAT_GOOGLE_ACCESS_TOKEN` and
-//! `COMPAT_GOOGLE_REFRESH_TOKEN` (what `POST /accounts` takes for a `GOOGLE_OAUTH` account).
+//! `COMPAT_GOOGLE_REFRESH_TOKEN` (what `POST /accounts` takes for a `GOOGLE_OAUTH` account);
+//! the Outlook mailbox gets the same kind of mail (Inbox and Sent Items) and its grant
+//! (`Mail.ReadWrite`, `Mail.Send`) is printed as `COMPAT_MICROSOFT_ACCESS_TOKEN` and
+//! `COMPAT_MICROSOFT_REFRESH_TOKEN` (for an `OUTLOOK` account).
 
 use std::net::SocketAddr;
 
@@ -85,6 +88,15 @@ async fn main() {
         let t = google.issue_tokens(&["https://www.googleapis.com/auth/gmail.modify"]);
         println!("export COMPAT_GOOGLE_ACCESS_TOKEN={}", t.access_token);
         println!("export COMPAT_GOOGLE_REFRESH_TOKEN={}", t.refresh_token);
+        seed_outlook(&microsoft);
+        let t = microsoft.mint_tokens(&[
+            "offline_access",
+            "https://graph.microsoft.com/User.Read",
+            "https://graph.microsoft.com/Mail.ReadWrite",
+            "https://graph.microsoft.com/Mail.Send",
+        ]);
+        println!("export COMPAT_MICROSOFT_ACCESS_TOKEN={}", t.access_token);
+        println!("export COMPAT_MICROSOFT_REFRESH_TOKEN={}", t.refresh_token);
     }
     // Last: whoever reads these lines waits for this one.
     println!("export MAILROOM_GRAPH_API_URL={}", microsoft.graph_url());
@@ -98,25 +110,33 @@ async fn main() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+const PLAIN: &str =
+    "Content-Type: text/plain; charset=utf-8\r\n\r\nHello from the compat suite.\r\n";
+const WITH_FILE: &str = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+    Content-Type: text/plain; charset=utf-8\r\n\r\nThe report is attached.\r\n--b\r\n\
+    Content-Type: application/pdf; name=\"report.pdf\"\r\n\
+    Content-Disposition: attachment; filename=\"report.pdf\"\r\n\
+    Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcOkw7zDtsOfCg==\r\n--b--\r\n";
+
+/// Message `n` of the `provider` seed (`gmail`, `outlook`), with `extra` as its body part.
+fn seed_mail(provider: &str, n: u32, from: &str, to: &str, subject: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
+         Message-ID: <compat-{provider}-{n}@example.test>\r\nDate: Tue, 1 Dec 2026 12:0{n}:00 +0000\r\n\
+         MIME-Version: 1.0\r\n{extra}"
+    )
+    .into_bytes()
+}
+
 /// Mail already in the Gmail mailbox before the account is linked (received in the last days,
 /// inside the default sync window).
 fn seed_gmail(google: &FakeGoogle) {
     let me = google.config().email;
-    let day = std::time::Duration::from_secs(86_400);
-    let mail = |n: u32, from: &str, to: &str, subject: &str, extra: &str| {
-        format!(
-            "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
-             Message-ID: <compat-gmail-{n}@example.test>\r\nDate: Tue, 1 Dec 2026 12:0{n}:00 +0000\r\n\
-             MIME-Version: 1.0\r\n{extra}"
-        )
-        .into_bytes()
+    let (day, plain, with_file) = (DAY, PLAIN, WITH_FILE);
+    let mail = |n, from: &str, to: &str, subject: &str, extra: &str| {
+        seed_mail("gmail", n, from, to, subject, extra)
     };
-    let plain = "Content-Type: text/plain; charset=utf-8\r\n\r\nHello from the compat suite.\r\n";
-    let with_file = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
-        Content-Type: text/plain; charset=utf-8\r\n\r\nThe report is attached.\r\n--b\r\n\
-        Content-Type: application/pdf; name=\"report.pdf\"\r\n\
-        Content-Disposition: attachment; filename=\"report.pdf\"\r\n\
-        Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcOkw7zDtsOfCg==\r\n--b--\r\n";
     google.insert_message(
         &mail(1, "ann@example.test", &me, "compat gmail one", plain),
         &["INBOX", "UNREAD"],
@@ -131,5 +151,37 @@ fn seed_gmail(google: &FakeGoogle) {
         &mail(3, &me, "carol@example.test", "compat gmail sent", plain),
         &["SENT"],
         day / 4,
+    );
+}
+
+/// The same mail in the Outlook mailbox: "compat outlook one" (Inbox, unread), "compat outlook
+/// report" (Inbox, read, a PDF attached), "compat outlook sent" (Sent Items).
+fn seed_outlook(microsoft: &FakeMicrosoft) {
+    let me = microsoft.config().mail;
+    let mail = |n, from: &str, to: &str, subject: &str, extra: &str| {
+        seed_mail("outlook", n, from, to, subject, extra)
+    };
+    let one = microsoft.insert_message(
+        &mail(1, "ann@example.test", &me, "compat outlook one", PLAIN),
+        "inbox",
+        DAY,
+    );
+    microsoft.set_read(&one.immutable_id, false);
+    let report = microsoft.insert_message(
+        &mail(
+            2,
+            "bob@example.test",
+            &me,
+            "compat outlook report",
+            WITH_FILE,
+        ),
+        "inbox",
+        DAY / 2,
+    );
+    microsoft.set_read(&report.immutable_id, true);
+    microsoft.insert_message(
+        &mail(3, &me, "carol@example.test", "compat outlook sent", PLAIN),
+        "sentitems",
+        DAY / 4,
     );
 }

@@ -319,7 +319,8 @@ async fn hosted_links_carry_their_sync_limit(backend: Backend) {
         (1, json!({}), true),
         (
             2,
-            json!({"sync_limit": {"MAILING": "NO_HISTORY_SYNC"}}),
+            // The IMAP form's account takes the link's send limits too.
+            json!({"sync_limit": {"MAILING": "NO_HISTORY_SYNC"}, "send_limits": {"per_day": 5}}),
             false,
         ),
     ] {
@@ -370,6 +371,9 @@ async fn hosted_links_carry_their_sync_limit(backend: Backend) {
         };
         pass(&l).await;
         assert_eq!(by_mid(&l, &run, n).await.is_some(), indexed, "{extra}");
+        let (_, a) = l.app.get(&format!("/api/v1/accounts/{}", l.acc)).await;
+        let per_day = if n == 2 { json!(5) } else { Value::Null };
+        assert_eq!(a["send_limits"]["per_day"], per_day, "{a}");
         app = l.app;
     }
 }
