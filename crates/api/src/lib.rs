@@ -13,6 +13,7 @@ mod rate_limit;
 mod routes;
 mod state;
 pub mod telemetry;
+pub mod webhook_events;
 
 pub use routes::router;
 pub use state::{ApiConfig, AppState};

@@ -4,6 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
+use crate::webhook_events::WebhookEvents;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +14,7 @@ use crate::error::ErrorBody;
                        Every error is `{title, detail, instance, type, status}`; branch on `type`.",
     ),
     components(schemas(ErrorBody)),
-    modifiers(&ApiKeyScheme),
+    modifiers(&ApiKeyScheme, &WebhookEvents),
     tags(
         (name = "Accounts", description = "Link and manage mailboxes"),
         (name = "Emails", description = "Send email and follow what became of it; list and read email and folders from the index"),

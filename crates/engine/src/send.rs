@@ -231,9 +231,20 @@ async fn store_job(
     let mut tx = store.begin_write().await?;
     if gated {
         let (limits, usage) = engine.outbox.locked_limits(&mut tx, account, now).await?;
+        // Held sends go in acceptance order, which is the order of this lock: the new job is
+        // stamped after every job of the account still waiting or under way, even when it
+        // came in the same millisecond or from a process whose clock is a little behind.
+        let after = usage
+            .held
+            .iter()
+            .map(|h| h.created_at)
+            .chain(usage.in_flight.iter().map(|f| f.created_at))
+            .max()
+            .map_or(now, |last| last + 1);
+        job.now_ms = now.max(after);
         let me = limits::Candidate {
             id: None,
-            created_at: now,
+            created_at: job.now_ms,
             recipients: job.recipients.len() as i64,
             held: false,
         };

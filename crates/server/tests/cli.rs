@@ -654,7 +654,11 @@ async fn keys_are_listed_scoped_and_revoked_from_the_command_line() {
     let used = table.lines().find(|l| l.starts_with(reader_id)).unwrap();
     assert_ne!(used.split('\t').nth(6), Some("-"), "{used}");
     let out = run(&["keys", "revoke", reader_id]);
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (s, body) = get(&client, &server.url("/api/v1/accounts"), &reader).await;
     assert_eq!(
         (s, body["detail"].clone()),

@@ -147,50 +147,52 @@ pub struct Usage {
     pub held: Vec<Held>,
 }
 
-/// The account's usage: sends since `since` (Unix ms), sends in flight, jobs held.
+/// The account's usage: sends since `since` (Unix ms), sends in flight, jobs held. One
+/// statement, so one snapshot on PostgreSQL: a job that goes from in flight to sent meanwhile
+/// is counted once, never in neither list (separate reads could miss it and let one send past
+/// the limit).
 pub async fn usage_in(db: Db<'_>, account_id: &str, since: i64) -> Result<Usage> {
-    Ok(with_conn!(db, c => {
-        let sent = sqlx::query(
-            "SELECT sent_at, recipient_count FROM outbox \
-             WHERE account_id = $1 AND status = 'sent' AND sent_at > $2 ORDER BY sent_at",
-        )
-        .bind(account_id)
-        .bind(since)
-        .fetch_all(&mut *c)
-        .await?
-        .iter()
-        .map(|r| Ok(Counted { at: r.try_get(0)?, recipients: r.try_get(1)? }))
-        .collect::<Result<Vec<_>>>()?;
-        let in_flight = sqlx::query(
-            "SELECT id, created_at, recipient_count FROM outbox \
-             WHERE account_id = $1 AND status = 'sending' AND send_gate = 'admitted'",
-        )
-        .bind(account_id)
-        .fetch_all(&mut *c)
-        .await?
-        .iter()
-        .map(|r| Ok(InFlight { id: r.try_get(0)?, created_at: r.try_get(1)?, recipients: r.try_get(2)? }))
-        .collect::<Result<Vec<_>>>()?;
-        let held = sqlx::query(
-            "SELECT id, created_at, run_after, recipient_count FROM outbox \
-             WHERE account_id = $1 AND status IN ('scheduled', 'queued', 'sending') AND send_gate = 'held' \
-             ORDER BY created_at, id",
-        )
-        .bind(account_id)
-        .fetch_all(&mut *c)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Held {
-                id: r.try_get(0)?,
-                created_at: r.try_get(1)?,
-                run_after: r.try_get(2)?,
-                recipients: r.try_get(3)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        Usage { sent, in_flight, held }
-    }))
+    // part 0: sent; 1: in flight; 2: held. `at` is sent_at for sent rows, else run_after.
+    let sql = "SELECT CAST(0 AS BIGINT) AS part, id, created_at, sent_at AS at, recipient_count FROM outbox \
+               WHERE account_id = $1 AND status = 'sent' AND sent_at > $2 \
+               UNION ALL \
+               SELECT CAST(1 AS BIGINT), id, created_at, run_after, recipient_count FROM outbox \
+               WHERE account_id = $1 AND status = 'sending' AND send_gate = 'admitted' \
+               UNION ALL \
+               SELECT CAST(2 AS BIGINT), id, created_at, run_after, recipient_count FROM outbox \
+               WHERE account_id = $1 AND status IN ('scheduled', 'queued', 'sending') AND send_gate = 'held'";
+    let rows: Vec<(i64, String, i64, i64, i64)> = with_conn!(db, c => {
+        sqlx::query(sql)
+            .bind(account_id)
+            .bind(since)
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)))
+            .collect::<Result<Vec<_>>>()?
+    });
+    let mut usage = Usage::default();
+    for (part, id, created_at, at, recipients) in rows {
+        match part {
+            0 => usage.sent.push(Counted { at, recipients }),
+            1 => usage.in_flight.push(InFlight {
+                id,
+                created_at,
+                recipients,
+            }),
+            _ => usage.held.push(Held {
+                id,
+                created_at,
+                run_after: at,
+                recipients,
+            }),
+        }
+    }
+    usage.sent.sort_by_key(|c| c.at);
+    usage
+        .held
+        .sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(usage)
 }
 
 /// The account's limits changed: its held jobs are due again now, to be gated afresh.

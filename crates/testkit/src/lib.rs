@@ -13,6 +13,7 @@ pub mod fakes;
 pub mod imap_proxy;
 pub mod integrator;
 pub mod mail;
+pub mod openapi_check;
 pub mod smtp_fault;
 pub mod wait;
 pub mod webhook_receiver;

@@ -14,6 +14,7 @@
 //! See `docs/sync.md`.
 
 pub mod account;
+mod attendees;
 mod backoff;
 pub mod control;
 pub mod feed;

@@ -341,6 +341,9 @@ async fn each_change_in_the_deltas_is_announced_once(backend: Backend) {
         "each change once: {:?}",
         mail_events(&l).await
     );
+    for (kind, e) in mail_events(&l).await {
+        mailroom_testkit::openapi_check::assert_stored(&kind, &e);
+    }
 }
 both_backends!(each_change_in_the_deltas_is_announced_once);
 

@@ -106,6 +106,7 @@ async fn the_whole_hosted_google_flow(backend: Backend) {
         notified,
         json!({"status": "CREATION_SUCCESS", "account_id": account_id, "name": "crm-user-42"})
     );
+    mailroom_testkit::openapi_check::assert_delivered("hosted_notify", &notified);
     assert!(
         integrator.notify_attempts() >= 2,
         "the failed notify was retried"

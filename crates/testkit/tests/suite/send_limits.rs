@@ -160,6 +160,52 @@ async fn a_burst_past_the_daily_limit_goes_in_order_as_the_window_allows(backend
 }
 both_backends!(a_burst_past_the_daily_limit_goes_in_order_as_the_window_allows);
 
+/// Sends accepted in the same millisecond keep their acceptance order: each held one goes at
+/// the time it was promised, none overtakes another (the order is the lock's, not the clock's
+/// or a random id's).
+async fn held_sends_accepted_in_one_millisecond_keep_their_order(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let google = FakeGoogle::start(GoogleConfig::default()).await;
+    let t0 = SystemClock.now_ms();
+    let clock = ManualClock::at_ms(t0);
+    let app = app_on(db, &google, &clock).await;
+    let acc = link(&app, &google, json!({"send_limits": {"per_day": 1}})).await;
+    let mut promised = vec![];
+    for i in 0..6 {
+        let (s, r) = send(&app, &acc, &format!("m{i}")).await;
+        if i == 0 {
+            assert_eq!(s, 201, "{r}");
+        } else {
+            assert_eq!((s, r["status"].as_str()), (202, Some("scheduled")), "{r}");
+            promised.push((
+                r["tracking_id"].as_str().unwrap().to_owned(),
+                ms(&r["scheduled_for"]),
+            ));
+        }
+    }
+    assert_eq!(clock.now_ms(), t0, "all accepted in one millisecond");
+    for (i, (id, at)) in promised.iter().enumerate() {
+        assert_eq!(
+            *at,
+            t0 + (i as i64 + 1) * DAY_MS,
+            "m{}: a day after the one before",
+            i + 1
+        );
+        clock.advance_ms(at - clock.now_ms());
+        sent_count(&google, i + 2).await;
+        assert_eq!(
+            subjects(&google)[i + 1],
+            format!("m{}", i + 1),
+            "in acceptance order"
+        );
+        let j = job(&app, id).await;
+        assert_eq!(ms(&j["sent_at"]), *at, "at the promised time: {j}");
+    }
+}
+both_backends!(held_sends_accepted_in_one_millisecond_keep_their_order);
+
 /// Recipients per rolling day are summed over the envelope (To, Cc, Bcc): a send that would
 /// pass the cap waits for room, and a later, smaller one does not overtake it.
 async fn recipients_per_day_are_counted_over_the_envelope(backend: Backend) {
@@ -678,6 +724,9 @@ async fn graph_quota_answers_pause_an_outlook_account(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(paused.len(), 2, "{paused:?}");
+    for p in &paused {
+        mailroom_testkit::openapi_check::assert_stored("send_paused", &p.1);
+    }
     assert!(
         paused.iter().any(|p| p.1["detail"]
             .as_str()

@@ -885,6 +885,7 @@ async fn a_send_that_keeps_failing_is_given_up_after_its_attempts(backend: Backe
         .unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].1["tracking_id"], id.as_str());
+    mailroom_testkit::openapi_check::assert_stored("send_failed", &failed[0].1);
     assert_eq!(fault.forwarded_count(), 0);
     // The audit log says it was given up (not refused), credited to the accepting request.
     let (s, audit) = app.get("/api/v1/audit?action=send.given_up").await;

@@ -197,6 +197,11 @@ async fn a_move_is_one_mail_moved_and_each_read_is_announced(backend: Backend) {
     pass(&l).await;
     assert_eq!(events_of(&l, "mail_deleted").await.len(), 1);
     assert!(by_mid(&l, &run, 2).await.is_none());
+    for kind in ["mail_moved", "mail_read", "mail_deleted"] {
+        for e in events_of(&l, kind).await {
+            mailroom_testkit::openapi_check::assert_stored(kind, &e);
+        }
+    }
 }
 both_backends!(a_move_is_one_mail_moved_and_each_read_is_announced);
 

@@ -175,6 +175,10 @@ async fn opens_and_clicks_become_events(backend: Backend) {
         "{kinds:?}"
     );
     assert!(got.iter().all(|r| r.json()["tracking_id"] == tracking_id));
+    for r in &got {
+        let body = r.json();
+        mailroom_testkit::openapi_check::assert_delivered(body["event"].as_str().unwrap(), &body);
+    }
 
     // No open redirect: a token that was not in a message leads nowhere and records nothing;
     // an open token is no click token.

@@ -15,7 +15,7 @@ use mailroom_store::events::{self, NewEvent};
 use mailroom_store::webhook_deliveries;
 use mailroom_testkit::app::{TestApp, assert_error, spawn_on};
 use mailroom_testkit::webhook_receiver::{Reply, WebhookReceiver, verify_signatures};
-use mailroom_testkit::{Backend, MailRig, TestDb, both_backends, spawn_app, wait};
+use mailroom_testkit::{Backend, MailRig, TestDb, both_backends, openapi_check, spawn_app, wait};
 
 use crate::store::seed_account;
 
@@ -787,6 +787,14 @@ async fn dovecot_mail_and_status_reach_the_receiver(backend: Backend) {
         statuses(r).iter().any(|m| m == "DELETED")
     })
     .await;
+    // Every body received is what the OpenAPI document's webhooks say.
+    for r in rx.received() {
+        let body = r.json();
+        match r.path.as_str() {
+            "/status" => openapi_check::assert_delivered("account_status", &body),
+            _ => openapi_check::assert_delivered(body["event"].as_str().unwrap(), &body),
+        }
+    }
 }
 both_backends!(dovecot_mail_and_status_reach_the_receiver);
 
