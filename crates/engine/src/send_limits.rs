@@ -106,6 +106,11 @@ pub async fn update(
         .await
         .map_err(store_error)?;
     let settings = change.applied_to(own.settings);
+    if settings == own.settings {
+        // Nothing changes: nothing to record, no held send to plan again.
+        drop(tx);
+        return status(engine, account).await;
+    }
     send_limits::set_in(Db::Tx(&mut tx), &account.id, &settings, now)
         .await
         .map_err(store_error)?;

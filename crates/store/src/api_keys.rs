@@ -304,13 +304,22 @@ pub async fn verify(
         return Ok(Err(Refused::Expired));
     }
     if last_used_at.is_none_or(|at| now_ms - at >= LAST_USE_GRANULARITY_MS) {
-        with_pool!(store, pool => {
-            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-                .bind(now_ms)
-                .bind(key_id)
-                .execute(pool)
-                .await?;
-        });
+        // Best effort: a busy database must not turn an authorised request into an error;
+        // the next request past the granularity tries again.
+        let written: Result<()> = async {
+            with_pool!(store, pool => {
+                sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+                    .bind(now_ms)
+                    .bind(key_id)
+                    .execute(pool)
+                    .await?;
+            });
+            Ok(())
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(key_id, error = %e, "could not record the key's last use");
+        }
     }
     Ok(Ok(KeyIdentity {
         key_id: key_id.to_owned(),

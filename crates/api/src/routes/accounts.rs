@@ -543,6 +543,14 @@ pub async fn reconnect_account(
             "account_id in the body differs from the one in the path",
         ));
     }
+    // A reconnect keeps the account's limits (as a reconnect hosted link does): said, not
+    // silently ignored.
+    if body.contains_key("send_limits") {
+        return Err(err(
+            ErrorKind::InvalidParameters,
+            "send_limits cannot be changed by a reconnect: use PATCH /api/v1/accounts/{id}",
+        ));
+    }
     let request = ReconnectRequest {
         provider: provider_of(&f)?,
         imap_host: f.host_opt("imap_host")?,

@@ -111,6 +111,18 @@ pub async fn list_audit(
     query: QueryPairs,
 ) -> Result<Json<ListEnvelope<AuditEvent>>> {
     let (page, filters) = Page::with_filters(&query, FILTERS)?;
+    // An audit position is numeric; a cursor of another list (or an edited one) is the
+    // client's mistake, not the store's.
+    if page
+        .after
+        .as_ref()
+        .is_some_and(|p| p.last_id.parse::<i64>().is_err())
+    {
+        return Err(err(
+            ErrorKind::InvalidParameters,
+            "cursor is not a cursor of GET /audit",
+        ));
+    }
     let f = filter(&filters)?;
     if let Some(a) = &f.account_id
         && !caller.tenant().sees(a)

@@ -207,10 +207,22 @@ impl Outbox {
         detail: String,
     ) -> Result<Outcome, StoreError> {
         let now = self.inner.clock.now_ms();
+        // The refused send's own horizon does not move with the pauses it causes: a message the
+        // provider keeps refusing "for its quota" past it is given up (`send_failed`), so it
+        // cannot hold the account's other sends back for ever. (Sends merely waiting behind
+        // a pause keep their horizon from when they go.)
+        if now >= job.give_up_at {
+            let why = format!(
+                "gave up: the provider kept refusing the mailbox's sending quota past the retry horizon: {detail}"
+            );
+            return self
+                .fail(job, ErrorKind::CantSendMessage, why, Action::SendGivenUp)
+                .await;
+        }
         let until = now + reopens_in.as_millis() as i64;
         let mut tx = self.inner.store.begin_write().await?;
         mailroom_store::send_limits::lock_in(&mut tx, &account.id).await?;
-        if !self.hold(&mut tx, job, until, now).await? {
+        if !outbox::hold_in(Db::Tx(&mut tx), &job.id, claim(job), until, 0, now).await? {
             return Ok(Outcome::NotOurs);
         }
         mailroom_store::send_limits::pause_in(Db::Tx(&mut tx), &account.id, until, &detail, now)

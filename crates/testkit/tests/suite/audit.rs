@@ -594,12 +594,24 @@ async fn webhook_and_key_changes_filters_and_cursor(backend: Backend) {
     assert_eq!(only("after=2099-01-01").await.len(), 0);
     assert_eq!(only("before=2001-01-01").await.len(), 0);
     assert_eq!(only("after=2001-01-01").await.len(), 6);
+    // A well-formed cursor of another list (an email id as its position): 400, not a 500.
+    let email_cursor = mailroom_core::cursor::Cursor {
+        limit: 2,
+        cursor: mailroom_core::cursor::Position {
+            last_id: "zYnh13HWV76_G3KyE-cAyg".into(),
+            last_date: 1_700_000_000_000,
+        },
+        query: vec![],
+    }
+    .encode();
+    let foreign = format!("cursor={}", urlencode(&email_cursor));
     for bad in [
         "action=account.hacked",
         "limit=0",
         "limit=251",
         "after=yesterday",
         "cursor=notacursor",
+        foreign.as_str(),
     ] {
         assert_error(
             &app.get(&format!("/api/v1/audit?{bad}")).await,

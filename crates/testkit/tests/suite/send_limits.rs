@@ -100,12 +100,12 @@ async fn a_burst_past_the_daily_limit_goes_in_order_as_the_window_allows(backend
     let (_, a) = app.get(&format!("/api/v1/accounts/{acc}")).await;
     assert_eq!(
         a["send_limits"],
-        json!({"per_minute": null, "per_day": 3, "recipients_per_day": 10_000})
+        json!({"per_minute": null, "per_day": 3, "recipients_per_day": 2_000})
     );
     // user@gmail.test is no consumer Gmail address: Workspace's published quotas.
     assert_eq!(
         a["provider_send_limits"],
-        json!({"per_minute": null, "per_day": 2_000, "recipients_per_day": 10_000})
+        json!({"per_minute": null, "per_day": 2_000, "recipients_per_day": 2_000})
     );
 
     // Six sends a second apart: three go, three wait for the window, each for the send whose
@@ -426,6 +426,21 @@ async fn limits_are_set_validated_and_changed(backend: Backend) {
         }
     };
     assert_error(&patch(json!({})).await, 400, "missing_parameters");
+    // Naming no limit (or the same values) changes nothing and records nothing.
+    let (s, v) = patch(json!({"send_limits": {}})).await;
+    assert_eq!((s, &v["send_limits"]["per_day"]), (200, &json!(1)), "{v}");
+    let (s, v) = patch(json!({"send_limits": {"per_day": 1}})).await;
+    assert_eq!(s, 200, "{v}");
+    // A reconnect keeps the limits; asking it to change them is refused.
+    assert_error(
+        &app.post_json(
+            &format!("/api/v1/accounts/{acc}"),
+            &json!({"access_token": "x", "send_limits": {"per_day": 9}}),
+        )
+        .await,
+        400,
+        "invalid_parameters",
+    );
     assert_error(
         &patch(json!({"name": "x"})).await,
         400,
@@ -459,7 +474,7 @@ async fn limits_are_set_validated_and_changed(backend: Backend) {
     assert_eq!(s, 200, "{v}");
     assert_eq!(
         v["send_limits"],
-        json!({"per_minute": 5, "per_day": null, "recipients_per_day": 10_000})
+        json!({"per_minute": 5, "per_day": null, "recipients_per_day": 2_000})
     );
     sent_count(&google, 2).await;
     // Gmail has it; mailroom records it right after.
@@ -534,7 +549,7 @@ async fn hosted_links_carry_send_limits(backend: Backend) {
     let (_, a) = app.get(&format!("/api/v1/accounts/{acc}")).await;
     assert_eq!(
         a["send_limits"],
-        json!({"per_minute": null, "per_day": 7, "recipients_per_day": 10_000}),
+        json!({"per_minute": null, "per_day": 7, "recipients_per_day": 2_000}),
         "{a}"
     );
     // A reconnect keeps the account's limits: asking it to set them is refused, not ignored.
@@ -744,3 +759,64 @@ async fn graph_quota_answers_pause_an_outlook_account(backend: Backend) {
     );
 }
 both_backends!(graph_quota_answers_pause_an_outlook_account);
+
+/// A message the provider keeps refusing "for the mailbox's quota" is given up at its retry
+/// horizon (`send_failed`, `send.given_up`): the pauses it causes do not move its own horizon,
+/// so it cannot hold the account's sends back for ever.
+async fn a_send_refused_for_quota_past_its_horizon_is_given_up(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let outlook = FakeMicrosoft::start(MicrosoftConfig::default()).await;
+    let t0 = SystemClock.now_ms();
+    let clock = ManualClock::at_ms(t0);
+    let app = spawn_with_clock(db, Arc::new(clock.clone()), |s| {
+        s.microsoft = Some(super::graph_sync::microsoft_app_config(&outlook));
+        s.outbox.retry_horizon = Duration::from_secs(2 * 3600);
+    })
+    .await;
+    let t = outlook.mint_tokens(&[
+        "offline_access",
+        "https://graph.microsoft.com/User.Read",
+        "https://graph.microsoft.com/Mail.ReadWrite",
+        "https://graph.microsoft.com/Mail.Send",
+    ]);
+    let (s, r) = app
+        .post_json(
+            "/api/v1/accounts",
+            &json!({"provider": "OUTLOOK", "access_token": t.access_token, "refresh_token": t.refresh_token}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let acc = r["account_id"].as_str().unwrap().to_owned();
+    outlook.set_send_allowance(Some(0));
+    let (s, r) = send(&app, &acc, "never").await;
+    assert_eq!((s, r["status"].as_str()), (202, Some("scheduled")), "{r}");
+    let id = r["tracking_id"].as_str().unwrap().to_owned();
+    // Refused again an hour later: paused again, still inside its two hours.
+    clock.advance_ms(3_600_000);
+    wait::until("a second pause", Duration::from_secs(20), || async {
+        let paused = events::of_type(&app.store, &app.workspace, "send_paused")
+            .await
+            .unwrap();
+        (paused.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(job(&app, &id).await["status"], "scheduled");
+    // At its horizon the next refusal gives it up.
+    clock.advance_ms(3_600_000);
+    let j = wait::until("given up", Duration::from_secs(20), || async {
+        let j = job(&app, &id).await;
+        (j["status"] == "failed").then_some(j)
+    })
+    .await;
+    assert_eq!(j["last_error"]["type"], "errors/cant_send_message", "{j}");
+    let failed = events::of_type(&app.store, &app.workspace, "send_failed")
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    let (_, audit) = app.get("/api/v1/audit?action=send.given_up").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    assert!(outlook.sent_items().is_empty());
+}
+both_backends!(a_send_refused_for_quota_past_its_horizon_is_given_up);
