@@ -36,10 +36,11 @@ fn check(kind: &str, payload: &Value, stored: bool) -> Result<(), String> {
         return Err(format!("`{kind}` is not in the document's webhooks"));
     }
     let mut schema = doc["components"]["schemas"][name].clone();
-    if stored && (kind == "mail_received" || kind == "mail_sent") {
-        if let Some(req) = schema["required"].as_array_mut() {
-            req.retain(|r| !matches!(r.as_str(), Some("body" | "body_plain" | "is_complete")));
-        }
+    if stored
+        && (kind == "mail_received" || kind == "mail_sent")
+        && let Some(req) = schema["required"].as_array_mut()
+    {
+        req.retain(|r| !matches!(r.as_str(), Some("body" | "body_plain" | "is_complete")));
     }
     matches(&doc, &schema, payload, "$")
 }
