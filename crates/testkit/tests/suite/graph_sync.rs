@@ -6,7 +6,8 @@
 //! expired `deltaLink` (410 `syncStateNotFound`) → a resync without duplicate events, changes
 //! and attachments through the API, throttling honoured (`Retry-After`), and through the
 //! running sync loop: a nudge that lists new mail, a revoked grant that sets `CREDENTIALS`
-//! with its event, and a reconnect that resumes from the stored delta links.
+//! with its event, and a reconnect that resumes from the stored delta links. Outlook push
+//! (Graph change notifications) has its own suite, `graph_push`.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use crate::feed_sync::{self, by_subject};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-const SCOPES: &[&str] = &[
+pub(crate) const SCOPES: &[&str] = &[
     "offline_access",
     "https://graph.microsoft.com/User.Read",
     "https://graph.microsoft.com/Mail.ReadWrite",
@@ -96,7 +97,7 @@ fn mail(n: &str, from: &str, to: &str, subject: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn inbound(n: &str) -> Vec<u8> {
+pub(crate) fn inbound(n: &str) -> Vec<u8> {
     mail(
         n,
         "ann@example.test",
