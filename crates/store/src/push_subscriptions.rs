@@ -63,6 +63,8 @@ fn hash_secret(secret: &str) -> Vec<u8> {
 }
 
 type Row = (String, String, i64, Option<String>);
+/// A [`Row`] with the secret's hash.
+type CheckedRow = (String, String, i64, Option<String>, Vec<u8>);
 
 fn from_row((id, account_id, expires_at, requested): Row) -> PushSubscription {
     PushSubscription {
@@ -118,7 +120,7 @@ pub async fn of_account(store: &Store, account_id: &str) -> Result<Vec<PushSubsc
 /// Checks a notification's subscription id and the secret it carries (`None`: it carried
 /// none, which never matches).
 pub async fn check(store: &Store, id: &str, presented: Option<&str>) -> Result<Checked> {
-    let row: Option<(String, String, i64, Option<String>, Vec<u8>)> = with_pool!(store, pool => {
+    let row: Option<CheckedRow> = with_pool!(store, pool => {
         sqlx::query_as(
             "SELECT id, account_id, expires_at, requested, secret_hash FROM push_subscriptions \
              WHERE id = $1",

@@ -88,7 +88,8 @@ pub struct Watch {
 enum Inner {
     Imap(ImapWatch),
     Gmail(super::gmail::GmailPushWatch),
-    Graph(super::graph::GraphPushWatch),
+    // Boxed: it carries a client and the subscription, far larger than the others.
+    Graph(Box<super::graph::GraphPushWatch>),
 }
 
 impl Watch {
@@ -164,7 +165,7 @@ impl Mailbox {
                 inner: Inner::Gmail(m.watch().await?),
             }),
             Mailbox::Graph(m) => Ok(Watch {
-                inner: Inner::Graph(m.watch(options).await?),
+                inner: Inner::Graph(Box::new(m.watch(options).await?)),
             }),
         }
     }
