@@ -85,26 +85,23 @@ pub async fn microsoft_notified(
     let mut out = Notified::default();
     for n in notifications.value {
         let presented = n.client_state.as_ref().map(|s| s.expose_secret());
-        let sub =
-            match push_subscriptions::check(&engine.store, &n.subscription_id, presented).await? {
-                Checked::Valid(s) => s,
-                Checked::Unknown => {
-                    tracing::warn!(
-                        subscription = shown(&n.subscription_id),
-                        "a Graph notification for a subscription mailroom does not hold; ignored"
-                    );
-                    out.ignored += 1;
-                    continue;
-                }
-                Checked::WrongSecret => {
-                    tracing::warn!(
-                        subscription = shown(&n.subscription_id),
-                        "a Graph notification whose clientState is not its subscription's; ignored"
-                    );
-                    out.ignored += 1;
-                    continue;
-                }
-            };
+        let checked = push_subscriptions::check(&engine.store, &n.subscription_id, presented);
+        let why = match checked.await? {
+            Checked::Valid(s) => Ok(s),
+            Checked::Unknown => Err("for a subscription mailroom does not hold"),
+            Checked::WrongSecret => Err("whose clientState is not its subscription's"),
+        };
+        let sub = match why {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::warn!(
+                    subscription = shown(&n.subscription_id),
+                    "a Graph notification {why}; ignored"
+                );
+                out.ignored += 1;
+                continue;
+            }
+        };
         let asked = match n.lifecycle_event.as_deref() {
             None | Some("missed") => None,
             Some("reauthorizationRequired") => Some(Requested::Renew),

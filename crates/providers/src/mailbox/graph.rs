@@ -23,7 +23,7 @@ use mailroom_core::{ErrorKind, MessageId};
 
 use super::feed::{FeedChanges, FeedFolder, FeedMessage, FeedPage, FeedWindow, Touched};
 use super::reading::RemoteRole;
-use super::throttled::retrying_throttled;
+use super::throttled::in_slot;
 use super::{Delivered, Outgoing, TokenSource, bcc_of, with_token};
 use crate::failure::{FailureKind, MailError, Protocol};
 use crate::graph::{DeltaEntry, GraphClient};
@@ -159,11 +159,7 @@ impl GraphMailbox {
         F: Fn(SecretString) -> Fut,
         Fut: std::future::Future<Output = Result<T, MailError>>,
     {
-        retrying_throttled(|| async {
-            let _slot = self.slots.acquire().await.expect("never closed");
-            with_token(self.tokens.as_ref(), &f).await
-        })
-        .await
+        in_slot(&self.slots, self.tokens.as_ref(), f).await
     }
 
     async fn well_known(&self) -> Result<WellKnown, MailError> {

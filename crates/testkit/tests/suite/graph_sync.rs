@@ -28,7 +28,7 @@ use crate::feed_sync::{self, by_subject};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-pub(crate) const SCOPES: &[&str] = &[
+const SCOPES: &[&str] = &[
     "offline_access",
     "https://graph.microsoft.com/User.Read",
     "https://graph.microsoft.com/Mail.ReadWrite",
@@ -71,13 +71,7 @@ async fn linked(
         }
     })
     .await;
-    let t = ms.mint_tokens(SCOPES);
-    let (s, r) = app
-        .post_json(
-            "/api/v1/accounts",
-            &json!({"provider": "OUTLOOK", "access_token": t.access_token, "refresh_token": t.refresh_token}),
-        )
-        .await;
+    let (s, r) = app.post_json("/api/v1/accounts", &outlook_grant(&ms)).await;
     assert_eq!(s, 201, "{r}");
     let acc = r["account_id"].as_str().unwrap().to_owned();
     let account = accounts::get_any(&app.store, &acc).await.unwrap().unwrap();
@@ -87,6 +81,12 @@ async fn linked(
         account,
         acc,
     })
+}
+
+/// A `POST /accounts` body linking (or reconnecting) the fake's mailbox with a fresh grant.
+pub(crate) fn outlook_grant(ms: &FakeMicrosoft) -> Value {
+    let t = ms.mint_tokens(SCOPES);
+    json!({"provider": "OUTLOOK", "access_token": t.access_token, "refresh_token": t.refresh_token})
 }
 
 fn mail(n: &str, from: &str, to: &str, subject: &str, extra: &str) -> Vec<u8> {

@@ -28,9 +28,9 @@ use super::GraphMailbox;
 use crate::failure::{MailError, Protocol};
 use crate::graph::GraphClient;
 use crate::graph::subscriptions::{MAX_LIFETIME_MINUTES, NewSubscription};
-use crate::mailbox::throttled::retrying_throttled;
+use crate::mailbox::TokenSource;
+use crate::mailbox::throttled::in_slot;
 use crate::mailbox::watching::{PushSubscription, WatchOptions};
-use crate::mailbox::{TokenSource, with_token};
 
 /// The longest lifetime asked for: Graph's limit, less a margin for clocks that disagree.
 const MAX_LIFETIME: Duration = Duration::from_secs((MAX_LIFETIME_MINUTES as u64 - 10) * 60);
@@ -76,11 +76,7 @@ impl GraphPushWatch {
         F: Fn(SecretString) -> Fut,
         Fut: std::future::Future<Output = Result<T, MailError>>,
     {
-        retrying_throttled(|| async {
-            let _slot = self.slots.acquire().await.expect("never closed");
-            with_token(self.tokens.as_ref(), &f).await
-        })
-        .await
+        in_slot(&self.slots, self.tokens.as_ref(), f).await
     }
 
     /// Waits at most `max_wait`: `Ok(true)` at once the first time, else `Ok(false)`, renewing
