@@ -234,7 +234,14 @@ impl Push {
         let opened = match engine.mailboxes().open(account).await {
             Ok(mailbox) => match mailbox.watch_with(self.options).await {
                 Ok(w) => push::adopt(engine, account, &mailbox, w).await,
-                Err(e) => Err(e.to_string()),
+                Err(e) => {
+                    // Refused for good (not "later", not the login): what earlier watches
+                    // left at the provider goes.
+                    if !e.is_transient() && !e.is_auth() && !e.is_quota() {
+                        push::refused(engine, account, &mailbox).await;
+                    }
+                    Err(e.to_string())
+                }
             },
             Err(e) => Err(e.to_string()),
         };

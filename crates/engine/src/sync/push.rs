@@ -29,7 +29,7 @@ use mailroom_providers::Mailbox;
 use mailroom_providers::mailbox::Watch;
 use mailroom_store::StoreError;
 use mailroom_store::accounts::Account;
-use mailroom_store::push_subscriptions::{self, Checked, Requested};
+use mailroom_store::push_subscriptions::{self, Checked, PushSubscription, Requested};
 
 use super::control::request_pass;
 use crate::Engine;
@@ -160,19 +160,43 @@ pub(crate) async fn adopt(
     {
         return Err(refuse(mailbox, &watch, e).await);
     }
+    end_older(engine, account, mailbox, older, current.as_deref()).await;
+    Ok(watch)
+}
+
+/// The account's watch is refused for good (no public URL any more, a send-only account):
+/// the subscriptions earlier watches left are ended at the provider.
+pub(crate) async fn refused(engine: &Engine, account: &Account, mailbox: &Mailbox) {
+    match push_subscriptions::of_account(&engine.store, &account.id).await {
+        Ok(older) if !older.is_empty() => end_older(engine, account, mailbox, older, None).await,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(account_id = %account.id, error = %e, "cannot read the push subscriptions")
+        }
+    }
+}
+
+/// Ends `older` subscriptions but `keep` at the provider and forgets those ended.
+async fn end_older(
+    engine: &Engine,
+    account: &Account,
+    mailbox: &Mailbox,
+    older: Vec<PushSubscription>,
+    keep: Option<&str>,
+) {
     let stale: Vec<String> = older
         .into_iter()
         .map(|o| o.id)
-        .filter(|id| Some(id) != current.as_ref())
+        .filter(|id| Some(id.as_str()) != keep)
         .collect();
-    if !stale.is_empty() {
-        let ended = mailbox.end_push(&stale).await;
-        tracing::debug!(account_id = %account.id, ended = ended.len(), stale = stale.len(), "older push subscriptions ended");
-        if let Err(e) = push_subscriptions::delete(store, &ended).await {
-            tracing::warn!(account_id = %account.id, error = %e, "could not forget ended push subscriptions");
-        }
+    if stale.is_empty() {
+        return;
     }
-    Ok(watch)
+    let ended = mailbox.end_push(&stale).await;
+    tracing::debug!(account_id = %account.id, ended = ended.len(), stale = stale.len(), "older push subscriptions ended");
+    if let Err(e) = push_subscriptions::delete(&engine.store, &ended).await {
+        tracing::warn!(account_id = %account.id, error = %e, "could not forget ended push subscriptions");
+    }
 }
 
 async fn refuse(mailbox: &Mailbox, watch: &Watch, e: StoreError) -> String {

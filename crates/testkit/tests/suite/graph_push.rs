@@ -4,8 +4,9 @@
 //! what is seen quickly: the subscription made by the sync loop (the `validationToken`
 //! handshake passed), new mail listed and announced within 2 s, a push and a poll that see the
 //! same change announcing it once, forged notifications ignored, renewal before expiry, the
-//! lifecycle events (`reauthorizationRequired`, `subscriptionRemoved`, `missed`), and one live
-//! subscription per account through a reconnect, a restart and a deletion.
+//! lifecycle events (`reauthorizationRequired`, `subscriptionRemoved`, `missed`), one live
+//! subscription per account through a reconnect, a restart and a deletion, and none left once
+//! push is turned off.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use mailroom_engine::sync::SyncConfig;
 use mailroom_server::Settings;
 use mailroom_store::push_subscriptions::{self, PushSubscription};
 use mailroom_store::{api_keys, events, sync_leases};
-use mailroom_testkit::app::{TestApp, spawn_public};
+use mailroom_testkit::app::{TestApp, spawn_on, spawn_public};
 use mailroom_testkit::fakes::microsoft::{FakeMicrosoft, InboundMessage, MicrosoftConfig};
 use mailroom_testkit::{Backend, TestDb, both_backends, wait};
 
@@ -464,3 +465,36 @@ async fn one_live_subscription_through_reconnect_restart_and_deletion(backend: B
     assert!(stored(&p).await.is_empty());
 }
 both_backends!(one_live_subscription_through_reconnect_restart_and_deletion);
+
+/// Push turned off (mailroom restarted without a public URL): the account is polled again,
+/// and the subscription the earlier process left is ended at Graph and forgotten.
+async fn without_a_public_url_the_left_subscription_is_ended(backend: Backend) {
+    let Some(p) = pushed(backend, None).await else {
+        return;
+    };
+    let first = live_subscription(&p).await;
+    let Pushed { app, ms, acc, .. } = p;
+    let db = app.stop().await;
+    let app = spawn_on(db, |s: &mut Settings| {
+        s.microsoft = Some(microsoft_app_config(&ms));
+        s.sync = sync_config(None);
+    })
+    .await;
+    wait::until(
+        "the subscription ended",
+        Duration::from_secs(20),
+        || async {
+            let stored = push_subscriptions::of_account(&app.store, &acc)
+                .await
+                .unwrap();
+            (ms.subscriptions().is_empty() && stored.is_empty()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        requests(&ms, 0, "DELETE", &format!("/subscriptions/{first}")),
+        1
+    );
+    assert_eq!(requests(&ms, 0, "POST", "/subscriptions"), 1);
+}
+both_backends!(without_a_public_url_the_left_subscription_is_ended);
