@@ -211,15 +211,17 @@ impl Push {
     /// Opens the watch if there is none for this version (and no backoff runs). A failure is
     /// logged and leaves the loop on sweeps; a later successful pass tries again.
     /// A watch kept is first tended (`push::tend`: lifecycle requests of its subscription);
-    /// one whose subscription must be replaced is opened anew at once.
+    /// one whose subscription must be replaced is opened anew at once, one whose subscription
+    /// is no longer stored is dropped as lost.
     async fn ensure(&mut self, engine: &Engine, account: &Account) {
         if self.version == account.updated_at
             && let Some(w) = self.watch.as_mut()
         {
-            if push::tend(engine, account, w).await == Tended::Keep {
-                return;
+            match push::tend(engine, account, w).await {
+                Tended::Keep => return,
+                Tended::Replace => self.watch = None,
+                Tended::Drop => return self.lost(),
             }
-            self.watch = None;
         }
         if self.version != account.updated_at {
             self.backoff.reset();

@@ -210,9 +210,13 @@ async fn refuse(mailbox: &Mailbox, watch: &Watch, e: StoreError) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tended {
     Keep,
-    /// Open a new watch now: the subscription was removed at the provider, could not be
-    /// renewed, or is no longer stored (another process replaced it).
+    /// Open a new watch now: the subscription was removed at the provider or could not be
+    /// renewed.
     Replace,
+    /// Drop the watch as a lost one (a new one after the watch backoff): its subscription is no
+    /// longer stored, so another process took the account over and ended it, or the account is
+    /// being deleted; the heartbeat is about to stop this loop.
+    Drop,
 }
 
 /// Between passes: what lifecycle notifications asked of the watch's subscription (a renewal
@@ -233,7 +237,7 @@ pub(crate) async fn tend(engine: &Engine, account: &Account, watch: &mut Watch) 
         }
     };
     let Some(stored) = stored else {
-        return Tended::Replace;
+        return Tended::Drop;
     };
     let confirmed = match stored.requested {
         Some(Requested::Replace) => return Tended::Replace,
