@@ -230,8 +230,10 @@ fn oauth_idp(engine: &Engine, t: AccountType) -> Result<IdP, ApiError> {
 /// lease go with it (foreign keys), its events not yet delivered are dropped; what this
 /// process pooled for it (connections, sessions, a copy of its password) is dropped, and its
 /// sync loop stops (here at once; in another process at its next heartbeat, the lease row
-/// being gone).
+/// being gone). Its push subscriptions at the provider (Graph) are ended first, within a few
+/// seconds, while its tokens still exist (`sync::push::end_for_account`).
 pub async fn delete(engine: &Engine, origin: &Origin, account: &Account) -> Result<(), ApiError> {
+    crate::sync::push::end_for_account(engine, account).await;
     // The account, the purge of its events, the announcement of its deletion (recorded after
     // the purge, so the webhooks still hear it) and its audit entry: one transaction.
     let mut tx = engine.store.begin_write().await.map_err(store_error)?;

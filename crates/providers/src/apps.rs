@@ -12,6 +12,10 @@ pub struct ProviderApp {
     pub api_base: url::Url,
     /// Gmail push through Cloud Pub/Sub, when the operator set it up (Google only).
     pub push: Option<GmailPush>,
+    /// Where Microsoft Graph posts change and lifecycle notifications
+    /// (`MAILROOM_PUBLIC_URL` + `/push/microsoft`; Microsoft only). `None` (no public URL):
+    /// Outlook accounts are polled.
+    pub notification_url: Option<url::Url>,
 }
 
 /// The operator's Cloud Pub/Sub set-up for Gmail push: the topic Gmail publishes mailbox

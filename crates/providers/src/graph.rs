@@ -24,6 +24,7 @@
 //! `Rejected(CantSendMessage)`.
 
 mod feed;
+pub mod subscriptions;
 
 use std::time::Duration;
 

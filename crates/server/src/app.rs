@@ -86,6 +86,20 @@ impl Application {
         settings: &Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| ConfigProblem(format!("cannot listen on {}: {e}", settings.listen)))?;
+        Self::build_on(settings, clock, listener).await
+    }
+
+    /// [`Application::build_with_clock`] on a listener already bound (`settings.listen` is not
+    /// used): a caller that must know the address before the settings are final (a test whose
+    /// `MAILROOM_PUBLIC_URL` is the app's own address) binds it first.
+    pub async fn build_on(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         install_crypto_provider();
         if settings.tls_insecure_skip_verify {
             tracing::warn!(
@@ -104,9 +118,6 @@ impl Application {
             tls_insecure_skip_verify: settings.tls_insecure_skip_verify,
             connect_timeout: settings.mail_connect_timeout,
         };
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| ConfigProblem(format!("cannot listen on {}: {e}", settings.listen)))?;
         // Hosted links and OAuth callbacks need the URL clients reach us at; without
         // MAILROOM_PUBLIC_URL it is the address we listen on.
         let public_url = match &settings.public_url {
@@ -200,6 +211,12 @@ fn provider_apps(settings: &Settings, public_url: &url::Url) -> anyhow::Result<P
                     token: p.token.clone(),
                 }),
                 IdP::Microsoft => None,
+            },
+            // Graph must reach it: only with a public URL set (the listen address is no
+            // place Graph can post to).
+            notification_url: match (idp, &settings.public_url) {
+                (IdP::Microsoft, Some(u)) => Some(u.join("push/microsoft")?),
+                _ => None,
             },
         })
     };

@@ -16,6 +16,7 @@ pub mod hosted_links;
 pub mod index;
 pub mod index_query;
 pub mod outbox;
+pub mod push_subscriptions;
 pub mod search;
 pub mod send_limits;
 pub mod sync_leases;

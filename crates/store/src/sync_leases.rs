@@ -120,13 +120,16 @@ pub struct Lease {
     pub owner: String,
     pub expires_at: i64,
     pub heartbeat_at: i64,
+    /// The last pass asked for (`request_resync`), Unix ms.
+    pub resync_requested_at: Option<i64>,
 }
 
 /// Every lease, live or not, by account id.
 pub async fn all(store: &Store) -> Result<Vec<Lease>> {
     let rows = with_pool!(store, pool => {
         sqlx::query(
-            "SELECT account_id, owner, expires_at, heartbeat_at FROM sync_leases ORDER BY account_id",
+            "SELECT account_id, owner, expires_at, heartbeat_at, resync_requested_at FROM sync_leases \
+             ORDER BY account_id",
         )
         .fetch_all(pool)
         .await?
@@ -136,6 +139,7 @@ pub async fn all(store: &Store) -> Result<Vec<Lease>> {
             owner: r.get(1),
             expires_at: r.get(2),
             heartbeat_at: r.get(3),
+            resync_requested_at: r.get(4),
         })
         .collect()
     });

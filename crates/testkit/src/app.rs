@@ -49,10 +49,40 @@ pub async fn spawn_with_clock(
     clock: Arc<dyn Clock>,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the app's listener");
+    spawn_listening(db, clock, listener, adjust).await
+}
+
+/// [`spawn_on`] with `MAILROOM_PUBLIC_URL` set to the app's own loopback address (before
+/// `adjust`): what a provider's push must reach (Graph's change notifications, which the fake
+/// Microsoft posts over plain HTTP on loopback).
+pub async fn spawn_public(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the app's listener");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let public = url::Url::parse(&format!("http://{addr}/")).expect("valid");
+    spawn_listening(db, Arc::new(SystemClock), listener, |s: &mut Settings| {
+        s.public_url = Some(public);
+        adjust(s);
+    })
+    .await
+}
+
+async fn spawn_listening(
+    db: TestDb,
+    clock: Arc<dyn Clock>,
+    listener: tokio::net::TcpListener,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     mailroom_server::app::install_crypto_provider();
     let mut settings = Settings::for_tests(&db.url, TEST_MASTER_KEY);
     adjust(&mut settings);
-    let app = Application::build_with_clock(&settings, clock)
+    let app = Application::build_on(&settings, clock, listener)
         .await
         .expect("build app");
     let addr = app.local_addr();

@@ -95,6 +95,8 @@ pub fn router(state: AppState) -> Router {
         )
         // Outside the API key: Pub/Sub authenticates by the secret in the URL.
         .route("/push/google/{token}", axum::routing::post(push::google))
+        // Outside the API key: Graph's notifications carry their subscription's clientState.
+        .route("/push/microsoft", axum::routing::post(push::microsoft))
         .route("/t/o/{token}", axum::routing::get(tracking::open))
         .route("/t/c/{token}", axum::routing::get(tracking::click));
     let body_limit = state.config.body_limit;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use mailroom_core::account::SourceStatus;
-use mailroom_providers::mailbox::{Changes, Watch};
+use mailroom_providers::mailbox::{Changes, Watch, WatchOptions};
 use mailroom_store::accounts::{self, Account};
 use mailroom_store::sync_leases::{self, Requests};
 use mailroom_store::{Db, StoreError};
@@ -27,6 +27,7 @@ use mailroom_store::{Db, StoreError};
 use super::backoff::Backoff;
 use super::control::AccountSignals;
 use super::imap::SyncError;
+use super::push::{self, Tended};
 use super::status;
 use super::sync_once;
 use crate::Engine;
@@ -159,8 +160,9 @@ enum Woken {
 /// apart (15 minutes by default) instead of one.
 const SWEEP_FACTOR_WITH_NOTIFY: u32 = 15;
 
-/// The account's push watch (IMAP NOTIFY or IDLE), opened after a successful pass and kept
-/// across passes; `None` where the provider has none or it failed (then sweeps alone).
+/// The account's push watch (IMAP NOTIFY or IDLE, Gmail's `users.watch`, a Graph
+/// subscription), opened after a successful pass and kept across passes; `None` where the
+/// provider has none or it failed (then sweeps alone).
 struct Push {
     watch: Option<Watch>,
     /// The account version it was opened at: a reconnect opens it anew.
@@ -174,6 +176,7 @@ struct Push {
     /// the run of failures.
     opened_at: Option<Instant>,
     max_wait: Duration,
+    options: WatchOptions,
 }
 
 impl Push {
@@ -185,6 +188,10 @@ impl Push {
             not_before: None,
             opened_at: None,
             max_wait: config.backoff_max,
+            options: WatchOptions {
+                subscription_lifetime: config.subscription_lifetime,
+                ..WatchOptions::default()
+            },
         }
     }
 
@@ -203,9 +210,18 @@ impl Push {
 
     /// Opens the watch if there is none for this version (and no backoff runs). A failure is
     /// logged and leaves the loop on sweeps; a later successful pass tries again.
+    /// A watch kept is first tended (`push::tend`: lifecycle requests of its subscription);
+    /// one whose subscription must be replaced is opened anew at once, one whose subscription
+    /// is no longer stored is dropped as lost.
     async fn ensure(&mut self, engine: &Engine, account: &Account) {
-        if self.watch.is_some() && self.version == account.updated_at {
-            return;
+        if self.version == account.updated_at
+            && let Some(w) = self.watch.as_mut()
+        {
+            match push::tend(engine, account, w).await {
+                Tended::Keep => return,
+                Tended::Replace => self.watch = None,
+                Tended::Drop => return self.lost(),
+            }
         }
         if self.version != account.updated_at {
             self.backoff.reset();
@@ -218,7 +234,17 @@ impl Push {
         self.watch = None;
         self.version = account.updated_at;
         let opened = match engine.mailboxes().open(account).await {
-            Ok(mailbox) => mailbox.watch().await.map_err(|e| e.to_string()),
+            Ok(mailbox) => match mailbox.watch_with(self.options).await {
+                Ok(w) => push::adopt(engine, account, &mailbox, w).await,
+                Err(e) => {
+                    // Refused for good (not "later", not the login): what earlier watches
+                    // left at the provider goes.
+                    if !e.is_transient() && !e.is_auth() && !e.is_quota() {
+                        push::refused(engine, account, &mailbox).await;
+                    }
+                    Err(e.to_string())
+                }
+            },
             Err(e) => Err(e.to_string()),
         };
         match opened {

@@ -191,12 +191,24 @@ pub async fn gmail_pushed(
         if !a.settings.address().eq_ignore_ascii_case(email.trim()) {
             continue;
         }
-        sync_leases::request_resync(&engine.store, &a.id, now).await?;
-        if let Some(local) = engine.sync.local(&a.id) {
-            local.resync_at.store(now, Ordering::SeqCst);
-            local.nudge();
-        }
+        request_pass(engine, &a.id, now).await?;
         n += 1;
     }
     Ok(n)
+}
+
+/// A pass of `account_id` now, by whichever process syncs it: a request stored on its lease
+/// row (read by the owner's heartbeat), and this process's loop woken at once if it runs it.
+/// What a push does: the pass reads from the stored cursor, so a push is only a hint.
+pub(crate) async fn request_pass(
+    engine: &Engine,
+    account_id: &str,
+    now_ms: i64,
+) -> Result<(), mailroom_store::StoreError> {
+    sync_leases::request_resync(&engine.store, account_id, now_ms).await?;
+    if let Some(local) = engine.sync.local(account_id) {
+        local.resync_at.store(now_ms, Ordering::SeqCst);
+        local.nudge();
+    }
+    Ok(())
 }

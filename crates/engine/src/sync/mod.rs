@@ -9,7 +9,9 @@
 //!   ([`account`]: pass → wait for a change, the sweep timer or a nudge → pass …, with
 //!   backoff on errors and the account's status kept current);
 //! - [`control`]: what the API asks of those loops (a pass now, a restart), whichever process
-//!   owns the account.
+//!   owns the account;
+//! - [`push`]: the subscriptions a provider holds for a watch (Graph), kept so that any
+//!   process can check the notifications they bring, and those notifications.
 //!
 //! See `docs/sync.md`.
 
@@ -19,6 +21,7 @@ mod backoff;
 pub mod control;
 pub mod feed;
 pub mod imap;
+pub mod push;
 pub mod status;
 pub mod supervisor;
 pub mod threading;
@@ -88,6 +91,9 @@ pub struct SyncConfig {
     /// row) before the account is `STOPPED`: a server that says `NO`/`BAD` for a few minutes
     /// (restarting, overloaded) is not stopped for good.
     pub stop_after: Duration,
+    /// How long a push subscription at the provider (Graph) is asked to live; renewed when a
+    /// third is left (`WatchOptions::subscription_lifetime`). Tests shorten it.
+    pub subscription_lifetime: Duration,
 }
 
 impl Default for SyncConfig {
@@ -101,6 +107,7 @@ impl Default for SyncConfig {
             backoff_min: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
             stop_after: Duration::from_secs(15 * 60),
+            subscription_lifetime: mailroom_providers::mailbox::SUBSCRIPTION_LIFETIME,
         }
     }
 }

@@ -8,6 +8,8 @@
 //! concurrent requests per app and mailbox) and a throttled one (429 `ApplicationThrottled`)
 //! is tried again after Graph's `Retry-After` (see `throttled`).
 
+mod push;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -21,10 +23,12 @@ use mailroom_core::{ErrorKind, MessageId};
 
 use super::feed::{FeedChanges, FeedFolder, FeedMessage, FeedPage, FeedWindow, Touched};
 use super::reading::RemoteRole;
-use super::throttled::retrying_throttled;
+use super::throttled::in_slot;
 use super::{Delivered, Outgoing, TokenSource, bcc_of, with_token};
 use crate::failure::{FailureKind, MailError, Protocol};
 use crate::graph::{DeltaEntry, GraphClient};
+
+pub(crate) use self::push::GraphPushWatch;
 
 pub struct GraphMailbox {
     client: GraphClient,
@@ -33,6 +37,8 @@ pub struct GraphMailbox {
     slots: Arc<Semaphore>,
     /// The account's well-known folder ids, once looked up (shared by its mailboxes).
     well_known: Arc<Mutex<Option<WellKnown>>>,
+    /// Where Graph posts change notifications (`push`); `None`: no push, the mailbox is polled.
+    push_url: Option<url::Url>,
 }
 
 impl GraphMailbox {
@@ -42,6 +48,7 @@ impl GraphMailbox {
         mode: AccountMode,
         slots: Arc<Semaphore>,
         well_known: Arc<Mutex<Option<WellKnown>>>,
+        push_url: Option<url::Url>,
     ) -> Self {
         Self {
             client,
@@ -49,6 +56,7 @@ impl GraphMailbox {
             mode,
             slots,
             well_known,
+            push_url,
         }
     }
 
@@ -151,11 +159,7 @@ impl GraphMailbox {
         F: Fn(SecretString) -> Fut,
         Fut: std::future::Future<Output = Result<T, MailError>>,
     {
-        retrying_throttled(|| async {
-            let _slot = self.slots.acquire().await.expect("never closed");
-            with_token(self.tokens.as_ref(), &f).await
-        })
-        .await
+        in_slot(&self.slots, self.tokens.as_ref(), f).await
     }
 
     async fn well_known(&self) -> Result<WellKnown, MailError> {

@@ -56,7 +56,7 @@ pub use self::reading::{
 };
 pub use self::session_pool::{ImapLimits, ImapPool};
 pub use self::verify::{Prospect, Verified};
-pub use self::watching::{Changes, Watch, WatchOptions};
+pub use self::watching::{Changes, PushSubscription, SUBSCRIPTION_LIFETIME, Watch, WatchOptions};
 
 /// Requests in flight per Gmail or Outlook mailbox (Graph answers 429 `ApplicationThrottled`
 /// past 4 concurrent requests per app and mailbox; Gmail is held to the same).
@@ -291,6 +291,7 @@ impl Providers {
                     s.mode,
                     self.api_slots(o.account_id),
                     self.graph_folders(o.account_id),
+                    app.notification_url.clone(),
                 )))
             }
             _ => Err(mismatch()),

@@ -39,3 +39,22 @@ where
         }
     }
 }
+
+/// A Graph-style call (no quota pacing): in one of the mailbox's request `slots`, with a token
+/// from `tokens` (replaced once when refused), tried again after the provider's throttling
+/// wait with the slot given back meanwhile.
+pub(crate) async fn in_slot<T, F, Fut>(
+    slots: &tokio::sync::Semaphore,
+    tokens: &dyn super::TokenSource,
+    f: F,
+) -> Result<T, MailError>
+where
+    F: Fn(secrecy::SecretString) -> Fut,
+    Fut: std::future::Future<Output = Result<T, MailError>>,
+{
+    retrying_throttled(|| async {
+        let _slot = slots.acquire().await.expect("never closed");
+        super::with_token(tokens, &f).await
+    })
+    .await
+}

@@ -6,7 +6,8 @@
 //! expired `deltaLink` (410 `syncStateNotFound`) → a resync without duplicate events, changes
 //! and attachments through the API, throttling honoured (`Retry-After`), and through the
 //! running sync loop: a nudge that lists new mail, a revoked grant that sets `CREDENTIALS`
-//! with its event, and a reconnect that resumes from the stored delta links.
+//! with its event, and a reconnect that resumes from the stored delta links. Outlook push
+//! (Graph change notifications) has its own suite, `graph_push`.
 
 use std::time::{Duration, Instant};
 
@@ -70,13 +71,7 @@ async fn linked(
         }
     })
     .await;
-    let t = ms.mint_tokens(SCOPES);
-    let (s, r) = app
-        .post_json(
-            "/api/v1/accounts",
-            &json!({"provider": "OUTLOOK", "access_token": t.access_token, "refresh_token": t.refresh_token}),
-        )
-        .await;
+    let (s, r) = app.post_json("/api/v1/accounts", &outlook_grant(&ms)).await;
     assert_eq!(s, 201, "{r}");
     let acc = r["account_id"].as_str().unwrap().to_owned();
     let account = accounts::get_any(&app.store, &acc).await.unwrap().unwrap();
@@ -88,6 +83,12 @@ async fn linked(
     })
 }
 
+/// A `POST /accounts` body linking (or reconnecting) the fake's mailbox with a fresh grant.
+pub(crate) fn outlook_grant(ms: &FakeMicrosoft) -> Value {
+    let t = ms.mint_tokens(SCOPES);
+    json!({"provider": "OUTLOOK", "access_token": t.access_token, "refresh_token": t.refresh_token})
+}
+
 fn mail(n: &str, from: &str, to: &str, subject: &str, extra: &str) -> Vec<u8> {
     format!(
         "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{n}@example.test>\r\n\
@@ -96,7 +97,7 @@ fn mail(n: &str, from: &str, to: &str, subject: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn inbound(n: &str) -> Vec<u8> {
+pub(crate) fn inbound(n: &str) -> Vec<u8> {
     mail(
         n,
         "ann@example.test",

@@ -155,6 +155,7 @@ async fn without_notify_idle_watches_inbox_and_is_issued_again_every_period() {
     let mut watch = mailbox
         .watch_with(WatchOptions {
             reissue_every: period,
+            ..WatchOptions::default()
         })
         .await
         .expect("watch");

@@ -10,6 +10,7 @@ mod feed_sync;
 mod gmail;
 mod gmail_sync;
 mod graph;
+mod graph_push;
 mod graph_sync;
 mod hosted;
 mod hosted_outlook;
