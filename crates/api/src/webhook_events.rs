@@ -5,6 +5,7 @@
 //! never serialized. The suite checks real deliveries against them
 //! (`testkit::openapi_check`), so a payload that drifts from its schema fails a test.
 
+use mailroom_engine::webhooks::manage::source_events;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
@@ -235,20 +236,17 @@ pub fn schema_of_kind(kind: &str) -> Option<&'static str> {
     })
 }
 
-/// Every event kind, in the order the document lists them.
-pub const KINDS: [&str; 11] = [
-    "mail_received",
-    "mail_sent",
-    "mail_moved",
-    "mail_read",
-    "mail_deleted",
-    "send_failed",
-    "send_paused",
-    "mail_opened",
-    "mail_link_clicked",
-    "account_status",
-    "hosted_notify",
-];
+/// Every event kind a webhook (or a hosted link's `notify_url`) can receive, in the order the
+/// document lists them: the engine's own list per source, so a kind added there without a
+/// schema here fails the unit test below.
+pub fn kinds() -> Vec<&'static str> {
+    let sources = ["email", "email_tracking"];
+    sources
+        .iter()
+        .flat_map(|s| source_events(s).unwrap_or(&[]).iter().copied())
+        .chain(["account_status", "hosted_notify"])
+        .collect()
+}
 
 /// Adds the event schemas and the `webhooks` section.
 pub struct WebhookEvents;
@@ -275,7 +273,7 @@ impl Modify for WebhookEvents {
             components.schemas.insert(name, schema);
         }
         let mut paths = PathsBuilder::new();
-        for kind in KINDS {
+        for kind in kinds() {
             let schema = schema_of_kind(kind).expect("every kind has a schema");
             let op = OperationBuilder::new()
                 .summary(Some(format!("`{kind}`")))
@@ -318,7 +316,7 @@ mod tests {
         let mut doc = utoipa::openapi::OpenApi::default();
         WebhookEvents.modify(&mut doc);
         let v = serde_json::to_value(&doc).unwrap();
-        for kind in KINDS {
+        for kind in kinds() {
             let name = schema_of_kind(kind).unwrap();
             assert!(
                 v["components"]["schemas"][name].is_object(),

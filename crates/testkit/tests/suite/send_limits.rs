@@ -646,9 +646,15 @@ async fn an_smtp_quota_reply_pauses_the_account_for_the_default_hour(backend: Ba
 both_backends!(an_smtp_quota_reply_pauses_the_account_for_the_default_hour);
 
 /// An Outlook account against the Microsoft fake on a manual clock; answers the account id.
-async fn outlook_on(db: TestDb, outlook: &FakeMicrosoft, clock: &ManualClock) -> (TestApp, String) {
+async fn outlook_on(
+    db: TestDb,
+    outlook: &FakeMicrosoft,
+    clock: &ManualClock,
+    tune: impl FnOnce(&mut mailroom_server::Settings),
+) -> (TestApp, String) {
     let app = spawn_with_clock(db, Arc::new(clock.clone()), |s| {
-        s.microsoft = Some(super::graph_sync::microsoft_app_config(outlook))
+        s.microsoft = Some(super::graph_sync::microsoft_app_config(outlook));
+        tune(s);
     })
     .await;
     let t = outlook.mint_tokens(&[
@@ -687,7 +693,7 @@ async fn graph_quota_answers_pause_an_outlook_account(backend: Backend) {
     };
     let outlook = FakeMicrosoft::start(MicrosoftConfig::default()).await;
     let clock = ManualClock::at_ms(SystemClock.now_ms());
-    let (app, acc) = outlook_on(db, &outlook, &clock).await;
+    let (app, acc) = outlook_on(db, &outlook, &clock, |_| {}).await;
 
     // The mailbox's sending limit: one more message, then ErrorExceededMessageLimit.
     outlook.set_send_allowance(Some(1));
@@ -770,25 +776,10 @@ async fn a_send_refused_for_quota_past_its_horizon_is_given_up(backend: Backend)
     let outlook = FakeMicrosoft::start(MicrosoftConfig::default()).await;
     let t0 = SystemClock.now_ms();
     let clock = ManualClock::at_ms(t0);
-    let app = spawn_with_clock(db, Arc::new(clock.clone()), |s| {
-        s.microsoft = Some(super::graph_sync::microsoft_app_config(&outlook));
+    let (app, acc) = outlook_on(db, &outlook, &clock, |s| {
         s.outbox.retry_horizon = Duration::from_secs(2 * 3600);
     })
     .await;
-    let t = outlook.mint_tokens(&[
-        "offline_access",
-        "https://graph.microsoft.com/User.Read",
-        "https://graph.microsoft.com/Mail.ReadWrite",
-        "https://graph.microsoft.com/Mail.Send",
-    ]);
-    let (s, r) = app
-        .post_json(
-            "/api/v1/accounts",
-            &json!({"provider": "OUTLOOK", "access_token": t.access_token, "refresh_token": t.refresh_token}),
-        )
-        .await;
-    assert_eq!(s, 201, "{r}");
-    let acc = r["account_id"].as_str().unwrap().to_owned();
     outlook.set_send_allowance(Some(0));
     let (s, r) = send(&app, &acc, "never").await;
     assert_eq!((s, r["status"].as_str()), (202, Some("scheduled")), "{r}");
