@@ -6,13 +6,15 @@
 //! Errors are classified per `reference/providers.md` A.7 into [`MailError`]s
 //! (`Protocol::Gmail`), the same classes the outbox uses for every provider.
 
+mod batch;
 mod drafts;
 mod feed;
 
 use std::time::Duration;
 
 pub use self::feed::{
-    GmailLabel, GmailMessage, GmailWatch, HistoryPage, HistoryRecord, MessagePage, Relabel,
+    GmailLabel, GmailMessage, GmailWatch, HistoryPage, HistoryRecord, MAX_BATCH, MessagePage,
+    Relabel,
 };
 
 use base64::Engine as _;

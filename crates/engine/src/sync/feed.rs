@@ -34,14 +34,13 @@
 use std::collections::{HashMap, HashSet};
 
 use futures_util::future::{BoxFuture, FutureExt as _};
-use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
 
 use mailroom_core::account::AccountMode;
 use mailroom_core::mail::{FolderRole, FolderSyncStatus, MailOrigin};
 use mailroom_core::{new_id, time_fmt};
 use mailroom_providers::Mailbox;
-use mailroom_providers::mailbox::{API_CONCURRENCY_PER_MAILBOX, FeedMessage, FeedWindow};
+use mailroom_providers::mailbox::{FeedMessage, FeedWindow};
 use mailroom_store::accounts::Account;
 use mailroom_store::events::{self, NewEvent};
 use mailroom_store::feed::{self, FeedState};
@@ -409,23 +408,15 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Fetches messages (whole when the flag says so) over the mailbox's request slots, in
-    /// the order given; `None` for a message that is gone. Boxed: the stream's closure would
+    /// Fetches messages (whole when the flag says so), in the order given, as the seam
+    /// batches them; `None` for a message that is gone. Boxed: the seam's stream would
     /// otherwise make the sync loop's future not `Send` for every lifetime.
     fn fetch(
         &self,
         ids: Vec<(String, bool)>,
     ) -> BoxFuture<'_, Result<Vec<Option<FeedMessage>>, SyncError>> {
         let mailbox = self.mailbox;
-        async move {
-            let fetched: Vec<Option<FeedMessage>> = futures_util::stream::iter(ids)
-                .map(|(id, whole)| async move { mailbox.feed_fetch(&id, whole).await })
-                .buffered(API_CONCURRENCY_PER_MAILBOX)
-                .try_collect()
-                .await?;
-            Ok(fetched)
-        }
-        .boxed()
+        async move { Ok(mailbox.feed_fetch_many(ids).await?) }.boxed()
     }
 
     /// Writes one chunk, with the cursor in the transaction of its last write: PostgreSQL, the

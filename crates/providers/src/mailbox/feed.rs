@@ -219,6 +219,27 @@ impl Mailbox {
         }
     }
 
+    /// Several messages (whole when the flag says so), in the order given; `None` for one
+    /// that is gone. Gmail: through its batch endpoint; Outlook: one request each, over the
+    /// mailbox's request slots.
+    pub async fn feed_fetch_many(
+        &self,
+        ids: Vec<(String, bool)>,
+    ) -> Result<Vec<Option<FeedMessage>>, MailError> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        match self {
+            Mailbox::Gmail(m) => m.feed_fetch_many(&ids).await,
+            Mailbox::Graph(m) => {
+                futures_util::stream::iter(ids)
+                    .map(|(id, whole)| async move { m.feed_fetch(&id, whole).await })
+                    .buffered(super::API_CONCURRENCY_PER_MAILBOX)
+                    .try_collect()
+                    .await
+            }
+            Mailbox::Imap(_) => Err(not_a_feed()),
+        }
+    }
+
     /// Files `raw` as a draft (Gmail `drafts.create`, Graph `POST /me/messages` with the MIME);
     /// answers the draft message's id.
     pub async fn feed_create_draft(&self, raw: &[u8]) -> Result<String, MailError> {

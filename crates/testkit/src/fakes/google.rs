@@ -16,6 +16,7 @@
 //! [`FakeGoogle::base_url`] (the client appends `gmail/v1/…` and `upload/gmail/v1/…`).
 
 mod api;
+mod batch;
 pub mod contract;
 mod errors;
 mod mailbox;
@@ -176,6 +177,8 @@ pub(crate) struct State {
     gmail_faults: VecDeque<(Fault, usize)>,
     token_faults: VecDeque<(Fault, usize)>,
     gmail_requests: usize,
+    /// `POST /batch/gmail/v1` requests served.
+    batch_requests: usize,
     mailbox: mailbox::Mailbox,
     /// `drafts.create`: (draft id, its message's id).
     drafts: Vec<(String, String)>,
@@ -298,6 +301,7 @@ impl FakeGoogle {
                 gmail_faults: VecDeque::new(),
                 token_faults: VecDeque::new(),
                 gmail_requests: 0,
+                batch_requests: 0,
                 mailbox: mailbox::Mailbox::new(),
                 drafts: vec![],
                 sent: vec![],
@@ -579,9 +583,15 @@ impl FakeGoogle {
         }
     }
 
-    /// How many Gmail API requests arrived (any path under `gmail/v1`, `upload/…`).
+    /// How many Gmail API requests arrived (any path under `gmail/v1`, `upload/…`; each call
+    /// of a batch counts).
     pub fn gmail_request_count(&self) -> usize {
         self.lock().gmail_requests
+    }
+
+    /// How many batch requests (`POST /batch/gmail/v1`) were served.
+    pub fn batch_request_count(&self) -> usize {
+        self.lock().batch_requests
     }
 }
 
@@ -646,6 +656,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/resumable/upload/gmail/v1/users/{user}/messages/send",
             post(api::upload_start).put(api::upload_put),
         )
+        .route("/batch/gmail/v1", post(batch::handle))
         .route("/", get(api::not_found_page))
         .fallback(api::not_found_page)
         .with_state(shared)

@@ -1269,3 +1269,70 @@ async fn metadata_scope_limits_formats_and_search() {
     let (s, _) = get_json(api(&g, "messages"), &t).await;
     assert_eq!(s, 200);
 }
+
+/// The Google fake's batch endpoint as Google's "Batching requests" guide gives it: calls in
+/// a `multipart/mixed` body, answered in order with `Content-ID: <response-…>`, each call
+/// served (and refused) as it would be alone; more than 100 calls is 400.
+#[tokio::test]
+async fn the_fakes_batch_endpoint_serves_each_call_as_alone() {
+    let google = FakeGoogle::start(GoogleConfig::default()).await;
+    let t = google.issue_tokens(&["https://www.googleapis.com/auth/gmail.readonly"]);
+    let m = google.insert_message(
+        b"From: a@example.test\r\nSubject: batched\r\nMessage-ID: <b@example.test>\r\n\r\nhi\r\n",
+        &["INBOX"],
+        std::time::Duration::ZERO,
+    );
+    let body = |n: usize| {
+        let mut b = String::new();
+        for i in 0..n {
+            let id = if i == 1 {
+                "1a2b3c4d5e6f7a8b"
+            } else {
+                m.id.as_str()
+            };
+            b.push_str(&format!(
+                "--xx\r\nContent-Type: application/http\r\nContent-ID: <c{i}>\r\n\r\nGET /gmail/v1/users/me/messages/{id}?format=minimal\r\n\r\n"
+            ));
+        }
+        b.push_str("--xx--\r\n");
+        b
+    };
+    let client = reqwest::Client::new();
+    let post = |b: String| {
+        client
+            .post(google.base_url().join("batch/gmail/v1").unwrap())
+            .bearer_auth(&t.access_token)
+            .header("Content-Type", "multipart/mixed; boundary=xx")
+            .body(b)
+            .send()
+    };
+    let r = post(body(2)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("multipart/mixed; boundary="), "{ct}");
+    let text = r.text().await.unwrap();
+    let first = text
+        .find("Content-ID: <response-c0>")
+        .expect("first answer");
+    let second = text
+        .find("Content-ID: <response-c1>")
+        .expect("second answer");
+    assert!(first < second, "{text}");
+    assert!(text[first..second].contains("HTTP/1.1 200 OK"), "{text}");
+    assert!(text[first..second].contains(&m.id), "{text}");
+    assert!(text[second..].contains("HTTP/1.1 404"), "{text}");
+    assert_eq!(google.batch_request_count(), 1);
+    // Each call counts as a Gmail request.
+    assert_eq!(google.gmail_request_count(), 2);
+    // Too many calls, or no multipart: 400.
+    assert_eq!(post(body(101)).await.unwrap().status(), 400);
+    let r = client
+        .post(google.base_url().join("batch/gmail/v1").unwrap())
+        .bearer_auth(&t.access_token)
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

@@ -166,6 +166,8 @@ async fn initial_sync_lists_labels_as_folders_and_announces_nothing(backend: Bac
     };
     let r = pass(&l).await;
     assert_eq!(r.indexed, 6, "{r:?}");
+    // The messages were fetched through Gmail's batch endpoint, not one request each.
+    assert!(l.google.batch_request_count() >= 1, "messages.get batched");
     let items = emails(&l, "").await;
     assert_eq!(
         items.len(),
