@@ -103,31 +103,30 @@ async fn two_processes_deliver_each_event_once_and_a_sigkill_loses_none() {
     assert!(seen.values().all(|n| *n == 1), "each once: {seen:?}");
     assert!(ids.iter().all(|id| seen.contains_key(id)));
     verify_signatures(&secret, &got);
-    let delivered_by = |server: &Server, count: &std::cell::Cell<usize>| {
-        count.set(
-            count.get()
-                + server
-                    .log
-                    .try_iter()
-                    .filter(|l| l.contains("webhook delivered"))
-                    .count(),
-        );
-        count.get()
+    // Which process delivered what: each counts its deliveries in its metrics.
+    let delivered = |server: &Server| {
+        let client = client.clone();
+        let url = server.url("/metrics");
+        async move {
+            let text = client.get(url).send().await.unwrap().text().await.unwrap();
+            text.lines()
+                .find(|l| l.starts_with("mailroom_webhook_attempts_total{outcome=\"delivered\"}"))
+                .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+                .unwrap_or(0.0) as usize
+        }
     };
-    let (by_first, by_second) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
-    wait::until("every delivery logged", Duration::from_secs(30), || {
-        let n = (
-            delivered_by(&first, &by_first),
-            delivered_by(&second, &by_second),
-        );
-        async move { (n.0 + n.1 >= EVENTS).then_some(()) }
-    })
-    .await;
+    let (by_first, by_second) =
+        wait::until("every delivery counted", Duration::from_secs(30), || {
+            let (a, b) = (delivered(&first), delivered(&second));
+            async move {
+                let n = (a.await, b.await);
+                (n.0 + n.1 >= EVENTS).then_some(n)
+            }
+        })
+        .await;
     assert!(
-        by_first.get() > 0 && by_second.get() > 0,
-        "both processes delivered: {} and {}",
-        by_first.get(),
-        by_second.get()
+        by_first > 0 && by_second > 0,
+        "both processes delivered: {by_first} and {by_second}"
     );
 
     // A delivery under way when every process dies is sent again by the next one.
