@@ -243,10 +243,9 @@ pub async fn due_heads(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Hea
     // The planners are told how: PostgreSQL through LATERAL (a fresh database has no
     // statistics, and a hash join over every unsettled row was its choice without it), SQLite
     // through INDEXED BY (its MIN() would otherwise scan every unsettled row).
-    let rows = match store {
-        Store::Postgres(pool) => {
-            let sql = format!(
-                "WITH RECURSIVE q(queue) AS ( \
+    let sql = match store {
+        Store::Postgres(_) => format!(
+            "WITH RECURSIVE q(queue) AS ( \
                    SELECT (SELECT queue FROM webhook_deliveries WHERE {UNSETTLED} ORDER BY queue LIMIT 1) \
                    UNION ALL \
                    SELECT (SELECT u.queue FROM webhook_deliveries u WHERE u.{UNSETTLED} AND u.queue > q.queue \
@@ -256,23 +255,10 @@ pub async fn due_heads(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Hea
                     FROM webhook_deliveries x WHERE x.queue = q.queue AND x.{UNSETTLED} ORDER BY x.seq LIMIT 1) d \
                  LEFT JOIN webhooks w ON w.id = d.webhook_id \
                  WHERE {} ORDER BY d.seq LIMIT $2",
-                due_and_enabled("d", "$1")
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(now_ms)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(|r| Head {
-                    seq: r.get(0),
-                    url: r.get(1),
-                })
-                .collect()
-        }
-        Store::Sqlite(pool) => {
-            let sql = format!(
-                "WITH RECURSIVE q(queue) AS ( \
+            due_and_enabled("d", "$1")
+        ),
+        Store::Sqlite(_) => format!(
+            "WITH RECURSIVE q(queue) AS ( \
                    SELECT (SELECT queue FROM webhook_deliveries INDEXED BY webhook_deliveries_unsettled \
                            WHERE {UNSETTLED} ORDER BY queue LIMIT 1) \
                    UNION ALL \
@@ -284,21 +270,19 @@ pub async fn due_heads(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Hea
                                WHERE x.queue = q.queue AND x.{UNSETTLED} ORDER BY x.seq LIMIT 1) \
                  LEFT JOIN webhooks w ON w.id = d.webhook_id \
                  WHERE {} ORDER BY d.seq LIMIT $2",
-                due_and_enabled("d", "$1")
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(now_ms)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(|r| Head {
-                    seq: r.get(0),
-                    url: r.get(1),
-                })
-                .collect()
-        }
+            due_and_enabled("d", "$1")
+        ),
     };
+    let rows = with_pool!(store, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| Head { seq: r.get(0), url: r.get(1) })
+            .collect()
+    });
     Ok(rows)
 }
 
@@ -362,44 +346,32 @@ pub async fn claim(
     };
     let nonce = mailroom_core::id::new_id();
     let returning = "RETURNING seq, id, locked_by, attempts";
-    let claims = match store {
-        Store::Postgres(pool) => {
-            let sql = format!(
-                "{CLAIM_SET} WHERE seq IN (SELECT c.seq FROM webhook_deliveries c WHERE c.seq IN ({list}) \
+    let sql = match store {
+        Store::Postgres(_) => format!(
+            "{CLAIM_SET} WHERE seq IN (SELECT c.seq FROM webhook_deliveries c WHERE c.seq IN ({list}) \
                  AND {} AND {} FOR UPDATE SKIP LOCKED) {returning}",
-                due_and_enabled("c", "$4"),
-                head("c"),
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(node)
-                .bind(&nonce)
-                .bind(lease_until)
-                .bind(now_ms)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(decode_claim)
-                .collect::<Result<Vec<_>>>()?
-        }
+            due_and_enabled("c", "$4"),
+            head("c"),
+        ),
         // SQLite has one writer at a time, so the UPDATE … RETURNING is the claim.
-        Store::Sqlite(pool) => {
-            let sql = format!(
-                "{CLAIM_SET} WHERE seq IN ({list}) AND {} AND {} {returning}",
-                due_and_enabled("webhook_deliveries", "$4"),
-                head("webhook_deliveries"),
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(node)
-                .bind(&nonce)
-                .bind(lease_until)
-                .bind(now_ms)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(decode_claim)
-                .collect::<Result<Vec<_>>>()?
-        }
+        Store::Sqlite(_) => format!(
+            "{CLAIM_SET} WHERE seq IN ({list}) AND {} AND {} {returning}",
+            due_and_enabled("webhook_deliveries", "$4"),
+            head("webhook_deliveries"),
+        ),
     };
+    let claims = with_pool!(store, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(&nonce)
+            .bind(lease_until)
+            .bind(now_ms)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode_claim)
+            .collect::<Result<Vec<_>>>()?
+    });
     Ok(claims)
 }
 
