@@ -13,7 +13,7 @@ use sqlx::Row;
 use tokio::sync::Notify;
 
 use crate::error::Result;
-use crate::tx::{Db, WriteTx, with_conn};
+use crate::tx::{Db, TxInner, WriteTx, with_conn};
 use crate::webhooks::decode_subscription;
 use crate::{Store, with_pool};
 
@@ -209,180 +209,346 @@ pub async fn queue_call(
     Ok(id)
 }
 
-/// Leases up to `limit` deliveries that are due and head their queue (nothing earlier of the
-/// queue is unsettled) to claims `node:id:attempt` until `lease_until`: pending ones whose time
-/// has come and ones whose lease expired (a process died mid-attempt). Deliveries of a
-/// disabled webhook wait.
-pub async fn claim_due(
-    store: &Store,
-    node: &str,
-    now_ms: i64,
-    lease_until: i64,
-    limit: i64,
-) -> Result<Vec<(String, String)>> {
-    if limit <= 0 {
-        return Ok(vec![]);
-    }
-    // What can be claimed: due, of an enabled webhook (or a notify call), and heading its queue.
-    let claimable = "FROM webhook_deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id \
-                     WHERE ((d.status = 'pending' AND d.run_after <= $3) OR (d.status = 'delivering' AND d.locked_until < $3)) \
-                     AND (d.webhook_id IS NULL OR w.enabled) \
-                     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.queue = d.queue AND p.seq < d.seq \
-                                     AND p.status IN ('pending', 'delivering'))";
-    // Read-only first, with the claim's own conditions (rows of a disabled webhook, or queued
-    // behind one that backs off, do not count): an UPDATE takes SQLite's one write lock even
-    // when it matches nothing.
-    let due = format!(
-        "SELECT EXISTS (SELECT 1 {} )",
-        claimable.replace("$3", "$1")
-    );
-    let any: bool = with_pool!(store, pool => {
-        sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(due)).bind(now_ms).fetch_one(pool).await?
-    });
-    if !any {
-        return Ok(vec![]);
-    }
-    let pick = format!("SELECT d.seq {claimable} ORDER BY d.seq LIMIT $4");
-    // The claim is `node:id:nonce` (a fresh nonce per claim call, so a claim taken again after its
-    // lease ran out never equals the old one). No attempt is counted here: only
-    // [`start_attempt`], right before a request is sent, counts one.
-    let nonce = mailroom_core::id::new_id();
-    let set = "UPDATE webhook_deliveries SET status = 'delivering', \
-               locked_by = $1 || ':' || id || ':' || $5, locked_until = $2, updated_at = $3 WHERE seq IN";
-    let rows = match store {
-        // Rows another process is claiming are skipped, not waited for.
-        Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{set} ({pick} FOR UPDATE OF d SKIP LOCKED) RETURNING id, locked_by"
-        )))
-        .bind(node)
-        .bind(lease_until)
-        .bind(now_ms)
-        .bind(limit)
-        .bind(&nonce)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect(),
-        // SQLite has one writer at a time, so the UPDATE … RETURNING is the claim.
-        Store::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{set} ({pick}) RETURNING id, locked_by"
-        )))
-        .bind(node)
-        .bind(lease_until)
-        .bind(now_ms)
-        .bind(limit)
-        .bind(&nonce)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect(),
+/// The unsettled deliveries of a queue: its head is the first of them (`seq` order). The
+/// partial index `webhook_deliveries_unsettled (queue, seq)` holds exactly these rows.
+const UNSETTLED: &str = "status IN ('pending', 'delivering')";
+
+/// A row of the claim's own conditions: due (pending and its time has come, or its lease ran
+/// out: a process died mid-attempt) and of an enabled webhook (or a `notify_url` call).
+/// `$now` is the current time's placeholder.
+fn due_and_enabled(row: &str, now: &str) -> String {
+    format!(
+        "(({row}.status = 'pending' AND {row}.run_after <= {now}) \
+         OR ({row}.status = 'delivering' AND {row}.locked_until < {now})) \
+         AND ({row}.webhook_id IS NULL OR EXISTS \
+              (SELECT 1 FROM webhooks w WHERE w.id = {row}.webhook_id AND w.enabled))"
+    )
+}
+
+/// A queue head that can be claimed now, as the dispatcher sees it before claiming: where it
+/// goes (the webhook's URL, or the `notify_url`), so it can be picked within its destination's
+/// free slots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    pub seq: i64,
+    pub url: Option<String>,
+}
+
+/// Up to `limit` queue heads that are due now (see [`claim`]), oldest first. Read-only, and
+/// its cost grows with the number of queues that have unsettled deliveries, not with the
+/// backlog: the queues are found by skipping through the partial index
+/// `webhook_deliveries_unsettled` (a recursive query, one probe per queue), and each queue's
+/// head is the first entry of its queue there.
+pub async fn due_heads(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Head>> {
+    // The planners are told how: PostgreSQL through LATERAL (a fresh database has no
+    // statistics, and a hash join over every unsettled row was its choice without it), SQLite
+    // through INDEXED BY (its MIN() would otherwise scan every unsettled row).
+    let sql = match store {
+        Store::Postgres(_) => format!(
+            "WITH RECURSIVE q(queue) AS ( \
+                   SELECT (SELECT queue FROM webhook_deliveries WHERE {UNSETTLED} ORDER BY queue LIMIT 1) \
+                   UNION ALL \
+                   SELECT (SELECT u.queue FROM webhook_deliveries u WHERE u.{UNSETTLED} AND u.queue > q.queue \
+                           ORDER BY u.queue LIMIT 1) FROM q WHERE q.queue IS NOT NULL) \
+                 SELECT d.seq, COALESCE(w.request_url, d.target_url) FROM q CROSS JOIN LATERAL \
+                   (SELECT x.seq, x.status, x.run_after, x.locked_until, x.webhook_id, x.target_url \
+                    FROM webhook_deliveries x WHERE x.queue = q.queue AND x.{UNSETTLED} ORDER BY x.seq LIMIT 1) d \
+                 LEFT JOIN webhooks w ON w.id = d.webhook_id \
+                 WHERE {} ORDER BY d.seq LIMIT $2",
+            due_and_enabled("d", "$1")
+        ),
+        Store::Sqlite(_) => format!(
+            "WITH RECURSIVE q(queue) AS ( \
+                   SELECT (SELECT queue FROM webhook_deliveries INDEXED BY webhook_deliveries_unsettled \
+                           WHERE {UNSETTLED} ORDER BY queue LIMIT 1) \
+                   UNION ALL \
+                   SELECT (SELECT u.queue FROM webhook_deliveries u INDEXED BY webhook_deliveries_unsettled \
+                           WHERE u.{UNSETTLED} AND u.queue > q.queue ORDER BY u.queue LIMIT 1) \
+                   FROM q WHERE q.queue IS NOT NULL) \
+                 SELECT d.seq, COALESCE(w.request_url, d.target_url) FROM q CROSS JOIN webhook_deliveries d \
+                   ON d.seq = (SELECT x.seq FROM webhook_deliveries x INDEXED BY webhook_deliveries_unsettled \
+                               WHERE x.queue = q.queue AND x.{UNSETTLED} ORDER BY x.seq LIMIT 1) \
+                 LEFT JOIN webhooks w ON w.id = d.webhook_id \
+                 WHERE {} ORDER BY d.seq LIMIT $2",
+            due_and_enabled("d", "$1")
+        ),
     };
+    let rows = with_pool!(store, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| Head { seq: r.get(0), url: r.get(1) })
+            .collect()
+    });
     Ok(rows)
 }
 
-/// Starts an attempt under claim `token`: extends the lease to `until` and counts the attempt.
-/// Answers its number, or `None` when the claim is no longer current (nothing is sent then).
-pub async fn start_attempt(
-    store: &Store,
-    id: &str,
-    token: &str,
-    until: i64,
-) -> Result<Option<i64>> {
-    let n = with_pool!(store, pool => {
-        sqlx::query_scalar(
-            "UPDATE webhook_deliveries SET locked_until = $1, attempts = attempts + 1 \
-             WHERE id = $2 AND locked_by = $3 AND status = 'delivering' RETURNING attempts",
-        )
-        .bind(until).bind(id).bind(token).fetch_optional(pool).await?
-    });
-    Ok(n)
+/// A delivery leased for one attempt: its id, the claim `node:id:nonce` that settles it, and
+/// the number of the attempt (counted by the claim).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub seq: i64,
+    pub id: String,
+    pub token: String,
+    pub attempt: i64,
 }
 
-/// Gives claim `token` back without an attempt (its destination is busy): pending again from
-/// `run_after`, at its place in its queue.
-pub async fn unclaim(store: &Store, id: &str, token: &str, run_after: i64) -> Result<bool> {
+fn decode_claim<R: Row>(r: &R) -> Result<Claim>
+where
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(Claim {
+        seq: r.try_get(0)?,
+        id: r.try_get(1)?,
+        token: r.try_get(2)?,
+        attempt: r.try_get(3)?,
+    })
+}
+
+/// The SET clause of a claim: `$1` node, `$2` nonce, `$3` lease end, `$4` now. The claim is
+/// `node:id:nonce` (a fresh nonce per claim call, so a claim taken again after its lease ran
+/// out never equals the old one), and it counts the attempt: a delivery is only claimed when
+/// its destination has a free slot, so an attempt follows at once.
+const CLAIM_SET: &str = "UPDATE webhook_deliveries SET status = 'delivering', \
+     locked_by = $1 || ':' || id || ':' || $2, locked_until = $3, attempts = attempts + 1, updated_at = $4";
+
+/// Claims the deliveries `seqs` (picked from [`due_heads`]) for one attempt each, leased until
+/// `lease_until`, for those still due, of an enabled webhook and heading their queue: nothing
+/// earlier of the queue is unsettled (checked here again, per row, with one index probe, so a
+/// delivery replayed meanwhile still goes first). Rows another process is claiming are skipped,
+/// not waited for. Answers the claims made (some of `seqs` may have gone elsewhere).
+pub async fn claim(
+    store: &Store,
+    seqs: &[i64],
+    node: &str,
+    now_ms: i64,
+    lease_until: i64,
+) -> Result<Vec<Claim>> {
+    if seqs.is_empty() {
+        return Ok(vec![]);
+    }
+    // Integers of our own, so inlined rather than bound one by one.
+    let list = seqs
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let head = |row: &str| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.queue = {row}.queue \
+             AND p.seq < {row}.seq AND p.{UNSETTLED})"
+        )
+    };
+    let nonce = mailroom_core::id::new_id();
+    let returning = "RETURNING seq, id, locked_by, attempts";
+    let sql = match store {
+        Store::Postgres(_) => format!(
+            "{CLAIM_SET} WHERE seq IN (SELECT c.seq FROM webhook_deliveries c WHERE c.seq IN ({list}) \
+                 AND {} AND {} FOR UPDATE SKIP LOCKED) {returning}",
+            due_and_enabled("c", "$4"),
+            head("c"),
+        ),
+        // SQLite has one writer at a time, so the UPDATE … RETURNING is the claim.
+        Store::Sqlite(_) => format!(
+            "{CLAIM_SET} WHERE seq IN ({list}) AND {} AND {} {returning}",
+            due_and_enabled("webhook_deliveries", "$4"),
+            head("webhook_deliveries"),
+        ),
+    };
+    let claims = with_pool!(store, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(&nonce)
+            .bind(lease_until)
+            .bind(now_ms)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode_claim)
+            .collect::<Result<Vec<_>>>()?
+    });
+    Ok(claims)
+}
+
+/// Gives claim `token` back uncounted (its destination turned out to be busy): pending again
+/// at its place in its queue, due at once.
+pub async fn unclaim(store: &Store, id: &str, token: &str, now_ms: i64) -> Result<bool> {
     let n = with_pool!(store, pool => {
         sqlx::query(
             "UPDATE webhook_deliveries SET status = 'pending', locked_by = NULL, locked_until = NULL, \
-             run_after = $1 WHERE id = $2 AND locked_by = $3 AND status = 'delivering'",
+             attempts = attempts - 1, run_after = $1, updated_at = $1 \
+             WHERE id = $2 AND locked_by = $3 AND status = 'delivering'",
         )
-        .bind(run_after).bind(id).bind(token).execute(pool).await?.rows_affected()
+        .bind(now_ms).bind(id).bind(token).execute(pool).await?.rows_affected()
     });
     Ok(n == 1)
 }
 
 /// What an attempt came to.
-pub enum Settle<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
     Delivered,
-    /// Try again at `run_after`.
+    /// Try again at `run_after` (the queue waits for it).
     Retry {
         run_after: i64,
-        error: &'a str,
+        error: String,
     },
     /// Give up; `disable_webhook` also disables the webhook (410 Gone), with this reason.
     Failed {
-        error: &'a str,
-        disable_webhook: Option<&'a str>,
+        error: String,
+        disable_webhook: Option<String>,
     },
 }
 
-/// Records an attempt and its outcome in one transaction, if claim `token` is still current
-/// (false: another process holds the delivery now and reports its own outcome).
+/// One finished attempt to record.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub id: String,
+    /// The claim it ran under.
+    pub token: String,
+    pub attempt: Attempt,
+    pub outcome: Outcome,
+    /// Claim the next delivery of the same queue in the same transaction, if it is due.
+    pub claim_next: bool,
+}
+
+/// What [`settle`] did with one [`Finished`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Settled {
+    /// false: the claim was no longer current (another process holds the delivery now and
+    /// reports its own outcome); nothing was recorded.
+    pub recorded: bool,
+    /// The next delivery of the queue, claimed for this process (it keeps the slot).
+    pub next: Option<Claim>,
+}
+
+/// Records finished attempts and their outcomes, each only if its claim is still current,
+/// in **one** transaction (one commit for a batch: on SQLite one turn of its single writer).
+/// For a settled delivery (delivered or given up) with `claim_next`, the next delivery of its
+/// queue is claimed in the same transaction when it is due and of an enabled webhook, leased
+/// until `lease_until` like a [`claim`]: the queue's order holds (the next one becomes the head
+/// exactly when this one is settled) and no sweep is needed between them.
+///
+/// On PostgreSQL the commit does not wait for its WAL flush (`synchronous_commit = off` for
+/// this transaction only). Losing it, which only a crash of the database server can, loses
+/// the record of attempts already made: those deliveries are claimed again when their lease
+/// runs out and sent again, which at-least-once allows; the log is a prefix of what happened,
+/// so a queue's order holds.
 pub async fn settle(
     store: &Store,
-    id: &str,
-    token: &str,
-    attempt: &Attempt,
-    outcome: Settle<'_>,
+    batch: &[Finished],
+    node: &str,
     now_ms: i64,
-) -> Result<bool> {
-    let (status, run_after, error, delivered_at) = match &outcome {
-        Settle::Delivered => (DeliveryStatus::Delivered, now_ms, None, Some(now_ms)),
-        Settle::Retry { run_after, error } => {
-            (DeliveryStatus::Pending, *run_after, Some(*error), None)
-        }
-        Settle::Failed { error, .. } => (DeliveryStatus::Failed, now_ms, Some(*error), None),
-    };
+    lease_until: i64,
+) -> Result<Vec<Settled>> {
+    let mut out = Vec::with_capacity(batch.len());
+    if batch.is_empty() {
+        return Ok(out);
+    }
+    let nonce = mailroom_core::id::new_id();
     let mut tx = store.begin_write().await?;
-    let n = with_conn!(Db::Tx(&mut tx), c => {
-        sqlx::query(
+    if let TxInner::Postgres(t) = &mut tx.0 {
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut **t)
+            .await?;
+    }
+    for f in batch {
+        out.push(settle_one(&mut tx, f, node, &nonce, now_ms, lease_until).await?);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn settle_one(
+    tx: &mut WriteTx,
+    f: &Finished,
+    node: &str,
+    nonce: &str,
+    now_ms: i64,
+    lease_until: i64,
+) -> Result<Settled> {
+    let (status, run_after, error, delivered_at) = match &f.outcome {
+        Outcome::Delivered => (DeliveryStatus::Delivered, now_ms, None, Some(now_ms)),
+        Outcome::Retry { run_after, error } => {
+            (DeliveryStatus::Pending, *run_after, Some(error), None)
+        }
+        Outcome::Failed { error, .. } => (DeliveryStatus::Failed, now_ms, Some(error), None),
+    };
+    let queue: Option<String> = with_conn!(Db::Tx(&mut *tx), c => {
+        sqlx::query_scalar(
             "UPDATE webhook_deliveries SET status = $1, run_after = $2, last_error = $3, \
              delivered_at = COALESCE($4, delivered_at), locked_by = NULL, locked_until = NULL, updated_at = $5 \
-             WHERE id = $6 AND locked_by = $7 AND status = 'delivering'",
+             WHERE id = $6 AND locked_by = $7 AND status = 'delivering' RETURNING queue",
         )
-        .bind(status.as_str()).bind(run_after).bind(error).bind(delivered_at).bind(now_ms).bind(id).bind(token)
-        .execute(&mut *c).await?.rows_affected()
+        .bind(status.as_str()).bind(run_after).bind(error).bind(delivered_at).bind(now_ms).bind(&f.id).bind(&f.token)
+        .fetch_optional(&mut *c).await?
     });
-    if n != 1 {
-        return Ok(false);
-    }
-    with_conn!(Db::Tx(&mut tx), c => {
+    let Some(queue) = queue else {
+        return Ok(Settled::default());
+    };
+    let a = &f.attempt;
+    with_conn!(Db::Tx(&mut *tx), c => {
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
-        .bind(id).bind(attempt.attempt).bind(attempt.started_at).bind(attempt.status_code)
-        .bind(attempt.latency_ms).bind(&attempt.error)
+        .bind(&f.id).bind(a.attempt).bind(a.started_at).bind(a.status_code).bind(a.latency_ms).bind(&a.error)
         .execute(&mut *c).await?;
     });
-    if let Settle::Failed {
+    if let Outcome::Failed {
         disable_webhook: Some(reason),
         ..
-    } = outcome
+    } = &f.outcome
     {
-        with_conn!(Db::Tx(&mut tx), c => {
+        with_conn!(Db::Tx(&mut *tx), c => {
             sqlx::query(
                 "UPDATE webhooks SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
                  WHERE id = (SELECT webhook_id FROM webhook_deliveries WHERE id = $3)",
             )
-            .bind(reason).bind(now_ms).bind(id)
+            .bind(reason).bind(now_ms).bind(&f.id)
             .execute(&mut *c).await?;
         });
     }
-    tx.commit().await?;
-    Ok(true)
+    let settled = status != DeliveryStatus::Pending;
+    let next = if settled && f.claim_next {
+        claim_next(tx, &queue, node, nonce, now_ms, lease_until).await?
+    } else {
+        None
+    };
+    Ok(Settled {
+        recorded: true,
+        next,
+    })
+}
+
+/// Claims the head of `queue` if it is due and of an enabled webhook (inside the transaction
+/// that settled the previous head).
+async fn claim_next(
+    tx: &mut WriteTx,
+    queue: &str,
+    node: &str,
+    nonce: &str,
+    now_ms: i64,
+    lease_until: i64,
+) -> Result<Option<Claim>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "{CLAIM_SET} WHERE seq = (SELECT x.seq FROM webhook_deliveries x WHERE x.queue = $5 AND x.{UNSETTLED} \
+                                  ORDER BY x.seq LIMIT 1) \
+         AND status = 'pending' AND run_after <= $4 \
+         AND (webhook_id IS NULL OR EXISTS (SELECT 1 FROM webhooks w WHERE w.id = webhook_id AND w.enabled)) \
+         RETURNING seq, id, locked_by, attempts"
+    ));
+    let claim = with_conn!(Db::Tx(&mut *tx), c => {
+        sqlx::query(sql)
+            .bind(node).bind(nonce).bind(lease_until).bind(now_ms).bind(queue)
+            .fetch_optional(&mut *c).await?.as_ref().map(decode_claim).transpose()?
+    });
+    Ok(claim)
 }
 
 /// A delivery by id, whatever its workspace (the dispatcher's view).
@@ -470,6 +636,26 @@ pub async fn of_event(store: &Store, event_id: &str) -> Result<Vec<Delivery>> {
     ));
     with_pool!(store, pool => {
         sqlx::query(sql).bind(event_id).fetch_all(pool).await?.iter().map(decode).collect()
+    })
+}
+
+/// A claimed delivery and its event's payload, in one read (the dispatcher's view).
+pub async fn get_with_payload(
+    store: &Store,
+    id: &str,
+) -> Result<Option<(Delivery, serde_json::Value)>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, e.payload FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1"
+    ));
+    with_pool!(store, pool => {
+        match sqlx::query(sql).bind(id).fetch_optional(pool).await? {
+            Some(r) => {
+                let d = decode(&r)?;
+                let payload: String = r.try_get(16)?;
+                Ok(Some((d, serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null))))
+            }
+            None => Ok(None),
+        }
     })
 }
 

@@ -2,17 +2,27 @@
 //! one database share the work and a killed process's deliveries are taken over when their
 //! lease expires), posts each through the SSRF guard to the address it checked, and records
 //! the attempt and its outcome together.
+//!
+//! Throughput comes from doing little per delivery: a sweep reads only the queue heads and
+//! claims those whose destination has a free slot (nothing is claimed to be given back); an
+//! attempt that settles its delivery claims the next one of its queue in the same transaction
+//! and goes on with it under the same slots ([`CHAIN_MAX`] at most, then the slot goes back to
+//! the sweep, oldest heads first, so one busy account cannot keep a slot); and the outcomes of
+//! attempts that finish together are recorded in one transaction by one settler task.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use mailroom_core::Clock;
-use mailroom_store::webhook_deliveries::{self as deliveries, Attempt, Delivery, Settle, signal};
+use mailroom_store::webhook_deliveries::{
+    self as deliveries, Attempt, Claim, Delivery, Finished, Outcome, Settled, signal,
+};
 use mailroom_store::webhooks::{self, Webhook};
 use mailroom_store::{Store, StoreError, Vault};
 
@@ -37,6 +47,24 @@ struct Inner {
     /// addresses (see [`PinnedClients`]).
     clients: PinnedClients,
     tasks: TaskTracker,
+    /// The settler's inbox (see [`settler`]); started with the first attempt.
+    settler: OnceLock<mpsc::UnboundedSender<SettleJob>>,
+    /// Set when the worker stops: attempts under way finish, but claim nothing more.
+    stopping: AtomicBool,
+}
+
+/// One finished attempt for the settler, and where its answer goes.
+struct SettleJob {
+    finished: Finished,
+    reply: oneshot::Sender<Result<Settled, String>>,
+}
+
+/// The slots an attempt holds: one of the process's, one of its destination's.
+struct Slots {
+    _process: OwnedSemaphorePermit,
+    host: OwnedSemaphorePermit,
+    /// The destination the host slot is for.
+    host_key: String,
 }
 
 /// The vault's associated data for a webhook's secret: a sealed secret cannot be moved to
@@ -104,8 +132,61 @@ impl PinnedClients {
     }
 }
 
-/// How long a delivery whose destination has no free slot waits before it is claimed again.
-const HOST_BUSY_RETRY_MS: i64 = 1_000;
+/// Deliveries of one queue an attempt goes on with (claiming each as it settles the previous
+/// one) before it gives its slots back to the sweep.
+pub const CHAIN_MAX: usize = 32;
+
+/// Queue heads a sweep reads at most (more than the slots: some heads wait for a busy
+/// destination).
+const HEADS_READ: i64 = 1_000;
+
+/// Finished attempts the settler records in one transaction at most.
+const SETTLE_BATCH: usize = 64;
+
+/// The slot key of a destination, `host:port` (every URL that does not parse shares one).
+fn host_key(url: Option<&url::Url>) -> String {
+    url.map(|u| {
+        format!(
+            "{}:{}",
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        )
+    })
+    .unwrap_or_default()
+}
+
+/// Records finished attempts: everything waiting when it turns to the inbox goes into one
+/// transaction ([`deliveries::settle`]), so attempts that finish together cost one commit, and
+/// on SQLite the dispatcher's writes queue here instead of polling for the write lock.
+async fn settler(
+    store: Store,
+    node: String,
+    lease_ms: i64,
+    clock: Arc<dyn Clock>,
+    mut inbox: mpsc::UnboundedReceiver<SettleJob>,
+) {
+    let mut jobs = Vec::with_capacity(SETTLE_BATCH);
+    while inbox.recv_many(&mut jobs, SETTLE_BATCH).await > 0 {
+        let (finished, replies): (Vec<_>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.finished, j.reply)).unzip();
+        let now = clock.now_ms();
+        match deliveries::settle(&store, &finished, &node, now, now + lease_ms).await {
+            Ok(settled) => {
+                for (reply, s) in replies.into_iter().zip(settled) {
+                    let _ = reply.send(Ok(s));
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch was recorded: each delivery is tried again when its
+                // lease runs out.
+                let e = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
 
 impl Webhooks {
     pub fn new(store: Store, vault: Vault, clock: Arc<dyn Clock>, config: WebhookConfig) -> Self {
@@ -120,6 +201,8 @@ impl Webhooks {
                 hosts: Mutex::new(HashMap::new()),
                 clients: PinnedClients::default(),
                 tasks: TaskTracker::new(),
+                settler: OnceLock::new(),
+                stopping: AtomicBool::new(false),
             }),
         }
     }
@@ -150,6 +233,7 @@ impl Webhooks {
                 _ = tokio::time::sleep(self.inner.config.poll_interval) => {}
             }
         }
+        self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.tasks.close();
         let grace = self.inner.config.attempt_timeout + Duration::from_secs(1);
         if tokio::time::timeout(grace, self.inner.tasks.wait())
@@ -162,33 +246,75 @@ impl Webhooks {
         }
     }
 
-    /// Claims what is due and can start now, and delivers it in the background.
+    /// Claims the queue heads that are due and whose destination has a free slot, and
+    /// delivers them in the background.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
+        if self.inner.slots.available_permits() == 0 {
+            return Ok(0);
+        }
+        let store = &self.inner.store;
         let now = self.inner.clock.now_ms();
-        let free = self.inner.slots.available_permits() as i64;
-        let claimed = deliveries::claim_due(
-            &self.inner.store,
-            &self.inner.node,
-            now,
-            self.lease_until(now),
-            free,
-        )
-        .await?;
-        let n = claimed.len();
-        for (id, token) in claimed {
-            let Ok(slot) = self.inner.slots.clone().try_acquire_owned() else {
-                break; // only this loop takes slots, so there is one per claim
+        let heads = deliveries::due_heads(store, now, HEADS_READ).await?;
+        // Picked within the free slots, oldest first; a head whose destination is busy is not
+        // claimed at all (it stays pending, at its place).
+        let mut picked: HashMap<i64, Slots> = HashMap::new();
+        for head in heads {
+            let Ok(process) = self.inner.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let key = host_key(
+                head.url
+                    .as_deref()
+                    .and_then(|u| url::Url::parse(u).ok())
+                    .as_ref(),
+            );
+            let Ok(host) = self.host_slots(&key).try_acquire_owned() else {
+                continue;
+            };
+            picked.insert(
+                head.seq,
+                Slots {
+                    _process: process,
+                    host,
+                    host_key: key,
+                },
+            );
+        }
+        let seqs: Vec<i64> = picked.keys().copied().collect();
+        let claims =
+            deliveries::claim(store, &seqs, &self.inner.node, now, self.lease_until(now)).await?;
+        let n = claims.len();
+        for claim in claims {
+            let Some(slots) = picked.remove(&claim.seq) else {
+                continue;
             };
             let me = self.clone();
-            self.inner.tasks.spawn(async move {
-                if let Err(e) = me.attempt(&id, &token, slot).await {
-                    tracing::warn!(delivery = %id, error = %e, "webhook attempt failed");
-                }
-                // The next delivery of its queue may be due now.
-                signal().notify_waiters();
-            });
+            self.inner
+                .tasks
+                .spawn(async move { me.deliver(claim, slots).await });
         }
+        // Heads claimed elsewhere meanwhile: their slots go back as `picked` drops.
         Ok(n)
+    }
+
+    /// Delivers claimed delivery `claim`, then the next ones of its queue as each is settled
+    /// (up to [`CHAIN_MAX`]), under the same slots.
+    async fn deliver(&self, mut claim: Claim, mut slots: Slots) {
+        for chained in 1.. {
+            let go_on = chained < CHAIN_MAX && !self.inner.stopping.load(Ordering::SeqCst);
+            let id = claim.id.clone();
+            match self.attempt(claim, &mut slots, go_on).await {
+                Ok(Some(next)) => claim = next,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(delivery = %id, error = %e, "webhook attempt failed");
+                    break;
+                }
+            }
+        }
+        drop(slots);
+        // Slots are free, and the next delivery of the queue may be due.
+        signal().notify_waiters();
     }
 
     fn host_slots(&self, key: &str) -> Arc<Semaphore> {
@@ -222,14 +348,15 @@ impl Webhooks {
 
     /// What claimed delivery `d` sends: `None` when its event or webhook is gone (the
     /// deletion takes the delivery with it).
-    async fn prepare(&self, d: &Delivery, now: i64) -> Result<Option<Prepared>, StoreError> {
+    async fn prepare(
+        &self,
+        d: &Delivery,
+        mut event: serde_json::Value,
+        now: i64,
+    ) -> Result<Option<Prepared>, StoreError> {
         let store = &self.inner.store;
-        let Some((kind, _account, mut event, _at)) =
-            deliveries::event_of(store, &d.event_id).await?
-        else {
-            return Ok(None);
-        };
-        payload::complete_email(store, &d.workspace_id, &kind, &mut event).await?;
+        let kind = &d.event_kind;
+        payload::complete_email(store, &d.workspace_id, kind, &mut event).await?;
         let webhook = match &d.webhook_id {
             Some(wid) => match webhooks::get_any(store, wid).await? {
                 Some(w) => Some(w),
@@ -242,7 +369,7 @@ impl Webhooks {
             (None, Some(u)) => u.clone(),
             (None, None) => return Ok(None),
         };
-        let body = payload::render(webhook.as_ref(), &kind, event);
+        let body = payload::render(webhook.as_ref(), kind, event);
         let secrets = match &webhook {
             Some(w) => self.secrets(w, now).await?,
             None => vec![],
@@ -255,51 +382,71 @@ impl Webhooks {
         }))
     }
 
-    /// One attempt of claimed delivery `id` under claim `token`.
+    /// Records a finished attempt through the settler.
+    async fn settle(&self, finished: Finished) -> Result<Settled, String> {
+        let inbox = self.inner.settler.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let lease_ms =
+                ms(self.inner.config.attempt_timeout) + ms(self.inner.config.lease_margin);
+            tokio::spawn(settler(
+                self.inner.store.clone(),
+                self.inner.node.clone(),
+                lease_ms,
+                self.inner.clock.clone(),
+                rx,
+            ));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        inbox
+            .send(SettleJob { finished, reply })
+            .map_err(|_| "the settler stopped".to_owned())?;
+        answer.await.map_err(|_| "the settler stopped".to_owned())?
+    }
+
+    /// One attempt of claimed delivery `claim` (its attempt already counted) under `slots`.
+    /// Answers the next delivery of its queue when it was settled and `claim_next` (claimed
+    /// in the same transaction, so it must be attempted now).
     async fn attempt(
         &self,
-        id: &str,
-        token: &str,
-        _slot: OwnedSemaphorePermit,
-    ) -> Result<(), StoreError> {
+        claim: Claim,
+        slots: &mut Slots,
+        claim_next: bool,
+    ) -> Result<Option<Claim>, StoreError> {
         let store = &self.inner.store;
-        let Some(d) = deliveries::get_any(store, id).await? else {
-            return Ok(());
+        let Claim {
+            id,
+            token,
+            attempt: attempt_no,
+            ..
+        } = claim;
+        let Some((d, event)) = deliveries::get_with_payload(store, &id).await? else {
+            return Ok(None);
         };
         let now = self.inner.clock.now_ms();
         // A delivery that cannot be prepared (its event unreadable, its secret not opening) is
         // a failed attempt like a refused POST: retried, then given up, never left claimed
         // (it would hold its account's later events back for ever).
-        let prepared = match self.prepare(&d, now).await {
+        let prepared = match self.prepare(&d, event, now).await {
             Ok(Some(p)) => Ok(p),
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(None),
             Err(e) => Err(format!("cannot prepare the delivery: {e}")),
         };
-        let host_key = prepared
-            .as_ref()
-            .ok()
-            .and_then(|p| p.url.as_ref())
-            .map(|u| {
-                format!(
-                    "{}:{}",
-                    u.host_str().unwrap_or(""),
-                    u.port_or_known_default().unwrap_or(0)
-                )
-            })
-            .unwrap_or_default();
-        // A busy destination is not waited for: the claim goes back (no attempt counted) and
-        // this process's slot serves other hosts meanwhile.
-        let Ok(_host) = self.host_slots(&host_key).try_acquire_owned() else {
-            deliveries::unclaim(store, id, token, now + HOST_BUSY_RETRY_MS).await?;
-            return Ok(());
-        };
-        // The attempt counts from here, under a lease that covers it.
+        // The next delivery of a queue normally goes where the previous one went; if its
+        // webhook's URL changed meanwhile, it needs a slot of its new destination, or it goes
+        // back (uncounted) for a later sweep.
+        if let Ok(Prepared { url: Some(u), .. }) = &prepared {
+            let key = host_key(Some(u));
+            if key != slots.host_key {
+                let Ok(host) = self.host_slots(&key).try_acquire_owned() else {
+                    deliveries::unclaim(store, &id, &token, now).await?;
+                    return Ok(None);
+                };
+                slots.host = host;
+                slots.host_key = key;
+            }
+        }
         let started_at = self.inner.clock.now_ms();
-        let Some(attempt_no) =
-            deliveries::start_attempt(store, id, token, self.lease_until(started_at)).await?
-        else {
-            return Ok(());
-        };
         let started = Instant::now();
         let limit = self.inner.config.attempt_timeout;
         let (answer, webhook) = match prepared {
@@ -358,29 +505,48 @@ impl Webhooks {
         let error_text = answer.error.clone().unwrap_or_default();
         let now = self.inner.clock.now_ms();
         let outcome = match answer.status {
-            Some(s) if (200..300).contains(&s) => Settle::Delivered,
-            Some(410) if webhook.is_some() => Settle::Failed {
-                error: &error_text,
-                disable_webhook: Some("the receiver answered 410 Gone"),
+            Some(s) if (200..300).contains(&s) => Outcome::Delivered,
+            Some(410) if webhook.is_some() => Outcome::Failed {
+                error: error_text.clone(),
+                disable_webhook: Some("the receiver answered 410 Gone".into()),
             },
-            _ if attempt_no >= max => Settle::Failed {
-                error: &error_text,
+            _ if attempt_no >= max => Outcome::Failed {
+                error: error_text.clone(),
                 disable_webhook: None,
             },
-            _ => Settle::Retry {
+            _ => Outcome::Retry {
                 run_after: now + backoff_ms(&self.inner.config, attempt_no),
-                error: &error_text,
+                error: error_text.clone(),
             },
         };
-        let delivered = matches!(outcome, Settle::Delivered);
-        if deliveries::settle(store, id, token, &attempt, outcome, now).await? {
+        let delivered = outcome == Outcome::Delivered;
+        let settled = self
+            .settle(Finished {
+                id: id.clone(),
+                token,
+                attempt,
+                outcome,
+                // Notify calls have a queue of their own each: nothing follows them.
+                claim_next: claim_next && d.webhook_id.is_some(),
+            })
+            .await;
+        let settled = match settled {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(delivery = %id, error = %e, "cannot record a webhook attempt; it is retried when its lease runs out");
+                return Ok(None);
+            }
+        };
+        if settled.recorded {
             metrics::counter!("mailroom_webhook_attempts_total", "outcome" => if delivered { "delivered" } else { "failed" })
                 .increment(1);
-            if !delivered {
+            if delivered {
+                tracing::debug!(delivery = %id, attempt = attempt_no, "webhook delivered");
+            } else {
                 tracing::info!(delivery = %id, attempt = attempt_no, status = ?answer.status, error = %error_text, "webhook delivery attempt failed");
             }
         }
-        Ok(())
+        Ok(settled.next)
     }
 
     /// POSTs `body` to `url`, signed, through the SSRF guard.

@@ -31,6 +31,7 @@ mod store;
 mod sync_semantics;
 mod sync_supervisor;
 mod tracking;
+mod webhook_store;
 mod webhooks;
 
 use mailroom_testkit::Backend;
