@@ -234,12 +234,18 @@ pub struct Head {
     pub url: Option<String>,
 }
 
-/// Up to `limit` queue heads that are due now (see [`claim`]), oldest first. Read-only, and
+/// Up to `limit` queue heads that are due now (see [`claim`]), oldest first, after head
+/// `after_seq` (0: from the first; the next page starts after the last head read). Read-only, and
 /// its cost grows with the number of queues that have unsettled deliveries, not with the
 /// backlog: the queues are found by skipping through the partial index
 /// `webhook_deliveries_unsettled` (a recursive query, one probe per queue), and each queue's
 /// head is the first entry of its queue there.
-pub async fn due_heads(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Head>> {
+pub async fn due_heads(
+    store: &Store,
+    now_ms: i64,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<Head>> {
     // The planners are told how: PostgreSQL through LATERAL (a fresh database has no
     // statistics, and a hash join over every unsettled row was its choice without it), SQLite
     // through INDEXED BY (its MIN() would otherwise scan every unsettled row).
@@ -254,7 +260,7 @@ pub async fn due_heads(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Hea
                    (SELECT x.seq, x.status, x.run_after, x.locked_until, x.webhook_id, x.target_url \
                     FROM webhook_deliveries x WHERE x.queue = q.queue AND x.{UNSETTLED} ORDER BY x.seq LIMIT 1) d \
                  LEFT JOIN webhooks w ON w.id = d.webhook_id \
-                 WHERE {} ORDER BY d.seq LIMIT $2",
+                 WHERE {} AND d.seq > $3 ORDER BY d.seq LIMIT $2",
             due_and_enabled("d", "$1")
         ),
         Store::Sqlite(_) => format!(
@@ -269,7 +275,7 @@ pub async fn due_heads(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Hea
                    ON d.seq = (SELECT x.seq FROM webhook_deliveries x INDEXED BY webhook_deliveries_unsettled \
                                WHERE x.queue = q.queue AND x.{UNSETTLED} ORDER BY x.seq LIMIT 1) \
                  LEFT JOIN webhooks w ON w.id = d.webhook_id \
-                 WHERE {} ORDER BY d.seq LIMIT $2",
+                 WHERE {} AND d.seq > $3 ORDER BY d.seq LIMIT $2",
             due_and_enabled("d", "$1")
         ),
     };
@@ -277,6 +283,7 @@ pub async fn due_heads(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Hea
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now_ms)
             .bind(limit)
+            .bind(after_seq)
             .fetch_all(pool)
             .await?
             .into_iter()
@@ -294,6 +301,8 @@ pub struct Claim {
     pub id: String,
     pub token: String,
     pub attempt: i64,
+    /// When the lease ends (Unix ms): the attempt must be over, and settled, by then.
+    pub lease_until: i64,
 }
 
 fn decode_claim<R: Row>(r: &R) -> Result<Claim>
@@ -307,6 +316,7 @@ where
         id: r.try_get(1)?,
         token: r.try_get(2)?,
         attempt: r.try_get(3)?,
+        lease_until: 0,
     })
 }
 
@@ -369,7 +379,7 @@ pub async fn claim(
             .fetch_all(pool)
             .await?
             .iter()
-            .map(decode_claim)
+            .map(|r| decode_claim(r).map(|c| Claim { lease_until, ..c }))
             .collect::<Result<Vec<_>>>()?
     });
     Ok(claims)
@@ -546,7 +556,7 @@ async fn claim_next(
     let claim = with_conn!(Db::Tx(&mut *tx), c => {
         sqlx::query(sql)
             .bind(node).bind(nonce).bind(lease_until).bind(now_ms).bind(queue)
-            .fetch_optional(&mut *c).await?.as_ref().map(decode_claim).transpose()?
+            .fetch_optional(&mut *c).await?.as_ref().map(|r| decode_claim(r).map(|c| Claim { lease_until, ..c })).transpose()?
     });
     Ok(claim)
 }

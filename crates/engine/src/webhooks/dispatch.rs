@@ -169,19 +169,43 @@ async fn settler(
     while inbox.recv_many(&mut jobs, SETTLE_BATCH).await > 0 {
         let (finished, replies): (Vec<_>, Vec<_>) =
             jobs.drain(..).map(|j| (j.finished, j.reply)).unzip();
-        let now = clock.now_ms();
-        match deliveries::settle(&store, &finished, &node, now, now + lease_ms).await {
+        // A failed batch records nothing: it is tried again a few times (a busy SQLite, a
+        // PostgreSQL deadlock or connection blip pass), then item by item, so one bad item
+        // cannot throw the others' outcomes away (each would be sent again when its lease
+        // ran out).
+        let mut result = Err(String::new());
+        for pause_ms in [0, 50, 250] {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            let now = clock.now_ms();
+            result = deliveries::settle(&store, &finished, &node, now, now + lease_ms)
+                .await
+                .map_err(|e| e.to_string());
+            if result.is_ok() {
+                break;
+            }
+        }
+        match result {
             Ok(settled) => {
                 for (reply, s) in replies.into_iter().zip(settled) {
                     let _ = reply.send(Ok(s));
                 }
             }
             Err(e) => {
-                // Nothing of the batch was recorded: each delivery is tried again when its
-                // lease runs out.
-                let e = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
+                tracing::warn!(error = %e, attempts = finished.len(), "a batch of webhook outcomes could not be recorded; recording them one by one");
+                for (f, reply) in finished.into_iter().zip(replies) {
+                    let now = clock.now_ms();
+                    let one = deliveries::settle(
+                        &store,
+                        std::slice::from_ref(&f),
+                        &node,
+                        now,
+                        now + lease_ms,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut s| s.pop().ok_or_else(|| "nothing settled".to_owned()));
+                    // Not recorded: the delivery is tried again when its lease runs out.
+                    let _ = reply.send(one);
                 }
             }
         }
@@ -254,31 +278,41 @@ impl Webhooks {
         }
         let store = &self.inner.store;
         let now = self.inner.clock.now_ms();
-        let heads = deliveries::due_heads(store, now, HEADS_READ).await?;
         // Picked within the free slots, oldest first; a head whose destination is busy is not
-        // claimed at all (it stays pending, at its place).
+        // claimed at all (it stays pending, at its place). Heads are read page by page while
+        // slots are free, so a flood of heads for one busy destination cannot hide the heads
+        // of others behind it.
         let mut picked: HashMap<i64, Slots> = HashMap::new();
-        for head in heads {
-            let Ok(process) = self.inner.slots.clone().try_acquire_owned() else {
+        let mut after = 0;
+        'pages: loop {
+            let heads = deliveries::due_heads(store, now, after, HEADS_READ).await?;
+            let full = heads.len() as i64 == HEADS_READ;
+            for head in heads {
+                after = head.seq;
+                let Ok(process) = self.inner.slots.clone().try_acquire_owned() else {
+                    break 'pages;
+                };
+                let key = host_key(
+                    head.url
+                        .as_deref()
+                        .and_then(|u| url::Url::parse(u).ok())
+                        .as_ref(),
+                );
+                let Ok(host) = self.host_slots(&key).try_acquire_owned() else {
+                    continue;
+                };
+                picked.insert(
+                    head.seq,
+                    Slots {
+                        _process: process,
+                        host,
+                        host_key: key,
+                    },
+                );
+            }
+            if !full {
                 break;
-            };
-            let key = host_key(
-                head.url
-                    .as_deref()
-                    .and_then(|u| url::Url::parse(u).ok())
-                    .as_ref(),
-            );
-            let Ok(host) = self.host_slots(&key).try_acquire_owned() else {
-                continue;
-            };
-            picked.insert(
-                head.seq,
-                Slots {
-                    _process: process,
-                    host,
-                    host_key: key,
-                },
-            );
+            }
         }
         let seqs: Vec<i64> = picked.keys().copied().collect();
         let claims =
@@ -418,6 +452,7 @@ impl Webhooks {
             id,
             token,
             attempt: attempt_no,
+            lease_until: claim_lease_until,
             ..
         } = claim;
         let Some((d, event)) = deliveries::get_with_payload(store, &id).await? else {
@@ -448,7 +483,18 @@ impl Webhooks {
         }
         let started_at = self.inner.clock.now_ms();
         let started = Instant::now();
-        let limit = self.inner.config.attempt_timeout;
+        // The attempt must be over, and settled, within the claim's lease: past it another
+        // process may take the delivery over. What came before the POST (the sweep, reading
+        // and preparing, a busy database) ate into it; the POST gets what is left, and a
+        // claim with too little left goes back (uncounted) for a later sweep.
+        // Half the lease's margin is kept to record the outcome.
+        let slack = ms(self.inner.config.lease_margin) / 2;
+        let left = Duration::from_millis((claim_lease_until - started_at - slack).max(0) as u64);
+        if left.is_zero() {
+            deliveries::unclaim(store, &id, &token, started_at).await?;
+            return Ok(None);
+        }
+        let limit = self.inner.config.attempt_timeout.min(left);
         let (answer, webhook) = match prepared {
             Err(e) => (
                 Answer {

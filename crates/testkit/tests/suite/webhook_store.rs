@@ -77,7 +77,7 @@ async fn delivery_of(store: &Store, event_id: &str) -> deliveries::Delivery {
 
 /// Claims every head that is due at `now` for `node`.
 async fn claim_heads(store: &Store, node: &str, now: i64) -> Vec<Claim> {
-    let heads = deliveries::due_heads(store, now, 1_000).await.unwrap();
+    let heads = deliveries::due_heads(store, now, 0, 1_000).await.unwrap();
     let seqs: Vec<i64> = heads.iter().map(|h| h.seq).collect();
     deliveries::claim(store, &seqs, node, now, now + LEASE)
         .await
@@ -116,7 +116,7 @@ async fn only_queue_heads_are_claimed(backend: Backend) {
     let a0 = delivery_of(&store, &a[0]).await;
     let b0 = delivery_of(&store, &b[0]).await;
     let a1 = delivery_of(&store, &a[1]).await;
-    let heads = deliveries::due_heads(&store, 10, 100).await.unwrap();
+    let heads = deliveries::due_heads(&store, 10, 0, 100).await.unwrap();
     assert_eq!(
         heads.iter().map(|h| h.seq).collect::<Vec<_>>(),
         [a0.seq, b0.seq],
@@ -125,6 +125,19 @@ async fn only_queue_heads_are_claimed(backend: Backend) {
     assert_eq!(
         heads[0].url.as_deref(),
         Some("http://receiver.example.test/in")
+    );
+    // Read page by page: the next page starts after the last head read (a sweep reads on
+    // while heads wait for a busy destination, so the heads of others are reached).
+    let first = deliveries::due_heads(&store, 10, 0, 1).await.unwrap();
+    let second = deliveries::due_heads(&store, 10, first[0].seq, 1)
+        .await
+        .unwrap();
+    let third = deliveries::due_heads(&store, 10, second[0].seq, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first[0].seq, second[0].seq, third.len()),
+        (a0.seq, b0.seq, 0)
     );
 
     // A later delivery of a queue is not claimed while an earlier one is unsettled.
@@ -136,6 +149,10 @@ async fn only_queue_heads_are_claimed(backend: Backend) {
     let claims = claim_heads(&store, "n1", 10).await;
     assert_eq!(claims.len(), 2);
     assert!(claims.iter().all(|c| c.attempt == 1));
+    assert!(
+        claims.iter().all(|c| c.lease_until == 10 + LEASE),
+        "a claim says when its lease ends"
+    );
     assert!(
         claim_heads(&store, "n2", 20).await.is_empty(),
         "leased heads are not claimed again, and nothing behind them is"
@@ -174,7 +191,7 @@ async fn only_queue_heads_are_claimed(backend: Backend) {
     );
     // Queue b waits for its retry; queue a's head is leased.
     assert!(
-        deliveries::due_heads(&store, 40, 100)
+        deliveries::due_heads(&store, 40, 0, 100)
             .await
             .unwrap()
             .is_empty()
@@ -246,7 +263,7 @@ async fn an_expired_lease_is_taken_over(backend: Backend) {
     assert_eq!(settled[0].next, None, "not asked to claim the next");
     assert_eq!(delivery_of(&store, &e0).await.status.as_str(), "delivered");
     assert_eq!(
-        deliveries::due_heads(&store, 20_000, 10)
+        deliveries::due_heads(&store, 20_000, 0, 10)
             .await
             .unwrap()
             .len(),
