@@ -40,8 +40,9 @@ pub struct WebhookConfig {
     /// Attempts under way at once in this process, and to one destination host.
     pub concurrency: usize,
     pub per_host: usize,
-    /// Slack on top of an attempt's deadline for its lease (it covers the guard's DNS lookup,
-    /// up to 10 s): after that, another process may take the delivery over.
+    /// Slack on top of an attempt's deadline for its lease (it covers the wait between the
+    /// claim and the POST, whose deadline is cut to what is left of the lease, and half of it
+    /// is kept to record the outcome): after that, another process may take the delivery over.
     pub lease_margin: Duration,
     /// How long a rotated-out secret keeps signing by default.
     pub rotation_overlap: Duration,
