@@ -29,6 +29,16 @@ pub(super) fn parse_answers(body: &[u8], boundary: &str) -> Option<Vec<Answer>> 
     }
 }
 
+/// The `boundary` parameter of a multipart Content-Type.
+pub(super) fn boundary_of(content_type: &str) -> Option<String> {
+    content_type.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
 fn parse_part(part: &[u8]) -> Option<Answer> {
     let (part_head, http) = split_head(part)?;
     let mut content_id = None;
@@ -110,5 +120,9 @@ HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\n\r\n{\"error\":{}}\r\n--b1--
         assert_eq!(a[1].status, 429);
         assert_eq!(a[1].headers["retry-after"], "3");
         assert!(parse_answers(b"not multipart", "b1").is_none());
+        assert_eq!(
+            boundary_of("multipart/mixed; boundary=\"b1\"").as_deref(),
+            Some("b1")
+        );
     }
 }

@@ -214,14 +214,7 @@ impl GmailClient {
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|ct| {
-                ct.split(';').find_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    k.trim()
-                        .eq_ignore_ascii_case("boundary")
-                        .then(|| v.trim().trim_matches('"').to_owned())
-                })
-            })
+            .and_then(super::batch::boundary_of)
             .ok_or_else(|| unreadable("batch answer without a multipart boundary"))?;
         let bytes = resp.bytes().await.map_err(network)?;
         let answers = super::batch::parse_answers(&bytes, &answer_boundary)
