@@ -6,6 +6,8 @@
 //! Functions taking a workspace answer only that workspace's rows (the API's view); the
 //! others take ids the engine already resolved. Full-text search: [`crate::search`]; the read API's pages: [`crate::index_query`].
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::Row;
@@ -623,6 +625,43 @@ pub async fn get_message(
     Ok(with_links(Db::Pool(store), row.into_iter().collect())
         .await?
         .pop())
+}
+
+/// The bodies (HTML, text) of the given messages of the workspace, by id, in one read (the
+/// webhook dispatcher completes new-mail events with them); messages not indexed are absent.
+pub async fn bodies(
+    store: &Store,
+    workspace_id: &str,
+    ids: &[&str],
+) -> Result<HashMap<String, (Option<String>, Option<String>)>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let marks = (2..ids.len() + 2)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT m.id, m.body_html, m.body_text FROM messages m WHERE m.workspace_id = $1 AND m.id IN ({marks})"
+    ));
+    with_pool!(store, pool => {
+        let mut q = sqlx::query(sql).bind(workspace_id);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let text = |i: usize| -> Result<Option<String>> {
+                    r.try_get::<Option<Vec<u8>>, _>(i)?
+                        .map(|b| unpack_string(&b))
+                        .transpose()
+                };
+                Ok((r.try_get::<String, _>(0)?, (text(1)?, text(2)?)))
+            })
+            .collect()
+    })
 }
 
 /// The message the account's provider knows as `provider_id`, with its content.

@@ -305,98 +305,105 @@ pub struct Claim {
     pub lease_until: i64,
 }
 
-fn decode_claim<R: Row>(r: &R) -> Result<Claim>
-where
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    usize: sqlx::ColumnIndex<R>,
-{
-    Ok(Claim {
-        seq: r.try_get(0)?,
-        id: r.try_get(1)?,
-        token: r.try_get(2)?,
-        attempt: r.try_get(3)?,
-        lease_until: 0,
-    })
-}
-
 /// The SET clause of a claim: `$1` node, `$2` nonce, `$3` lease end, `$4` now. The claim is
 /// `node:id:nonce` (a fresh nonce per claim call, so a claim taken again after its lease ran
-/// out never equals the old one), and it counts the attempt: a delivery is only claimed when
-/// its destination has a free slot, so an attempt follows at once.
+/// out never equals the old one), and it counts the attempt (a claimed delivery the run does
+/// not get to is given back uncounted: [`Outcome::Unclaimed`]).
 const CLAIM_SET: &str = "UPDATE webhook_deliveries SET status = 'delivering', \
      locked_by = $1 || ':' || id || ':' || $2, locked_until = $3, attempts = attempts + 1, updated_at = $4";
 
-/// Claims the deliveries `seqs` (picked from [`due_heads`]) for one attempt each, leased until
-/// `lease_until`, for those still due, of an enabled webhook and heading their queue: nothing
-/// earlier of the queue is unsettled (checked here again, per row, with one index probe, so a
-/// delivery replayed meanwhile still goes first). Rows another process is claiming are skipped,
-/// not waited for. Answers the claims made (some of `seqs` may have gone elsewhere).
-pub async fn claim(
+/// Claims a **run** for each of `heads` (picked from [`due_heads`]) that is still due, of an
+/// enabled webhook, and heading its queue (nothing earlier of the queue unsettled): the head
+/// and the deliveries after it in its queue, in `seq` order, up to `run_max` in all, stopping
+/// before the first that is not due (a retry waiting for its time, another process's live
+/// lease). Each is leased until `lease_until` and its attempt counted. Answers the runs made,
+/// each in `seq` order (some heads may have gone elsewhere meanwhile).
+///
+/// A run is delivered in order by one attempt loop, so a queue's order holds without a
+/// database round trip between two of its deliveries. Two claimers cannot both take a
+/// queue: each claims through the queue's head, which PostgreSQL locks (`FOR UPDATE SKIP
+/// LOCKED`, re-checked against the newest row) for the transaction, and SQLite's single
+/// writer serializes; once claimed, the head is leased, so the queue has no due head until
+/// the run is settled or its lease runs out.
+pub async fn claim_runs(
     store: &Store,
-    seqs: &[i64],
+    heads: &[i64],
+    run_max: i64,
     node: &str,
     now_ms: i64,
     lease_until: i64,
-) -> Result<Vec<Claim>> {
-    if seqs.is_empty() {
-        return Ok(vec![]);
+) -> Result<Vec<Vec<Claim>>> {
+    let mut runs = Vec::new();
+    if heads.is_empty() {
+        return Ok(runs);
     }
-    // Integers of our own, so inlined rather than bound one by one.
-    let list = seqs
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let head = |row: &str| {
-        format!(
-            "NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.queue = {row}.queue \
-             AND p.seq < {row}.seq AND p.{UNSETTLED})"
-        )
+    let (lock, indexed) = match store {
+        Store::Postgres(_) => (" FOR UPDATE SKIP LOCKED", ""),
+        Store::Sqlite(_) => ("", " INDEXED BY webhook_deliveries_unsettled"),
     };
+    let head_sql = format!(
+        "SELECT d.queue FROM webhook_deliveries d WHERE d.seq = $1 AND {}{lock}",
+        due_and_enabled("d", "$2")
+    );
+    let queue_sql = format!(
+        "SELECT x.seq, x.status, x.run_after, x.locked_until FROM webhook_deliveries x{indexed} \
+         WHERE x.queue = $1 AND x.{UNSETTLED} ORDER BY x.seq LIMIT $2"
+    );
     let nonce = mailroom_core::id::new_id();
-    let returning = "RETURNING seq, id, locked_by, attempts";
-    let sql = match store {
-        Store::Postgres(_) => format!(
-            "{CLAIM_SET} WHERE seq IN (SELECT c.seq FROM webhook_deliveries c WHERE c.seq IN ({list}) \
-                 AND {} AND {} FOR UPDATE SKIP LOCKED) {returning}",
-            due_and_enabled("c", "$4"),
-            head("c"),
-        ),
-        // SQLite has one writer at a time, so the UPDATE … RETURNING is the claim.
-        Store::Sqlite(_) => format!(
-            "{CLAIM_SET} WHERE seq IN ({list}) AND {} AND {} {returning}",
-            due_and_enabled("webhook_deliveries", "$4"),
-            head("webhook_deliveries"),
-        ),
-    };
-    let claims = with_pool!(store, pool => {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(node)
-            .bind(&nonce)
-            .bind(lease_until)
-            .bind(now_ms)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| decode_claim(r).map(|c| Claim { lease_until, ..c }))
-            .collect::<Result<Vec<_>>>()?
-    });
-    Ok(claims)
-}
-
-/// Gives claim `token` back uncounted (its destination turned out to be busy): pending again
-/// at its place in its queue, due at once.
-pub async fn unclaim(store: &Store, id: &str, token: &str, now_ms: i64) -> Result<bool> {
-    let n = with_pool!(store, pool => {
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'pending', locked_by = NULL, locked_until = NULL, \
-             attempts = attempts - 1, run_after = $1, updated_at = $1 \
-             WHERE id = $2 AND locked_by = $3 AND status = 'delivering'",
-        )
-        .bind(now_ms).bind(id).bind(token).execute(pool).await?.rows_affected()
-    });
-    Ok(n == 1)
+    let mut tx = store.begin_write().await?;
+    for &head in heads {
+        let queue: Option<String> = with_conn!(Db::Tx(&mut tx), c => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(head_sql.clone()))
+                .bind(head).bind(now_ms).fetch_optional(&mut *c).await?
+        });
+        let Some(queue) = queue else { continue };
+        let rows: Vec<(i64, String, i64, Option<i64>)> = with_conn!(Db::Tx(&mut tx), c => {
+            sqlx::query(sqlx::AssertSqlSafe(queue_sql.clone()))
+                .bind(&queue).bind(run_max.max(1)).fetch_all(&mut *c).await?
+                .into_iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+        });
+        // The head must be the first unsettled delivery of its queue (a replay may have put
+        // an earlier one back); then the run goes on while the next one is due.
+        if rows.first().map(|r| r.0) != Some(head) {
+            continue;
+        }
+        let due =
+            |(_, status, run_after, locked_until): &(i64, String, i64, Option<i64>)| match status
+                .as_str()
+            {
+                "pending" => *run_after <= now_ms,
+                _ => locked_until.is_some_and(|t| t < now_ms),
+            };
+        let seqs: Vec<String> = std::iter::once(head)
+            .chain(rows[1..].iter().take_while(|r| due(r)).map(|r| r.0))
+            .map(|s| s.to_string())
+            .collect();
+        // Integers of our own, so inlined rather than bound one by one.
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{CLAIM_SET} WHERE seq IN ({}) RETURNING seq, id, locked_by, attempts",
+            seqs.join(",")
+        ));
+        let mut run: Vec<Claim> = with_conn!(Db::Tx(&mut tx), c => {
+            sqlx::query(sql)
+                .bind(node).bind(&nonce).bind(lease_until).bind(now_ms)
+                .fetch_all(&mut *c).await?
+                .iter()
+                .map(|r| -> Result<Claim> {
+                    Ok(Claim {
+                        seq: r.try_get(0)?,
+                        id: r.try_get(1)?,
+                        token: r.try_get(2)?,
+                        attempt: r.try_get(3)?,
+                        lease_until,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        });
+        run.sort_by_key(|c| c.seq);
+        runs.push(run);
+    }
+    tx.commit().await?;
+    Ok(runs)
 }
 
 /// What an attempt came to.
@@ -413,103 +420,168 @@ pub enum Outcome {
         error: String,
         disable_webhook: Option<String>,
     },
+    /// Not attempted (the run stopped before it): given back uncounted, pending again at its
+    /// place in its queue, due at once.
+    Unclaimed,
 }
 
-/// One finished attempt to record.
+/// One finished attempt (or a claim given back) to record.
 #[derive(Debug, Clone)]
 pub struct Finished {
     pub id: String,
     /// The claim it ran under.
     pub token: String,
-    pub attempt: Attempt,
+    /// `None` only for [`Outcome::Unclaimed`].
+    pub attempt: Option<Attempt>,
     pub outcome: Outcome,
-    /// Claim the next delivery of the same queue in the same transaction, if it is due.
-    pub claim_next: bool,
 }
 
-/// What [`settle`] did with one [`Finished`].
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Settled {
-    /// false: the claim was no longer current (another process holds the delivery now and
-    /// reports its own outcome); nothing was recorded.
-    pub recorded: bool,
-    /// The next delivery of the queue, claimed for this process (it keeps the slot).
-    pub next: Option<Claim>,
-}
+/// Deliveries one statement of [`settle`] names at most (two parameters each, far below
+/// either backend's limit).
+const SETTLE_CHUNK: usize = 400;
 
-/// Records finished attempts and their outcomes, each only if its claim is still current,
-/// in **one** transaction (one commit for a batch: on SQLite one turn of its single writer).
-/// For a settled delivery (delivered or given up) with `claim_next`, the next delivery of its
-/// queue is claimed in the same transaction when it is due and of an enabled webhook, leased
-/// until `lease_until` like a [`claim`]: the queue's order holds (the next one becomes the head
-/// exactly when this one is settled) and no sweep is needed between them.
+/// Attempt log rows one INSERT of [`settle`] writes at most (six parameters each).
+const ATTEMPTS_CHUNK: usize = 200;
+
+/// Records finished attempts and their outcomes, each only if its claim is still current (else
+/// another process holds the delivery now and reports its own outcome), in **one**
+/// transaction: one commit for a batch, on SQLite one turn of its single writer. Deliveries
+/// delivered, and claims given back, are recorded a few hundred per statement; a retry or a
+/// give-up one by one (rare). Answers, per item, whether it was recorded.
 ///
 /// On PostgreSQL the commit does not wait for its WAL flush (`synchronous_commit = off` for
 /// this transaction only). Losing it, which only a crash of the database server can, loses
 /// the record of attempts already made: those deliveries are claimed again when their lease
 /// runs out and sent again, which at-least-once allows; the log is a prefix of what happened,
 /// so a queue's order holds.
-pub async fn settle(
-    store: &Store,
-    batch: &[Finished],
-    node: &str,
-    now_ms: i64,
-    lease_until: i64,
-) -> Result<Vec<Settled>> {
-    let mut out = Vec::with_capacity(batch.len());
+pub async fn settle(store: &Store, batch: &[Finished], now_ms: i64) -> Result<Vec<bool>> {
     if batch.is_empty() {
-        return Ok(out);
+        return Ok(vec![]);
     }
-    let nonce = mailroom_core::id::new_id();
     let mut tx = store.begin_write().await?;
     if let TxInner::Postgres(t) = &mut tx.0 {
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut **t)
             .await?;
     }
-    for f in batch {
-        out.push(settle_one(&mut tx, f, node, &nonce, now_ms, lease_until).await?);
+    let mut recorded: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let delivered: Vec<&Finished> = batch
+        .iter()
+        .filter(|f| f.outcome == Outcome::Delivered)
+        .collect();
+    let unclaimed: Vec<&Finished> = batch
+        .iter()
+        .filter(|f| f.outcome == Outcome::Unclaimed)
+        .collect();
+    for (set, items) in [
+        (
+            "status = 'delivered', run_after = $1, last_error = NULL, delivered_at = $1",
+            &delivered,
+        ),
+        (
+            "status = 'pending', run_after = $1, attempts = attempts - 1",
+            &unclaimed,
+        ),
+    ] {
+        for chunk in items.chunks(SETTLE_CHUNK) {
+            let ids = (0..chunk.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let tokens = (0..chunk.len())
+                .map(|i| format!("${}", chunk.len() + i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // A token is `node:id:nonce`, so a row's own token among `tokens` is its claim.
+            let sql = sqlx::AssertSqlSafe(format!(
+                "UPDATE webhook_deliveries SET {set}, locked_by = NULL, locked_until = NULL, updated_at = $1 \
+                 WHERE status = 'delivering' AND id IN ({ids}) AND locked_by IN ({tokens}) RETURNING id"
+            ));
+            let done: Vec<String> = with_conn!(Db::Tx(&mut tx), c => {
+                let mut q = sqlx::query_scalar(sql).bind(now_ms);
+                for f in chunk {
+                    q = q.bind(&f.id);
+                }
+                for f in chunk {
+                    q = q.bind(&f.token);
+                }
+                q.fetch_all(&mut *c).await?
+            });
+            for id in done {
+                if let Some(f) = chunk.iter().find(|f| f.id == id) {
+                    recorded.insert(f.id.as_str());
+                }
+            }
+        }
+    }
+    for f in batch
+        .iter()
+        .filter(|f| matches!(f.outcome, Outcome::Retry { .. } | Outcome::Failed { .. }))
+    {
+        if settle_failed(&mut tx, f, now_ms).await? {
+            recorded.insert(f.id.as_str());
+        }
+    }
+    let log: Vec<(&str, &Attempt)> = batch
+        .iter()
+        .filter(|f| recorded.contains(f.id.as_str()))
+        .filter_map(|f| f.attempt.as_ref().map(|a| (f.id.as_str(), a)))
+        .collect();
+    for chunk in log.chunks(ATTEMPTS_CHUNK) {
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let b = i * 6;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = sqlx::AssertSqlSafe(format!(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error) \
+             VALUES {rows} ON CONFLICT DO NOTHING"
+        ));
+        with_conn!(Db::Tx(&mut tx), c => {
+            let mut q = sqlx::query(sql);
+            for (id, a) in chunk {
+                q = q.bind(*id).bind(a.attempt).bind(a.started_at).bind(a.status_code).bind(a.latency_ms).bind(&a.error);
+            }
+            q.execute(&mut *c).await?;
+        });
     }
     tx.commit().await?;
-    Ok(out)
+    Ok(batch
+        .iter()
+        .map(|f| recorded.contains(f.id.as_str()))
+        .collect())
 }
 
-async fn settle_one(
-    tx: &mut WriteTx,
-    f: &Finished,
-    node: &str,
-    nonce: &str,
-    now_ms: i64,
-    lease_until: i64,
-) -> Result<Settled> {
-    let (status, run_after, error, delivered_at) = match &f.outcome {
-        Outcome::Delivered => (DeliveryStatus::Delivered, now_ms, None, Some(now_ms)),
-        Outcome::Retry { run_after, error } => {
-            (DeliveryStatus::Pending, *run_after, Some(error), None)
-        }
-        Outcome::Failed { error, .. } => (DeliveryStatus::Failed, now_ms, Some(error), None),
+/// Records a retry or a give-up (and a 410's disabling of the webhook); answers whether the
+/// claim was still current.
+async fn settle_failed(tx: &mut WriteTx, f: &Finished, now_ms: i64) -> Result<bool> {
+    let (status, run_after, error) = match &f.outcome {
+        Outcome::Retry { run_after, error } => (DeliveryStatus::Pending, *run_after, error),
+        Outcome::Failed { error, .. } => (DeliveryStatus::Failed, now_ms, error),
+        Outcome::Delivered | Outcome::Unclaimed => return Ok(false),
     };
-    let queue: Option<String> = with_conn!(Db::Tx(&mut *tx), c => {
-        sqlx::query_scalar(
-            "UPDATE webhook_deliveries SET status = $1, run_after = $2, last_error = $3, \
-             delivered_at = COALESCE($4, delivered_at), locked_by = NULL, locked_until = NULL, updated_at = $5 \
-             WHERE id = $6 AND locked_by = $7 AND status = 'delivering' RETURNING queue",
-        )
-        .bind(status.as_str()).bind(run_after).bind(error).bind(delivered_at).bind(now_ms).bind(&f.id).bind(&f.token)
-        .fetch_optional(&mut *c).await?
-    });
-    let Some(queue) = queue else {
-        return Ok(Settled::default());
-    };
-    let a = &f.attempt;
-    with_conn!(Db::Tx(&mut *tx), c => {
+    let n = with_conn!(Db::Tx(&mut *tx), c => {
         sqlx::query(
-            "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            "UPDATE webhook_deliveries SET status = $1, run_after = $2, last_error = $3, \
+             locked_by = NULL, locked_until = NULL, updated_at = $4 \
+             WHERE id = $5 AND locked_by = $6 AND status = 'delivering'",
         )
-        .bind(&f.id).bind(a.attempt).bind(a.started_at).bind(a.status_code).bind(a.latency_ms).bind(&a.error)
-        .execute(&mut *c).await?;
+        .bind(status.as_str()).bind(run_after).bind(error).bind(now_ms).bind(&f.id).bind(&f.token)
+        .execute(&mut *c).await?.rows_affected()
     });
+    if n == 0 {
+        return Ok(false);
+    }
     if let Outcome::Failed {
         disable_webhook: Some(reason),
         ..
@@ -524,41 +596,7 @@ async fn settle_one(
             .execute(&mut *c).await?;
         });
     }
-    let settled = status != DeliveryStatus::Pending;
-    let next = if settled && f.claim_next {
-        claim_next(tx, &queue, node, nonce, now_ms, lease_until).await?
-    } else {
-        None
-    };
-    Ok(Settled {
-        recorded: true,
-        next,
-    })
-}
-
-/// Claims the head of `queue` if it is due and of an enabled webhook (inside the transaction
-/// that settled the previous head).
-async fn claim_next(
-    tx: &mut WriteTx,
-    queue: &str,
-    node: &str,
-    nonce: &str,
-    now_ms: i64,
-    lease_until: i64,
-) -> Result<Option<Claim>> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "{CLAIM_SET} WHERE seq = (SELECT x.seq FROM webhook_deliveries x WHERE x.queue = $5 AND x.{UNSETTLED} \
-                                  ORDER BY x.seq LIMIT 1) \
-         AND status = 'pending' AND run_after <= $4 \
-         AND (webhook_id IS NULL OR EXISTS (SELECT 1 FROM webhooks w WHERE w.id = webhook_id AND w.enabled)) \
-         RETURNING seq, id, locked_by, attempts"
-    ));
-    let claim = with_conn!(Db::Tx(&mut *tx), c => {
-        sqlx::query(sql)
-            .bind(node).bind(nonce).bind(lease_until).bind(now_ms).bind(queue)
-            .fetch_optional(&mut *c).await?.as_ref().map(|r| decode_claim(r).map(|c| Claim { lease_until, ..c })).transpose()?
-    });
-    Ok(claim)
+    Ok(true)
 }
 
 /// A delivery by id, whatever its workspace (the dispatcher's view).
@@ -649,23 +687,37 @@ pub async fn of_event(store: &Store, event_id: &str) -> Result<Vec<Delivery>> {
     })
 }
 
-/// A claimed delivery and its event's payload, in one read (the dispatcher's view).
-pub async fn get_with_payload(
+/// Claimed deliveries with their events' payloads, in one read, in `seq` order (the
+/// dispatcher's view of a run). Deliveries gone meanwhile (their webhook deleted) are absent.
+pub async fn get_with_payloads(
     store: &Store,
-    id: &str,
-) -> Result<Option<(Delivery, serde_json::Value)>> {
+    ids: &[&str],
+) -> Result<Vec<(Delivery, serde_json::Value)>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let marks = (1..=ids.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS}, e.payload FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1"
+        "SELECT {COLUMNS}, e.payload FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE d.id IN ({marks}) ORDER BY d.seq"
     ));
     with_pool!(store, pool => {
-        match sqlx::query(sql).bind(id).fetch_optional(pool).await? {
-            Some(r) => {
-                let d = decode(&r)?;
-                let payload: String = r.try_get(16)?;
-                Ok(Some((d, serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null))))
-            }
-            None => Ok(None),
+        let mut q = sqlx::query(sql);
+        for id in ids {
+            q = q.bind(*id);
         }
+        q.fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let d = decode(r)?;
+                let payload: String = r.try_get(16)?;
+                Ok((d, serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null)))
+            })
+            .collect()
     })
 }
 

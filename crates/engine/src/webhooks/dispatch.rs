@@ -3,12 +3,15 @@
 //! lease expires), posts each through the SSRF guard to the address it checked, and records
 //! the attempt and its outcome together.
 //!
-//! Throughput comes from doing little per delivery: a sweep reads only the queue heads and
-//! claims those whose destination has a free slot (nothing is claimed to be given back); an
-//! attempt that settles its delivery claims the next one of its queue in the same transaction
-//! and goes on with it under the same slots ([`CHAIN_MAX`] at most, then the slot goes back to
-//! the sweep, oldest heads first, so one busy account cannot keep a slot); and the outcomes of
-//! attempts that finish together are recorded in one transaction by one settler task.
+//! Throughput comes from doing little per delivery. A sweep reads only the queue heads and,
+//! for each whose destination has a free slot, claims a **run**: the head and the deliveries
+//! after it in its queue (up to [`RUN_MAX`]), in one statement. The run is read and prepared
+//! in a few statements (deliveries and events, the message bodies, the webhook and its
+//! secrets once), then posted in order, one after the other, under the same slots; a
+//! delivery is posted only once the one before it was answered 2xx (a failure ends the run,
+//! and gives the rest back uncounted, so the queue waits for the retry). Outcomes go to one
+//! settler task that records everything that finished meanwhile in one transaction, a few
+//! hundred rows per statement; a run does not wait for its records between two posts.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use mailroom_core::Clock;
 use mailroom_store::webhook_deliveries::{
-    self as deliveries, Attempt, Claim, Delivery, Finished, Outcome, Settled, signal,
+    self as deliveries, Attempt, Claim, Delivery, Finished, Outcome, signal,
 };
 use mailroom_store::webhooks::{self, Webhook};
 use mailroom_store::{Store, StoreError, Vault};
@@ -47,19 +50,21 @@ struct Inner {
     /// addresses (see [`PinnedClients`]).
     clients: PinnedClients,
     tasks: TaskTracker,
-    /// The settler's inbox (see [`settler`]); started with the first attempt.
-    settler: OnceLock<mpsc::UnboundedSender<SettleJob>>,
-    /// Set when the worker stops: attempts under way finish, but claim nothing more.
+    /// The settler's inbox (see [`settler`]); started with the first run.
+    settler: OnceLock<mpsc::Sender<SettleJob>>,
+    /// Set when the worker stops: runs under way end after the attempt they are in, and
+    /// nothing more is claimed.
     stopping: AtomicBool,
 }
 
-/// One finished attempt for the settler, and where its answer goes.
-struct SettleJob {
-    finished: Finished,
-    reply: oneshot::Sender<Result<Settled, String>>,
+/// What the settler is sent: an outcome to record, or a marker answered once everything sent
+/// before it has been recorded (or found not current).
+enum SettleJob {
+    Record(Finished),
+    Flush(oneshot::Sender<()>),
 }
 
-/// The slots an attempt holds: one of the process's, one of its destination's.
+/// The slots a run holds: one of the process's, one of its destination's.
 struct Slots {
     _process: OwnedSemaphorePermit,
     host: OwnedSemaphorePermit,
@@ -79,13 +84,18 @@ struct Answer {
     error: Option<String>,
 }
 
-/// A delivery ready to send.
-struct Prepared {
+/// Where a run's deliveries go and how they are signed (one webhook, or one `notify_url`).
+struct Target {
     /// `None`: the stored URL does not parse.
     url: Option<url::Url>,
     webhook: Option<Webhook>,
-    body: payload::Body,
     secrets: Vec<SecretString>,
+}
+
+/// A run read and prepared: its target, and each delivery still there with its body.
+struct PreparedRun {
+    target: Target,
+    bodies: HashMap<String, (Delivery, payload::Body)>,
 }
 
 /// Clients pinned to checked addresses, kept for reuse: a client per attempt would build a TLS
@@ -132,16 +142,21 @@ impl PinnedClients {
     }
 }
 
-/// Deliveries of one queue an attempt goes on with (claiming each as it settles the previous
-/// one) before it gives its slots back to the sweep.
-pub const CHAIN_MAX: usize = 32;
+/// Deliveries of one queue a run claims at most: enough that the database work of a run (a
+/// claim, three reads, its share of the settles) is small beside its posts, few enough that
+/// the queues waiting for a destination's slots take turns often.
+pub const RUN_MAX: usize = 32;
 
 /// Queue heads a sweep reads at most (more than the slots: some heads wait for a busy
 /// destination).
 const HEADS_READ: i64 = 1_000;
 
-/// Finished attempts the settler records in one transaction at most.
-const SETTLE_BATCH: usize = 64;
+/// Outcomes the settler records in one transaction at most.
+const SETTLE_BATCH: usize = 1_024;
+
+/// Outcomes waiting for the settler at most; past it, runs wait before their next post (so a
+/// slow database slows delivery instead of piling up unrecorded outcomes).
+const SETTLE_INBOX: usize = 4_096;
 
 /// The slot key of a destination, `host:port` (every URL that does not parse shares one).
 fn host_key(url: Option<&url::Url>) -> String {
@@ -155,59 +170,71 @@ fn host_key(url: Option<&url::Url>) -> String {
     .unwrap_or_default()
 }
 
-/// Records finished attempts: everything waiting when it turns to the inbox goes into one
-/// transaction ([`deliveries::settle`]), so attempts that finish together cost one commit, and
-/// on SQLite the dispatcher's writes queue here instead of polling for the write lock.
-async fn settler(
-    store: Store,
-    node: String,
-    lease_ms: i64,
-    clock: Arc<dyn Clock>,
-    mut inbox: mpsc::UnboundedReceiver<SettleJob>,
-) {
+/// Records outcomes: everything waiting when it turns to the inbox goes into one transaction
+/// ([`deliveries::settle`]), so outcomes that arrive together cost one commit, and on SQLite
+/// the dispatcher's writes queue here instead of polling for the write lock. After each
+/// transaction the sweep is woken: the queues whose runs were settled have due heads again.
+async fn settler(store: Store, clock: Arc<dyn Clock>, mut inbox: mpsc::Receiver<SettleJob>) {
     let mut jobs = Vec::with_capacity(SETTLE_BATCH);
     while inbox.recv_many(&mut jobs, SETTLE_BATCH).await > 0 {
-        let (finished, replies): (Vec<_>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.finished, j.reply)).unzip();
-        // A failed batch records nothing: it is tried again a few times (a busy SQLite, a
-        // PostgreSQL deadlock or connection blip pass), then item by item, so one bad item
-        // cannot throw the others' outcomes away (each would be sent again when its lease
-        // ran out).
-        let mut result = Err(String::new());
-        for pause_ms in [0, 50, 250] {
-            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-            let now = clock.now_ms();
-            result = deliveries::settle(&store, &finished, &node, now, now + lease_ms)
-                .await
-                .map_err(|e| e.to_string());
-            if result.is_ok() {
-                break;
+        let mut finished = Vec::with_capacity(jobs.len());
+        let mut flushes = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                SettleJob::Record(f) => finished.push(f),
+                SettleJob::Flush(done) => flushes.push(done),
             }
         }
-        match result {
-            Ok(settled) => {
-                for (reply, s) in replies.into_iter().zip(settled) {
-                    let _ = reply.send(Ok(s));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, attempts = finished.len(), "a batch of webhook outcomes could not be recorded; recording them one by one");
-                for (f, reply) in finished.into_iter().zip(replies) {
-                    let now = clock.now_ms();
-                    let one = deliveries::settle(
-                        &store,
-                        std::slice::from_ref(&f),
-                        &node,
-                        now,
-                        now + lease_ms,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut s| s.pop().ok_or_else(|| "nothing settled".to_owned()));
+        record(&store, clock.as_ref(), &finished).await;
+        signal().notify_waiters();
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Records `finished` in one transaction. A failed batch records nothing: it is tried again a
+/// few times (a busy SQLite, a PostgreSQL deadlock or connection blip pass), then item by
+/// item, so one bad item cannot throw the others' outcomes away (each would be sent again
+/// when its lease ran out).
+async fn record(store: &Store, clock: &dyn Clock, finished: &[Finished]) {
+    if finished.is_empty() {
+        return;
+    }
+    let mut result = Err(String::new());
+    for pause_ms in [0, 50, 250] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        result = deliveries::settle(store, finished, clock.now_ms())
+            .await
+            .map_err(|e| e.to_string());
+        if result.is_ok() {
+            break;
+        }
+    }
+    let recorded = match result {
+        Ok(recorded) => recorded,
+        Err(e) => {
+            tracing::warn!(error = %e, outcomes = finished.len(), "a batch of webhook outcomes could not be recorded; recording them one by one");
+            let mut recorded = Vec::with_capacity(finished.len());
+            for f in finished {
+                let one = deliveries::settle(store, std::slice::from_ref(f), clock.now_ms()).await;
+                if let Err(e) = &one {
                     // Not recorded: the delivery is tried again when its lease runs out.
-                    let _ = reply.send(one);
+                    tracing::warn!(delivery = %f.id, error = %e, "cannot record a webhook attempt; it is retried when its lease runs out");
                 }
+                recorded.push(one.map(|r| r[0]).unwrap_or(false));
             }
+            recorded
+        }
+    };
+    for (f, recorded) in finished.iter().zip(recorded) {
+        let outcome = match f.outcome {
+            Outcome::Unclaimed => continue,
+            Outcome::Delivered => "delivered",
+            _ => "failed",
+        };
+        if recorded {
+            metrics::counter!("mailroom_webhook_attempts_total", "outcome" => outcome).increment(1);
         }
     }
 }
@@ -239,8 +266,9 @@ impl Webhooks {
         now_ms + ms(self.inner.config.attempt_timeout) + ms(self.inner.config.lease_margin)
     }
 
-    /// Runs the worker until `shutdown` resolves, then lets attempts under way finish (an
-    /// attempt is bounded by its timeout; one cut short is retried once its lease expires).
+    /// Runs the worker until `shutdown` resolves, then lets runs under way finish the attempt
+    /// they are in and record what they did (an attempt is bounded by its timeout; one cut
+    /// short is retried once its lease expires).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
@@ -259,7 +287,7 @@ impl Webhooks {
         }
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.tasks.close();
-        let grace = self.inner.config.attempt_timeout + Duration::from_secs(1);
+        let grace = self.inner.config.attempt_timeout + Duration::from_secs(2);
         if tokio::time::timeout(grace, self.inner.tasks.wait())
             .await
             .is_err()
@@ -270,10 +298,10 @@ impl Webhooks {
         }
     }
 
-    /// Claims the queue heads that are due and whose destination has a free slot, and
-    /// delivers them in the background.
+    /// Claims a run for each queue head that is due and whose destination has a free slot,
+    /// and delivers the runs in the background.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
-        if self.inner.slots.available_permits() == 0 {
+        if self.inner.slots.available_permits() == 0 || self.inner.stopping.load(Ordering::SeqCst) {
             return Ok(0);
         }
         let store = &self.inner.store;
@@ -314,41 +342,59 @@ impl Webhooks {
                 break;
             }
         }
-        let seqs: Vec<i64> = picked.keys().copied().collect();
-        let claims =
-            deliveries::claim(store, &seqs, &self.inner.node, now, self.lease_until(now)).await?;
-        let n = claims.len();
-        for claim in claims {
-            let Some(slots) = picked.remove(&claim.seq) else {
+        let mut seqs: Vec<i64> = picked.keys().copied().collect();
+        seqs.sort_unstable();
+        let runs = deliveries::claim_runs(
+            store,
+            &seqs,
+            RUN_MAX as i64,
+            &self.inner.node,
+            now,
+            self.lease_until(now),
+        )
+        .await?;
+        let mut n = 0;
+        for run in runs {
+            let Some(slots) = run.first().and_then(|c| picked.remove(&c.seq)) else {
                 continue;
             };
+            n += run.len();
             let me = self.clone();
             self.inner
                 .tasks
-                .spawn(async move { me.deliver(claim, slots).await });
+                .spawn(async move { me.deliver(run, slots).await });
         }
         // Heads claimed elsewhere meanwhile: their slots go back as `picked` drops.
         Ok(n)
     }
 
-    /// Delivers claimed delivery `claim`, then the next ones of its queue as each is settled
-    /// (up to [`CHAIN_MAX`]), under the same slots.
-    async fn deliver(&self, mut claim: Claim, mut slots: Slots) {
-        for chained in 1.. {
-            let go_on = chained < CHAIN_MAX && !self.inner.stopping.load(Ordering::SeqCst);
-            let id = claim.id.clone();
-            match self.attempt(claim, &mut slots, go_on).await {
-                Ok(Some(next)) => claim = next,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(delivery = %id, error = %e, "webhook attempt failed");
-                    break;
-                }
-            }
-        }
+    /// Delivers run `run` under `slots`, then waits until what it did is recorded (so a
+    /// shutdown waits for it too).
+    async fn deliver(&self, run: Vec<Claim>, mut slots: Slots) {
+        let inbox = self.settler_inbox();
+        self.attempt_run(run, &mut slots, &inbox).await;
         drop(slots);
-        // Slots are free, and the next delivery of the queue may be due.
+        // Slots are free: the sweep may give them to another queue.
         signal().notify_waiters();
+        let (done, recorded) = oneshot::channel();
+        if inbox.send(SettleJob::Flush(done)).await.is_ok() {
+            let _ = recorded.await;
+        }
+    }
+
+    fn settler_inbox(&self) -> mpsc::Sender<SettleJob> {
+        self.inner
+            .settler
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::channel(SETTLE_INBOX);
+                tokio::spawn(settler(
+                    self.inner.store.clone(),
+                    self.inner.clock.clone(),
+                    rx,
+                ));
+                tx
+            })
+            .clone()
     }
 
     fn host_slots(&self, key: &str) -> Arc<Semaphore> {
@@ -380,228 +426,285 @@ impl Webhooks {
         Ok(out)
     }
 
-    /// What claimed delivery `d` sends: `None` when its event or webhook is gone (the
-    /// deletion takes the delivery with it).
-    async fn prepare(
+    /// Reads and prepares claimed run `run` in a few statements: the deliveries with their
+    /// events, the bodies of the messages they announce, the webhook and its secrets (a run is
+    /// one queue: one webhook, or one `notify_url` call). `None` when nothing of it is left to
+    /// send (its webhook was deleted, which takes the deliveries with it).
+    async fn prepare_run(
         &self,
-        d: &Delivery,
-        mut event: serde_json::Value,
+        run: &[Claim],
         now: i64,
-    ) -> Result<Option<Prepared>, StoreError> {
+    ) -> Result<Option<PreparedRun>, StoreError> {
         let store = &self.inner.store;
-        let kind = &d.event_kind;
-        payload::complete_email(store, &d.workspace_id, kind, &mut event).await?;
-        let webhook = match &d.webhook_id {
+        let ids: Vec<&str> = run.iter().map(|c| c.id.as_str()).collect();
+        let mut rows = deliveries::get_with_payloads(store, &ids).await?;
+        let Some((first, _)) = rows.first() else {
+            return Ok(None);
+        };
+        let (webhook_id, workspace_id, target_url) = (
+            first.webhook_id.clone(),
+            first.workspace_id.clone(),
+            first.target_url.clone(),
+        );
+        // Only rows of the first one's queue (all of them: a run is one queue).
+        rows.retain(|(d, _)| d.webhook_id == webhook_id && d.workspace_id == workspace_id);
+        let webhook = match &webhook_id {
             Some(wid) => match webhooks::get_any(store, wid).await? {
                 Some(w) => Some(w),
                 None => return Ok(None),
             },
             None => None,
         };
-        let url = match (&webhook, &d.target_url) {
+        let url = match (&webhook, &target_url) {
             (Some(w), _) => w.request_url.clone(),
             (None, Some(u)) => u.clone(),
             (None, None) => return Ok(None),
         };
-        let body = payload::render(webhook.as_ref(), kind, event);
         let secrets = match &webhook {
             Some(w) => self.secrets(w, now).await?,
             None => vec![],
         };
-        Ok(Some(Prepared {
-            url: url::Url::parse(&url).ok(),
-            webhook,
-            body,
-            secrets,
+        {
+            let mut events: Vec<(&str, &mut serde_json::Value)> = rows
+                .iter_mut()
+                .map(|(d, e)| (d.event_kind.as_str(), e))
+                .collect();
+            payload::complete_emails(store, &workspace_id, &mut events).await?;
+        }
+        let bodies = rows
+            .into_iter()
+            .map(|(d, event)| {
+                let body = payload::render(webhook.as_ref(), &d.event_kind, event);
+                (d.id.clone(), (d, body))
+            })
+            .collect();
+        Ok(Some(PreparedRun {
+            target: Target {
+                url: url::Url::parse(&url).ok(),
+                webhook,
+                secrets,
+            },
+            bodies,
         }))
     }
 
-    /// Records a finished attempt through the settler.
-    async fn settle(&self, finished: Finished) -> Result<Settled, String> {
-        let inbox = self.inner.settler.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let lease_ms =
-                ms(self.inner.config.attempt_timeout) + ms(self.inner.config.lease_margin);
-            tokio::spawn(settler(
-                self.inner.store.clone(),
-                self.inner.node.clone(),
-                lease_ms,
-                self.inner.clock.clone(),
-                rx,
-            ));
-            tx
-        });
-        let (reply, answer) = oneshot::channel();
-        inbox
-            .send(SettleJob { finished, reply })
-            .map_err(|_| "the settler stopped".to_owned())?;
-        answer.await.map_err(|_| "the settler stopped".to_owned())?
-    }
-
-    /// One attempt of claimed delivery `claim` (its attempt already counted) under `slots`.
-    /// Answers the next delivery of its queue when it was settled and `claim_next` (claimed
-    /// in the same transaction, so it must be attempted now).
-    async fn attempt(
+    /// Posts the deliveries of claimed run `run` in order under `slots`, sending each outcome
+    /// to the settler. A delivery is posted only after the one before it was answered 2xx; a
+    /// failure (retried later, or given up) ends the run, and the deliveries after it are given
+    /// back uncounted, so the queue waits for the retry. The run also ends, giving the rest
+    /// back, when the worker stops or when what is left of the lease would not cover a whole
+    /// attempt (a slow receiver): the sweep claims them again, with a fresh lease.
+    async fn attempt_run(
         &self,
-        claim: Claim,
+        run: Vec<Claim>,
         slots: &mut Slots,
-        claim_next: bool,
-    ) -> Result<Option<Claim>, StoreError> {
-        let store = &self.inner.store;
-        let Claim {
-            id,
-            token,
-            attempt: attempt_no,
-            lease_until: claim_lease_until,
-            ..
-        } = claim;
-        let Some((d, event)) = deliveries::get_with_payload(store, &id).await? else {
-            return Ok(None);
-        };
+        inbox: &mpsc::Sender<SettleJob>,
+    ) {
+        let config = &self.inner.config;
         let now = self.inner.clock.now_ms();
-        // A delivery that cannot be prepared (its event unreadable, its secret not opening) is
-        // a failed attempt like a refused POST: retried, then given up, never left claimed
-        // (it would hold its account's later events back for ever).
-        let prepared = match self.prepare(&d, event, now).await {
+        let give_back = |rest: &[Claim]| {
+            rest.iter()
+                .map(|c| Finished {
+                    id: c.id.clone(),
+                    token: c.token.clone(),
+                    attempt: None,
+                    outcome: Outcome::Unclaimed,
+                })
+                .collect::<Vec<_>>()
+        };
+        let send_all = |items: Vec<Finished>| async move {
+            for f in items {
+                if inbox.send(SettleJob::Record(f)).await.is_err() {
+                    break;
+                }
+            }
+        };
+        // A run that cannot be prepared (an event unreadable, a secret not opening) is a
+        // failed attempt of its head like a refused POST: retried, then given up, never left
+        // claimed (it would hold its account's later events back for ever).
+        let prepared = match self.prepare_run(&run, now).await {
             Ok(Some(p)) => Ok(p),
-            Ok(None) => return Ok(None),
+            Ok(None) => return,
             Err(e) => Err(format!("cannot prepare the delivery: {e}")),
         };
-        // The next delivery of a queue normally goes where the previous one went; if its
-        // webhook's URL changed meanwhile, it needs a slot of its new destination, or it goes
-        // back (uncounted) for a later sweep.
-        if let Ok(Prepared { url: Some(u), .. }) = &prepared {
-            let key = host_key(Some(u));
-            if key != slots.host_key {
-                let Ok(host) = self.host_slots(&key).try_acquire_owned() else {
-                    deliveries::unclaim(store, &id, &token, now).await?;
-                    return Ok(None);
+        let mut prepared = match prepared {
+            Ok(p) => p,
+            Err(error) => {
+                let head = &run[0];
+                let outcome = self.outcome(head.attempt, 0, None, &error, false);
+                tracing::info!(delivery = %head.id, attempt = head.attempt, error = %error, "webhook delivery attempt failed");
+                let attempt = Attempt {
+                    attempt: head.attempt,
+                    started_at: now,
+                    status_code: None,
+                    latency_ms: 0,
+                    error: Some(error),
                 };
-                slots.host = host;
-                slots.host_key = key;
+                let mut items = vec![Finished {
+                    id: head.id.clone(),
+                    token: head.token.clone(),
+                    attempt: Some(attempt),
+                    outcome,
+                }];
+                items.extend(give_back(&run[1..]));
+                send_all(items).await;
+                return;
+            }
+        };
+        // The run goes where its webhook points now; if that changed since the sweep picked
+        // it, it needs a slot of the new destination, or it goes back (uncounted).
+        let key = host_key(prepared.target.url.as_ref());
+        if key != slots.host_key {
+            match self.host_slots(&key).try_acquire_owned() {
+                Ok(host) => {
+                    slots.host = host;
+                    slots.host_key = key;
+                }
+                Err(_) => {
+                    send_all(give_back(&run)).await;
+                    return;
+                }
             }
         }
-        let started_at = self.inner.clock.now_ms();
-        let started = Instant::now();
-        // The attempt must be over, and settled, within the claim's lease: past it another
-        // process may take the delivery over. What came before the POST (the sweep, reading
-        // and preparing, a busy database) ate into it; the POST gets what is left, and a
-        // claim with too little left goes back (uncounted) for a later sweep.
+        // The client pinned to the checked addresses: resolved and checked once per run, within
+        // the first attempt's deadline.
+        let mut client: Option<Result<reqwest::Client, String>> = None;
         // Half the lease's margin is kept to record the outcome.
-        let slack = ms(self.inner.config.lease_margin) / 2;
-        let left = Duration::from_millis((claim_lease_until - started_at - slack).max(0) as u64);
-        if left.is_zero() {
-            deliveries::unclaim(store, &id, &token, started_at).await?;
-            return Ok(None);
-        }
-        let limit = self.inner.config.attempt_timeout.min(left);
-        let (answer, webhook) = match prepared {
-            Err(e) => (
-                Answer {
-                    status: None,
-                    error: Some(e),
-                },
-                None,
-            ),
-            Ok(Prepared {
-                url: None, webhook, ..
-            }) => (
-                Answer {
+        let slack = ms(config.lease_margin) / 2;
+        for (i, claim) in run.iter().enumerate() {
+            let Some((d, body)) = prepared.bodies.remove(&claim.id) else {
+                continue; // gone meanwhile (its webhook deleted)
+            };
+            let started_at = self.inner.clock.now_ms();
+            let started = Instant::now();
+            // The attempt must be over, and settled, within the claim's lease: past it another
+            // process may take the delivery over. The head's POST gets what is left of it (a
+            // claim with nothing left goes back); a later one goes only if a whole attempt
+            // still fits, else the run ends and the rest is claimed again with a fresh lease.
+            let left = claim.lease_until - started_at - slack;
+            let stop = self.inner.stopping.load(Ordering::SeqCst) && i > 0;
+            if stop || left <= 0 || (i > 0 && left < ms(config.attempt_timeout)) {
+                send_all(give_back(&run[i..])).await;
+                return;
+            }
+            let limit = config
+                .attempt_timeout
+                .min(Duration::from_millis(left as u64));
+            let answer = match &prepared.target.url {
+                None => Answer {
                     status: None,
                     error: Some("the URL does not parse".into()),
                 },
-                webhook,
-            ),
-            Ok(Prepared {
-                url: Some(u),
-                webhook,
-                body,
-                secrets,
-            }) => {
-                // One deadline for the name lookup and the request together: the lease is
-                // sized on it.
-                let post = self.post(
-                    &u,
-                    &d.event_id,
-                    webhook.as_ref(),
-                    &secrets,
-                    body,
-                    started_at,
-                );
-                let answer = tokio::time::timeout(limit, post).await.unwrap_or(Answer {
-                    status: None,
-                    error: Some(format!("no answer within {limit:?}")),
-                });
-                (answer, webhook)
+                Some(url) => {
+                    let post = async {
+                        let c = match &client {
+                            Some(c) => c.clone(),
+                            None => {
+                                let c = self.client_for(url).await;
+                                client = Some(c.clone());
+                                c
+                            }
+                        };
+                        match c {
+                            Ok(c) => {
+                                self.post(&c, url, &d.event_id, &prepared.target, body, started_at)
+                                    .await
+                            }
+                            Err(e) => Answer {
+                                status: None,
+                                error: Some(e),
+                            },
+                        }
+                    };
+                    tokio::time::timeout(limit, post).await.unwrap_or(Answer {
+                        status: None,
+                        error: Some(format!("no answer within {limit:?}")),
+                    })
+                }
+            };
+            let latency_ms = started.elapsed().as_millis() as i64;
+            let error_text = answer.error.clone().unwrap_or_default();
+            let outcome = self.outcome(
+                claim.attempt,
+                d.max_attempts,
+                answer.status,
+                &error_text,
+                prepared.target.webhook.is_some(),
+            );
+            let delivered = outcome == Outcome::Delivered;
+            if delivered {
+                tracing::debug!(delivery = %claim.id, attempt = claim.attempt, "webhook delivered");
+            } else {
+                tracing::info!(delivery = %claim.id, attempt = claim.attempt, status = ?answer.status, error = %error_text, "webhook delivery attempt failed");
             }
-        };
-        let latency_ms = started.elapsed().as_millis() as i64;
-        let attempt = Attempt {
-            attempt: attempt_no,
-            started_at,
-            status_code: answer.status.map(i64::from),
-            latency_ms,
-            error: answer.error.clone(),
-        };
-        let max = if d.max_attempts > 0 {
-            d.max_attempts
-        } else {
-            self.inner.config.max_attempts
-        };
-        let error_text = answer.error.clone().unwrap_or_default();
-        let now = self.inner.clock.now_ms();
-        let outcome = match answer.status {
+            let mut items = vec![Finished {
+                id: claim.id.clone(),
+                token: claim.token.clone(),
+                attempt: Some(Attempt {
+                    attempt: claim.attempt,
+                    started_at,
+                    status_code: answer.status.map(i64::from),
+                    latency_ms,
+                    error: answer.error,
+                }),
+                outcome,
+            }];
+            if !delivered {
+                items.extend(give_back(&run[i + 1..]));
+            }
+            send_all(items).await;
+            if !delivered {
+                return;
+            }
+        }
+    }
+
+    /// What an attempt numbered `attempt` (of `max`; 0: the configured number) came to.
+    fn outcome(
+        &self,
+        attempt: i64,
+        max: i64,
+        status: Option<u16>,
+        error: &str,
+        is_webhook: bool,
+    ) -> Outcome {
+        let config = &self.inner.config;
+        let max = if max > 0 { max } else { config.max_attempts };
+        match status {
             Some(s) if (200..300).contains(&s) => Outcome::Delivered,
-            Some(410) if webhook.is_some() => Outcome::Failed {
-                error: error_text.clone(),
+            Some(410) if is_webhook => Outcome::Failed {
+                error: error.to_owned(),
                 disable_webhook: Some("the receiver answered 410 Gone".into()),
             },
-            _ if attempt_no >= max => Outcome::Failed {
-                error: error_text.clone(),
+            _ if attempt >= max => Outcome::Failed {
+                error: error.to_owned(),
                 disable_webhook: None,
             },
             _ => Outcome::Retry {
-                run_after: now + backoff_ms(&self.inner.config, attempt_no),
-                error: error_text.clone(),
+                run_after: self.inner.clock.now_ms() + backoff_ms(config, attempt),
+                error: error.to_owned(),
             },
-        };
-        let delivered = outcome == Outcome::Delivered;
-        let settled = self
-            .settle(Finished {
-                id: id.clone(),
-                token,
-                attempt,
-                outcome,
-                // Notify calls have a queue of their own each: nothing follows them.
-                claim_next: claim_next && d.webhook_id.is_some(),
-            })
-            .await;
-        let settled = match settled {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(delivery = %id, error = %e, "cannot record a webhook attempt; it is retried when its lease runs out");
-                return Ok(None);
-            }
-        };
-        if settled.recorded {
-            metrics::counter!("mailroom_webhook_attempts_total", "outcome" => if delivered { "delivered" } else { "failed" })
-                .increment(1);
-            if delivered {
-                tracing::debug!(delivery = %id, attempt = attempt_no, "webhook delivered");
-            } else {
-                tracing::info!(delivery = %id, attempt = attempt_no, status = ?answer.status, error = %error_text, "webhook delivery attempt failed");
-            }
         }
-        Ok(settled.next)
     }
 
-    /// POSTs `body` to `url`, signed, through the SSRF guard.
+    /// The client for `url`, pinned to the addresses the SSRF guard resolved and checked.
+    async fn client_for(&self, url: &url::Url) -> Result<reqwest::Client, String> {
+        let addrs = check_target(url, self.inner.config.allow_private)
+            .await
+            .map_err(|e| format!("refused by the SSRF guard: {e}"))?;
+        self.inner
+            .clients
+            .get(url, addrs, self.inner.config.attempt_timeout)
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    }
+
+    /// POSTs `body` to `url` with `client`, signed.
     async fn post(
         &self,
+        client: &reqwest::Client,
         url: &url::Url,
         msg_id: &str,
-        webhook: Option<&Webhook>,
-        secrets: &[SecretString],
+        target: &Target,
         body: payload::Body,
         now_ms: i64,
     ) -> Answer {
@@ -609,18 +712,7 @@ impl Webhooks {
             status: None,
             error: Some(e),
         };
-        let addrs = match check_target(url, self.inner.config.allow_private).await {
-            Ok(a) => a,
-            Err(e) => return failed(format!("refused by the SSRF guard: {e}")),
-        };
-        let client = match self
-            .inner
-            .clients
-            .get(url, addrs, self.inner.config.attempt_timeout)
-        {
-            Ok(c) => c,
-            Err(e) => return failed(format!("cannot build the HTTP client: {e}")),
-        };
+        let webhook = target.webhook.as_ref();
         let timestamp = now_ms / 1000;
         let mut req = client
             .post(url.clone())
@@ -631,10 +723,10 @@ impl Webhooks {
             )
             .header("webhook-id", msg_id)
             .header("webhook-timestamp", timestamp.to_string());
-        if !secrets.is_empty() {
+        if !target.secrets.is_empty() {
             req = req.header(
                 "webhook-signature",
-                sign::signature_header(secrets, msg_id, timestamp, &body.bytes),
+                sign::signature_header(&target.secrets, msg_id, timestamp, &body.bytes),
             );
         }
         for h in webhook.map(|w| w.headers.as_slice()).unwrap_or(&[]) {

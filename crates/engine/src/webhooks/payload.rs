@@ -9,40 +9,51 @@ use mailroom_store::webhooks::Webhook;
 use mailroom_store::{Store, StoreError, index};
 
 /// Adds the bodies (`body`: the HTML, or the text when there is none; `body_plain`) and
-/// `is_complete` to a new-email event (`mail_received`, `mail_sent`) from the index: the event
-/// stores the headers only, so a large message is not copied into the event log.
-/// `is_complete` is false when the message is no longer indexed (its bodies are then empty).
-pub async fn complete_email(
+/// `is_complete` to the new-email events (`mail_received`, `mail_sent`) among `events` (a
+/// run's, all of workspace `workspace_id`) from the index, in one read: an event stores the
+/// headers only, so a large message is not copied into the event log. `is_complete` is false
+/// when the message is no longer indexed (its bodies are then empty).
+pub async fn complete_emails(
     store: &Store,
     workspace_id: &str,
-    kind: &str,
-    payload: &mut Value,
+    events: &mut [(&str, &mut Value)],
 ) -> Result<(), StoreError> {
-    if kind != "mail_received" && kind != "mail_sent" {
-        return Ok(());
-    }
-    let Some(fields) = payload.as_object_mut() else {
-        return Ok(());
-    };
-    if fields.contains_key("body") {
-        return Ok(());
-    }
-    let Some(id) = fields.get("email_id").and_then(Value::as_str) else {
-        return Ok(());
-    };
-    let content = index::get_message(store, workspace_id, id)
-        .await?
-        .and_then(|m| m.content);
-    let (html, text, complete) = match content {
-        Some(c) => {
-            let text = c.body_text.unwrap_or_default();
-            (c.body_html.unwrap_or_else(|| text.clone()), text, true)
+    let wanted = |kind: &str, payload: &Value| -> Option<String> {
+        if kind != "mail_received" && kind != "mail_sent" {
+            return None;
         }
-        None => (String::new(), String::new(), false),
+        let fields = payload.as_object()?;
+        if fields.contains_key("body") {
+            return None;
+        }
+        fields.get("email_id")?.as_str().map(str::to_owned)
     };
-    fields.insert("body".into(), Value::String(html));
-    fields.insert("body_plain".into(), Value::String(text));
-    fields.insert("is_complete".into(), Value::Bool(complete));
+    let ids: Vec<String> = events
+        .iter()
+        .filter_map(|(kind, payload)| wanted(kind, payload))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let bodies = index::bodies(store, workspace_id, &refs).await?;
+    for (kind, payload) in events.iter_mut() {
+        let Some(id) = wanted(kind, payload) else {
+            continue;
+        };
+        let (html, text, complete) = match bodies.get(&id).cloned() {
+            Some((html, text)) => {
+                let text = text.unwrap_or_default();
+                (html.unwrap_or_else(|| text.clone()), text, true)
+            }
+            None => (String::new(), String::new(), false),
+        };
+        if let Some(fields) = payload.as_object_mut() {
+            fields.insert("body".into(), Value::String(html));
+            fields.insert("body_plain".into(), Value::String(text));
+            fields.insert("is_complete".into(), Value::Bool(complete));
+        }
+    }
     Ok(())
 }
 

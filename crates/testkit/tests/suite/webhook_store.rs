@@ -1,7 +1,8 @@
-//! The webhook delivery queue's claims, on both backends: only queue heads are handed out (also
-//! to concurrent claimers, and after a replay puts an earlier delivery back), a settle claims
-//! the next of its queue only once the previous one is settled, a retry holds its queue back,
-//! an expired lease is taken over and the old claim then records nothing.
+//! The webhook delivery queue's claims, on both backends: a run starts at a queue head only
+//! (also with concurrent claimers, and after a replay puts an earlier delivery back), takes
+//! the due deliveries after it in order and stops before the first that is not due, a retry
+//! holds its queue back, a claim given back is uncounted, an expired lease is taken over and
+//! the old claim then records nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -75,35 +76,39 @@ async fn delivery_of(store: &Store, event_id: &str) -> deliveries::Delivery {
         .remove(0)
 }
 
-/// Claims every head that is due at `now` for `node`.
-async fn claim_heads(store: &Store, node: &str, now: i64) -> Vec<Claim> {
+/// Claims a run (of at most `run_max`) at every head that is due at `now`, for `node`.
+async fn claim_runs(store: &Store, node: &str, now: i64, run_max: i64) -> Vec<Vec<Claim>> {
     let heads = deliveries::due_heads(store, now, 0, 1_000).await.unwrap();
     let seqs: Vec<i64> = heads.iter().map(|h| h.seq).collect();
-    deliveries::claim(store, &seqs, node, now, now + LEASE)
+    deliveries::claim_runs(store, &seqs, run_max, node, now, now + LEASE)
         .await
         .unwrap()
 }
 
-fn finished(c: &Claim, outcome: Outcome, claim_next: bool) -> Finished {
+fn finished(c: &Claim, outcome: Outcome) -> Finished {
     Finished {
         id: c.id.clone(),
         token: c.token.clone(),
-        attempt: Attempt {
+        attempt: (outcome != Outcome::Unclaimed).then(|| Attempt {
             attempt: c.attempt,
             started_at: 0,
             status_code: Some(200),
             latency_ms: 1,
             error: None,
-        },
+        }),
         outcome,
-        claim_next,
     }
 }
 
-/// Heads only, oldest first; a claim of a non-head claims nothing; settling with `claim_next`
-/// claims the next of the same queue (attempt counted); a retry holds the queue back until
-/// it is due; a replayed earlier delivery goes before the queue's later ones.
-async fn only_queue_heads_are_claimed(backend: Backend) {
+fn ids(run: &[Claim]) -> Vec<&str> {
+    run.iter().map(|c| c.id.as_str()).collect()
+}
+
+/// Runs start at heads only, oldest first, and take the queue in order up to their size; a
+/// retry holds its queue back and what came after it in the run goes back uncounted; a run
+/// stops before a delivery that is not due (a replayed earlier delivery runs alone while a
+/// later one is leased).
+async fn runs_take_a_queue_in_order_from_its_head(backend: Backend) {
     let Some((_db, store)) = open(backend).await else {
         return;
     };
@@ -113,13 +118,16 @@ async fn only_queue_heads_are_claimed(backend: Backend) {
         a.push(event(&store, "acc-a", n).await);
         b.push(event(&store, "acc-b", n).await);
     }
-    let a0 = delivery_of(&store, &a[0]).await;
-    let b0 = delivery_of(&store, &b[0]).await;
-    let a1 = delivery_of(&store, &a[1]).await;
+    let mut da = vec![];
+    let mut db = vec![];
+    for n in 0..3 {
+        da.push(delivery_of(&store, &a[n]).await);
+        db.push(delivery_of(&store, &b[n]).await);
+    }
     let heads = deliveries::due_heads(&store, 10, 0, 100).await.unwrap();
     assert_eq!(
         heads.iter().map(|h| h.seq).collect::<Vec<_>>(),
-        [a0.seq, b0.seq],
+        [da[0].seq, db[0].seq],
         "one head per queue, oldest first"
     );
     assert_eq!(
@@ -137,131 +145,148 @@ async fn only_queue_heads_are_claimed(backend: Backend) {
         .unwrap();
     assert_eq!(
         (first[0].seq, second[0].seq, third.len()),
-        (a0.seq, b0.seq, 0)
+        (da[0].seq, db[0].seq, 0)
     );
 
-    // A later delivery of a queue is not claimed while an earlier one is unsettled.
-    let none = deliveries::claim(&store, &[a1.seq], "n1", 10, 10 + LEASE)
+    // A run cannot start behind the head.
+    let none = deliveries::claim_runs(&store, &[da[1].seq], 10, "n1", 10, 10 + LEASE)
         .await
         .unwrap();
     assert!(none.is_empty(), "{none:?}");
 
-    let claims = claim_heads(&store, "n1", 10).await;
-    assert_eq!(claims.len(), 2);
-    assert!(claims.iter().all(|c| c.attempt == 1));
+    let runs = claim_runs(&store, "n1", 10, 2).await;
+    assert_eq!(runs.len(), 2);
+    let (ra, rb) = (runs[0].clone(), runs[1].clone());
+    assert_eq!(
+        ids(&ra),
+        [da[0].id.as_str(), da[1].id.as_str()],
+        "in order, up to the run's size"
+    );
+    assert_eq!(ids(&rb), [db[0].id.as_str(), db[1].id.as_str()]);
+    assert!(runs.iter().flatten().all(|c| c.attempt == 1));
     assert!(
-        claims.iter().all(|c| c.lease_until == 10 + LEASE),
+        runs.iter().flatten().all(|c| c.lease_until == 10 + LEASE),
         "a claim says when its lease ends"
     );
     assert!(
-        claim_heads(&store, "n2", 20).await.is_empty(),
+        claim_runs(&store, "n2", 20, 10).await.is_empty(),
         "leased heads are not claimed again, and nothing behind them is"
     );
-    let ca = claims.iter().find(|c| c.id == a0.id).unwrap().clone();
-    let cb = claims.iter().find(|c| c.id == b0.id).unwrap().clone();
+    let behind = deliveries::claim_runs(&store, &[da[2].seq], 10, "n2", 20, 20 + LEASE)
+        .await
+        .unwrap();
+    assert!(behind.is_empty(), "{behind:?}");
 
-    // Delivered: the next of the queue is claimed in the same transaction.
-    let settled = deliveries::settle(
+    // Queue a delivered; queue b's head to be retried, the rest of its run given back.
+    let recorded = deliveries::settle(
         &store,
         &[
-            finished(&ca, Outcome::Delivered, true),
+            finished(&ra[0], Outcome::Delivered),
             finished(
-                &cb,
+                &rb[0],
                 Outcome::Retry {
                     run_after: 1_000,
                     error: "answered 500".into(),
                 },
-                true,
             ),
+            finished(&ra[1], Outcome::Delivered),
+            finished(&rb[1], Outcome::Unclaimed),
         ],
-        "n1",
         30,
-        30 + LEASE,
     )
     .await
     .unwrap();
-    assert!(settled[0].recorded && settled[1].recorded);
-    let next = settled[0].next.clone().expect("the next of queue a");
-    assert_eq!(next.id, a1.id);
-    assert_eq!(next.attempt, 1);
-    assert_eq!(settled[1].next, None, "a retry holds its queue back");
+    assert_eq!(recorded, [true; 4]);
+    let b1 = delivery_of(&store, &b[1]).await;
+    assert_eq!(
+        (b1.status.as_str(), b1.attempts),
+        ("pending", 0),
+        "given back uncounted"
+    );
     assert_eq!(
         delivery_of(&store, &a[1]).await.status.as_str(),
-        "delivering"
+        "delivered"
     );
-    // Queue b waits for its retry; queue a's head is leased.
+    let log = deliveries::attempts(&store, &[da[0].id.clone(), db[1].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(log[&da[0].id].len(), 1, "the attempt is logged");
     assert!(
-        deliveries::due_heads(&store, 40, 0, 100)
-            .await
-            .unwrap()
-            .is_empty()
+        log[&db[1].id].is_empty(),
+        "a claim given back is no attempt"
     );
-    let retried = claim_heads(&store, "n1", 1_000).await;
-    assert_eq!(retried.len(), 1);
+    // Queue b waits for its retry; queue a goes on.
+    let heads = deliveries::due_heads(&store, 40, 0, 100).await.unwrap();
+    assert_eq!(heads.iter().map(|h| h.seq).collect::<Vec<_>>(), [da[2].seq]);
+    let runs = claim_runs(&store, "n1", 1_000, 10).await;
+    assert_eq!(runs.len(), 2);
+    let ra2 = runs.iter().find(|r| r[0].id == da[2].id).unwrap().clone();
+    let rb2 = runs.iter().find(|r| r[0].id == db[0].id).unwrap();
     assert_eq!(
-        (retried[0].id.as_str(), retried[0].attempt),
-        (b0.id.as_str(), 2)
+        ids(rb2),
+        [db[0].id.as_str(), db[1].id.as_str(), db[2].id.as_str()]
+    );
+    assert_eq!(
+        rb2.iter().map(|c| c.attempt).collect::<Vec<_>>(),
+        [2, 1, 1],
+        "the retry's second attempt, the others' first"
     );
 
-    // Replaying a0 (settled) puts it before a2: once a1 is settled, a0 is the head, not a2.
-    deliveries::replay(&store, "hook", &a0.id, 1, 1_000)
+    // Replaying a0 (settled) puts it back at its place, before a2 (leased): a0 runs alone,
+    // the run does not reach past a2's live lease.
+    deliveries::replay(&store, "hook", &da[0].id, 1, 1_000)
         .await
         .unwrap()
         .unwrap();
-    let settled = deliveries::settle(
-        &store,
-        &[finished(&next, Outcome::Delivered, true)],
-        "n1",
-        1_000,
-        1_000 + LEASE,
-    )
-    .await
-    .unwrap();
-    assert_eq!(settled[0].next.as_ref().map(|c| &c.id), Some(&a0.id));
-    let a2 = delivery_of(&store, &a[2]).await;
-    let none = deliveries::claim(&store, &[a2.seq], "n2", 1_001, 1_001 + LEASE)
+    let runs = deliveries::claim_runs(&store, &[da[0].seq], 10, "n2", 1_001, 1_001 + LEASE)
         .await
         .unwrap();
-    assert!(none.is_empty());
+    assert_eq!(runs.len(), 1);
+    assert_eq!(ids(&runs[0]), [da[0].id.as_str()]);
+    assert_eq!(ra2.len(), 1);
 }
-both_backends!(only_queue_heads_are_claimed);
+both_backends!(runs_take_a_queue_in_order_from_its_head);
 
 /// An expired lease is claimed again (another attempt counted); the old claim can then
-/// record nothing, and claims nothing next.
+/// record nothing.
 async fn an_expired_lease_is_taken_over(backend: Backend) {
     let Some((_db, store)) = open(backend).await else {
         return;
     };
     let e0 = event(&store, "acc", 0).await;
-    event(&store, "acc", 1).await;
-    let old = claim_heads(&store, "dead", 10).await.remove(0);
-    assert!(claim_heads(&store, "n", 10 + LEASE - 1).await.is_empty());
-    let new = claim_heads(&store, "n", 10 + LEASE + 1).await.remove(0);
-    assert_eq!((new.id.as_str(), new.attempt), (old.id.as_str(), 2));
-    let settled = deliveries::settle(
+    let e1 = event(&store, "acc", 1).await;
+    let old = claim_runs(&store, "dead", 10, 10).await.remove(0);
+    assert_eq!(old.len(), 2);
+    assert!(claim_runs(&store, "n", 10 + LEASE - 1, 10).await.is_empty());
+    let new = claim_runs(&store, "n", 10 + LEASE + 1, 10).await.remove(0);
+    assert_eq!(ids(&new), ids(&old));
+    assert_eq!((new[0].attempt, new[1].attempt), (2, 2));
+    let recorded = deliveries::settle(
         &store,
-        &[finished(&old, Outcome::Delivered, true)],
-        "dead",
+        &[
+            finished(&old[0], Outcome::Delivered),
+            finished(&old[1], Outcome::Unclaimed),
+        ],
         20_000,
-        30_000,
     )
     .await
     .unwrap();
-    assert!(!settled[0].recorded);
-    assert_eq!(settled[0].next, None);
+    assert_eq!(recorded, [false, false], "the old claims are not current");
     assert_eq!(delivery_of(&store, &e0).await.status.as_str(), "delivering");
-    let settled = deliveries::settle(
+    let recorded = deliveries::settle(
         &store,
-        &[finished(&new, Outcome::Delivered, false)],
-        "n",
+        &[
+            finished(&new[0], Outcome::Delivered),
+            finished(&new[1], Outcome::Unclaimed),
+        ],
         20_000,
-        30_000,
     )
     .await
     .unwrap();
-    assert!(settled[0].recorded);
-    assert_eq!(settled[0].next, None, "not asked to claim the next");
+    assert_eq!(recorded, [true, true]);
     assert_eq!(delivery_of(&store, &e0).await.status.as_str(), "delivered");
+    let d1 = delivery_of(&store, &e1).await;
+    assert_eq!((d1.status.as_str(), d1.attempts), ("pending", 1));
     assert_eq!(
         deliveries::due_heads(&store, 20_000, 0, 10)
             .await
@@ -272,9 +297,9 @@ async fn an_expired_lease_is_taken_over(backend: Backend) {
 }
 both_backends!(an_expired_lease_is_taken_over);
 
-/// Four claimers at once, each settling what it holds and going on with the next of the
-/// queue: every delivery is claimed exactly once, and no queue ever has two claimed at once.
-async fn concurrent_claimers_hold_one_head_per_queue(backend: Backend) {
+/// Four claimers at once, each delivering the runs it holds and settling them: every
+/// delivery is claimed exactly once, and no queue ever has two runs claimed at once.
+async fn concurrent_claimers_hold_one_run_per_queue(backend: Backend) {
     let Some((_db, store)) = open(backend).await else {
         return;
     };
@@ -286,7 +311,7 @@ async fn concurrent_claimers_hold_one_head_per_queue(backend: Backend) {
             all.insert(event(&store, &format!("acc{q}"), n).await);
         }
     }
-    // queue → deliveries claimed and not yet settled.
+    // queue → runs claimed and not yet settled.
     let held: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let claimers = (0..4).map(|n| {
         let store = store.clone();
@@ -295,42 +320,39 @@ async fn concurrent_claimers_hold_one_head_per_queue(backend: Backend) {
             let node = format!("node{n}");
             let mut got = vec![];
             let mut idle = 0;
-            while idle < 3 {
-                let claims = claim_heads(&store, &node, 10).await;
-                if claims.is_empty() {
+            while idle < 5 {
+                let runs = claim_runs(&store, &node, 10, 3).await;
+                if runs.is_empty() {
                     idle += 1;
                     tokio::task::yield_now().await;
                     continue;
                 }
                 idle = 0;
-                for mut c in claims {
-                    loop {
-                        let d = deliveries::get_any(&store, &c.id).await.unwrap().unwrap();
-                        let queue = d.account_id.clone().unwrap();
-                        {
-                            let mut h = held.lock().unwrap();
-                            let n = h.entry(queue.clone()).or_default();
-                            *n += 1;
-                            assert_eq!(*n, 1, "two deliveries of {queue} claimed at once");
-                        }
-                        got.push(d.event_id.clone());
-                        tokio::task::yield_now().await;
-                        *held.lock().unwrap().get_mut(&queue).unwrap() -= 1;
-                        let s = deliveries::settle(
-                            &store,
-                            &[finished(&c, Outcome::Delivered, true)],
-                            &node,
-                            10,
-                            10 + LEASE,
-                        )
+                for run in runs {
+                    let d = deliveries::get_any(&store, &run[0].id)
                         .await
+                        .unwrap()
                         .unwrap();
-                        assert!(s[0].recorded);
-                        match s[0].next.clone() {
-                            Some(next) => c = next,
-                            None => break,
-                        }
+                    let queue = d.account_id.clone().unwrap();
+                    {
+                        let mut h = held.lock().unwrap();
+                        let n = h.entry(queue.clone()).or_default();
+                        *n += 1;
+                        assert_eq!(*n, 1, "two runs of {queue} claimed at once");
                     }
+                    for c in &run {
+                        let d = deliveries::get_any(&store, &c.id).await.unwrap().unwrap();
+                        assert_eq!(d.account_id.as_deref(), Some(queue.as_str()));
+                        got.push(d.event_id.clone());
+                    }
+                    tokio::task::yield_now().await;
+                    *held.lock().unwrap().get_mut(&queue).unwrap() -= 1;
+                    let items: Vec<Finished> = run
+                        .iter()
+                        .map(|c| finished(c, Outcome::Delivered))
+                        .collect();
+                    let recorded = deliveries::settle(&store, &items, 10).await.unwrap();
+                    assert!(recorded.iter().all(|r| *r));
                 }
             }
             got
@@ -344,4 +366,4 @@ async fn concurrent_claimers_hold_one_head_per_queue(backend: Backend) {
     assert_eq!(seen.len(), unique.len(), "each delivery claimed once");
     assert_eq!(unique, all, "every delivery claimed");
 }
-both_backends!(concurrent_claimers_hold_one_head_per_queue);
+both_backends!(concurrent_claimers_hold_one_run_per_queue);
