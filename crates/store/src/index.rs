@@ -627,25 +627,30 @@ pub async fn get_message(
         .pop())
 }
 
+/// A message's HTML and text bodies.
+pub type Bodies = (Option<String>, Option<String>);
+
 /// The bodies (HTML, text) of the given messages of the workspace, by id, in one read (the
 /// webhook dispatcher completes new-mail events with them); messages not indexed are absent.
 pub async fn bodies(
     store: &Store,
     workspace_id: &str,
     ids: &[&str],
-) -> Result<HashMap<String, (Option<String>, Option<String>)>> {
+) -> Result<HashMap<String, Bodies>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let marks = (2..ids.len() + 2)
+    let marks = (1..=ids.len())
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // The workspace is checked here, not in SQL: with it there, SQLite walks the workspace's
+    // messages by its index instead of looking the ids up.
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT m.id, m.body_html, m.body_text FROM messages m WHERE m.workspace_id = $1 AND m.id IN ({marks})"
+        "SELECT m.id, m.body_html, m.body_text, m.workspace_id FROM messages m WHERE m.id IN ({marks})"
     ));
-    with_pool!(store, pool => {
-        let mut q = sqlx::query(sql).bind(workspace_id);
+    let rows: Vec<(String, Bodies, String)> = with_pool!(store, pool => {
+        let mut q = sqlx::query(sql);
         for id in ids {
             q = q.bind(*id);
         }
@@ -658,10 +663,15 @@ pub async fn bodies(
                         .map(|b| unpack_string(&b))
                         .transpose()
                 };
-                Ok((r.try_get::<String, _>(0)?, (text(1)?, text(2)?)))
+                Ok((r.try_get::<String, _>(0)?, (text(1)?, text(2)?), r.try_get::<String, _>(3)?))
             })
-            .collect()
-    })
+            .collect::<Result<Vec<_>>>()?
+    });
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, w)| w == workspace_id)
+        .map(|(id, bodies, _)| (id, bodies))
+        .collect())
 }
 
 /// The message the account's provider knows as `provider_id`, with its content.

@@ -76,7 +76,10 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    mailroom_server::telemetry::init("warn", false);
+    mailroom_server::telemetry::init(
+        &std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        false,
+    );
     mailroom_server::app::install_crypto_provider();
     let rig = Rig::from_env("bench/webhooks")?;
     let mut summary = String::new();

@@ -44,8 +44,8 @@ struct Inner {
     config: WebhookConfig,
     node: String,
     slots: Arc<Semaphore>,
-    /// Attempts under way per destination (`host:port`), bounded by `per_host`.
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Runs claimed and attempts under way per destination (`host:port`).
+    hosts: Mutex<HashMap<String, HostSlots>>,
     /// HTTP clients pinned to the addresses the SSRF guard checked, by destination and those
     /// addresses (see [`PinnedClients`]).
     clients: PinnedClients,
@@ -64,12 +64,22 @@ enum SettleJob {
     Flush(oneshot::Sender<()>),
 }
 
-/// The slots a run holds: one of the process's, one of its destination's.
+/// The slots a run holds from its claim on: one of the process's, one of its destination's
+/// run slots (it takes a posting slot only once it is prepared).
 struct Slots {
     _process: OwnedSemaphorePermit,
     host: OwnedSemaphorePermit,
     /// The destination the host slot is for.
     host_key: String,
+}
+
+/// A destination's limits: `posts` bounds the attempts under way to it (`per_host`); `runs`
+/// the runs claimed for it (twice that), so while some runs post, as many are read and
+/// prepared, and a run's database work does not keep a posting slot idle.
+#[derive(Clone)]
+struct HostSlots {
+    runs: Arc<Semaphore>,
+    posts: Arc<Semaphore>,
 }
 
 /// The vault's associated data for a webhook's secret: a sealed secret cannot be moved to
@@ -173,8 +183,14 @@ fn host_key(url: Option<&url::Url>) -> String {
 /// Records outcomes: everything waiting when it turns to the inbox goes into one transaction
 /// ([`deliveries::settle`]), so outcomes that arrive together cost one commit, and on SQLite
 /// the dispatcher's writes queue here instead of polling for the write lock. After each
-/// transaction the sweep is woken: the queues whose runs were settled have due heads again.
-async fn settler(store: Store, clock: Arc<dyn Clock>, mut inbox: mpsc::Receiver<SettleJob>) {
+/// transaction the sweep is woken if a slot is free: the queues whose runs were settled have
+/// due heads again (with every slot taken, the next run to end wakes it instead).
+async fn settler(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    dispatcher: std::sync::Weak<Inner>,
+    mut inbox: mpsc::Receiver<SettleJob>,
+) {
     let mut jobs = Vec::with_capacity(SETTLE_BATCH);
     while inbox.recv_many(&mut jobs, SETTLE_BATCH).await > 0 {
         let mut finished = Vec::with_capacity(jobs.len());
@@ -186,7 +202,9 @@ async fn settler(store: Store, clock: Arc<dyn Clock>, mut inbox: mpsc::Receiver<
             }
         }
         record(&store, clock.as_ref(), &finished).await;
-        signal().notify_waiters();
+        if dispatcher.upgrade().is_none_or(|d| d.has_free_slot()) {
+            signal().notify_waiters();
+        }
         for done in flushes {
             let _ = done.send(());
         }
@@ -236,6 +254,18 @@ async fn record(store: &Store, clock: &dyn Clock, finished: &[Finished]) {
         if recorded {
             metrics::counter!("mailroom_webhook_attempts_total", "outcome" => outcome).increment(1);
         }
+    }
+}
+
+impl Inner {
+    /// Whether a sweep could claim anything now: a process slot is free, and a slot of a
+    /// destination that has runs (or of one that has none yet).
+    fn has_free_slot(&self) -> bool {
+        if self.slots.available_permits() == 0 {
+            return false;
+        }
+        let hosts = self.hosts.lock().expect("not poisoned");
+        hosts.is_empty() || hosts.values().any(|h| h.runs.available_permits() > 0)
     }
 }
 
@@ -326,7 +356,7 @@ impl Webhooks {
                         .and_then(|u| url::Url::parse(u).ok())
                         .as_ref(),
                 );
-                let Ok(host) = self.host_slots(&key).try_acquire_owned() else {
+                let Ok(host) = self.host_slots(&key).runs.try_acquire_owned() else {
                     continue;
                 };
                 picked.insert(
@@ -390,6 +420,7 @@ impl Webhooks {
                 tokio::spawn(settler(
                     self.inner.store.clone(),
                     self.inner.clock.clone(),
+                    Arc::downgrade(&self.inner),
                     rx,
                 ));
                 tx
@@ -397,11 +428,15 @@ impl Webhooks {
             .clone()
     }
 
-    fn host_slots(&self, key: &str) -> Arc<Semaphore> {
+    fn host_slots(&self, key: &str) -> HostSlots {
+        let per_host = self.inner.config.per_host.max(1);
         let mut hosts = self.inner.hosts.lock().expect("not poisoned");
         hosts
             .entry(key.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.per_host.max(1))))
+            .or_insert_with(|| HostSlots {
+                runs: Arc::new(Semaphore::new(2 * per_host)),
+                posts: Arc::new(Semaphore::new(per_host)),
+            })
             .clone()
     }
 
@@ -436,8 +471,8 @@ impl Webhooks {
         now: i64,
     ) -> Result<Option<PreparedRun>, StoreError> {
         let store = &self.inner.store;
-        let ids: Vec<&str> = run.iter().map(|c| c.id.as_str()).collect();
-        let mut rows = deliveries::get_with_payloads(store, &ids).await?;
+        let seqs: Vec<i64> = run.iter().map(|c| c.seq).collect();
+        let mut rows = deliveries::get_with_payloads(store, &seqs).await?;
         let Some((first, _)) = rows.first() else {
             return Ok(None);
         };
@@ -505,6 +540,7 @@ impl Webhooks {
         let give_back = |rest: &[Claim]| {
             rest.iter()
                 .map(|c| Finished {
+                    seq: c.seq,
                     id: c.id.clone(),
                     token: c.token.clone(),
                     attempt: None,
@@ -541,6 +577,7 @@ impl Webhooks {
                     error: Some(error),
                 };
                 let mut items = vec![Finished {
+                    seq: head.seq,
                     id: head.id.clone(),
                     token: head.token.clone(),
                     attempt: Some(attempt),
@@ -555,7 +592,7 @@ impl Webhooks {
         // it, it needs a slot of the new destination, or it goes back (uncounted).
         let key = host_key(prepared.target.url.as_ref());
         if key != slots.host_key {
-            match self.host_slots(&key).try_acquire_owned() {
+            match self.host_slots(&key).runs.try_acquire_owned() {
                 Ok(host) => {
                     slots.host = host;
                     slots.host_key = key;
@@ -566,6 +603,11 @@ impl Webhooks {
                 }
             }
         }
+        // Prepared: now it waits for a posting slot of its destination (held to the run's end).
+        let Ok(_posting) = self.host_slots(&slots.host_key).posts.acquire_owned().await else {
+            send_all(give_back(&run)).await;
+            return;
+        };
         // The client pinned to the checked addresses: resolved and checked once per run, within
         // the first attempt's deadline.
         let mut client: Option<Result<reqwest::Client, String>> = None;
@@ -638,6 +680,7 @@ impl Webhooks {
                 tracing::info!(delivery = %claim.id, attempt = claim.attempt, status = ?answer.status, error = %error_text, "webhook delivery attempt failed");
             }
             let mut items = vec![Finished {
+                seq: claim.seq,
                 id: claim.id.clone(),
                 token: claim.token.clone(),
                 attempt: Some(Attempt {
