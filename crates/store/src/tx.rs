@@ -10,8 +10,9 @@ use crate::{Backend, Store};
 /// A write transaction on either backend (SQLite: `BEGIN IMMEDIATE`, so it never has to upgrade
 /// a read lock and fail with SQLITE_BUSY half-way). Dropped without [`WriteTx::commit`], it rolls
 /// back. The flag says it queued webhook deliveries: committing it wakes this process's
-/// dispatchers ([`crate::webhook_deliveries::signal`]).
-pub struct WriteTx(pub(crate) TxInner, pub(crate) bool);
+/// dispatchers ([`crate::webhook_deliveries::signal`]). The list holds the delivery queues
+/// whose PostgreSQL advisory lock it took (see `webhook_deliveries::fan_out`), each taken once.
+pub struct WriteTx(pub(crate) TxInner, pub(crate) bool, pub(crate) Vec<String>);
 
 pub(crate) enum TxInner {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
@@ -27,6 +28,7 @@ impl Store {
                 Store::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
             },
             false,
+            Vec::new(),
         ))
     }
 }

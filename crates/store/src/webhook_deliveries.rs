@@ -151,22 +151,36 @@ pub(crate) async fn fan_out(
         if !sub.wants(kind, account_id) {
             continue;
         }
-        insert_row(
-            tx,
-            workspace_id,
-            Some(&sub.id),
-            event_id,
-            &queue(&sub.id, account_id),
-            None,
-            now_ms,
-        )
-        .await?;
+        let q = queue(&sub.id, account_id);
+        lock_queue(tx, &q).await?;
+        insert_row(tx, workspace_id, Some(&sub.id), event_id, &q, None, now_ms).await?;
         queued += 1;
     }
     if queued > 0 {
         tx.1 = true;
     }
     Ok(queued)
+}
+
+/// On PostgreSQL, takes queue `q`'s advisory lock for the rest of the transaction (once per
+/// transaction) before a delivery joins it. A delivery's place in its queue is its `seq`,
+/// drawn when the row is written; two transactions queueing deliveries of one queue at once
+/// (a sync batch and an API change about one account) would otherwise take their places when
+/// they write but become visible when they commit, and the later place could be delivered
+/// before the earlier one commits. Under the lock, the second one draws its place only after
+/// the first has committed. SQLite's single writer already serializes them.
+async fn lock_queue(tx: &mut WriteTx, q: &str) -> Result<()> {
+    if tx.2.iter().any(|l| l == q) {
+        return Ok(());
+    }
+    if let TxInner::Postgres(t) = &mut tx.0 {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(q)
+            .execute(&mut **t)
+            .await?;
+    }
+    tx.2.push(q.to_owned());
+    Ok(())
 }
 
 async fn insert_row(

@@ -375,3 +375,71 @@ async fn concurrent_claimers_hold_one_run_per_queue(backend: Backend) {
     assert_eq!(unique, all, "every delivery claimed");
 }
 both_backends!(concurrent_claimers_hold_one_run_per_queue);
+
+/// Two transactions queueing deliveries of one queue at once (a sync batch and an API change
+/// about one account): the later one cannot take its place in the queue before the earlier one
+/// commits. On PostgreSQL the second waits for the queue's advisory lock, so while the first
+/// is open nothing of the queue is visible and due; then they are in commit order. (SQLite's
+/// single writer makes the second wait for the first's commit anyway.)
+async fn concurrent_writers_of_one_queue_take_places_in_commit_order(backend: Backend) {
+    let Some((_db, store)) = open(backend).await else {
+        return;
+    };
+    let new_event = |n: usize| NewEvent {
+        id: events::event_id(&["mail_received", "acc", &n.to_string()]),
+        workspace_id: "w",
+        account_id: Some("acc"),
+        kind: "mail_received",
+        payload: json!({"event": "mail_received", "email_id": format!("e{n}")}),
+        now_ms: 0,
+    };
+    let mut first = store.begin_write().await.unwrap();
+    events::record_in((&mut first).into(), new_event(1))
+        .await
+        .unwrap();
+    let second = {
+        let store = store.clone();
+        let e = new_event(2);
+        tokio::spawn(async move {
+            let mut tx = store.begin_write().await.unwrap();
+            events::record_in((&mut tx).into(), e).await.unwrap();
+            tx.commit().await.unwrap();
+        })
+    };
+    if let Store::Postgres(pool) = &store {
+        // The second transaction is waiting for the queue's lock (not merely slow).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            if waiting == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second writer never waited for the queue's lock"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            deliveries::due_heads(&store, 10, 0, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing of the queue is due while its first writer is open"
+        );
+    }
+    first.commit().await.unwrap();
+    second.await.unwrap();
+    let d1 = delivery_of(&store, &new_event(1).id).await;
+    let d2 = delivery_of(&store, &new_event(2).id).await;
+    assert!(d1.seq < d2.seq, "{} then {}", d1.seq, d2.seq);
+    let heads = deliveries::due_heads(&store, 10, 0, 10).await.unwrap();
+    assert_eq!(heads.iter().map(|h| h.seq).collect::<Vec<_>>(), [d1.seq]);
+}
+both_backends!(concurrent_writers_of_one_queue_take_places_in_commit_order);
