@@ -90,7 +90,7 @@ fn finished(c: &Claim, outcome: Outcome) -> Finished {
         seq: c.seq,
         id: c.id.clone(),
         token: c.token.clone(),
-        attempt: (outcome != Outcome::Unclaimed).then(|| Attempt {
+        attempt: (outcome != Outcome::Unclaimed).then_some(Attempt {
             attempt: c.attempt,
             started_at: 0,
             status_code: Some(200),
