@@ -40,6 +40,8 @@ pub struct EventAttachment {
 #[allow(dead_code)]
 pub struct EventInReplyTo {
     message_id: String,
+    /// mailroom's id of the message replied to, when it is in the index.
+    id: Option<String>,
 }
 
 /// `mail_received` and `mail_sent` (Unipile's new-email webhook, `unipile-api.md` §5.4).

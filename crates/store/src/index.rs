@@ -627,11 +627,17 @@ pub async fn get_message(
         .pop())
 }
 
-/// A message's HTML and text bodies.
-pub type Bodies = (Option<String>, Option<String>);
+/// A message's HTML and text bodies, and the id of the message it replies to (found in the
+/// index of its account by Message-ID, as the read API's `in_reply_to.id`).
+#[derive(Debug, Clone, Default)]
+pub struct Bodies {
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub parent_id: Option<String>,
+}
 
-/// The bodies (HTML, text) of the given messages of the workspace, by id, in one read (the
-/// webhook dispatcher completes new-mail events with them); messages not indexed are absent.
+/// The bodies of the given messages of the workspace, by id, in one read (the webhook
+/// dispatcher completes new-mail events with them); messages not indexed are absent.
 pub async fn bodies(
     store: &Store,
     workspace_id: &str,
@@ -647,7 +653,10 @@ pub async fn bodies(
     // The workspace is checked here, not in SQL: with it there, SQLite walks the workspace's
     // messages by its index instead of looking the ids up.
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT m.id, m.body_html, m.body_text, m.workspace_id FROM messages m WHERE m.id IN ({marks})"
+        "SELECT m.id, m.body_html, m.body_text, m.workspace_id, \
+         (SELECT p.id FROM messages p WHERE p.account_id = m.account_id AND p.message_id = m.in_reply_to \
+          AND p.id <> m.id LIMIT 1) \
+         FROM messages m WHERE m.id IN ({marks})"
     ));
     let rows: Vec<(String, Bodies, String)> = with_pool!(store, pool => {
         let mut q = sqlx::query(sql);
@@ -663,7 +672,8 @@ pub async fn bodies(
                         .map(|b| unpack_string(&b))
                         .transpose()
                 };
-                Ok((r.try_get::<String, _>(0)?, (text(1)?, text(2)?), r.try_get::<String, _>(3)?))
+                let bodies = Bodies { html: text(1)?, text: text(2)?, parent_id: r.try_get(4)? };
+                Ok((r.try_get::<String, _>(0)?, bodies, r.try_get::<String, _>(3)?))
             })
             .collect::<Result<Vec<_>>>()?
     });

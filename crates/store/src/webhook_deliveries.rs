@@ -3,8 +3,9 @@
 //! deliveries nor a delivery without its event. Like the outbox, an attempt holds a lease
 //! (`locked_by`, `locked_until`) so one process delivers a row at a time, and an expired lease
 //! (a killed process) makes it claimable again. Rows of one `queue` (a webhook and an account)
-//! are claimed in `seq` order, one at a time: a later event is never delivered before an
-//! earlier one is settled (delivered or given up).
+//! are claimed in `seq` order, a run at a time from the queue's head ([`claim_runs`]), and the
+//! dispatcher posts a run in order: a later event is never delivered before an earlier one is
+//! settled (answered 2xx, or given up).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -37,8 +37,10 @@ pub struct WebhookConfig {
     pub retry_cap: Duration,
     /// How often the worker looks for due deliveries when nothing woke it.
     pub poll_interval: Duration,
-    /// Attempts under way at once in this process, and to one destination host.
+    /// Runs claimed at once in this process (each posts one attempt at a time).
     pub concurrency: usize,
+    /// Attempts under way at once to one destination host (and twice as many runs claimed
+    /// for it, so runs are prepared while others post).
     pub per_host: usize,
     /// Slack on top of an attempt's deadline for its lease (it covers the wait between the
     /// claim and the POST, whose deadline is cut to what is left of the lease, and half of it

@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 use mailroom_store::webhooks::Webhook;
 use mailroom_store::{Store, StoreError, index};
 
-/// Adds the bodies (`body`: the HTML, or the text when there is none; `body_plain`) and
-/// `is_complete` to the new-email events (`mail_received`, `mail_sent`) among `events` (a
+/// Adds the bodies (`body`: the HTML, or the text when there is none; `body_plain`),
+/// `is_complete` and the replied-to message's id (`in_reply_to.id`, when it is indexed) to the
+/// new-email events (`mail_received`, `mail_sent`) among `events` (a
 /// run's, all of workspace `workspace_id`) from the index, in one read: an event stores the
 /// headers only, so a large message is not copied into the event log. `is_complete` is false
 /// when the message is no longer indexed (its bodies are then empty).
@@ -41,14 +42,21 @@ pub async fn complete_emails(
         let Some(id) = wanted(kind, payload) else {
             continue;
         };
-        let (html, text, complete) = match bodies.get(&id).cloned() {
-            Some((html, text)) => {
-                let text = text.unwrap_or_default();
-                (html.unwrap_or_else(|| text.clone()), text, true)
+        let found = bodies.get(&id).cloned();
+        let parent_id = found.as_ref().and_then(|b| b.parent_id.clone());
+        let (html, text, complete) = match found {
+            Some(b) => {
+                let text = b.text.unwrap_or_default();
+                (b.html.unwrap_or_else(|| text.clone()), text, true)
             }
             None => (String::new(), String::new(), false),
         };
         if let Some(fields) = payload.as_object_mut() {
+            if let (Some(parent_id), Some(Value::Object(reply))) =
+                (parent_id, fields.get_mut("in_reply_to"))
+            {
+                reply.insert("id".into(), Value::String(parent_id));
+            }
             fields.insert("body".into(), Value::String(html));
             fields.insert("body_plain".into(), Value::String(text));
             fields.insert("is_complete".into(), Value::Bool(complete));

@@ -767,7 +767,38 @@ async fn dovecot_mail_and_status_reach_the_receiver(backend: Backend) {
     assert_eq!(m["body_plain"].as_str().unwrap().trim(), "hello");
     assert_eq!(m["body"], m["body_plain"], "no HTML part: the text");
     assert_eq!(m["is_complete"], true);
+    assert_eq!(m["in_reply_to"], serde_json::Value::Null, "it answers nothing");
     verify_signatures(&mail_secret, &mail);
+
+    // A reply to it: `in_reply_to` names the first by Message-ID and by its id in the index.
+    let reply_mid = format!("<wh-re-{}@example.test>", mailroom_testkit::token());
+    let raw = format!(
+        "From: Sender <s@example.test>\r\nTo: {}\r\nSubject: Re: webhook live\r\nMessage-ID: {reply_mid}\r\n\
+         In-Reply-To: {mid}\r\nDate: Tue, 1 Dec 2026 12:05:00 +0000\r\n\r\nthanks\r\n",
+        user.address
+    );
+    let mut session = rig.imap(&user).await;
+    session
+        .append("INBOX", None, None, raw.as_bytes())
+        .await
+        .expect("APPEND");
+    let _ = session.logout().await;
+    let got = rx
+        .wait_until("the reply's mail_received", DEADLINE, |r| {
+            r.iter()
+                .any(|r| r.path == "/mail" && r.json()["message_id"] == reply_mid.as_str())
+        })
+        .await;
+    let reply = got
+        .iter()
+        .find(|r| r.path == "/mail" && r.json()["message_id"] == reply_mid.as_str())
+        .unwrap()
+        .json();
+    assert_eq!(
+        reply["in_reply_to"],
+        json!({"message_id": mid, "id": m["email_id"]}),
+        "{reply}"
+    );
 
     // Reconnect, then delete.
     let (s, r) = app
