@@ -138,7 +138,8 @@ pub(crate) async fn fan_out(
         return Ok(0);
     }
     let rows: Vec<(String, String, String, String)> = with_conn!(Db::Tx(&mut *tx), c => {
-        sqlx::query("SELECT id, source, events, account_ids FROM webhooks WHERE workspace_id = $1 AND enabled")
+        // In id order, so two transactions take the queues' locks (below) in the same order.
+        sqlx::query("SELECT id, source, events, account_ids FROM webhooks WHERE workspace_id = $1 AND enabled ORDER BY id")
             .bind(workspace_id)
             .fetch_all(&mut *c)
             .await?
@@ -361,9 +362,21 @@ pub async fn claim_runs(
         "SELECT d.queue FROM webhook_deliveries d WHERE d.seq = $1 AND {}{lock}",
         due_and_enabled("d", "$2")
     );
+    // PostgreSQL: the rows are locked as read (waiting for a claim of them under way in
+    // another transaction, then read as it left them), so what is claimed below is what was
+    // checked here.
+    let row_lock = match store {
+        Store::Postgres(_) => " FOR UPDATE",
+        Store::Sqlite(_) => "",
+    };
     let queue_sql = format!(
         "SELECT x.seq, x.status, x.run_after, x.locked_until FROM webhook_deliveries x{indexed} \
-         WHERE x.queue = $1 AND x.{UNSETTLED} ORDER BY x.seq LIMIT $2"
+         WHERE x.queue = $1 AND x.{UNSETTLED} ORDER BY x.seq LIMIT $2{row_lock}"
+    );
+    // Any delivery of the queue under a live lease, however far down the queue.
+    let leased_sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM webhook_deliveries x{indexed} WHERE x.queue = $1 \
+         AND x.{UNSETTLED} AND x.status = 'delivering' AND x.locked_until >= $2)"
     );
     let nonce = mailroom_core::id::new_id();
     let mut tx = store.begin_write().await?;
@@ -387,6 +400,15 @@ pub async fn claim_runs(
         };
         if rows.first().map(|r| r.0) != Some(head) || rows.iter().any(leased) {
             continue;
+        }
+        if rows.len() as i64 >= run_max {
+            let busy: bool = with_conn!(Db::Tx(&mut tx), c => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(leased_sql.clone()))
+                    .bind(&queue).bind(now_ms).fetch_one(&mut *c).await?
+            });
+            if busy {
+                continue;
+            }
         }
         let due =
             |(_, status, run_after, locked_until): &(i64, String, i64, Option<i64>)| match status
@@ -425,6 +447,42 @@ pub async fn claim_runs(
     }
     tx.commit().await?;
     Ok(runs)
+}
+
+/// Extends the leases of claims `run` (still current ones only) to `lease_until`: a run that
+/// waited for a posting slot renews them before it posts, so the wait does not eat its
+/// attempts' time. Answers the `seq`s renewed.
+pub async fn renew(
+    store: &Store,
+    run: &[Claim],
+    now_ms: i64,
+    lease_until: i64,
+) -> Result<Vec<i64>> {
+    if run.is_empty() {
+        return Ok(vec![]);
+    }
+    let seqs = run
+        .iter()
+        .map(|c| c.seq.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let tokens = (0..run.len())
+        .map(|i| format!("${}", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_deliveries SET locked_until = $1, updated_at = $2 \
+         WHERE status = 'delivering' AND seq IN ({seqs}) AND locked_by IN ({tokens}) RETURNING seq"
+    ));
+    let mut renewed: Vec<i64> = with_pool!(store, pool => {
+        let mut q = sqlx::query_scalar(sql).bind(lease_until).bind(now_ms);
+        for c in run {
+            q = q.bind(&c.token);
+        }
+        q.fetch_all(pool).await?
+    });
+    renewed.sort_unstable();
+    Ok(renewed)
 }
 
 /// What an attempt came to.

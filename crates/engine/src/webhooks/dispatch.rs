@@ -82,6 +82,26 @@ struct HostSlots {
     posts: Arc<Semaphore>,
 }
 
+impl HostSlots {
+    fn new(per_host: usize) -> Self {
+        Self {
+            runs: Arc::new(Semaphore::new(2 * per_host)),
+            posts: Arc::new(Semaphore::new(per_host)),
+        }
+    }
+
+    /// Nothing claimed for the destination, nothing posting to it.
+    fn idle(&self, per_host: usize) -> bool {
+        self.runs.available_permits() == 2 * per_host && self.posts.available_permits() == per_host
+    }
+}
+
+/// Forgets the destinations with nothing claimed (a fresh entry is the same), so the map
+/// holds the busy ones, not every host ever posted to.
+fn forget_idle(hosts: &mut HashMap<String, HostSlots>, per_host: usize) {
+    hosts.retain(|_, h| !h.idle(per_host));
+}
+
 /// The vault's associated data for a webhook's secret: a sealed secret cannot be moved to
 /// another webhook.
 pub(crate) fn secret_aad(webhook_id: &str) -> String {
@@ -156,6 +176,9 @@ impl PinnedClients {
 /// claim, three reads, its share of the settles) is small beside its posts, few enough that
 /// the queues waiting for a destination's slots take turns often.
 pub const RUN_MAX: usize = 32;
+
+/// Destinations whose slots are kept before idle ones are forgotten.
+const HOSTS_KEPT: usize = 1_024;
 
 /// Queue heads a sweep reads at most (more than the slots: some heads wait for a busy
 /// destination).
@@ -356,7 +379,7 @@ impl Webhooks {
                         .and_then(|u| url::Url::parse(u).ok())
                         .as_ref(),
                 );
-                let Ok(host) = self.host_slots(&key).runs.try_acquire_owned() else {
+                let Some(host) = self.try_run_slot(&key) else {
                     continue;
                 };
                 picked.insert(
@@ -428,16 +451,36 @@ impl Webhooks {
             .clone()
     }
 
+    /// The limits of destination `key`. A run holds a run slot while it uses them, so its
+    /// entry is not idle and is not forgotten meanwhile.
     fn host_slots(&self, key: &str) -> HostSlots {
-        let per_host = self.inner.config.per_host.max(1);
         let mut hosts = self.inner.hosts.lock().expect("not poisoned");
+        self.host_entry(&mut hosts, key).clone()
+    }
+
+    /// A run slot of destination `key`, if one is free: taken under the map's lock, so an idle
+    /// entry cannot be forgotten between its lookup and the taking.
+    fn try_run_slot(&self, key: &str) -> Option<OwnedSemaphorePermit> {
+        let mut hosts = self.inner.hosts.lock().expect("not poisoned");
+        self.host_entry(&mut hosts, key)
+            .runs
+            .clone()
+            .try_acquire_owned()
+            .ok()
+    }
+
+    fn host_entry<'m>(
+        &self,
+        hosts: &'m mut HashMap<String, HostSlots>,
+        key: &str,
+    ) -> &'m HostSlots {
+        let per_host = self.inner.config.per_host.max(1);
+        if hosts.len() >= HOSTS_KEPT && !hosts.contains_key(key) {
+            forget_idle(hosts, per_host);
+        }
         hosts
             .entry(key.to_owned())
-            .or_insert_with(|| HostSlots {
-                runs: Arc::new(Semaphore::new(2 * per_host)),
-                posts: Arc::new(Semaphore::new(per_host)),
-            })
-            .clone()
+            .or_insert_with(|| HostSlots::new(per_host))
     }
 
     /// The secrets that sign now: the current one, and the previous one during its overlap.
@@ -592,12 +635,12 @@ impl Webhooks {
         // it, it needs a slot of the new destination, or it goes back (uncounted).
         let key = host_key(prepared.target.url.as_ref());
         if key != slots.host_key {
-            match self.host_slots(&key).runs.try_acquire_owned() {
-                Ok(host) => {
+            match self.try_run_slot(&key) {
+                Some(host) => {
                     slots.host = host;
                     slots.host_key = key;
                 }
-                Err(_) => {
+                None => {
                     send_all(give_back(&run)).await;
                     return;
                 }
@@ -608,11 +651,42 @@ impl Webhooks {
             send_all(give_back(&run)).await;
             return;
         };
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            send_all(give_back(&run)).await;
+            return;
+        }
+        // The wait must not eat the attempts' time: if what is left of the lease would not
+        // cover a whole attempt, the claims are renewed first (those no longer current are
+        // another process's now: the run ends before the first of them).
+        let mut run = run;
+        let now = self.inner.clock.now_ms();
+        let slack = ms(config.lease_margin) / 2;
+        if run[0].lease_until - now - slack < ms(config.attempt_timeout) {
+            let lease_until = self.lease_until(now);
+            match deliveries::renew(&self.inner.store, &run, now, lease_until).await {
+                Ok(renewed) => {
+                    let kept = run
+                        .iter()
+                        .take_while(|c| renewed.binary_search(&c.seq).is_ok())
+                        .count();
+                    if kept < run.len() {
+                        // Renewed but cut off behind one that is not ours any more.
+                        send_all(give_back(&run[kept..])).await;
+                    }
+                    run.truncate(kept);
+                    for c in &mut run {
+                        c.lease_until = lease_until;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew a webhook run's leases; it is claimed again when they run out");
+                    return;
+                }
+            }
+        }
         // The client pinned to the checked addresses: resolved and checked once per run, within
         // the first attempt's deadline.
         let mut client: Option<Result<reqwest::Client, String>> = None;
-        // Half the lease's margin is kept to record the outcome.
-        let slack = ms(config.lease_margin) / 2;
         for (i, claim) in run.iter().enumerate() {
             let Some((d, body)) = prepared.bodies.remove(&claim.id) else {
                 continue; // gone meanwhile (its webhook deleted)
@@ -861,6 +935,21 @@ mod tests {
             }
         });
         (addr, accepted)
+    }
+
+    /// Idle destinations are forgotten, busy ones (a run claimed, or posting) kept.
+    #[test]
+    fn idle_destinations_are_forgotten() {
+        let mut hosts = HashMap::new();
+        for k in ["a:80", "b:80", "c:80"] {
+            hosts.insert(k.to_owned(), HostSlots::new(2));
+        }
+        let _run = hosts["a:80"].runs.clone().try_acquire_owned().unwrap();
+        let _post = hosts["b:80"].posts.clone().try_acquire_owned().unwrap();
+        forget_idle(&mut hosts, 2);
+        let mut kept: Vec<_> = hosts.keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, ["a:80", "b:80"]);
     }
 
     /// Attempts to one destination at the same checked address share a client and so its

@@ -767,7 +767,11 @@ async fn dovecot_mail_and_status_reach_the_receiver(backend: Backend) {
     assert_eq!(m["body_plain"].as_str().unwrap().trim(), "hello");
     assert_eq!(m["body"], m["body_plain"], "no HTML part: the text");
     assert_eq!(m["is_complete"], true);
-    assert_eq!(m["in_reply_to"], serde_json::Value::Null, "it answers nothing");
+    assert_eq!(
+        m["in_reply_to"],
+        serde_json::Value::Null,
+        "it answers nothing"
+    );
     verify_signatures(&mail_secret, &mail);
 
     // A reply to it: `in_reply_to` names the first by Message-ID and by its id in the index.
