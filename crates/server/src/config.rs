@@ -46,6 +46,7 @@ pub struct RawConfig {
     pub webhook_retry_cap_secs: u64,
     pub webhook_per_host: usize,
     pub webhook_lease_margin_secs: u64,
+    pub webhook_retention_days: u32,
     pub sync: bool,
     pub sync_sweep_secs: u64,
     pub audit_retention_days: u32,
@@ -93,6 +94,7 @@ impl Default for RawConfig {
             webhook_retry_cap_secs: 8 * 3600,
             webhook_per_host: 8,
             webhook_lease_margin_secs: 15,
+            webhook_retention_days: 30,
             sync: true,
             sync_sweep_secs: 60,
             audit_retention_days: 365,
@@ -435,6 +437,11 @@ impl RawConfig {
         if !(1..=1000).contains(&self.webhook_per_host) {
             return Err(invalid("MAILROOM_WEBHOOK_PER_HOST must be from 1 to 1000"));
         }
+        if self.webhook_retention_days > 36_500 {
+            return Err(invalid(
+                "MAILROOM_WEBHOOK_RETENTION_DAYS must be from 0 (keep for ever) to 36500",
+            ));
+        }
         if !(1..=600).contains(&self.webhook_lease_margin_secs) {
             return Err(invalid(
                 "MAILROOM_WEBHOOK_LEASE_MARGIN_SECS must be from 1 to 600",
@@ -448,6 +455,8 @@ impl RawConfig {
             retry_cap: Duration::from_secs(self.webhook_retry_cap_secs),
             per_host: self.webhook_per_host,
             lease_margin: Duration::from_secs(self.webhook_lease_margin_secs),
+            retention: (self.webhook_retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(self.webhook_retention_days) * 24 * 3600)),
             ..WebhookConfig::default()
         };
         if !(1..=3600).contains(&self.sync_sweep_secs) {
@@ -677,6 +686,18 @@ mod tests {
                 .contains("MAILROOM_MASTER_KEY is required")
         );
         assert!(bad(|c| c.public_url = Some("ftp://x".into())).contains("MAILROOM_PUBLIC_URL"));
+        assert!(
+            bad(|c| c.webhook_retention_days = 36_501).contains("MAILROOM_WEBHOOK_RETENTION_DAYS")
+        );
+        let keep_all = RawConfig {
+            webhook_retention_days: 0,
+            ..RawConfig::default()
+        };
+        assert_eq!(keep_all.validate().unwrap().webhooks.retention, None);
+        assert_eq!(
+            RawConfig::default().validate().unwrap().webhooks.retention,
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
     }
 
     #[test]

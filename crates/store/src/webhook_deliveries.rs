@@ -417,14 +417,11 @@ pub async fn claim_runs(
                 "pending" => *run_after <= now_ms,
                 _ => locked_until.is_some_and(|t| t < now_ms),
             };
-        let seqs: Vec<String> = std::iter::once(head)
-            .chain(rows[1..].iter().take_while(|r| due(r)).map(|r| r.0))
-            .map(|s| s.to_string())
-            .collect();
-        // Integers of our own, so inlined rather than bound one by one.
+        let seqs = seq_list(
+            std::iter::once(head).chain(rows[1..].iter().take_while(|r| due(r)).map(|r| r.0)),
+        );
         let sql = sqlx::AssertSqlSafe(format!(
-            "{CLAIM_SET} WHERE seq IN ({}) RETURNING seq, id, locked_by, attempts",
-            seqs.join(",")
+            "{CLAIM_SET} WHERE seq IN ({seqs}) RETURNING seq, id, locked_by, attempts"
         ));
         let mut run: Vec<Claim> = with_conn!(Db::Tx(&mut tx), c => {
             sqlx::query(sql)
@@ -449,6 +446,19 @@ pub async fn claim_runs(
     Ok(runs)
 }
 
+/// `seq`s as an SQL list: integers of our own, so inlined rather than bound one by one.
+fn seq_list(seqs: impl Iterator<Item = i64>) -> String {
+    seqs.map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// `n` placeholders from `$first` on, as an SQL list.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Extends the leases of claims `run` (still current ones only) to `lease_until`: a run that
 /// waited for a posting slot renews them before it posts, so the wait does not eat its
 /// attempts' time. Answers the `seq`s renewed.
@@ -461,15 +471,8 @@ pub async fn renew(
     if run.is_empty() {
         return Ok(vec![]);
     }
-    let seqs = run
-        .iter()
-        .map(|c| c.seq.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let tokens = (0..run.len())
-        .map(|i| format!("${}", i + 3))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let seqs = seq_list(run.iter().map(|c| c.seq));
+    let tokens = placeholders(3, run.len());
     let sql = sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_deliveries SET locked_until = $1, updated_at = $2 \
          WHERE status = 'delivering' AND seq IN ({seqs}) AND locked_by IN ({tokens}) RETURNING seq"
@@ -565,15 +568,8 @@ pub async fn settle(store: &Store, batch: &[Finished], now_ms: i64) -> Result<Ve
     ] {
         for chunk in items.chunks(SETTLE_CHUNK) {
             // Rows by `seq` (the table's key), integers of our own, so inlined.
-            let seqs = chunk
-                .iter()
-                .map(|f| f.seq.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
-            let tokens = (0..chunk.len())
-                .map(|i| format!("${}", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let seqs = seq_list(chunk.iter().map(|f| f.seq));
+            let tokens = placeholders(2, chunk.len());
             // A token is `node:id:nonce`, so a row's own token among `tokens` is its claim.
             let sql = sqlx::AssertSqlSafe(format!(
                 "UPDATE webhook_deliveries SET {set}, locked_by = NULL, locked_until = NULL, updated_at = $1 \
@@ -669,6 +665,41 @@ async fn settle_failed(tx: &mut WriteTx, f: &Finished, now_ms: i64) -> Result<bo
         });
     }
     Ok(true)
+}
+
+/// Deletes up to `batch` settled deliveries (delivered or given up) last changed before
+/// `before_ms`, oldest first, with their attempt logs; answers how many went. Their events
+/// stay (an event id is also what keeps an event from being recorded twice).
+pub async fn prune_settled(store: &Store, before_ms: i64, batch: u32) -> Result<u64> {
+    // Found outside the write transaction (a scan, on SQLite it would hold the write lock),
+    // then deleted under the same conditions, checked again.
+    let seqs: Vec<i64> = with_pool!(store, pool => {
+        sqlx::query_scalar(
+            "SELECT seq FROM webhook_deliveries WHERE status IN ('delivered', 'failed') \
+             AND updated_at < $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(before_ms).bind(i64::from(batch)).fetch_all(pool).await?
+    });
+    if seqs.is_empty() {
+        return Ok(0);
+    }
+    let list = seq_list(seqs.iter().copied());
+    let settled =
+        format!("seq IN ({list}) AND status IN ('delivered', 'failed') AND updated_at < $1");
+    let mut tx = store.begin_write().await?;
+    with_conn!(Db::Tx(&mut tx), c => {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN \
+             (SELECT id FROM webhook_deliveries WHERE {settled})"
+        )))
+        .bind(before_ms).execute(&mut *c).await?;
+    });
+    let n = with_conn!(Db::Tx(&mut tx), c => {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM webhook_deliveries WHERE {settled}")))
+            .bind(before_ms).execute(&mut *c).await?.rows_affected()
+    });
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// A delivery by id, whatever its workspace (the dispatcher's view).
@@ -769,12 +800,7 @@ pub async fn get_with_payloads(
     if seqs.is_empty() {
         return Ok(vec![]);
     }
-    // Integers of our own, so inlined.
-    let list = seqs
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = seq_list(seqs.iter().copied());
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS}, e.payload FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
          WHERE d.seq IN ({list})"

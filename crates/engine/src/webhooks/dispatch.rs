@@ -177,6 +177,10 @@ impl PinnedClients {
 /// the queues waiting for a destination's slots take turns often.
 pub const RUN_MAX: usize = 32;
 
+/// How often settled deliveries past the retention are deleted, and how many per statement.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_BATCH: u32 = 500;
+
 /// Destinations whose slots are kept before idle ones are forgotten.
 const HOSTS_KEPT: usize = 1_024;
 
@@ -324,7 +328,14 @@ impl Webhooks {
     /// short is retried once its lease expires).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut next_prune = Instant::now();
         loop {
+            if Instant::now() >= next_prune {
+                next_prune = Instant::now() + PRUNE_EVERY;
+                // Not tracked: a shutdown does not wait for it (a cut-off batch rolls back).
+                let me = self.clone();
+                tokio::spawn(async move { me.prune().await });
+            }
             // Registered before the sweep, so a delivery queued while it runs still wakes us.
             let woken = signal().notified();
             tokio::pin!(woken);
@@ -349,6 +360,39 @@ impl Webhooks {
                 "webhook deliveries still running at shutdown; they will be retried when their lease expires"
             );
         }
+    }
+
+    /// Deletes the settled deliveries past the retention, batch by batch; answers how many
+    /// went.
+    pub async fn prune(&self) -> u64 {
+        let Some(keep) = self.inner.config.retention else {
+            return 0;
+        };
+        let before = self.inner.clock.now_ms() - ms(keep);
+        let mut total = 0;
+        loop {
+            match deliveries::prune_settled(&self.inner.store, before, PRUNE_BATCH).await {
+                Ok(n) => {
+                    total += n;
+                    if n < u64::from(PRUNE_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning settled webhook deliveries failed; it runs again later");
+                    break;
+                }
+            }
+            // Let other writers in between batches (SQLite has one write lock).
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            tracing::info!(
+                deleted = total,
+                "settled webhook deliveries past retention deleted"
+            );
+        }
+        total
     }
 
     /// Claims a run for each queue head that is due and whose destination has a free slot,

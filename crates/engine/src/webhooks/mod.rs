@@ -48,6 +48,9 @@ pub struct WebhookConfig {
     pub lease_margin: Duration,
     /// How long a rotated-out secret keeps signing by default.
     pub rotation_overlap: Duration,
+    /// Settled deliveries (and their attempt logs) older than this are deleted, hourly;
+    /// `None`: kept for ever.
+    pub retention: Option<Duration>,
 }
 
 impl Default for WebhookConfig {
@@ -63,6 +66,7 @@ impl Default for WebhookConfig {
             per_host: 8,
             lease_margin: Duration::from_secs(15),
             rotation_overlap: Duration::from_secs(24 * 3600),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }

@@ -476,3 +476,79 @@ async fn concurrent_writers_of_one_queue_take_places_in_commit_order(backend: Ba
     assert_eq!(heads.iter().map(|h| h.seq).collect::<Vec<_>>(), [d1.seq]);
 }
 both_backends!(concurrent_writers_of_one_queue_take_places_in_commit_order);
+
+/// The retention prune deletes settled deliveries (delivered or given up) last changed before
+/// its time, oldest first and batch by batch, with their attempt logs; unsettled and recent
+/// ones stay, and so do the events.
+async fn settled_deliveries_past_retention_are_pruned(backend: Backend) {
+    let Some((_db, store)) = open(backend).await else {
+        return;
+    };
+    let mut e = vec![];
+    for n in 0..3 {
+        e.push(event(&store, "acc", n).await);
+    }
+    let run = claim_runs(&store, "n", 10, 10).await.remove(0);
+    let recorded = deliveries::settle(
+        &store,
+        &[
+            finished(&run[0], Outcome::Delivered),
+            finished(
+                &run[1],
+                Outcome::Failed {
+                    error: "answered 500".into(),
+                    disable_webhook: None,
+                },
+            ),
+        ],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(recorded, [true, true]);
+    let d0 = delivery_of(&store, &e[0]).await;
+    assert_eq!(
+        deliveries::prune_settled(&store, 20, 1).await.unwrap(),
+        1,
+        "a batch"
+    );
+    assert!(
+        deliveries::of_event(&store, &e[0])
+            .await
+            .unwrap()
+            .is_empty(),
+        "oldest first"
+    );
+    assert!(
+        deliveries::attempts(&store, std::slice::from_ref(&d0.id))
+            .await
+            .unwrap()[&d0.id]
+            .is_empty(),
+        "its attempt log went with it"
+    );
+    assert_eq!(deliveries::prune_settled(&store, 20, 1).await.unwrap(), 1);
+    assert_eq!(
+        deliveries::prune_settled(&store, 20, 1).await.unwrap(),
+        0,
+        "e2 is unsettled"
+    );
+    assert_eq!(
+        delivery_of(&store, &e[2]).await.status.as_str(),
+        "delivering"
+    );
+    let recorded = deliveries::settle(&store, &[finished(&run[2], Outcome::Delivered)], 100)
+        .await
+        .unwrap();
+    assert_eq!(recorded, [true]);
+    assert_eq!(
+        deliveries::prune_settled(&store, 20, 10).await.unwrap(),
+        0,
+        "settled after the cut"
+    );
+    assert_eq!(deliveries::prune_settled(&store, 101, 10).await.unwrap(), 1);
+    assert!(
+        deliveries::event_of(&store, &e[0]).await.unwrap().is_some(),
+        "events stay"
+    );
+}
+both_backends!(settled_deliveries_past_retention_are_pruned);

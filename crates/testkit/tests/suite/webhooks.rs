@@ -672,6 +672,16 @@ both_backends!(deliveries_survive_a_restart);
 /// `account_status` webhook as `{"AccountStatus": …}` (CREATION_SUCCESS, then the sync's
 /// OK and SYNC_SUCCESS; RECONNECTED; DELETED), and a message delivered to the mailbox reaches
 /// an `email` webhook as a signed `mail_received`.
+/// Puts `raw` into `user`'s INBOX over IMAP (as a delivery would).
+async fn append_to_inbox(rig: &MailRig, user: &mailroom_testkit::MailUser, raw: &str) {
+    let mut session = rig.imap(user).await;
+    session
+        .append("INBOX", None, None, raw.as_bytes())
+        .await
+        .expect("APPEND");
+    let _ = session.logout().await;
+}
+
 async fn dovecot_mail_and_status_reach_the_receiver(backend: Backend) {
     let Some(rig) = MailRig::from_env() else {
         return;
@@ -741,12 +751,7 @@ async fn dovecot_mail_and_status_reach_the_receiver(backend: Backend) {
          Date: Tue, 1 Dec 2026 12:00:00 +0000\r\n\r\nhello\r\n",
         user.address
     );
-    let mut session = rig.imap(&user).await;
-    session
-        .append("INBOX", None, None, raw.as_bytes())
-        .await
-        .expect("APPEND");
-    let _ = session.logout().await;
+    append_to_inbox(&rig, &user, &raw).await;
     let got = rx
         .wait_until("mail_received", DEADLINE, |r| {
             r.iter()
@@ -781,12 +786,7 @@ async fn dovecot_mail_and_status_reach_the_receiver(backend: Backend) {
          In-Reply-To: {mid}\r\nDate: Tue, 1 Dec 2026 12:05:00 +0000\r\n\r\nthanks\r\n",
         user.address
     );
-    let mut session = rig.imap(&user).await;
-    session
-        .append("INBOX", None, None, raw.as_bytes())
-        .await
-        .expect("APPEND");
-    let _ = session.logout().await;
+    append_to_inbox(&rig, &user, &raw).await;
     let got = rx
         .wait_until("the reply's mail_received", DEADLINE, |r| {
             r.iter()
