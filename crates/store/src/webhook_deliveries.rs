@@ -702,7 +702,8 @@ pub async fn prune_settled(store: &Store, before_ms: i64, batch: u32) -> Result<
     Ok(n)
 }
 
-/// A delivery by id, whatever its workspace (the dispatcher's view).
+/// A delivery by id, whatever its workspace (replay and tests; the dispatcher reads runs with
+/// [`get_with_payloads`]).
 pub async fn get_any(store: &Store, id: &str) -> Result<Option<Delivery>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1"
