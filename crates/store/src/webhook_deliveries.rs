@@ -250,7 +250,7 @@ pub struct Head {
     pub url: Option<String>,
 }
 
-/// Up to `limit` queue heads that are due now (see [`claim`]), oldest first, after head
+/// Up to `limit` queue heads that are due now (see [`claim_runs`]), oldest first, after head
 /// `after_seq` (0: from the first; the next page starts after the last head read). Read-only, and
 /// its cost grows with the number of queues that have unsettled deliveries, not with the
 /// backlog: the queues are found by skipping through the partial index
